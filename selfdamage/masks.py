@@ -29,14 +29,15 @@ def num_to_prune(numel: int, ratio: float) -> int:
         >>> num_to_prune(1000, 0.9)
         900
     """
-    return min(numel, int(math.floor(ratio * numel + 0.5)))
+    return min(numel, math.floor(ratio * numel + 0.5))
 
 
 def smallest_k_mask(scores: Tensor, k: int) -> Tensor:
     """Marks exactly the ``k`` smallest entries of a 1-d tensor.
 
-    Runs in linear time on the tensor's device (no sort, no NumPy round trip). Ties at the threshold are broken by position: among equal scores the
-    earliest entries are marked first, so the result is deterministic.
+    Runs in linear time on the tensor's device (no sort, no NumPy round trip). Ties at
+    the threshold are broken by position: among equal scores the earliest entries are
+    marked first, so the result is deterministic.
 
     Args:
         scores: 1-d tensor of scores, shape ``(n,)``.

@@ -74,9 +74,7 @@ class TwinNorm(nn.Module):
         """
         dot = f"{prefix}." if prefix else ""
         return {
-            dot + name: value
-            for name in _STATE_NAMES
-            if (value := getattr(self, name)) is not None
+            dot + name: value for name in _STATE_NAMES if (value := getattr(self, name)) is not None
         }
 
 

@@ -132,9 +132,7 @@ class SelfDamagingWrapper(nn.Module):
         self._masked_names = [_join(name, "weight") for name in pruned]
         self.masks = build_mirror(_mask_leaves(model, self._masked_names))
         norms = {
-            name: module
-            for name, module in model.named_modules()
-            if isinstance(module, _BatchNorm)
+            name: module for name, module in model.named_modules() if isinstance(module, _BatchNorm)
         }
         self._norm_names = list(norms)
         self.twin_norms = build_mirror(
@@ -295,12 +293,13 @@ def _check_ratio(
 ) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a float, got {name}={value!r}.")
+    value = float(value)
     ok = low <= value < high if high_open else low <= value <= high
     if not ok:
         upper = f"{high_name}={high}" if high_name else f"{high}"
         bracket = ")" if high_open else "]"
         raise ValueError(f"{name} must be in [{low}, {upper}{bracket}, got {name}={value!r}.")
-    return float(value)
+    return value
 
 
 def _prunable_predicate(prunable: Prunable) -> Callable[[str, nn.Module], bool]:

@@ -1,0 +1,115 @@
+"""Cost of one SDCLR training step against a plain two-view step.
+
+Compares, on the same model, batch and loss (lightly's NTXentLoss):
+
+- ``plain``: ``loss(model(x0), model(x1))``, the base method (e.g. SimCLR);
+- ``selfdamage``: ``loss(wrapper(x0), wrapper.damaged(x1))``, one backward;
+- ``reference``: the SDCLR reference recipe, three forward passes (a no-grad twin pass, a
+  dense pass, a twin pass again) and two backward passes.
+
+Each step includes backward and an SGD update. Variants are interleaved round by round so
+machine noise hits them alike; the report gives the median time per step, the spread
+(min-max over rounds) and the ratio to ``plain``.
+
+Run:
+    python benchmarks/step_cost.py                 # CIFAR-style ResNet-18, batch 64
+    python benchmarks/step_cost.py --rounds 3 --batch-size 128 --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+from lightly.loss import NTXentLoss
+
+from selfdamage import SelfDamagingWrapper
+from selfdamage.backbones import cifar_resnet18
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--image-size", type=int, default=32)
+    parser.add_argument("--width", type=int, default=64, help="ResNet-18 width (64 = paper)")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--json", help="also write the results to this file")
+    args = parser.parse_args()
+
+    torch.manual_seed(0)
+    device = torch.device(args.device)
+    wrapper = SelfDamagingWrapper(cifar_resnet18(width=args.width), prune_ratio=0.9).to(device)
+    model = wrapper.model
+    criterion = NTXentLoss(temperature=0.2)
+    optimizer = torch.optim.SGD(wrapper.parameters(), lr=1e-3, momentum=0.9)
+    shape = (args.batch_size, 3, args.image_size, args.image_size)
+    x0, x1 = torch.randn(shape, device=device), torch.randn(shape, device=device)
+
+    def plain() -> None:
+        criterion(model(x0), model(x1)).backward()
+
+    def selfdamage() -> None:
+        criterion(wrapper(x0), wrapper.damaged(x1)).backward()
+
+    def reference() -> None:
+        with torch.no_grad():
+            f2 = wrapper.damaged(x1)
+        f1 = wrapper(x0)
+        criterion(f1, f2).backward()
+        criterion(f1.detach(), wrapper.damaged(x1)).backward()
+
+    variants: dict[str, Callable[[], None]] = {
+        "plain": plain,
+        "selfdamage": selfdamage,
+        "reference": reference,
+    }
+
+    def timed(step: Callable[[], None]) -> float:
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        step()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - start
+
+    for step in variants.values():  # warm-up
+        timed(step)
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(args.rounds):
+        for name, step in variants.items():
+            times[name].append(timed(step))
+
+    base = statistics.median(times["plain"])
+    results = {
+        name: {
+            "median_s": statistics.median(t),
+            "min_s": min(t),
+            "max_s": max(t),
+            "ratio_to_plain": statistics.median(t) / base,
+        }
+        for name, t in times.items()
+    }
+    print(
+        f"CIFAR-style ResNet-18 (width {args.width}), batch {args.batch_size}, "
+        f"{args.image_size}px, {args.device}, {torch.get_num_threads()} threads, "
+        f"{args.rounds} rounds"
+    )
+    print(f"{'variant':<12}{'median s':>10}{'min-max s':>18}{'x plain':>10}")
+    for name, r in results.items():
+        spread = f"{r['min_s']:.3f}-{r['max_s']:.3f}"
+        print(f"{name:<12}{r['median_s']:>10.3f}{spread:>18}{r['ratio_to_plain']:>10.3f}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"settings": vars(args), "results": results}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
