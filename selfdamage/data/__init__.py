@@ -1,0 +1,52 @@
+"""Long-tailed data: class-size profiles, seeded subsets, loaders and two-view datasets.
+
+- :func:`longtail_counts` — class sizes of an exponential, step or Pareto profile.
+- :func:`longtail_indices` — a seeded long-tailed subset of any labeled dataset
+  (:class:`LongTailSplit`); :func:`balanced_indices` — ``k`` samples per class.
+- :func:`load_fashion_mnist`, :func:`load_cifar` — whole splits as ``uint8`` tensors.
+- :class:`ImageTensorDataset` — a dataset over image tensors, serving PIL images.
+- :class:`TwoViewDataset` — ``(view0, view1, label)`` items for contrastive learning;
+  :func:`small_grayscale_transform` — its default views for 28x28 grayscale images.
+"""
+
+from __future__ import annotations
+
+from selfdamage.data.datasets import (
+    FASHION_MNIST_CLASSES,
+    FASHION_MNIST_DIRS,
+    ImageTensorDataset,
+    TwoViewDataset,
+    load_cifar,
+    load_fashion_mnist,
+)
+from selfdamage.data.longtail import (
+    Labels,
+    LongTailSplit,
+    Profile,
+    balanced_indices,
+    longtail_counts,
+    longtail_indices,
+)
+from selfdamage.data.transforms import (
+    FASHION_MNIST_MEAN,
+    FASHION_MNIST_STD,
+    small_grayscale_transform,
+)
+
+__all__ = [
+    "FASHION_MNIST_CLASSES",
+    "FASHION_MNIST_DIRS",
+    "FASHION_MNIST_MEAN",
+    "FASHION_MNIST_STD",
+    "ImageTensorDataset",
+    "Labels",
+    "LongTailSplit",
+    "Profile",
+    "TwoViewDataset",
+    "balanced_indices",
+    "load_cifar",
+    "load_fashion_mnist",
+    "longtail_counts",
+    "longtail_indices",
+    "small_grayscale_transform",
+]
