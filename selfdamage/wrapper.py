@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numbers
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Union, cast
 
 import torch
@@ -12,6 +12,13 @@ from torch.func import functional_call
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from selfdamage._mirror import build_mirror, get_at
+from selfdamage.channel_damage import (
+    DEFAULT_MAX_CHANNEL_RATIO,
+    ChannelDamage,
+    ImportanceLike,
+    check_damage,
+    weight_channel_sparsity,
+)
 from selfdamage.masks import global_magnitude_masks
 from selfdamage.twin_norm import TwinNorm, has_running_stats, throwaway_statistics
 
@@ -64,6 +71,23 @@ class SelfDamagingWrapper(nn.Module):
             only, its own affine parameters and running statistics, initialised from
             the dense ones. If False, the twin uses the dense layers' parameters but
             never updates their running statistics.
+        damage: ``"weight"`` (the paper: global unstructured magnitude pruning) or
+            ``"channel"``: the twin loses whole channels, coupled across layers by
+            torch-pruning's dependency graph (:mod:`selfdamage.channel_damage`).
+            ``prune_ratio`` is then the fraction of prunable channels, ``prunable``
+            selects the convolutions/linears whose output channels may be pruned,
+            ``random_ratio`` the part of it chosen at random, and the channel-only
+            arguments below apply. Passing them with ``"weight"`` is a ``ValueError``.
+        importance: Channel criterion: ``"magnitude"`` (default), ``"taylor"``,
+            ``"lamp"``, ``"bn_scale"``, ``"random"`` or a ``torch_pruning.importance.Importance``.
+        example_inputs: Required with ``damage="channel"``: an input the model accepts
+            (a tensor, a tuple of positional inputs or a dict of keyword inputs), traced
+            once at construction.
+        ignored_layers: Modules (or qualified names) whose output channels are never
+            pruned, with their submodules, e.g. ``[model.layer4]``. The model's output
+            channels (the final classifier) are always protected.
+        max_channel_ratio: Most of any one channel group the twin may lose (default
+            0.9); every group keeps at least one channel.
 
     Raises:
         TypeError: If ``model`` is not an ``nn.Module``, is already a wrapper, or an
@@ -97,6 +121,11 @@ class SelfDamagingWrapper(nn.Module):
         random_ratio: float = 0.0,
         prunable: Prunable = (nn.Conv2d,),
         twin_norm: bool = True,
+        damage: str = "weight",
+        importance: ImportanceLike | None = None,
+        example_inputs: Any = None,
+        ignored_layers: Sequence[nn.Module | str] | None = None,
+        max_channel_ratio: float | None = None,
     ) -> None:
         super().__init__()
         if isinstance(model, SelfDamagingWrapper):
@@ -121,15 +150,38 @@ class SelfDamagingWrapper(nn.Module):
         self.twin_norm = twin_norm
         select = _prunable_predicate(prunable)
 
+        self.damage = check_damage(
+            damage,
+            importance=importance,
+            example_inputs=example_inputs,
+            ignored_layers=ignored_layers,
+            max_channel_ratio=max_channel_ratio,
+        )
+
         self.model = model
-        pruned = _find_prunable(model, select)
-        if not pruned:
-            raise ValueError(
-                f"model has no prunable weights: no module matched prunable={prunable!r} "
-                f"in {type(model).__name__}. Pass the module types to prune, e.g. "
-                "prunable=(nn.Conv2d, nn.Linear), or a predicate (name, module) -> bool."
+        self._channel: ChannelDamage | None = None
+        if self.damage == "channel":
+            # Traced once on the bare model; the plan is plain data, the graph is dropped.
+            self._channel = ChannelDamage(
+                model,
+                example_inputs,
+                importance="magnitude" if importance is None else importance,
+                select=select,
+                ignored_layers=ignored_layers,
+                max_channel_ratio=(
+                    DEFAULT_MAX_CHANNEL_RATIO if max_channel_ratio is None else max_channel_ratio
+                ),
             )
-        self._masked_names = [_join(name, "weight") for name in pruned]
+            self._masked_names = list(self._channel.param_names)
+        else:
+            pruned = _find_prunable(model, select)
+            if not pruned:
+                raise ValueError(
+                    f"model has no prunable weights: no module matched prunable={prunable!r} "
+                    f"in {type(model).__name__}. Pass the module types to prune, e.g. "
+                    "prunable=(nn.Conv2d, nn.Linear), or a predicate (name, module) -> bool."
+                )
+            self._masked_names = [_join(name, "weight") for name in pruned]
         self.masks = build_mirror(_mask_leaves(model, self._masked_names))
         norms = {
             name: module for name, module in model.named_modules() if isinstance(module, _BatchNorm)
@@ -189,9 +241,28 @@ class SelfDamagingWrapper(nn.Module):
         part is seeded from the wrapper's ``mask_seed`` buffer and the number of earlier
         refreshes, so all DDP ranks and a resumed run draw the same masks.
 
+        With ``damage="channel"``, the channels are chosen again instead: every group
+        scored by the importance from the current dense weights, the ``prune_ratio``
+        least important channels taken globally (ties broken deterministically), and
+        every coupled slice masked; a random importance is seeded the same way.
+
         Raises:
-            ValueError: If a prunable weight holds NaN or infinite values.
+            ValueError: If a prunable weight holds NaN or infinite values, or (with
+                ``importance="taylor"``) the gradients have already been cleared.
         """
+        if self._channel is not None:
+            # Channel damage: score the groups, choose channels globally, mask every slice.
+            new_masks = self._channel.compute_masks(
+                self.model,
+                self.prune_ratio,
+                random_ratio=self.random_ratio,
+                seed=int(self.mask_seed) + int(self.refresh_count),
+                initial=int(self.refresh_count) == 0,
+            )
+            for name, mask in new_masks.items():
+                self.masks.get_buffer(name).copy_(mask)
+            self.refresh_count += 1
+            return
         weights = [self.model.get_parameter(n) for n in self._masked_names]
         generator = None
         if self.random_ratio > 0:
@@ -207,6 +278,20 @@ class SelfDamagingWrapper(nn.Module):
         for name, mask in zip(self._masked_names, masks):
             self.masks.get_buffer(name).copy_(mask)
         self.refresh_count += 1
+
+    @property
+    def channel_sparsity(self) -> float:
+        """Fraction of channels the twin currently loses entirely.
+
+        With ``damage="channel"``: the realised fraction of the prunable channels (each
+        coupled group's channels counted once, as ``prune_ratio`` counts them) that
+        output exactly zero, read from the masks. With ``damage="weight"``: the fraction
+        of the masked layers' output channels whose weights happen to be all masked out.
+        Per layer: :func:`selfdamage.channel_damage.layer_channel_sparsity`.
+        """
+        if self._channel is not None:
+            return self._channel.channel_sparsity(dict(self.named_masks()))
+        return weight_channel_sparsity(self)
 
     @property
     def sparsity(self) -> float:
@@ -227,22 +312,30 @@ class SelfDamagingWrapper(nn.Module):
         for name in self._masked_names:
             yield name, self.masks.get_buffer(name)
 
-    def load_state_dict(
-        self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False
-    ) -> Any:
-        """Loads a wrapper checkpoint: dense weights, masks and twin state.
+    def _load_from_state_dict(
+        self,
+        state_dict: dict[str, Any],
+        prefix: str,
+        local_metadata: dict[str, Any],
+        strict: bool,
+        missing_keys: list[str],
+        unexpected_keys: list[str],
+        error_msgs: list[str],
+    ) -> None:
+        """Checks a strict load against the whole wrapper before anything is copied.
 
-        Raises:
-            ValueError: If ``strict`` and the checkpoint was saved from a wrapper around a
-                different architecture (missing, unexpected or differently shaped entries).
+        Runs wherever the wrapper sits (at the root, inside an adapter or a
+        LightningModule), so a checkpoint of another architecture fails with one clear
+        ``ValueError`` instead of a list of missing keys.
         """
         if strict:
-            own = self.state_dict()
-            missing = [k for k in own if k not in state_dict]
-            unexpected = [k for k in state_dict if k not in own]
+            own = {prefix + k: v for k, v in self.state_dict().items()}
+            given = {k: v for k, v in state_dict.items() if k.startswith(prefix)}
+            missing = [k for k in own if k not in given]
+            unexpected = [k for k in given if k not in own]
             mismatched = [
                 f"{k}: checkpoint {tuple(v.shape)} vs wrapper {tuple(own[k].shape)}"
-                for k, v in state_dict.items()
+                for k, v in given.items()
                 if k in own and isinstance(v, Tensor) and v.shape != own[k].shape
             ]
             if missing or unexpected or mismatched:
@@ -250,16 +343,18 @@ class SelfDamagingWrapper(nn.Module):
                     "state_dict does not match this SelfDamagingWrapper's architecture "
                     f"(missing: {_head(missing)}; unexpected: {_head(unexpected)}; "
                     f"shape mismatch: {_head(mismatched)}). Load a checkpoint saved from a "
-                    "wrapper around the same model with the same prunable and twin_norm "
-                    "settings, or load the bare weights into wrapper.model."
+                    "wrapper around the same model with the same prunable, twin_norm and "
+                    "damage settings, or load the bare weights into wrapper.model."
                 )
-        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
 
     def extra_repr(self) -> str:
         return (
             f"prune_ratio={self.prune_ratio}, random_ratio={self.random_ratio}, "
             f"twin_norm={self.twin_norm}, masked_tensors={len(self._masked_names)}"
-        )
+        ) + (f", damage='channel', {self._channel!r}" if self._channel is not None else "")
 
 
 def _join(prefix: str, name: str) -> str:

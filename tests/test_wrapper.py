@@ -498,6 +498,13 @@ class TestErrors:
         with pytest.raises(ValueError, match=r"does not match.*missing: .*conv1"):
             wrapper.load_state_dict(other.state_dict())
 
+    def test_load_state_dict_nested_wrapper(self, net: SmallNet) -> None:
+        # The same check when the wrapper is not the root of the load (adapters, Lightning).
+        outer = nn.Sequential(SelfDamagingWrapper(net))
+        state = {k: v for k, v in outer.state_dict().items() if ".masks." not in k}
+        with pytest.raises(ValueError, match=r"missing: 0\.masks\.conv1\.weight"):
+            outer.load_state_dict(state)
+
     def test_load_state_dict_other_prunable_setting(self, net: SmallNet) -> None:
         wrapper = SelfDamagingWrapper(net)
         other = SelfDamagingWrapper(copy.deepcopy(net), prunable=(nn.Conv2d, nn.Linear))

@@ -1,0 +1,25 @@
+"""SDCLR for lightly's two-branch methods: each adapter is a module whose forward is the loss.
+
+- :class:`SimCLRAdapter` — SimCLR with a damaged twin: SDCLR as in the paper.
+- :class:`MoCoAdapter` — symmetric MoCo v2: momentum key encoder, memory bank.
+- :class:`BYOLAdapter` — BYOL: predictor, momentum target network.
+
+The rule they share: the base method makes two online passes per step with a symmetric
+loss; SDCLR sends one of them through the pruned twin (``wrapper.damaged``) and the other
+through the dense model, and changes nothing else, so a step costs what a step of the base
+method costs. ``damage=False`` gives the base method itself, for fair baselines.
+
+Common interface: ``Adapter(backbone, feature_dim, prune_ratio, *, head=, loss=, damage=,
+random_ratio=, prunable=, twin_norm=)``; ``loss = adapter(x0, x1)``;
+``adapter.refresh_mask()`` once per epoch; ``adapter.embed(x)`` for dense features;
+``adapter.wrapper`` (the :class:`~selfdamage.wrapper.SelfDamagingWrapper`) and
+``adapter.backbone``. MoCo and BYOL add ``update_momentum(m)``.
+"""
+
+from __future__ import annotations
+
+from selfdamage.adapters.byol import BYOLAdapter
+from selfdamage.adapters.moco import MoCoAdapter
+from selfdamage.adapters.simclr import SimCLRAdapter
+
+__all__ = ["BYOLAdapter", "MoCoAdapter", "SimCLRAdapter"]

@@ -1,0 +1,141 @@
+"""SDCLR on lightly's BYOL: a predictor on the online side and a momentum target network."""
+
+from __future__ import annotations
+
+from lightly.loss import NegativeCosineSimilarity
+from lightly.models.modules import BYOLPredictionHead, BYOLProjectionHead
+from torch import Tensor, nn
+
+from selfdamage.adapters._base import (
+    MomentumAdapter,
+    check_feature_dim,
+    check_module,
+    output_dim,
+)
+from selfdamage.wrapper import Prunable
+
+__all__ = ["BYOLAdapter"]
+
+
+class BYOLAdapter(MomentumAdapter):
+    """BYOL [1] with a self-damaged twin on the online side; ``forward`` returns the loss.
+
+    Of BYOL's two online passes, one goes through the dense network and one through the
+    pruned twin; targets come from the dense momentum network, without gradient::
+
+        p0 = predictor(projector(dense(x0)))
+        p1 = predictor_twin(projector_twin(twin(x1)))
+        t0, t1 = momentum_encoder(x0), momentum_encoder(x1)   # backbone + projector
+        loss = (NegCos(p0, t1) + NegCos(p1, t0)) / 2
+
+    A step costs what a BYOL step costs. SDCLR [0] defines only the SimCLR variant;
+    damaging one of BYOL's online passes, and giving the projector *and* the predictor
+    twin BatchNorm state, is this library's choice, following the paper's argument that
+    the idea applies to any two-branch method. The momentum network copies the dense
+    backbone and projector (no predictor, as in BYOL); the twin never feeds it.
+    ``damage=False`` gives BYOL as in lightly's example, with the same heads and loss.
+
+    - [0] SDCLR, 2021, https://arxiv.org/abs/2106.02990
+    - [1] BYOL, 2020, https://arxiv.org/abs/2006.07733
+
+    Args:
+        backbone: Any module mapping an input batch to ``feature_dim`` features per
+            sample; its output is flattened with ``flatten(start_dim=1)``, so include any
+            global pooling in it. Trained in place; also reachable as ``self.backbone``.
+        feature_dim: The backbone's number of output features (512 for a ResNet-18).
+        prune_ratio: Fraction of the prunable weights the twin loses: 0.9 on CIFAR and
+            0.3 on ImageNet-100 in the SDCLR paper.
+        head: The projection head (BYOL's projector). Defaults to lightly's
+            ``BYOLProjectionHead(feature_dim, 4096, 256)``, the BYOL paper's sizes.
+        predictor: The prediction head. Defaults to lightly's
+            ``BYOLPredictionHead(D, 4096, D)``, where ``D`` is the ``out_features`` of the
+            projector's last ``nn.Linear`` (256 by default).
+        loss: The loss, called as ``loss(predictions, targets)`` on ``(N, D)`` tensors.
+            Defaults to lightly's ``NegativeCosineSimilarity()``.
+        damage: If False, no twin: plain BYOL, for baselines.
+        random_ratio: Part of ``prune_ratio`` pruned at random instead of by magnitude.
+        prunable: Module types whose weight is pruned, or a predicate
+            ``(name, module) -> bool`` over names like ``backbone.0``, ``head.layers.0``
+            and ``predictor.layers.0``.
+        twin_norm: If True, the twin has its own BatchNorm parameters and statistics.
+
+    Raises:
+        TypeError: If ``backbone``, ``head``, ``predictor`` or ``loss`` is not an
+            ``nn.Module``, or an option has the wrong type.
+        ValueError: If ``feature_dim`` is not positive, the projector's output dimension
+            cannot be read for the default predictor, or a wrapper option is out of range.
+
+    Examples:
+        >>> import torch, torchvision
+        >>> from torch import nn
+        >>> from lightly.utils.scheduler import cosine_schedule
+        >>> resnet = torchvision.models.resnet18()
+        >>> backbone = nn.Sequential(*list(resnet.children())[:-1])  # (N, 512, 1, 1)
+        >>> model = BYOLAdapter(backbone, feature_dim=512, prune_ratio=0.9)
+        >>> optimizer = torch.optim.SGD(model.parameters(), lr=0.06)
+        >>> epochs, x0, x1 = 1, torch.randn(4, 3, 32, 32), torch.randn(4, 3, 32, 32)
+        >>> for epoch in range(epochs):
+        ...     model.refresh_mask()
+        ...     model.update_momentum(cosine_schedule(epoch, epochs, 0.996, 1.0))
+        ...     loss = model(x0, x1)
+        ...     loss.backward()
+        ...     optimizer.step()
+        ...     optimizer.zero_grad()
+        >>> -1.0 <= loss.item() <= 1.0
+        True
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        feature_dim: int = 512,
+        prune_ratio: float = 0.9,
+        *,
+        head: nn.Module | None = None,
+        predictor: nn.Module | None = None,
+        loss: nn.Module | None = None,
+        damage: bool = True,
+        random_ratio: float = 0.0,
+        prunable: Prunable = (nn.Conv2d,),
+        twin_norm: bool = True,
+    ) -> None:
+        feature_dim = check_feature_dim(feature_dim)
+        if head is None:
+            head = BYOLProjectionHead(feature_dim, 4096, 256)
+        head = check_module("head", head)
+        if predictor is None:
+            head_dim = output_dim(head)
+            if head_dim is None:
+                raise ValueError(
+                    "Cannot read the head's output dimension (it has no nn.Linear) to "
+                    "build the default predictor. Pass predictor=BYOLPredictionHead(D, "
+                    "4096, D) with D the head's output dimension."
+                )
+            predictor = BYOLPredictionHead(head_dim, 4096, head_dim)
+        super().__init__(
+            backbone,
+            head,
+            feature_dim,
+            prune_ratio,
+            loss=NegativeCosineSimilarity() if loss is None else check_module("loss", loss),
+            damage=damage,
+            random_ratio=random_ratio,
+            prunable=prunable,
+            twin_norm=twin_norm,
+            predictor=check_module("predictor", predictor),
+        )
+
+    def forward(self, x0: Tensor, x1: Tensor) -> Tensor:
+        """The symmetric loss of one step.
+
+        Args:
+            x0: First views, shape ``(N, ...)``: through the dense online network.
+            x1: Second views of the same samples, same shape: through the twin.
+
+        Returns:
+            The loss, a scalar tensor.
+        """
+        p0, p1 = self._online(x0, x1)
+        t0, t1 = self._targets(x0, x1)
+        loss: Tensor = (self.loss(p0, t1) + self.loss(p1, t0)) / 2
+        return loss

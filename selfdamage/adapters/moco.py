@@ -1,0 +1,200 @@
+"""SDCLR on lightly's MoCo (v2 style): a momentum key encoder and a memory bank."""
+
+from __future__ import annotations
+
+import numbers
+
+import torch
+from lightly.loss import NTXentLoss
+from lightly.models.modules import MoCoProjectionHead
+from torch import Tensor, nn
+
+from selfdamage.adapters._base import (
+    MomentumAdapter,
+    check_feature_dim,
+    check_module,
+    memory_bank,
+    output_dim,
+    reject_with_loss,
+)
+from selfdamage.wrapper import Prunable
+
+__all__ = ["MoCoAdapter"]
+
+
+class MoCoAdapter(MomentumAdapter):
+    """Symmetric MoCo v2 [1, 2] with a self-damaged twin; ``forward`` returns the loss.
+
+    Both views are queries, one through the dense encoder and one through the pruned
+    twin; keys come from the dense momentum encoder, without gradient::
+
+        q0, q1 = head(dense(x0)), head_twin(twin(x1))
+        k0, k1 = momentum_encoder(x0), momentum_encoder(x1)
+        loss = (L(q0, k1) + L(q1, k0)) / 2
+
+    A step costs what a symmetric MoCo step costs. SDCLR [0] defines only the SimCLR
+    variant; damaging one of MoCo's two query passes is this library's choice, following
+    the paper's argument that the idea applies to any two-branch method. The momentum
+    encoder copies the *dense* backbone and head; the twin never feeds it.
+    ``damage=False`` gives symmetric MoCo v2 with the same head, loss and bank.
+
+    With a memory bank, the two halves are computed in ONE loss call,
+    ``L(cat(q0, q1), cat(k1, k0))``: every query is scored against the bank as it was
+    before the step, and the step's ``2N`` keys are enqueued once. (Two loss calls would
+    enqueue ``k1`` before the second half, whose query ``q1_i`` would then meet ``k1_i``,
+    a key of its own view, as a negative.) Without a memory bank the loss is called once
+    per half, with in-batch negatives. The bank is lightly's: not part of the
+    ``state_dict``, so a resumed run starts it afresh. Under DDP, pass a loss with
+    ``gather_distributed=True``: DDP broadcasts rank 0's buffers before every forward
+    pass, so without gathering only rank 0's keys stay in the bank. There is no
+    shuffling BN [1].
+
+    - [0] SDCLR, 2021, https://arxiv.org/abs/2106.02990
+    - [1] MoCo, 2020, https://arxiv.org/abs/1911.05722
+    - [2] MoCo v2, 2020, https://arxiv.org/abs/2003.04297
+
+    Args:
+        backbone: Any module mapping an input batch to ``feature_dim`` features per
+            sample; its output is flattened with ``flatten(start_dim=1)``, so include any
+            global pooling in it. Trained in place; also reachable as ``self.backbone``.
+        feature_dim: The backbone's number of output features (512 for a ResNet-18).
+        prune_ratio: Fraction of the prunable weights the twin loses: 0.9 on CIFAR and
+            0.3 on ImageNet-100 in the SDCLR paper.
+        head: The projection head. Defaults to lightly's
+            ``MoCoProjectionHead(feature_dim, feature_dim, 128)`` (MoCo v2: hidden as wide
+            as the input, ReLU, 128-d, no BatchNorm; as lightly's example).
+        loss: The loss, called as ``loss(queries, keys)`` on ``(N, D)`` tensors, e.g.
+            lightly's ``NTXentLoss`` with ``memory_bank_size=(size, D)``. With a memory
+            bank it must average a per-row term, as ``NTXentLoss`` does. Defaults to
+            ``NTXentLoss(temperature, memory_bank_size=(memory_bank_size, D))`` where
+            ``D`` is the ``out_features`` of the head's last ``nn.Linear``.
+        temperature: Temperature of the default loss. Defaults to 0.2 (MoCo v2, and
+            SDCLR's CIFAR setting). Only without ``loss``.
+        memory_bank_size: Number of keys in the default loss's memory bank; 0 for none
+            (in-batch negatives). Defaults to 4096 (lightly's example; the MoCo papers use
+            65536 on ImageNet). Only without ``loss``.
+        damage: If False, no twin: symmetric MoCo v2, for baselines.
+        random_ratio: Part of ``prune_ratio`` pruned at random instead of by magnitude.
+        prunable: Module types whose weight is pruned, or a predicate
+            ``(name, module) -> bool`` over names like ``backbone.0`` and ``head.layers.0``.
+        twin_norm: If True, the twin has its own BatchNorm parameters and statistics.
+
+    Raises:
+        TypeError: If ``backbone``, ``head`` or ``loss`` is not an ``nn.Module``, or an
+            option has the wrong type.
+        ValueError: If ``feature_dim`` is not positive, ``temperature`` or
+            ``memory_bank_size`` is given with ``loss``, ``memory_bank_size`` is
+            negative, the bank's dimension differs from the head's output, or the head's
+            output dimension cannot be read for the default bank.
+
+    Examples:
+        >>> import torch, torchvision
+        >>> from torch import nn
+        >>> from lightly.utils.scheduler import cosine_schedule
+        >>> resnet = torchvision.models.resnet18()
+        >>> backbone = nn.Sequential(*list(resnet.children())[:-1])  # (N, 512, 1, 1)
+        >>> model = MoCoAdapter(backbone, feature_dim=512, prune_ratio=0.9)
+        >>> optimizer = torch.optim.SGD(model.parameters(), lr=0.06)
+        >>> epochs, x0, x1 = 1, torch.randn(4, 3, 32, 32), torch.randn(4, 3, 32, 32)
+        >>> for epoch in range(epochs):
+        ...     model.refresh_mask()
+        ...     model.update_momentum(cosine_schedule(epoch, epochs, 0.996, 1.0))
+        ...     loss = model(x0, x1)
+        ...     loss.backward()
+        ...     optimizer.step()
+        ...     optimizer.zero_grad()
+        >>> int(model.loss.memory_bank.bank_ptr)  # 2N keys enqueued, once
+        8
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        feature_dim: int = 512,
+        prune_ratio: float = 0.9,
+        *,
+        head: nn.Module | None = None,
+        loss: nn.Module | None = None,
+        temperature: float | None = None,
+        memory_bank_size: int | None = None,
+        damage: bool = True,
+        random_ratio: float = 0.0,
+        prunable: Prunable = (nn.Conv2d,),
+        twin_norm: bool = True,
+    ) -> None:
+        feature_dim = check_feature_dim(feature_dim)
+        if head is None:
+            head = MoCoProjectionHead(feature_dim, feature_dim, 128)
+        head = check_module("head", head)
+        head_dim = output_dim(head)
+        reject_with_loss(loss, temperature=temperature, memory_bank_size=memory_bank_size)
+        if loss is None:
+            loss = _default_loss(head_dim, temperature, memory_bank_size)
+        bank = memory_bank(check_module("loss", loss))
+        if bank is not None and head_dim is not None and bank.size[1] != head_dim:
+            raise ValueError(
+                f"loss has a memory bank of {bank.size[1]}-d keys but the head outputs "
+                f"{head_dim}-d projections. Build the loss with "
+                f"memory_bank_size=({bank.size[0]}, {head_dim})."
+            )
+        super().__init__(
+            backbone,
+            head,
+            feature_dim,
+            prune_ratio,
+            loss=loss,
+            damage=damage,
+            random_ratio=random_ratio,
+            prunable=prunable,
+            twin_norm=twin_norm,
+        )
+
+    def forward(self, x0: Tensor, x1: Tensor) -> Tensor:
+        """The symmetric loss of one step; enqueues the step's keys once if there is a bank.
+
+        Args:
+            x0: First views, shape ``(N, ...)``: dense query, and key for ``x1``'s query.
+            x1: Second views of the same samples, same shape: twin query, key for ``x0``'s.
+
+        Returns:
+            The loss, a scalar tensor.
+
+        Raises:
+            ValueError: If the projections' dimension differs from the memory bank's.
+        """
+        q0, q1 = self._online(x0, x1)
+        k0, k1 = self._targets(x0, x1)
+        bank = memory_bank(self.loss)
+        if bank is None:
+            halves: Tensor = (self.loss(q0, k1) + self.loss(q1, k0)) / 2
+            return halves
+        if q0.shape[1] != bank.size[1]:
+            raise ValueError(
+                f"The head outputs {q0.shape[1]}-d projections but the loss's memory bank "
+                f"holds {bank.size[1]}-d keys; build the loss with "
+                f"memory_bank_size=({bank.size[0]}, {q0.shape[1]})."
+            )
+        loss: Tensor = self.loss(torch.cat([q0, q1]), torch.cat([k1, k0]))
+        return loss
+
+
+def _default_loss(
+    head_dim: int | None, temperature: float | None, memory_bank_size: int | None
+) -> NTXentLoss:
+    size = 4096 if memory_bank_size is None else memory_bank_size
+    if isinstance(size, bool) or not isinstance(size, numbers.Integral):
+        raise TypeError(f"memory_bank_size must be an int, got memory_bank_size={size!r}.")
+    if size < 0:
+        raise ValueError(
+            f"memory_bank_size must be a number of keys >= 0 (0 for no bank), got "
+            f"memory_bank_size={size}."
+        )
+    if size > 0 and head_dim is None:
+        raise ValueError(
+            "Cannot read the head's output dimension (it has no nn.Linear) to size the "
+            "memory bank. Pass loss=NTXentLoss(memory_bank_size=(4096, output_dim)) "
+            "or memory_bank_size=0."
+        )
+    bank_size: int | tuple[int, int] = 0 if size == 0 or head_dim is None else (size, head_dim)
+    temperature = 0.2 if temperature is None else temperature
+    return NTXentLoss(temperature=temperature, memory_bank_size=bank_size)

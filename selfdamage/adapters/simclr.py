@@ -1,0 +1,141 @@
+"""SDCLR on lightly's SimCLR: the method of the paper."""
+
+from __future__ import annotations
+
+from lightly.loss import NTXentLoss
+from lightly.models.modules import SimCLRProjectionHead
+from torch import Tensor, nn
+
+from selfdamage.adapters._base import (
+    SelfDamagingAdapter,
+    check_feature_dim,
+    check_module,
+    memory_bank,
+    reject_with_loss,
+)
+from selfdamage.wrapper import Prunable
+
+__all__ = ["SimCLRAdapter"]
+
+
+class SimCLRAdapter(SelfDamagingAdapter):
+    """SimCLR with a self-damaged twin (SDCLR [0]); ``forward`` returns the loss.
+
+    SimCLR makes two online passes per step and contrasts them with NT-Xent [1]. SDCLR
+    sends the second one through the pruned twin, and nothing else changes::
+
+        loss = NTXent(head(dense(x0)), head_twin(twin(x1)))
+
+    so a step costs what a SimCLR step costs. ``x0`` always goes through the dense branch.
+    Backbone and projection head are wrapped together in one
+    :class:`~selfdamage.wrapper.SelfDamagingWrapper` (``self.wrapper``): the head's
+    Linear weights are shared by both branches and not pruned by default, its BatchNorm
+    layers get twin state ("dual BN" in the reference code). ``damage=False`` gives plain
+    SimCLR, both views through the dense model, same head, same loss: the baseline of a
+    fair comparison.
+
+    Under DDP, pass ``loss=NTXentLoss(temperature=..., gather_distributed=True)`` for
+    negatives from all ranks, as the reference code does.
+
+    - [0] SDCLR, 2021, https://arxiv.org/abs/2106.02990
+    - [1] SimCLR, 2020, https://arxiv.org/abs/2002.05709
+
+    Args:
+        backbone: Any module mapping an input batch to ``feature_dim`` features per
+            sample; its output is flattened with ``flatten(start_dim=1)``, so include any
+            global pooling in it. Trained in place; also reachable as ``self.backbone``.
+        feature_dim: The backbone's number of output features (512 for a ResNet-18, the
+            paper's CIFAR backbone).
+        prune_ratio: Fraction of the prunable weights the twin loses: 0.9 on CIFAR and
+            0.3 on ImageNet-100 in the paper.
+        head: The projection head. Defaults to lightly's
+            ``SimCLRProjectionHead(feature_dim, feature_dim, 128)`` (hidden width as wide
+            as the input, with BatchNorm, to 128-d, as the paper and lightly's example).
+        loss: The loss, called as ``loss(out0, out1)`` on ``(N, D)`` projections, e.g.
+            lightly's ``NTXentLoss``; it must not have a memory bank. Defaults to
+            ``NTXentLoss(temperature)``.
+        temperature: Temperature of the default loss. Defaults to 0.2, the paper's
+            setting on CIFAR (lightly's ``NTXentLoss`` defaults to 0.5). Only without
+            ``loss``.
+        damage: If False, no twin: plain SimCLR, for baselines.
+        random_ratio: Part of ``prune_ratio`` pruned at random instead of by magnitude.
+        prunable: Module types whose weight is pruned, or a predicate
+            ``(name, module) -> bool`` over names like ``backbone.0`` and ``head.layers.0``.
+        twin_norm: If True, the twin has its own BatchNorm parameters and statistics.
+
+    Raises:
+        TypeError: If ``backbone``, ``head`` or ``loss`` is not an ``nn.Module``, or an
+            option has the wrong type.
+        ValueError: If ``feature_dim`` is not positive, ``temperature`` is given with
+            ``loss``, ``loss`` has a memory bank, or a wrapper option is out of range.
+
+    Examples:
+        >>> import torch, torchvision
+        >>> from torch import nn
+        >>> resnet = torchvision.models.resnet18()
+        >>> backbone = nn.Sequential(*list(resnet.children())[:-1])  # (N, 512, 1, 1)
+        >>> model = SimCLRAdapter(backbone, feature_dim=512, prune_ratio=0.9)
+        >>> optimizer = torch.optim.SGD(model.parameters(), lr=0.06)
+        >>> x0, x1 = torch.randn(4, 3, 32, 32), torch.randn(4, 3, 32, 32)  # two views
+        >>> model.refresh_mask()  # at the start of every epoch
+        >>> loss = model(x0, x1)  # one dense pass, one twin pass, one loss
+        >>> loss.backward()
+        >>> optimizer.step()
+        >>> _ = model.eval()
+        >>> with torch.no_grad():
+        ...     model.embed(x0).shape
+        torch.Size([4, 512])
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        feature_dim: int = 512,
+        prune_ratio: float = 0.9,
+        *,
+        head: nn.Module | None = None,
+        loss: nn.Module | None = None,
+        temperature: float | None = None,
+        damage: bool = True,
+        random_ratio: float = 0.0,
+        prunable: Prunable = (nn.Conv2d,),
+        twin_norm: bool = True,
+    ) -> None:
+        feature_dim = check_feature_dim(feature_dim)
+        if head is None:
+            head = SimCLRProjectionHead(feature_dim, feature_dim, 128)
+        head = check_module("head", head)
+        reject_with_loss(loss, temperature=temperature)
+        if loss is None:
+            loss = NTXentLoss(temperature=0.2 if temperature is None else temperature)
+        elif memory_bank(check_module("loss", loss)) is not None:
+            raise ValueError(
+                "loss has a memory bank, but SimCLR contrasts within the batch: the bank "
+                "would fill with the twin's projections. Use a loss without one (e.g. "
+                "NTXentLoss(memory_bank_size=0)), or MoCoAdapter for a memory bank."
+            )
+        super().__init__(
+            backbone,
+            head,
+            feature_dim,
+            prune_ratio,
+            loss=loss,
+            damage=damage,
+            random_ratio=random_ratio,
+            prunable=prunable,
+            twin_norm=twin_norm,
+        )
+
+    def forward(self, x0: Tensor, x1: Tensor) -> Tensor:
+        """The SDCLR loss of one step.
+
+        Args:
+            x0: First views, shape ``(N, ...)``: through the dense model.
+            x1: Second views of the same samples, same shape: through the twin.
+
+        Returns:
+            The loss, a scalar tensor.
+        """
+        z0, z1 = self._online(x0, x1)
+        loss: Tensor = self.loss(z0, z1)
+        return loss

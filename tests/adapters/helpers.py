@@ -1,0 +1,97 @@
+"""Hand-written references for the adapter tests: the twin built by hand, the losses."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from selfdamage import SelfDamagingWrapper
+
+FEATURES = 16
+
+
+def tiny_backbone(batch_norm: bool = True, in_channels: int = 3) -> nn.Module:
+    """Two convs and global pooling: ``(N, C, H, W) -> (N, 16, 1, 1)``."""
+
+    def norm(channels: int) -> nn.Module:
+        return nn.BatchNorm2d(channels) if batch_norm else nn.Identity()
+
+    return nn.Sequential(
+        nn.Conv2d(in_channels, 8, 3, stride=2, padding=1, bias=not batch_norm),
+        norm(8),
+        nn.ReLU(),
+        nn.Conv2d(8, FEATURES, 3, stride=2, padding=1, bias=not batch_norm),
+        norm(FEATURES),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+    )
+
+
+def views(n: int = 8, seed: int = 0, size: int = 12) -> tuple[Tensor, Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 3, size, size, generator=gen), torch.randn(
+        n, 3, size, size, generator=gen
+    )
+
+
+def hand_twin(wrapper: SelfDamagingWrapper) -> nn.Module:
+    """A separate copy of the wrapped model with masked weights and the twin's BN state."""
+    twin = copy.deepcopy(wrapper.model)
+    with torch.no_grad():
+        for name, mask in wrapper.named_masks():
+            twin.get_parameter(name).mul_(mask)
+        for name, module in twin.named_modules():
+            if isinstance(module, _BatchNorm) and wrapper.twin_norm:
+                state = wrapper.twin_norms.get_submodule(name)
+                for attr in ("weight", "bias", "running_mean", "running_var"):
+                    getattr(module, attr).copy_(getattr(state, attr))
+    return twin
+
+
+def expected_shared_grads(
+    wrapper: SelfDamagingWrapper, dense: nn.Module, twin: nn.Module
+) -> dict[str, Tensor]:
+    """Gradient of each wrapper parameter from the hand-built dense copy and twin.
+
+    Shared weights get both branches' gradients (the twin's through the mask); with twin
+    normalization, dense BatchNorm parameters get only the dense branch's gradient and the
+    twin's BatchNorm parameters the twin's.
+    """
+    masks = dict(wrapper.named_masks())
+    norms = {n for n, m in dense.named_modules() if isinstance(m, _BatchNorm)}
+    expected: dict[str, Tensor] = {}
+    for name, param in dense.named_parameters():
+        grad = param.grad.clone()
+        owner = name.rpartition(".")[0]
+        twin_grad = twin.get_parameter(name).grad
+        if owner in norms and wrapper.twin_norm:
+            expected[f"twin_norms.{name}"] = twin_grad
+        else:
+            grad += twin_grad * masks[name] if name in masks else twin_grad
+        expected[f"model.{name}"] = grad
+    return expected
+
+
+def ntxent(z0: Tensor, z1: Tensor, temperature: float) -> Tensor:
+    """NT-Xent over 2N samples: each one's positive is its pair, every other one a negative."""
+    z = F.normalize(torch.cat([z0, z1]), dim=1)
+    n = z0.shape[0]
+    sim = z @ z.T / temperature
+    sim.fill_diagonal_(float("-inf"))
+    target = torch.cat([torch.arange(n, 2 * n), torch.arange(n)])
+    return F.cross_entropy(sim, target)
+
+
+def moco_half(q: Tensor, k: Tensor, bank: Tensor, temperature: float) -> Tensor:
+    """InfoNCE of queries against their keys, negatives from ``bank`` (rows of unit keys)."""
+    q, k = F.normalize(q, dim=1), F.normalize(k, dim=1)
+    logits = torch.cat([(q * k).sum(1, keepdim=True), q @ bank.T], dim=1) / temperature
+    return F.cross_entropy(logits, torch.zeros(len(q), dtype=torch.long))
+
+
+def negative_cosine(p: Tensor, t: Tensor) -> Tensor:
+    return -(F.normalize(p, dim=1) * F.normalize(t, dim=1)).sum(1).mean()

@@ -1,0 +1,166 @@
+"""What all three adapters share: construction, cost, the dense model, errors."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+from selfdamage import SelfDamagingWrapper
+from selfdamage.adapters import BYOLAdapter, MoCoAdapter, SimCLRAdapter
+
+from .helpers import FEATURES, tiny_backbone, views
+
+ADAPTERS = [SimCLRAdapter, MoCoAdapter, BYOLAdapter]
+Adapter = Any  # one of the classes above
+
+
+def small_heads(cls: Adapter) -> dict[str, nn.Module]:
+    """Narrow heads so that tests stay fast; BYOL's projector and predictor have BatchNorm."""
+    if cls is BYOLAdapter:
+        return {
+            "head": nn.Sequential(
+                nn.Linear(FEATURES, 32), nn.BatchNorm1d(32), nn.ReLU(), nn.Linear(32, 8)
+            ),
+            "predictor": nn.Sequential(
+                nn.Linear(8, 32), nn.BatchNorm1d(32), nn.ReLU(), nn.Linear(32, 8)
+            ),
+        }
+    return {}
+
+
+@pytest.mark.parametrize("cls", ADAPTERS)
+class TestAdapters:
+    def test_backbone_and_wrapper_are_exposed(self, cls: Adapter) -> None:
+        backbone = tiny_backbone()
+        adapter = cls(backbone, FEATURES, 0.5)
+        assert adapter.backbone is backbone
+        assert isinstance(adapter.wrapper, SelfDamagingWrapper)
+        assert adapter.wrapper.model.backbone is backbone
+        assert adapter.wrapper.sparsity == pytest.approx(0.5, abs=0.01)
+
+    def test_default_heads_are_not_pruned(self, cls: Adapter) -> None:
+        adapter = cls(tiny_backbone(), FEATURES, 0.5)
+        names = [name for name, _ in adapter.wrapper.named_masks()]
+        assert names == ["backbone.0.weight", "backbone.3.weight"]
+
+    def test_prunable_predicate_sees_encoder_names(self, cls: Adapter) -> None:
+        def head_linears(name: str, module: nn.Module) -> bool:
+            return name.startswith("head.") and isinstance(module, nn.Linear)
+
+        adapter = cls(tiny_backbone(), FEATURES, 0.5, prunable=head_linears)
+        names = [name for name, _ in adapter.wrapper.named_masks()]
+        assert names and all(name.startswith("head.") for name in names)
+
+    @pytest.mark.parametrize("damage", [True, False])
+    def test_one_step_runs_the_backbone_twice_and_uses_every_parameter(
+        self, cls: Adapter, damage: bool
+    ) -> None:
+        torch.manual_seed(0)
+        adapter = cls(tiny_backbone(), FEATURES, 0.5, damage=damage, **small_heads(cls))
+        calls = {"online": 0, "momentum": 0}
+        adapter.backbone.register_forward_hook(
+            lambda *_: calls.__setitem__("online", calls["online"] + 1)
+        )
+        if cls is not SimCLRAdapter:
+            adapter.momentum_encoder.backbone.register_forward_hook(
+                lambda *_: calls.__setitem__("momentum", calls["momentum"] + 1)
+            )
+        loss = adapter(*views())
+        assert loss.shape == () and torch.isfinite(loss)
+        loss.backward()
+        assert calls == {"online": 2, "momentum": 0 if cls is SimCLRAdapter else 2}
+        # No parameter goes unused, so DDP needs no find_unused_parameters.
+        unused = [n for n, p in adapter.named_parameters() if p.requires_grad and p.grad is None]
+        assert unused == []
+        twin_params = [n for n, _ in adapter.named_parameters() if ".twin_norms." in n]
+        assert bool(twin_params) == damage
+
+    def test_baseline_never_runs_the_twin(
+        self, cls: Adapter, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        adapter = cls(tiny_backbone(), FEATURES, 0.5, damage=False, **small_heads(cls))
+
+        def fail(*_: object) -> None:
+            raise AssertionError("damaged() called with damage=False")
+
+        monkeypatch.setattr(adapter.wrapper, "damaged", fail)
+        adapter(*views())
+
+    def test_embed_is_the_dense_backbone_and_keeps_the_mode(self, cls: Adapter) -> None:
+        backbone = tiny_backbone()
+        adapter = cls(backbone, FEATURES, 0.5, **small_heads(cls))
+        x, _ = views()
+        adapter.eval()
+        with torch.no_grad():
+            torch.testing.assert_close(adapter.embed(x), backbone(x).flatten(1), rtol=0, atol=0)
+        assert not backbone.training
+        adapter.train()
+        adapter.embed(x)
+        assert backbone.training
+
+    def test_refresh_mask_counts_and_reprunes(self, cls: Adapter) -> None:
+        adapter = cls(tiny_backbone(), FEATURES, 0.5)
+        before = {n: m.clone() for n, m in adapter.wrapper.named_masks()}
+        assert int(adapter.wrapper.refresh_count) == 1
+        with torch.no_grad():
+            for p in adapter.backbone.parameters():
+                p.copy_(torch.randn_like(p))
+        adapter.refresh_mask()
+        assert int(adapter.wrapper.refresh_count) == 2
+        assert any(not torch.equal(before[n], m) for n, m in adapter.wrapper.named_masks())
+
+    def test_state_dict_restores_masks_and_twin(self, cls: Adapter) -> None:
+        torch.manual_seed(0)
+        adapter = cls(tiny_backbone(), FEATURES, 0.5, **small_heads(cls))
+        adapter(*views()).backward()  # moves the twin's running statistics
+        torch.manual_seed(1)
+        fresh = cls(tiny_backbone(), FEATURES, 0.5, **small_heads(cls))
+        fresh.load_state_dict(adapter.state_dict())
+        for (name, mask), (_, restored) in zip(
+            adapter.wrapper.named_masks(), fresh.wrapper.named_masks()
+        ):
+            assert torch.equal(mask, restored), name
+        for key, value in adapter.wrapper.twin_norms.state_dict().items():
+            torch.testing.assert_close(fresh.wrapper.twin_norms.state_dict()[key], value)
+
+    def test_feature_dim_mismatch_is_explained_at_forward(self, cls: Adapter) -> None:
+        backbone = nn.Sequential(nn.Conv2d(3, FEATURES, 3))  # a map, no pooling
+        adapter = cls(backbone, FEATURES, 0.5, **small_heads(cls))
+        with pytest.raises(ValueError, match=r"flattens to 1600 features .* feature_dim=16"):
+            adapter(*views())
+
+    @pytest.mark.parametrize(
+        ("kwargs", "error", "message"),
+        [
+            ({"backbone": "resnet"}, TypeError, "backbone must be a torch.nn.Module, got str"),
+            ({"feature_dim": 0}, ValueError, "feature_dim must be positive, got feature_dim=0"),
+            ({"feature_dim": 16.0}, TypeError, "feature_dim must be an int"),
+            ({"feature_dim": True}, TypeError, "feature_dim must be an int"),
+            ({"head": "mlp"}, TypeError, "head must be a torch.nn.Module, got str"),
+            ({"loss": print}, TypeError, "loss must be a torch.nn.Module"),
+            ({"damage": 1}, TypeError, "damage must be a bool, got damage=1"),
+            ({"twin_norm": "yes"}, TypeError, "twin_norm must be a bool"),
+            ({"prune_ratio": 1.0}, ValueError, "prune_ratio must be in"),
+            ({"random_ratio": 0.9}, ValueError, "random_ratio must be in"),
+        ],
+    )
+    def test_invalid_arguments(
+        self, cls: Adapter, kwargs: dict[str, Any], error: type[Exception], message: str
+    ) -> None:
+        arguments: dict[str, Any] = {
+            "backbone": tiny_backbone(),
+            "feature_dim": FEATURES,
+            "prune_ratio": 0.5,
+            **kwargs,
+        }
+        with pytest.raises(error, match=re.escape(message)):
+            cls(**arguments)
+
+    def test_wrapped_backbone_is_rejected(self, cls: Adapter) -> None:
+        wrapped = nn.Sequential(SelfDamagingWrapper(tiny_backbone(), 0.5))
+        with pytest.raises(TypeError, match="backbone contains a SelfDamagingWrapper"):
+            cls(wrapped, FEATURES)

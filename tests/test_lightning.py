@@ -1,0 +1,135 @@
+"""SelfDamagingCallback in a real Lightning fit: refreshes, logging, checkpoints."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import pytorch_lightning as pl
+import torch
+from lightly.models.modules import SimCLRProjectionHead
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from selfdamage import SelfDamagingWrapper
+from selfdamage.adapters import SimCLRAdapter
+from selfdamage.lightning import SelfDamagingCallback
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def backbone() -> nn.Module:
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(1)
+    )
+
+
+class SDCLR(pl.LightningModule):
+    def __init__(self, seed: int = 0) -> None:
+        super().__init__()
+        torch.manual_seed(seed)
+        self.model = SimCLRAdapter(backbone(), 8, 0.5, head=SimCLRProjectionHead(8, 16, 8))
+        self.seen_refresh_counts: list[int] = []
+
+    def training_step(self, batch: list[Tensor], batch_idx: int) -> Tensor:
+        self.seen_refresh_counts.append(int(self.model.wrapper.refresh_count))
+        x0, x1 = batch
+        loss: Tensor = self.model(x0, x1)
+        return loss
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+class TwoWrappers(pl.LightningModule):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = SelfDamagingWrapper(backbone(), 0.5)
+        self.b = SelfDamagingWrapper(backbone(), 0.25)
+
+    def training_step(self, batch: list[Tensor], batch_idx: int) -> Tensor:
+        x0, x1 = batch
+        loss: Tensor = (self.a(x0) - self.b.damaged(x1)).pow(2).mean()
+        return loss
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+class NoWrapper(TwoWrappers):
+    def __init__(self) -> None:
+        pl.LightningModule.__init__(self)
+        self.a = backbone()
+
+
+def fit(module: pl.LightningModule) -> pl.Trainer:
+    gen = torch.Generator().manual_seed(0)
+    views = TensorDataset(
+        torch.randn(16, 3, 8, 8, generator=gen), torch.randn(16, 3, 8, 8, generator=gen)
+    )
+    trainer = pl.Trainer(
+        max_epochs=2,
+        accelerator="cpu",
+        limit_train_batches=2,
+        callbacks=[SelfDamagingCallback()],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(module, DataLoader(views, batch_size=4))
+    return trainer
+
+
+class TestSelfDamagingCallback:
+    def test_refreshes_each_epoch_and_a_checkpoint_restores_the_twin(self, tmp_path: Path) -> None:
+        module = SDCLR()
+        trainer = fit(module)
+        # 1 at construction, then +1 at the start of each epoch, before its first step.
+        assert module.seen_refresh_counts == [2, 2, 3, 3]
+        assert int(module.model.wrapper.refresh_count) == 3
+        assert float(trainer.callback_metrics["selfdamage/sparsity"]) == pytest.approx(
+            0.5, abs=0.02
+        )
+
+        path = tmp_path / "sdclr.ckpt"
+        trainer.save_checkpoint(path)
+        fresh = SDCLR(seed=1)
+        masks = dict(module.model.wrapper.named_masks())
+        assert any(not torch.equal(masks[n], m) for n, m in fresh.model.wrapper.named_masks())
+        restored = SDCLR.load_from_checkpoint(path, seed=1)
+        for name, mask in restored.model.wrapper.named_masks():
+            assert torch.equal(mask, masks[name]), name
+        twin = module.model.wrapper.twin_norms.state_dict()
+        for key, value in restored.model.wrapper.twin_norms.state_dict().items():
+            assert torch.equal(value, twin[key]), key
+        for key in ("refresh_count", "mask_seed"):
+            assert torch.equal(
+                restored.model.wrapper.get_buffer(key), module.model.wrapper.get_buffer(key)
+            )
+        x = torch.randn(4, 3, 8, 8)
+        module.eval()
+        restored.eval()
+        with torch.no_grad():
+            torch.testing.assert_close(
+                restored.model.wrapper.damaged(x), module.model.wrapper.damaged(x)
+            )
+
+    def test_logs_each_wrapper_under_its_name(self) -> None:
+        module = TwoWrappers()
+        trainer = fit(module)
+        assert int(module.a.refresh_count) == int(module.b.refresh_count) == 3
+        metrics = trainer.callback_metrics
+        assert float(metrics["selfdamage/a/sparsity"]) == pytest.approx(0.5, abs=0.02)
+        assert float(metrics["selfdamage/b/sparsity"]) == pytest.approx(0.25, abs=0.02)
+
+    def test_module_without_wrapper_is_rejected(self) -> None:
+        with pytest.raises(ValueError, match="found no SelfDamagingWrapper in NoWrapper"):
+            fit(NoWrapper())
