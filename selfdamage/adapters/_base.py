@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import copy
 import numbers
-from collections.abc import Iterator
-from typing import cast
+from collections.abc import Iterator, Mapping
+from typing import Any, cast
 
 import torch
 from lightly.models.modules.memory_bank import MemoryBankModule
@@ -92,11 +92,12 @@ class SelfDamagingAdapter(nn.Module):
         prune_ratio: float,
         *,
         loss: nn.Module,
-        damage: bool,
+        damage: bool | str,
         random_ratio: float,
         prunable: Prunable,
         twin_norm: bool,
         predictor: nn.Module | None = None,
+        channel_options: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         check_module("backbone", backbone)
@@ -106,16 +107,26 @@ class SelfDamagingAdapter(nn.Module):
                     f"backbone contains a SelfDamagingWrapper at {name or 'its root'!r}; the "
                     "adapter builds its own wrapper. Pass the bare backbone (wrapper.model)."
                 )
-        for name, value in (("damage", damage), ("twin_norm", twin_norm)):
-            if not isinstance(value, bool):
-                raise TypeError(f"{name} must be a bool, got {name}={value!r}.")
-        self.damage = damage
+        if not isinstance(twin_norm, bool):
+            raise TypeError(f"twin_norm must be a bool, got twin_norm={twin_norm!r}.")
+        if damage is True or damage is False:
+            kind = "weight"
+        elif damage in ("weight", "channel"):
+            kind = cast(str, damage)
+        else:
+            raise TypeError(
+                "damage must be True, False, 'weight' or 'channel' (True means 'weight'), "
+                f"got damage={damage!r}."
+            )
+        self.damage = damage is not False
         self.wrapper = SelfDamagingWrapper(
             Encoder(backbone, head, feature_dim, predictor),
             prune_ratio,
             random_ratio=random_ratio,
             prunable=prunable,
-            twin_norm=twin_norm and damage,
+            twin_norm=twin_norm and self.damage,
+            damage=kind,
+            **(channel_options or {}),
         )
         self.loss = loss
 
@@ -175,11 +186,12 @@ class MomentumAdapter(SelfDamagingAdapter):
         prune_ratio: float,
         *,
         loss: nn.Module,
-        damage: bool,
+        damage: bool | str,
         random_ratio: float,
         prunable: Prunable,
         twin_norm: bool,
         predictor: nn.Module | None = None,
+        channel_options: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(
             backbone,
@@ -192,6 +204,7 @@ class MomentumAdapter(SelfDamagingAdapter):
             prunable=prunable,
             twin_norm=twin_norm,
             predictor=predictor,
+            channel_options=channel_options,
         )
         self.momentum_encoder = Encoder(copy.deepcopy(backbone), copy.deepcopy(head), feature_dim)
         deactivate_requires_grad(self.momentum_encoder)

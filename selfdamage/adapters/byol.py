@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from lightly.loss import NegativeCosineSimilarity
 from lightly.models.modules import BYOLPredictionHead, BYOLProjectionHead
 from torch import Tensor, nn
@@ -52,12 +54,18 @@ class BYOLAdapter(MomentumAdapter):
             projector's last ``nn.Linear`` (256 by default).
         loss: The loss, called as ``loss(predictions, targets)`` on ``(N, D)`` tensors.
             Defaults to lightly's ``NegativeCosineSimilarity()``.
-        damage: If False, no twin: plain BYOL, for baselines.
+        damage: ``True`` (or ``"weight"``) for the paper's weight-level damage,
+            ``"channel"`` for structured damage (pass ``example_inputs`` and, optionally,
+            the other ``channel_options``); ``False`` for no twin:
+            plain BYOL, for baselines.
         random_ratio: Part of ``prune_ratio`` pruned at random instead of by magnitude.
         prunable: Module types whose weight is pruned, or a predicate
             ``(name, module) -> bool`` over names like ``backbone.0``, ``head.layers.0``
             and ``predictor.layers.0``.
         twin_norm: If True, the twin has its own BatchNorm parameters and statistics.
+        **channel_options: With ``damage="channel"``: ``example_inputs`` (required),
+            ``importance``, ``ignored_layers``, ``max_channel_ratio``, passed on to
+            :class:`~selfdamage.wrapper.SelfDamagingWrapper`.
 
     Raises:
         TypeError: If ``backbone``, ``head``, ``predictor`` or ``loss`` is not an
@@ -94,10 +102,11 @@ class BYOLAdapter(MomentumAdapter):
         head: nn.Module | None = None,
         predictor: nn.Module | None = None,
         loss: nn.Module | None = None,
-        damage: bool = True,
+        damage: bool | str = True,
         random_ratio: float = 0.0,
         prunable: Prunable = (nn.Conv2d,),
         twin_norm: bool = True,
+        **channel_options: Any,
     ) -> None:
         feature_dim = check_feature_dim(feature_dim)
         if head is None:
@@ -122,6 +131,7 @@ class BYOLAdapter(MomentumAdapter):
             random_ratio=random_ratio,
             prunable=prunable,
             twin_norm=twin_norm,
+            channel_options=channel_options,
             predictor=check_module("predictor", predictor),
         )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numbers
+from typing import Any
 
 import torch
 from lightly.loss import NTXentLoss
@@ -73,11 +74,17 @@ class MoCoAdapter(MomentumAdapter):
         memory_bank_size: Number of keys in the default loss's memory bank; 0 for none
             (in-batch negatives). Defaults to 4096 (lightly's example; the MoCo papers use
             65536 on ImageNet). Only without ``loss``.
-        damage: If False, no twin: symmetric MoCo v2, for baselines.
+        damage: ``True`` (or ``"weight"``) for the paper's weight-level damage,
+            ``"channel"`` for structured damage (pass ``example_inputs`` and, optionally,
+            the other ``channel_options``); ``False`` for no twin:
+            symmetric MoCo v2, for baselines.
         random_ratio: Part of ``prune_ratio`` pruned at random instead of by magnitude.
         prunable: Module types whose weight is pruned, or a predicate
             ``(name, module) -> bool`` over names like ``backbone.0`` and ``head.layers.0``.
         twin_norm: If True, the twin has its own BatchNorm parameters and statistics.
+        **channel_options: With ``damage="channel"``: ``example_inputs`` (required),
+            ``importance``, ``ignored_layers``, ``max_channel_ratio``, passed on to
+            :class:`~selfdamage.wrapper.SelfDamagingWrapper`.
 
     Raises:
         TypeError: If ``backbone``, ``head`` or ``loss`` is not an ``nn.Module``, or an
@@ -117,10 +124,11 @@ class MoCoAdapter(MomentumAdapter):
         loss: nn.Module | None = None,
         temperature: float | None = None,
         memory_bank_size: int | None = None,
-        damage: bool = True,
+        damage: bool | str = True,
         random_ratio: float = 0.0,
         prunable: Prunable = (nn.Conv2d,),
         twin_norm: bool = True,
+        **channel_options: Any,
     ) -> None:
         feature_dim = check_feature_dim(feature_dim)
         if head is None:
@@ -147,6 +155,7 @@ class MoCoAdapter(MomentumAdapter):
             random_ratio=random_ratio,
             prunable=prunable,
             twin_norm=twin_norm,
+            channel_options=channel_options,
         )
 
     def forward(self, x0: Tensor, x1: Tensor) -> Tensor:

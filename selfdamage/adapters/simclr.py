@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from lightly.loss import NTXentLoss
 from lightly.models.modules import SimCLRProjectionHead
 from torch import Tensor, nn
@@ -57,11 +59,17 @@ class SimCLRAdapter(SelfDamagingAdapter):
         temperature: Temperature of the default loss. Defaults to 0.2, the paper's
             setting on CIFAR (lightly's ``NTXentLoss`` defaults to 0.5). Only without
             ``loss``.
-        damage: If False, no twin: plain SimCLR, for baselines.
+        damage: ``True`` (or ``"weight"``) for the paper's weight-level damage,
+            ``"channel"`` for structured damage (pass ``example_inputs`` and, optionally,
+            the other ``channel_options``); ``False`` for no twin:
+            plain SimCLR, for baselines.
         random_ratio: Part of ``prune_ratio`` pruned at random instead of by magnitude.
         prunable: Module types whose weight is pruned, or a predicate
             ``(name, module) -> bool`` over names like ``backbone.0`` and ``head.layers.0``.
         twin_norm: If True, the twin has its own BatchNorm parameters and statistics.
+        **channel_options: With ``damage="channel"``: ``example_inputs`` (required),
+            ``importance``, ``ignored_layers``, ``max_channel_ratio``, passed on to
+            :class:`~selfdamage.wrapper.SelfDamagingWrapper`.
 
     Raises:
         TypeError: If ``backbone``, ``head`` or ``loss`` is not an ``nn.Module``, or an
@@ -96,10 +104,11 @@ class SimCLRAdapter(SelfDamagingAdapter):
         head: nn.Module | None = None,
         loss: nn.Module | None = None,
         temperature: float | None = None,
-        damage: bool = True,
+        damage: bool | str = True,
         random_ratio: float = 0.0,
         prunable: Prunable = (nn.Conv2d,),
         twin_norm: bool = True,
+        **channel_options: Any,
     ) -> None:
         feature_dim = check_feature_dim(feature_dim)
         if head is None:
@@ -124,6 +133,7 @@ class SimCLRAdapter(SelfDamagingAdapter):
             random_ratio=random_ratio,
             prunable=prunable,
             twin_norm=twin_norm,
+            channel_options=channel_options,
         )
 
     def forward(self, x0: Tensor, x1: Tensor) -> Tensor:

@@ -1,0 +1,98 @@
+"""The runnable recipes in ``examples/``: their shape (fast) and a ``--fast`` run (slow).
+
+CI runs every example with ``--fast`` directly (``.ci/run``); the slow test does the same
+from pytest, for developers: ``pytest --runslow tests/test_examples.py``.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from selfdamage.data import FASHION_MNIST_DIRS
+
+EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLES = sorted(EXAMPLES_DIR.glob("*.py"))
+NEEDS_DATA = {"simclr", "moco", "byol", "simclr_lightning", "ddp", "mine_tail_samples"}
+FASHION_MNIST = Path(FASHION_MNIST_DIRS[0])  # the Debian package; examples run in tmp_path
+
+
+def _ids(paths: list[Path]) -> list[str]:
+    return [path.stem for path in paths]
+
+
+def _adds_fast_flag(tree: ast.Module) -> bool:
+    """Whether the module calls ``<parser>.add_argument("--fast", ...)`` somewhere."""
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "add_argument"
+            and any(isinstance(a, ast.Constant) and a.value == "--fast" for a in node.args)
+        ):
+            return True
+    return False
+
+
+def _has_main_guard(tree: ast.Module) -> bool:
+    """Whether the module ends its top level with ``if __name__ == "__main__": main()``."""
+    for node in tree.body:
+        if (
+            isinstance(node, ast.If)
+            and isinstance(node.test, ast.Compare)
+            and isinstance(node.test.left, ast.Name)
+            and node.test.left.id == "__name__"
+        ):
+            return "main()" in ast.unparse(node)
+    return False
+
+
+class TestExampleFiles:
+    def test_the_recipes_are_there(self) -> None:
+        names = {path.stem for path in EXAMPLES}
+        assert names >= NEEDS_DATA, f"missing examples: {sorted(NEEDS_DATA - names)}"
+
+    @pytest.mark.parametrize("path", EXAMPLES, ids=_ids(EXAMPLES))
+    def test_docstring_fast_flag_and_main(self, path: Path) -> None:
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        docstring = ast.get_docstring(tree)
+        assert docstring, f"{path.name} has no module docstring (the docs show it)"
+        assert "--fast" in docstring, f"{path.name}'s docstring should say how to run it"
+        assert _adds_fast_flag(tree), f"{path.name} has no --fast argument (CI runs it)"
+        functions = {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
+        assert "main" in functions, f"{path.name} has no main()"
+        assert _has_main_guard(tree), f'{path.name} lacks if __name__ == "__main__": main()'
+
+
+def _command(path: Path, tmp_path: Path) -> list[str]:
+    if "ddp" in path.stem:
+        launcher = [sys.executable, "-m", "torch.distributed.run"]
+        return [*launcher, "--standalone", "--nproc_per_node=2", str(path), "--fast"]
+    extra = ["--out", str(tmp_path / "top.png")] if path.stem == "mine_tail_samples" else []
+    return [sys.executable, str(path), "--fast", *extra]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", EXAMPLES, ids=_ids(EXAMPLES))
+def test_example_runs_with_fast(path: Path, tmp_path: Path) -> None:
+    if path.stem in NEEDS_DATA and not FASHION_MNIST.is_dir():
+        pytest.skip("Fashion-MNIST not installed: apt-get install dataset-fashion-mnist")
+    # One thread per process: the examples must not depend on the machine being idle.
+    env = {**os.environ, "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        _command(path, tmp_path),
+        cwd=tmp_path,  # the Lightning example writes runs/ under the working directory
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, f"{path.name} failed:\n{result.stdout}\n{result.stderr}"
+    assert result.stdout.strip(), f"{path.name} printed nothing"
+    if path.stem == "mine_tail_samples":
+        assert (tmp_path / "top.png").stat().st_size > 0
