@@ -111,10 +111,11 @@ class SelfDamagingAdapter(nn.Module):
             raise TypeError(f"twin_norm must be a bool, got twin_norm={twin_norm!r}.")
         if damage is True or damage is False:
             kind = "weight"
-        elif damage in ("weight", "channel"):
-            kind = cast(str, damage)
+        elif isinstance(damage, str) and damage in ("weight", "channel"):
+            kind = damage
         else:
-            raise TypeError(
+            error = ValueError if isinstance(damage, str) else TypeError
+            raise error(
                 "damage must be True, False, 'weight' or 'channel' (True means 'weight'), "
                 f"got damage={damage!r}."
             )

@@ -98,3 +98,25 @@ class TestSimCLRAdapter:
     def test_loss_with_memory_bank_is_rejected(self) -> None:
         with pytest.raises(ValueError, match=r"loss has a memory bank.*MoCoAdapter"):
             SimCLRAdapter(tiny_backbone(), FEATURES, loss=NTXentLoss(memory_bank_size=(64, 128)))
+
+
+class TestChannelDamage:
+    def test_channel_damage_through_the_adapter(self) -> None:
+        torch.manual_seed(0)
+        backbone = nn.Sequential(
+            nn.Conv2d(3, 16, 3, padding=1),
+            nn.BatchNorm2d(16),
+            nn.ReLU(),
+            nn.Conv2d(16, 16, 3, padding=1),
+            nn.BatchNorm2d(16),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1),
+        )
+        model = SimCLRAdapter(
+            backbone, 16, 0.5, damage="channel", example_inputs=torch.randn(2, 3, 8, 8)
+        )
+        assert model.damage is True
+        assert model.wrapper.channel_sparsity == pytest.approx(0.5, abs=0.05)
+        loss = model(torch.randn(8, 3, 8, 8), torch.randn(8, 3, 8, 8))
+        loss.backward()
+        assert torch.isfinite(loss)
