@@ -4,8 +4,15 @@ The public API, at a glance:
 
 - :class:`SelfDamagingWrapper` — wrap any backbone; ``wrapper(x)`` is the dense model,
   ``wrapper.damaged(x)`` its pruned twin, ``wrapper.refresh_mask()`` re-prunes.
-- :mod:`selfdamage.masks` — the mask maths as pure functions.
-- :mod:`selfdamage.twin_norm` — the twin's own BatchNorm state.
+- :mod:`selfdamage.adapters` — ``SimCLRAdapter``, ``MoCoAdapter``, ``BYOLAdapter``: lightly's
+  methods with one online pass through the twin; ``forward(x0, x1)`` returns the loss.
+- :mod:`selfdamage.lightning` — ``SelfDamagingCallback`` refreshes masks in PyTorch Lightning.
+- :mod:`selfdamage.data` — long-tailed subsets, dataset loaders, two-view datasets.
+- :mod:`selfdamage.evaluation` — linear probe, kNN, Many/Medium/Few accuracy, damage scores.
+- :mod:`selfdamage.study` — the long-tail study behind ``selfdamage longtail``.
+- :mod:`selfdamage.masks`, :mod:`selfdamage.twin_norm`, :mod:`selfdamage.channel_damage` —
+  the mask maths, the twin's BatchNorm state, structured (channel) damage.
+- :mod:`selfdamage.backbones` — ``cifar_resnet18``, the paper's small-image backbone.
 """
 
 from __future__ import annotations

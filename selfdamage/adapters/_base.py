@@ -185,28 +185,10 @@ class MomentumAdapter(SelfDamagingAdapter):
         head: nn.Module,
         feature_dim: int,
         prune_ratio: float,
-        *,
-        loss: nn.Module,
-        damage: bool | str,
-        random_ratio: float,
-        prunable: Prunable,
-        twin_norm: bool,
-        predictor: nn.Module | None = None,
-        channel_options: Mapping[str, Any] | None = None,
+        **options: Any,
     ) -> None:
-        super().__init__(
-            backbone,
-            head,
-            feature_dim,
-            prune_ratio,
-            loss=loss,
-            damage=damage,
-            random_ratio=random_ratio,
-            prunable=prunable,
-            twin_norm=twin_norm,
-            predictor=predictor,
-            channel_options=channel_options,
-        )
+        """Same arguments as :class:`SelfDamagingAdapter`."""
+        super().__init__(backbone, head, feature_dim, prune_ratio, **options)
         self.momentum_encoder = Encoder(copy.deepcopy(backbone), copy.deepcopy(head), feature_dim)
         deactivate_requires_grad(self.momentum_encoder)
 

@@ -3,7 +3,7 @@
 The loaders return the whole split as two tensors, ``(images, labels)``: ``uint8``
 images in channels-last layout (``N x H x W`` for grayscale, ``N x H x W x 3`` for
 colour, as torchvision's ``dataset.data``) and ``int64`` labels. They compose with
-:func:`~selfdamage.data.longtail_indices` and ``torch.utils.data.Subset``:
+:func:`~selfdamage.data.longtail_indices` and ``torch.utils.data.Subset``::
 
     images, labels = load_fashion_mnist()
     split = longtail_indices(labels, imbalance_ratio=100, class_order=0)
