@@ -20,8 +20,6 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.napoleon",
     "sphinx.ext.viewcode",
-    "sphinx.ext.intersphinx",
-    "sphinx.ext.doctest",
     "myst_parser",
 ]
 autodoc_member_order = "bysource"
@@ -29,11 +27,8 @@ autodoc_typehints = "description"
 autodoc_default_options = {"members": True, "show-inheritance": False}
 napoleon_google_docstring = True
 napoleon_numpy_docstring = False
-intersphinx_mapping: dict[str, tuple[str, str | None]] = {}
-nitpicky = False
 exclude_patterns = ["_build"]
 html_theme = "furo"
 html_title = f"selfdamage {release}"
 html_static_path = ["_static"]
 suppress_warnings = ["myst.header"]
-doctest_global_setup = "import torch\nfrom torch import nn\ntorch.manual_seed(0)"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-__all__ = ["cifar_resnet18"]
+__all__ = ["CifarResNet", "cifar_resnet18"]
 
 
 class _BasicBlock(nn.Module):
@@ -33,7 +33,16 @@ class _BasicBlock(nn.Module):
         return torch.relu(out + self.downsample(x))
 
 
-class _CifarResNet(nn.Module):
+class CifarResNet(nn.Module):
+    """The network :func:`cifar_resnet18` builds; ``feature_dim`` is its output size.
+
+    Examples:
+        >>> cifar_resnet18(width=8).feature_dim
+        64
+    """
+
+    feature_dim: int
+
     def __init__(self, width: int, in_channels: int) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, width, 3, padding=1, bias=False)
@@ -59,7 +68,7 @@ class _CifarResNet(nn.Module):
         return torch.flatten(self.avgpool(x), 1)
 
 
-def cifar_resnet18(*, width: int = 64, in_channels: int = 3) -> nn.Module:
+def cifar_resnet18(*, width: int = 64, in_channels: int = 3) -> CifarResNet:
     """ResNet-18 for small images: 3x3 stem, no max-pool, no classifier.
 
     Returns pooled features of dimension ``8 * width`` (512 at the paper's width 64),
@@ -83,4 +92,4 @@ def cifar_resnet18(*, width: int = 64, in_channels: int = 3) -> nn.Module:
     for name, value in (("width", width), ("in_channels", in_channels)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {name}={value!r}.")
-    return _CifarResNet(width, in_channels)
+    return CifarResNet(width, in_channels)

@@ -60,7 +60,7 @@ class LongTailSplit:
     """A long-tailed subset of a labeled dataset, as returned by :func:`longtail_indices`.
 
     Attributes:
-        indices: Sorted, read-only ``int64`` array of the kept sample indices, ready for
+        indices: Sorted ``int64`` array of the kept sample indices, ready for
             ``torch.utils.data.Subset(dataset, split.indices)``.
         class_counts: Number of kept samples of each class, indexed by class id.
         class_order: Class ids from head to tail: ``class_order[0]`` is the most
@@ -207,7 +207,7 @@ def balanced_indices(targets: Labels, per_class: int, *, seed: int = 0) -> np.nd
         seed: Seed of the choice of samples within each class.
 
     Returns:
-        Sorted, read-only ``int64`` array of the kept sample indices.
+        Sorted ``int64`` array of the kept sample indices.
 
     Raises:
         TypeError: If an argument has the wrong type.
@@ -297,9 +297,7 @@ def _select(labels: np.ndarray, per_class: np.ndarray, seed: int, context: str) 
                 f"class {cls} has {len(members)} samples but {wanted} are needed {context}."
             )
         chosen.append(members[np.argsort(keys[members], kind="stable")[:wanted]])
-    indices = np.sort(np.concatenate(chosen))
-    indices.flags.writeable = False
-    return indices
+    return np.sort(np.concatenate(chosen))
 
 
 def _check_int(name: str, value: object, low: int) -> None:
