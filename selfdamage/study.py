@@ -575,7 +575,7 @@ def _mean_std(values: list[float | None]) -> dict[str, float | None]:
     present = [v for v in values if v is not None]
     if not present:
         return {"mean": None, "std": None}
-    std = statistics.stdev(present) if len(present) > 1 else 0.0
+    std = statistics.stdev(present) if len(present) > 1 else None  # undefined for one run
     return {"mean": statistics.fmean(present), "std": std}
 
 
@@ -583,7 +583,8 @@ def _cell(stat: dict[str, float | None] | None) -> str:
     mean = None if stat is None else stat.get("mean")
     if stat is None or mean is None:
         return "-"
-    return f"{100 * mean:.1f} ± {100 * (stat.get('std') or 0.0):.1f}"
+    std = stat.get("std")
+    return f"{100 * mean:.1f}" if std is None else f"{100 * mean:.1f} ± {100 * std:.1f}"
 
 
 def _one_line(run: dict[str, Any]) -> str:
