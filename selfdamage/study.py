@@ -259,10 +259,18 @@ def format_table(results: dict[str, Any]) -> str:
     header = ["", "overall", "many", "medium", "few", "std", "kNN", "damage AUROC"]
     rows = [header]
     for variant, stats in summary.items():
-        rows.append([variant] + [_cell(stats.get(m)) for m in METRICS])
+        if variant != "gap_closed":
+            rows.append([variant] + [_cell(stats.get(m)) for m in METRICS])
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = ["  ".join(cell.rjust(w) for cell, w in zip(row, widths)) for row in rows]
     lines.insert(1, "-" * len(lines[0]))
+    gap = summary.get("gap_closed")
+    if gap:
+        closed = ", ".join(
+            f"{name} {'-' if value is None else f'{100 * value:.0f}%'}"
+            for name, value in (("overall", gap["accuracy"]), ("Few", gap["few"]))
+        )
+        lines.append(f"\nimbalance gap (balanced - baseline) closed by SDCLR: {closed}")
     return "\n".join(lines)
 
 

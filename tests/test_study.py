@@ -60,9 +60,11 @@ class TestSummary:
 
     def test_table(self) -> None:
         stats = {m: {"mean": 0.5, "std": 0.01} for m in study.METRICS}
-        table = study.format_table({"summary": {"baseline": stats | {"runs": 1}}})
+        summary = {"baseline": stats | {"runs": 2}, "gap_closed": {"accuracy": 0.25, "few": None}}
+        table = study.format_table({"summary": summary})
         assert "overall" in table and "damage AUROC" in table
         assert "50.0 ± 1.0" in table
+        assert "closed by SDCLR: overall 25%, Few -" in table
 
 
 class TestValidation:
