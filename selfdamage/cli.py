@@ -57,7 +57,7 @@ def _add_longtail(commands: argparse._SubParsersAction[argparse.ArgumentParser])
             "long-tailed subset, evaluates both with a linear probe on a balanced labeled "
             "set (Many/Medium/Few accuracy, balancedness), kNN and damage-score AUROC, and "
             "writes results.json, groups.png and checkpoints to --out. The defaults finish "
-            "in about 10 minutes on 2 CPU cores."
+            "in about 6 minutes on 2 CPU cores."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
