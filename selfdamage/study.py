@@ -484,13 +484,14 @@ def _progress(*, total: int, initial: int, desc: str, enabled: bool) -> _Progres
 
 @torch.no_grad()
 def _embed(model: SelfDamagingAdapter, images: Tensor, data: _Data) -> Tensor:
+    return torch.cat([model.embed(x) for x in _batches(images, data, model)]).cpu()
+
+
+def _batches(images: Tensor, data: _Data, model: nn.Module) -> Iterator[Tensor]:
+    """Normalized float batches of ``uint8`` images, on the model's device."""
     device = next(model.parameters()).device
     mean = torch.tensor(data.mean, device=device).view(1, -1, 1, 1)
     std = torch.tensor(data.std, device=device).view(1, -1, 1, 1)
-    return torch.cat([model.embed(x) for x in _batches(images, device, mean, std)]).cpu()
-
-
-def _batches(images: Tensor, device: torch.device, mean: Tensor, std: Tensor) -> Iterator[Tensor]:
     for start in range(0, len(images), 1024):
         yield (images[start : start + 1024].to(device).float() / 255 - mean) / std
 
@@ -539,11 +540,8 @@ def _evaluate(
     if with_damage:
         if not model.damage:
             model.refresh_mask()  # the baseline's twin: its final weights, pruned
-        device = next(model.parameters()).device
-        mean = torch.tensor(data.mean, device=device).view(1, -1, 1, 1)
-        std = torch.tensor(data.std, device=device).view(1, -1, 1, 1)
         images = data.train_images[longtail]
-        scores = damage_scores(model.wrapper, list(_batches(images, device, mean, std)))
+        scores = damage_scores(model.wrapper, _batches(images, data, model))
         few = torch.isin(data.train_labels[longtail], torch.as_tensor(metrics["groups"]["few"]))
         metrics["damage_auroc"] = auroc(scores, few)
     return metrics
