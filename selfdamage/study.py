@@ -35,6 +35,7 @@ import torch
 from lightly.models.modules.memory_bank import MemoryBankModule
 from lightly.utils.scheduler import cosine_schedule
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
 from selfdamage.adapters import BYOLAdapter, MoCoAdapter, SimCLRAdapter
 from selfdamage.adapters._base import MomentumAdapter, SelfDamagingAdapter
@@ -396,7 +397,14 @@ def _pretrain(
         start, losses = state["epoch"], state["losses"]
         logger.info("%s: resuming after epoch %d from %s", name, start, checkpoint)
 
-    bar = _progress(total=total, initial=start * steps, desc=name, enabled=progress)
+    bar = tqdm(
+        total=total,
+        initial=start * steps,
+        desc=name,
+        unit="step",
+        leave=False,
+        disable=not progress,
+    )
     for epoch in range(start, epochs):
         model.train()
         model.refresh_mask()
@@ -453,33 +461,6 @@ def _load_memory_banks(model: nn.Module, banks: dict[str, Tensor]) -> None:
     for key, value in banks.items():
         name, _, buffer = key.rpartition(".")
         setattr(model.get_submodule(name), buffer, value.clone())
-
-
-class _Progress:
-    """A tqdm bar, or a stand-in with the same methods when progress is off."""
-
-    def __init__(self, bar: Any) -> None:
-        self.bar = bar
-
-    def update(self, n: int) -> None:
-        if self.bar is not None:
-            self.bar.update(n)
-
-    def set_postfix(self, **values: str) -> None:
-        if self.bar is not None:
-            self.bar.set_postfix(**values)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
-def _progress(*, total: int, initial: int, desc: str, enabled: bool) -> _Progress:
-    if not enabled:
-        return _Progress(None)
-    from tqdm.auto import tqdm
-
-    return _Progress(tqdm(total=total, initial=initial, desc=desc, unit="step", leave=False))
 
 
 @torch.no_grad()
