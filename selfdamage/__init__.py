@@ -3,22 +3,25 @@
 The public API, at a glance:
 
 - :class:`SelfDamagingWrapper` — wrap any backbone; ``wrapper(x)`` is the dense model,
-  ``wrapper.damaged(x)`` its pruned twin, ``wrapper.refresh_mask()`` re-prunes.
+  ``wrapper.damaged(x)`` its damaged twin, ``wrapper.refresh_mask()`` damages it again.
+- :mod:`selfdamage.damage` — how the twin is damaged: :class:`Damage` (the base),
+  :class:`WeightDamage` (the paper), :class:`ChannelDamage` (whole channels).
 - :mod:`selfdamage.adapters` — ``SimCLRAdapter``, ``MoCoAdapter``, ``BYOLAdapter``: lightly's
   methods with one online pass through the twin; ``forward(x0, x1)`` returns the loss.
 - :mod:`selfdamage.lightning` — ``SelfDamagingCallback`` refreshes masks in PyTorch Lightning.
 - :mod:`selfdamage.data` — long-tailed subsets, dataset loaders, two-view datasets.
 - :mod:`selfdamage.evaluation` — linear probe, kNN, Many/Medium/Few accuracy, damage scores.
 - :mod:`selfdamage.study` — the long-tail study behind ``selfdamage longtail``.
-- :mod:`selfdamage.masks`, :mod:`selfdamage.twin_norm`, :mod:`selfdamage.channel_damage` —
-  the mask maths, the twin's BatchNorm state, structured (channel) damage.
+- :mod:`selfdamage.masks`, :mod:`selfdamage.twin_norm` — the mask maths, the twin's
+  BatchNorm state.
 - :mod:`selfdamage.backbones` — ``cifar_resnet18``, the paper's small-image backbone.
 """
 
 from __future__ import annotations
 
+from selfdamage.damage import ChannelDamage, Damage, WeightDamage
 from selfdamage.wrapper import SelfDamagingWrapper
 
 __version__ = "0.1.0"
 
-__all__ = ["SelfDamagingWrapper", "__version__"]
+__all__ = ["ChannelDamage", "Damage", "SelfDamagingWrapper", "WeightDamage", "__version__"]

@@ -2,30 +2,37 @@
 
 from __future__ import annotations
 
-import numbers
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, Union, cast
+from collections.abc import Iterator, Mapping
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from selfdamage._checks import check_bool, check_module
+from selfdamage._deprecated import legacy_damage
 from selfdamage._mirror import build_mirror, get_at
-from selfdamage.channel_damage import (
-    DEFAULT_MAX_CHANNEL_RATIO,
-    ChannelDamage,
-    ImportanceLike,
-    check_damage,
-    weight_channel_sparsity,
-)
-from selfdamage.masks import global_magnitude_masks
+from selfdamage.damage.base import Damage, Prunable
+from selfdamage.damage.weight import WeightDamage
 from selfdamage.twin_norm import TwinNorm, has_running_stats, throwaway_statistics
 
 __all__ = ["Prunable", "SelfDamagingWrapper"]
 
-Prunable = Union[type, tuple[type, ...], Callable[[str, nn.Module], bool]]
-"""Module types whose ``.weight`` is pruned, or a predicate ``(name, module) -> bool``."""
+
+class _Default(float):
+    """A default that prints as its value but is told apart from the same value passed in.
+
+    Lets the signature read ``prune_ratio=0.9`` while the wrapper still sees whether the
+    shorthand was given next to a ``damage=`` strategy (``value is DEFAULT_PRUNE_RATIO``).
+    """
+
+    def __repr__(self) -> str:
+        return repr(float(self))
+
+
+DEFAULT_PRUNE_RATIO: float = _Default(0.9)
+DEFAULT_RANDOM_RATIO: float = _Default(0.0)
+DEFAULT_PRUNABLE: Prunable = (nn.Conv2d,)
 
 
 class _Masks(nn.Module):
@@ -38,62 +45,56 @@ class _Masks(nn.Module):
 
 
 class SelfDamagingWrapper(nn.Module):
-    """Wraps a model and gives it a pruned twin that shares its weights (SDCLR [0]).
+    """Wraps a model and gives it a damaged twin that shares its weights (SDCLR [0]).
 
     ``wrapper(x)`` is the dense model, unchanged. ``wrapper.damaged(x)`` runs the same
-    model with every prunable weight multiplied by a ``bool`` mask and, with
+    model with every masked parameter multiplied by a ``bool`` mask and, with
     ``twin_norm=True``, with the twin's own BatchNorm parameters and running statistics
     in place of the dense ones. Both branches back-propagate into the shared weights, so
     a contrastive loss between ``wrapper(x0)`` and ``wrapper.damaged(x1)`` needs one
-    backward pass. :meth:`refresh_mask` re-prunes by global weight magnitude; call it at
-    the start of every epoch.
+    backward pass. :meth:`refresh_mask` damages the twin again from the current dense
+    weights; call it at the start of every epoch.
+
+    *How* the twin is damaged is a strategy object, ``damage`` (:mod:`selfdamage.damage`):
+    :class:`~selfdamage.damage.WeightDamage` (the paper, the default: global magnitude
+    pruning of single weights), :class:`~selfdamage.damage.ChannelDamage` (whole channels)
+    or your own :class:`~selfdamage.damage.Damage`. ``prune_ratio``, ``random_ratio`` and
+    ``prunable`` are the short way to say ``damage=WeightDamage(prune_ratio,
+    random_ratio=..., prunable=...)``; give either them or ``damage``, not both.
 
     The wrapped model is not modified: it keeps its class, parameter names and
     ``state_dict`` keys, and carries no hooks or parametrizations. The twin's state
-    (masks under ``masks.*``, normalization under ``twin_norms.*``) lives in registered
-    buffers and parameters of the wrapper, so ``.to()``, ``state_dict()``,
-    ``copy.deepcopy`` and DDP handle it like any other state.
+    (masks under ``masks.*``, normalization under ``twin_norms.*``, the seed of the
+    random draws) lives in registered buffers and parameters of the wrapper, so
+    ``.to()``, ``state_dict()``, ``copy.deepcopy`` and DDP handle it like any other state.
 
     - [0] SDCLR, 2021, https://arxiv.org/abs/2106.02990
 
     Args:
         model: The model to wrap, any ``nn.Module``.
-        prune_ratio: Fraction of the prunable weights the twin loses, in ``[0, 1)``.
-            0.9 on CIFAR and 0.3 on ImageNet-100 in the paper.
-        random_ratio: Part of ``prune_ratio`` chosen uniformly at random among the
-            weights kept by magnitude, in ``[0, prune_ratio]`` (the reference code's
-            ``random_prune_percent``, 0 there by default).
-        prunable: Module types whose ``.weight`` is pruned, or a predicate
-            ``(qualified_name, module) -> bool``. By default every ``nn.Conv2d``,
-            as in the paper; normalization layers are never pruned.
+        prune_ratio: Shorthand: fraction of the prunable weights the twin loses, in
+            ``[0, 1)``. 0.9 on CIFAR and 0.3 on ImageNet-100 in the paper.
+        random_ratio: Shorthand: part of ``prune_ratio`` chosen uniformly at random among
+            the weights kept by magnitude, in ``[0, prune_ratio]``.
+        prunable: Shorthand: module types whose ``.weight`` is pruned, or a predicate
+            ``(qualified_name, module) -> bool``. By default every ``nn.Conv2d``.
         twin_norm: If True, every normalization layer with running statistics (all
             ``_BatchNorm`` subclasses, ``SyncBatchNorm`` included) gets, for the twin
             only, its own affine parameters and running statistics, initialised from
             the dense ones. If False, the twin uses the dense layers' parameters but
             never updates their running statistics.
-        damage: ``"weight"`` (the paper: global unstructured magnitude pruning) or
-            ``"channel"``: the twin loses whole channels, coupled across layers by
-            torch-pruning's dependency graph (:mod:`selfdamage.channel_damage`).
-            ``prune_ratio`` is then the fraction of prunable channels, ``prunable``
-            selects the convolutions/linears whose output channels may be pruned,
-            ``random_ratio`` the part of it chosen at random, and the channel-only
-            arguments below apply. Passing them with ``"weight"`` is a ``ValueError``.
-        importance: Channel criterion: ``"magnitude"`` (default), ``"taylor"``,
-            ``"lamp"``, ``"bn_scale"``, ``"random"`` or a ``torch_pruning.importance.Importance``.
-        example_inputs: Required with ``damage="channel"``: an input the model accepts
-            (a tensor, a tuple of positional inputs or a dict of keyword inputs), traced
-            once at construction.
-        ignored_layers: Modules (or qualified names) whose output channels are never
-            pruned, with their submodules, e.g. ``[model.layer4]``. The model's output
-            channels (the final classifier) are always protected.
-        max_channel_ratio: Most of any one channel group the twin may lose (default
-            0.9); every group keeps at least one channel.
+        damage: The damage strategy, bound to ``model`` here (one strategy per wrapper);
+            None for ``WeightDamage(prune_ratio, random_ratio=..., prunable=...)``.
+        **deprecated_options: 0.1's ``damage="weight"|"channel"`` with ``importance``,
+            ``example_inputs``, ``ignored_layers``, ``max_channel_ratio``: still accepted
+            in 0.2 with a ``DeprecationWarning``; pass ``damage=ChannelDamage(...)``.
 
     Raises:
         TypeError: If ``model`` is not an ``nn.Module``, is already a wrapper, or an
             argument has the wrong type.
-        ValueError: If a ratio is out of range, no prunable weight is found, or the
-            weights are not finite.
+        ValueError: If a ratio is out of range, a shorthand is given together with
+            ``damage``, the strategy is already bound, nothing is selected for
+            masking, or the weights are not finite.
 
     Examples:
         >>> import torchvision
@@ -105,6 +106,8 @@ class SelfDamagingWrapper(nn.Module):
         >>> round(wrapper.sparsity, 3)
         0.9
         >>> wrapper.refresh_mask()          # at the start of every epoch
+        >>> wrapper.damage
+        WeightDamage(prune_ratio=0.9, random_ratio=0.0, prunable='Conv2d')
     """
 
     model: nn.Module
@@ -112,20 +115,18 @@ class SelfDamagingWrapper(nn.Module):
     twin_norms: nn.Module
     mask_seed: Tensor
     refresh_count: Tensor
+    damage: Damage
 
     def __init__(
         self,
         model: nn.Module,
-        prune_ratio: float = 0.9,
+        prune_ratio: float = DEFAULT_PRUNE_RATIO,
         *,
-        random_ratio: float = 0.0,
-        prunable: Prunable = (nn.Conv2d,),
+        random_ratio: float = DEFAULT_RANDOM_RATIO,
+        prunable: Prunable = DEFAULT_PRUNABLE,
         twin_norm: bool = True,
-        damage: str = "weight",
-        importance: ImportanceLike | None = None,
-        example_inputs: Any = None,
-        ignored_layers: Sequence[nn.Module | str] | None = None,
-        max_channel_ratio: float | None = None,
+        damage: Damage | None = None,
+        **deprecated_options: Any,
     ) -> None:
         super().__init__()
         if isinstance(model, SelfDamagingWrapper):
@@ -133,55 +134,24 @@ class SelfDamagingWrapper(nn.Module):
                 "model is already a SelfDamagingWrapper; wrap the bare model "
                 "(wrapper.model) or use the existing wrapper."
             )
-        if not isinstance(model, nn.Module):
-            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
+        check_module("model", model)
         for name, module in model.named_modules():
             if isinstance(module, SelfDamagingWrapper):
                 raise TypeError(
                     f"model contains a SelfDamagingWrapper at {name!r}; a model can only "
                     "be wrapped once. Wrap the bare model instead."
                 )
-        self.prune_ratio = _check_ratio("prune_ratio", prune_ratio, 0.0, 1.0, high_open=True)
-        self.random_ratio = _check_ratio(
-            "random_ratio", random_ratio, 0.0, self.prune_ratio, high_name="prune_ratio"
-        )
-        if not isinstance(twin_norm, bool):
-            raise TypeError(f"twin_norm must be a bool, got twin_norm={twin_norm!r}.")
-        self.twin_norm = twin_norm
-        select = _prunable_predicate(prunable)
-
-        self.damage = check_damage(
+        self.twin_norm = check_bool("twin_norm", twin_norm)
+        self.damage = resolve_damage(
             damage,
-            importance=importance,
-            example_inputs=example_inputs,
-            ignored_layers=ignored_layers,
-            max_channel_ratio=max_channel_ratio,
+            prune_ratio=prune_ratio,
+            random_ratio=random_ratio,
+            prunable=prunable,
+            deprecated_options=deprecated_options,
+            stacklevel=4,
         )
-
         self.model = model
-        self._channel: ChannelDamage | None = None
-        if self.damage == "channel":
-            # Traced once on the bare model; the plan is plain data, the graph is dropped.
-            self._channel = ChannelDamage(
-                model,
-                example_inputs,
-                importance="magnitude" if importance is None else importance,
-                select=select,
-                ignored_layers=ignored_layers,
-                max_channel_ratio=(
-                    DEFAULT_MAX_CHANNEL_RATIO if max_channel_ratio is None else max_channel_ratio
-                ),
-            )
-            self._masked_names = list(self._channel.param_names)
-        else:
-            pruned = _find_prunable(model, select)
-            if not pruned:
-                raise ValueError(
-                    f"model has no prunable weights: no module matched prunable={prunable!r} "
-                    f"in {type(model).__name__}. Pass the module types to prune, e.g. "
-                    "prunable=(nn.Conv2d, nn.Linear), or a predicate (name, module) -> bool."
-                )
-            self._masked_names = [_join(name, "weight") for name in pruned]
+        self._masked_names = self.damage.bind(model)
         self.masks = build_mirror(_mask_leaves(model, self._masked_names))
         norms = {
             name: module for name, module in model.named_modules() if isinstance(module, _BatchNorm)
@@ -195,6 +165,7 @@ class SelfDamagingWrapper(nn.Module):
         seed = torch.randint(0, 2**62, (), dtype=torch.int64)
         self.register_buffer("mask_seed", seed)
         self.register_buffer("refresh_count", torch.zeros((), dtype=torch.int64))
+        self.register_load_state_dict_post_hook(_masks_loaded)
         self.refresh_mask()
 
     def forward(self, x: Any, *args: Any, **kwargs: Any) -> Any:
@@ -225,77 +196,66 @@ class SelfDamagingWrapper(nn.Module):
                 norm = cast(_BatchNorm, self.model.get_submodule(name))
                 if norm.training and has_running_stats(norm):
                     substitutes.update(throwaway_statistics(norm, name))
-        for name in self._masked_names:
-            value = substitutes.get(name)
-            if value is None:
-                value = self.model.get_parameter(name)
-            substitutes[name] = value * self.masks.get_buffer(name)
-        return functional_call(self.model, substitutes, (x, *args), kwargs, strict=False)
+        masks = {name: self.masks.get_buffer(name) for name in self._masked_names}
+        return self.damage.twin_forward(self.model, substitutes, masks, (x, *args), kwargs)
 
     @torch.no_grad()
     def refresh_mask(self) -> None:
-        """Re-prunes the twin from the current dense weights.
+        """Damages the twin again from the current dense weights.
 
-        One global magnitude threshold over all prunable weights (plus the random part,
-        see ``random_ratio``); the previous mask is discarded, not refined. The random
-        part is seeded from the wrapper's ``mask_seed`` buffer and the number of earlier
-        refreshes, so all DDP ranks and a resumed run draw the same masks.
-
-        With ``damage="channel"``, the channels are chosen again instead: every group
-        scored by the importance from the current dense weights, the ``prune_ratio``
-        least important channels taken globally (ties broken deterministically), and
-        every coupled slice masked; a random importance is seeded the same way.
+        Asks the strategy for new masks (``damage.compute_masks``); the previous masks
+        are discarded, not refined. Random draws are seeded from the wrapper's
+        ``mask_seed`` buffer plus the number of earlier refreshes, so all DDP ranks and a
+        resumed run draw the same masks.
 
         Raises:
-            ValueError: If a prunable weight holds NaN or infinite values, or (with
-                ``importance="taylor"``) the gradients have already been cleared.
+            ValueError: If a masked weight holds NaN or infinite values, the strategy
+                returns masks that do not match the masked parameters, or (for
+                ``ChannelDamage(importance="taylor")``) the gradients are already cleared.
         """
-        if self._channel is not None:
-            # Channel damage: score the groups, choose channels globally, mask every slice.
-            new_masks = self._channel.compute_masks(
-                self.model,
-                self.prune_ratio,
-                random_ratio=self.random_ratio,
-                seed=int(self.mask_seed) + int(self.refresh_count),
-                initial=int(self.refresh_count) == 0,
-            )
-            for name, mask in new_masks.items():
-                self.masks.get_buffer(name).copy_(mask)
-            self.refresh_count += 1
-            return
-        weights = [self.model.get_parameter(n) for n in self._masked_names]
-        generator = None
-        if self.random_ratio > 0:
-            generator = torch.Generator(device=weights[0].device)
-            generator.manual_seed(int(self.mask_seed) + int(self.refresh_count))
-        try:
-            masks = global_magnitude_masks(
-                weights, self.prune_ratio, random_ratio=self.random_ratio, generator=generator
-            )
-        except ValueError as error:
-            bad = [n for n, w in zip(self._masked_names, weights) if not torch.isfinite(w).all()]
-            raise ValueError(f"refresh_mask(): {error} Non-finite weights: {bad}.") from error
-        for name, mask in zip(self._masked_names, masks):
-            self.masks.get_buffer(name).copy_(mask)
+        count = int(self.refresh_count)
+        masks = self.damage.compute_masks(
+            self.model, seed=int(self.mask_seed) + count, first=count == 0
+        )
+        for name in self._masked_names:
+            buffer = self.masks.get_buffer(name)
+            mask = masks.get(name)
+            if mask is None or mask.shape != buffer.shape or mask.dtype != torch.bool:
+                got = None if mask is None else (tuple(mask.shape), mask.dtype)
+                raise ValueError(
+                    f"{type(self.damage).__name__}.compute_masks() returned {got} for {name!r}; "
+                    f"expected a bool mask of shape {tuple(buffer.shape)} for every masked "
+                    "parameter."
+                )
+            buffer.copy_(mask)
         self.refresh_count += 1
+        self.damage.masks_changed(self.model, dict(self.named_masks()))
+
+    @property
+    def prune_ratio(self) -> float:
+        """The strategy's ``prune_ratio``."""
+        return self.damage.prune_ratio
+
+    @property
+    def random_ratio(self) -> float:
+        """The strategy's ``random_ratio``."""
+        return self.damage.random_ratio
 
     @property
     def channel_sparsity(self) -> float:
-        """Fraction of channels the twin currently loses entirely.
+        """Fraction of channels the twin currently loses entirely, as the strategy counts.
 
-        With ``damage="channel"``: the realised fraction of the prunable channels (each
-        coupled group's channels counted once, as ``prune_ratio`` counts them) that
-        output exactly zero, read from the masks. With ``damage="weight"``: the fraction
-        of the masked layers' output channels whose weights happen to be all masked out.
-        Per layer: :func:`selfdamage.channel_damage.layer_channel_sparsity`.
+        With ``ChannelDamage``: the realised fraction of the prunable channels (each
+        coupled group's channels counted once, as ``prune_ratio`` counts them). With
+        ``WeightDamage``: the fraction of the masked layers' output channels whose
+        weights happen to be all masked out. Per layer:
+        :func:`selfdamage.damage.layer_channel_sparsity`.
         """
-        if self._channel is not None:
-            return self._channel.channel_sparsity(dict(self.named_masks()))
-        return weight_channel_sparsity(self)
+        return self.damage.channel_sparsity(self.model, dict(self.named_masks()))
 
     @property
     def sparsity(self) -> float:
-        """Fraction of the prunable weights that the twin currently masks out."""
+        """Fraction of the masked parameters' entries that the twin currently masks out."""
         masks = [mask for _, mask in self.named_masks()]
         total = sum(m.numel() for m in masks)
         kept = torch.stack([torch.count_nonzero(m) for m in masks]).sum()
@@ -352,13 +312,74 @@ class SelfDamagingWrapper(nn.Module):
 
     def extra_repr(self) -> str:
         return (
-            f"prune_ratio={self.prune_ratio}, random_ratio={self.random_ratio}, "
-            f"twin_norm={self.twin_norm}, masked_tensors={len(self._masked_names)}"
-        ) + (f", damage='channel', {self._channel!r}" if self._channel is not None else "")
+            f"damage={self.damage!r}, twin_norm={self.twin_norm}, "
+            f"masked_tensors={len(self._masked_names)}"
+        )
 
 
-def _join(prefix: str, name: str) -> str:
-    return f"{prefix}.{name}" if prefix else name
+def resolve_damage(
+    damage: Damage | None,
+    *,
+    prune_ratio: float,
+    random_ratio: float,
+    prunable: Prunable,
+    deprecated_options: Mapping[str, Any],
+    stacklevel: int,
+) -> Damage:
+    """The strategy for ``damage=`` and the shorthands, as the wrapper and the adapters read them.
+
+    ``damage=None`` means ``WeightDamage(prune_ratio, random_ratio=..., prunable=...)``;
+    with a strategy, every shorthand must be left at its default.
+
+    Raises:
+        TypeError: If ``damage`` is neither a ``Damage`` nor None (nor a 0.1 string).
+        ValueError: If a shorthand is given together with a strategy.
+    """
+    options = dict(deprecated_options)
+    if isinstance(damage, str):
+        options.setdefault("kind", damage)
+        damage = None
+    kind = options.pop("kind", None)
+    if damage is None:
+        legacy = legacy_damage(
+            kind,
+            options,
+            prune_ratio=prune_ratio,
+            random_ratio=random_ratio,
+            prunable=prunable,
+            stacklevel=stacklevel + 1,
+        )
+        if legacy is not None:
+            return legacy
+        return WeightDamage(prune_ratio, random_ratio=random_ratio, prunable=prunable)
+    if not isinstance(damage, Damage):
+        raise TypeError(
+            "damage must be a selfdamage.damage.Damage strategy or None, got "
+            f"damage={damage!r}. Pass e.g. damage=WeightDamage(0.9) or "
+            "damage=ChannelDamage(0.5, example_inputs=...)."
+        )
+    given = [
+        f"{name}={value!r}"
+        for name, value, default in (
+            ("prune_ratio", prune_ratio, DEFAULT_PRUNE_RATIO),
+            ("random_ratio", random_ratio, DEFAULT_RANDOM_RATIO),
+            ("prunable", prunable, DEFAULT_PRUNABLE),
+        )
+        if value is not default
+    ] + [f"{name}=..." for name, value in options.items() if value is not None]
+    if given:
+        raise ValueError(
+            f"{', '.join(given)} given together with damage={damage!r}; the shorthands "
+            f"only describe the default WeightDamage. Set them on the strategy instead, "
+            f"e.g. {type(damage).__name__}(prune_ratio=...), or drop damage=."
+        )
+    return damage
+
+
+def _masks_loaded(module: nn.Module, _incompatible_keys: Any) -> None:
+    """Tells the strategy that a checkpoint replaced the masks."""
+    wrapper = cast(SelfDamagingWrapper, module)
+    wrapper.damage.masks_changed(wrapper.model, dict(wrapper.named_masks()))
 
 
 def _mask_leaves(model: nn.Module, param_names: list[str]) -> dict[str, nn.Module]:
@@ -375,59 +396,3 @@ def _head(items: list[str], n: int = 5) -> str:
         return "none"
     more = f", ... ({len(items) - n} more)" if len(items) > n else ""
     return ", ".join(items[:n]) + more
-
-
-def _check_ratio(
-    name: str,
-    value: object,
-    low: float,
-    high: float,
-    *,
-    high_open: bool = False,
-    high_name: str = "",
-) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a float, got {name}={value!r}.")
-    value = float(value)
-    ok = low <= value < high if high_open else low <= value <= high
-    if not ok:
-        upper = f"{high_name}={high}" if high_name else f"{high}"
-        bracket = ")" if high_open else "]"
-        raise ValueError(f"{name} must be in [{low}, {upper}{bracket}, got {name}={value!r}.")
-    return value
-
-
-def _prunable_predicate(prunable: Prunable) -> Callable[[str, nn.Module], bool]:
-    if isinstance(prunable, type) or (
-        isinstance(prunable, tuple) and all(isinstance(t, type) for t in prunable)
-    ):
-        types = prunable
-        return lambda _name, module: isinstance(module, types)
-    if callable(prunable):
-        return prunable
-    raise TypeError(
-        "prunable must be a module type, a tuple of module types, or a callable "
-        f"(name, module) -> bool, got prunable={prunable!r}."
-    )
-
-
-def _find_prunable(
-    model: nn.Module, select: Callable[[str, nn.Module], bool]
-) -> dict[str, nn.Module]:
-    """Modules whose ``.weight`` the twin prunes, by qualified name, each weight once."""
-    found: dict[str, nn.Module] = {}
-    seen: set[int] = set()
-    for name, module in model.named_modules():
-        if isinstance(module, _BatchNorm) or not select(name, module):
-            continue
-        weight = getattr(module, "weight", None)
-        if not isinstance(weight, nn.Parameter):
-            raise ValueError(
-                f"prunable selected {name or 'the model'!r} ({type(module).__name__}), "
-                "which has no weight parameter to prune. Select only modules with a "
-                "`.weight` nn.Parameter."
-            )
-        if id(weight) not in seen:  # tied weights are masked once
-            seen.add(id(weight))
-            found[name] = module
-    return found

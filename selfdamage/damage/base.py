@@ -1,0 +1,302 @@
+"""The :class:`Damage` base: what a kind of self-damage decides, and how the wrapper calls it.
+
+A strategy object in the manner of torch-pruning's ``Importance``: the wrapper owns what
+every kind of damage shares (the twin's normalization state, the mask buffers, the seed,
+``state_dict``) and asks its ``Damage`` for the rest: which parameters get masks
+(:meth:`Damage.bind`, once), the masks at each refresh (:meth:`Damage.compute_masks`) and
+how the twin pass runs (:meth:`Damage.twin_forward`).
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Union
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from selfdamage._checks import check_real
+from selfdamage.damage.reports import weight_channel_sparsity
+
+__all__ = [
+    "Damage",
+    "Prunable",
+    "Settings",
+    "find_prunable",
+    "non_finite_error",
+    "prunable_predicate",
+]
+
+Prunable = Union[type, tuple[type, ...], Callable[[str, nn.Module], bool]]
+"""Module types whose ``.weight`` is pruned, or a predicate ``(name, module) -> bool``."""
+
+Settings = dict[str, Union[bool, int, float, str]]
+"""Plain values that describe a strategy: for ``repr`` and for storing in checkpoints."""
+
+
+class Damage(abc.ABC):
+    """Base of the damage strategies: how a wrapper damages its twin.
+
+    A strategy binds to one model, once: the wrapper calls :meth:`bind` on the bare model
+    and allocates one ``bool`` mask buffer for each parameter name it returns. At every
+    ``refresh_mask()`` the wrapper calls :meth:`compute_masks` with the current dense
+    weights and a seed shared by all DDP ranks and restored with a checkpoint, and copies
+    the result into its buffers. Every twin pass goes through :meth:`twin_forward`, whose
+    default runs the model with the masked parameters multiplied by their masks; a
+    strategy that runs its twin differently (say, a physically smaller copy of the model
+    on gathered weights) overrides it, and :meth:`masks_changed` to rebuild what it
+    derives from the masks.
+
+    Subclasses implement :meth:`setup` and :meth:`compute_masks`, and extend
+    :attr:`settings` with their own options. A strategy holds no tensors the wrapper
+    must save: everything that changes during training lives in the wrapper's buffers.
+
+    Args:
+        prune_ratio: Fraction of the prunable weights (or channels, ...) the twin loses,
+            in ``[0, 1)``.
+        random_ratio: Part of ``prune_ratio`` chosen at random, in ``[0, prune_ratio]``.
+
+    Raises:
+        TypeError: If a ratio is not a real number.
+        ValueError: If a ratio is out of range.
+
+    Examples:
+        A twin that loses a random ``prune_ratio`` of every convolution's weights:
+
+        >>> import torch
+        >>> from torch import nn
+        >>> from selfdamage import SelfDamagingWrapper
+        >>> class RandomDamage(Damage):
+        ...     def setup(self, model):
+        ...         return [n for n, p in model.named_parameters() if p.dim() == 4]
+        ...     def compute_masks(self, model, *, seed, first):
+        ...         generator = torch.Generator().manual_seed(seed)
+        ...         return {
+        ...             name: torch.rand(model.get_parameter(name).shape, generator=generator)
+        ...             >= self.prune_ratio
+        ...             for name in self.param_names
+        ...         }
+        >>> wrapper = SelfDamagingWrapper(nn.Conv2d(3, 64, 3), damage=RandomDamage(0.5))
+        >>> 0.4 < wrapper.sparsity < 0.6
+        True
+    """
+
+    def __init__(self, prune_ratio: float, *, random_ratio: float = 0.0) -> None:
+        self.prune_ratio = check_real("prune_ratio", prune_ratio, 0.0, 1.0, high_open=True)
+        self.random_ratio = check_real(
+            "random_ratio", random_ratio, 0.0, self.prune_ratio, high_name="prune_ratio"
+        )
+        self._param_names: list[str] | None = None
+
+    def bind(self, model: nn.Module) -> list[str]:
+        """Binds the strategy to ``model``, once; returns the names of the masked parameters.
+
+        Called by the wrapper on the bare model before anything else; runs :meth:`setup`.
+
+        Raises:
+            ValueError: If the strategy is already bound (build one per wrapper), or
+                :meth:`setup` returns no name or a name that is not a parameter of ``model``.
+        """
+        if self._param_names is not None:
+            raise ValueError(
+                f"this {type(self).__name__} is already bound to a model; a strategy damages "
+                f"one model. Build a new one for each wrapper, e.g. damage={self!r}."
+            )
+        names = list(dict.fromkeys(self.setup(model)))
+        if not names:
+            raise ValueError(
+                f"{type(self).__name__}.setup() selected no parameter of "
+                f"{type(model).__name__} to mask; the twin would equal the dense model."
+            )
+        known = dict(model.named_parameters())
+        unknown = [name for name in names if name not in known]
+        if unknown:
+            raise ValueError(
+                f"{type(self).__name__}.setup() returned {unknown[:5]}, which are not "
+                "parameters of the model; return qualified names from model.named_parameters()."
+            )
+        self._param_names = names
+        return list(names)
+
+    @property
+    def param_names(self) -> list[str]:
+        """Qualified names of the masked parameters, in the order :meth:`bind` returned them.
+
+        Raises:
+            RuntimeError: If the strategy is not bound yet.
+        """
+        if self._param_names is None:
+            raise RuntimeError(
+                f"{type(self).__name__} is not bound to a model yet; pass it to "
+                "SelfDamagingWrapper(model, damage=...) first."
+            )
+        return list(self._param_names)
+
+    @abc.abstractmethod
+    def setup(self, model: nn.Module) -> Sequence[str]:
+        """Inspects the bare model once; returns the qualified names of the parameters to mask.
+
+        Everything the strategy learns about the model (layers, channel groups, traced
+        graphs) is kept here as plain data, so the strategy survives ``copy.deepcopy``
+        and pickling with its wrapper.
+        """
+
+    @abc.abstractmethod
+    def compute_masks(self, model: nn.Module, *, seed: int, first: bool) -> Mapping[str, Tensor]:
+        """The twin's masks from the model's current dense weights.
+
+        Runs under ``torch.no_grad()``. Draw every random number from ``seed`` (for
+        instance ``torch.Generator().manual_seed(seed)``), never from the global random
+        state: all DDP ranks pass the same seed, a resumed run the same sequence.
+
+        Args:
+            model: The bare model the strategy was bound to.
+            seed: Seed of this refresh's random draws.
+            first: True at the wrapper's construction (no backward pass has run yet).
+
+        Returns:
+            ``{name: bool mask}`` for every name in :attr:`param_names`, each the shape
+            of its parameter, ``True`` where the twin keeps the entry.
+        """
+
+    def twin_forward(
+        self,
+        model: nn.Module,
+        substitutes: Mapping[str, Tensor],
+        masks: Mapping[str, Tensor],
+        args: tuple[Any, ...],
+        kwargs: Mapping[str, Any],
+    ) -> Any:
+        """Runs the twin: ``model`` with masked parameters and the twin's normalization state.
+
+        The default multiplies each masked parameter (or its substitute) by its mask and
+        calls ``torch.func.functional_call``, so gradients flow into the shared weights.
+
+        Args:
+            model: The bare model.
+            substitutes: Tensors to use instead of the model's own, by qualified name:
+                the twin's normalization parameters and running statistics.
+            masks: ``{name: bool mask}`` for every masked parameter.
+            args: The call's positional inputs.
+            kwargs: The call's keyword inputs.
+
+        Returns:
+            Whatever the model returns.
+        """
+        tensors = dict(substitutes)
+        for name, mask in masks.items():
+            value = tensors.get(name)
+            if value is None:
+                value = model.get_parameter(name)
+            tensors[name] = value * mask
+        return functional_call(model, tensors, args, dict(kwargs), strict=False)
+
+    def masks_changed(self, model: nn.Module, masks: Mapping[str, Tensor]) -> None:  # noqa: B027
+        """Called after the masks changed (refresh or checkpoint load); does nothing by default.
+
+        A strategy that derives state from the masks for :meth:`twin_forward` (say, the
+        kept channel indices of a compact twin) rebuilds it here.
+        """
+
+    def channel_sparsity(self, model: nn.Module, masks: Mapping[str, Tensor]) -> float:
+        """Fraction of channels the twin loses entirely under ``masks``.
+
+        By default the fraction of the masked layers' output channels whose weights are
+        all masked out (:func:`~selfdamage.damage.reports.weight_channel_sparsity`).
+        """
+        return weight_channel_sparsity(model, masks)
+
+    @property
+    def settings(self) -> Settings:
+        """The strategy's options as plain values (numbers, strings, bools)."""
+        return {"prune_ratio": self.prune_ratio, "random_ratio": self.random_ratio}
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{key}={value!r}" for key, value in self.settings.items())
+        return f"{type(self).__name__}({shown})"
+
+
+def prunable_predicate(prunable: Prunable) -> Callable[[str, nn.Module], bool]:
+    """A predicate ``(name, module) -> bool`` for a :data:`Prunable`.
+
+    Raises:
+        TypeError: If ``prunable`` is neither types nor a callable.
+    """
+    if isinstance(prunable, type) or (
+        isinstance(prunable, tuple) and all(isinstance(t, type) for t in prunable)
+    ):
+        types = prunable
+        return lambda _name, module: isinstance(module, types)
+    if callable(prunable):
+        return prunable
+    raise TypeError(
+        "prunable must be a module type, a tuple of module types, or a callable "
+        f"(name, module) -> bool, got prunable={prunable!r}."
+    )
+
+
+def describe_prunable(prunable: Prunable) -> str:
+    """A plain-string description of a :data:`Prunable`, for :attr:`Damage.settings`.
+
+    Examples:
+        >>> describe_prunable((nn.Conv2d, nn.Linear))
+        'Conv2d,Linear'
+    """
+    types = (prunable,) if isinstance(prunable, type) else prunable
+    if isinstance(types, tuple):
+        return ",".join(t.__name__ for t in types)
+    return getattr(prunable, "__name__", type(prunable).__name__)
+
+
+def find_prunable(model: nn.Module, prunable: Prunable) -> list[str]:
+    """Qualified names of the modules whose ``.weight`` ``prunable`` selects, each weight once.
+
+    Normalization layers are never selected; tied weights count once.
+
+    Raises:
+        TypeError: If ``prunable`` is invalid.
+        ValueError: If a selected module has no weight parameter, or none is selected.
+    """
+    select = prunable_predicate(prunable)
+    found: list[str] = []
+    seen: set[int] = set()
+    for name, module in model.named_modules():
+        if isinstance(module, _BatchNorm) or not select(name, module):
+            continue
+        weight = getattr(module, "weight", None)
+        if not isinstance(weight, nn.Parameter):
+            raise ValueError(
+                f"prunable selected {name or 'the model'!r} ({type(module).__name__}), "
+                "which has no weight parameter to prune. Select only modules with a "
+                "`.weight` nn.Parameter."
+            )
+        if id(weight) not in seen:  # tied weights are masked once
+            seen.add(id(weight))
+            found.append(name)
+    if not found:
+        raise ValueError(
+            f"model has no prunable weights: no module matched prunable={prunable!r} "
+            f"in {type(model).__name__}. Pass the module types to prune, e.g. "
+            "prunable=(nn.Conv2d, nn.Linear), or a predicate (name, module) -> bool."
+        )
+    return found
+
+
+def non_finite_error(model: nn.Module, names: Sequence[str], consequence: str) -> ValueError | None:
+    """The error for masked parameters holding NaN or infinite values, or None if all are finite.
+
+    Args:
+        model: The bare model.
+        names: The masked parameters' qualified names.
+        consequence: What is undefined because of it, e.g. ``"the pruning threshold"``.
+    """
+    bad = [name for name in names if not bool(torch.isfinite(model.get_parameter(name)).all())]
+    if not bad:
+        return None
+    return ValueError(
+        f"weights contain NaN or infinite values in {bad}; {consequence} is undefined. "
+        "Check the training for divergence (learning rate, loss scaling)."
+    )
