@@ -3,23 +3,38 @@
 - :class:`SimCLRAdapter` — SimCLR with a damaged twin: SDCLR as in the paper.
 - :class:`MoCoAdapter` — symmetric MoCo v2: momentum key encoder, memory bank.
 - :class:`BYOLAdapter` — BYOL: predictor, momentum target network.
+- :data:`ADAPTERS` — method name -> adapter class; :func:`register_adapter` adds one.
+- :class:`SelfDamagingAdapter`, :class:`MomentumAdapter`, :class:`Encoder` — the bases,
+  for a fourth method.
 
 The rule they share: the base method makes two online passes per step with a symmetric
-loss; SDCLR sends one of them through the pruned twin (``wrapper.damaged``) and the other
+loss; SDCLR sends one of them through the damaged twin (``wrapper.damaged``) and the other
 through the dense model, and changes nothing else, so a step costs what a step of the base
-method costs. ``damage=False`` gives the base method itself, for fair baselines.
+method costs. ``baseline=True`` gives the base method itself, for fair baselines.
 
 Common interface: ``Adapter(backbone, feature_dim, prune_ratio, *, head=, loss=, damage=,
-random_ratio=, prunable=, twin_norm=)``; ``loss = adapter(x0, x1)``;
+baseline=, random_ratio=, prunable=, twin_norm=)``; ``loss = adapter(x0, x1)``;
 ``adapter.refresh_mask()`` once per epoch; ``adapter.embed(x)`` for dense features;
-``adapter.wrapper`` (the :class:`~selfdamage.wrapper.SelfDamagingWrapper`) and
-``adapter.backbone``. MoCo and BYOL add ``update_momentum(m)``.
+``adapter.wrapper`` (the :class:`~selfdamage.wrapper.SelfDamagingWrapper`),
+``adapter.damage`` (the strategy), ``adapter.baseline`` and ``adapter.backbone``. MoCo and
+BYOL add ``update_momentum(m)``.
 """
 
 from __future__ import annotations
 
+from selfdamage.adapters.base import Encoder, MomentumAdapter, SelfDamagingAdapter
 from selfdamage.adapters.byol import BYOLAdapter
 from selfdamage.adapters.moco import MoCoAdapter
+from selfdamage.adapters.registry import ADAPTERS, register_adapter
 from selfdamage.adapters.simclr import SimCLRAdapter
 
-__all__ = ["BYOLAdapter", "MoCoAdapter", "SimCLRAdapter"]
+__all__ = [
+    "ADAPTERS",
+    "BYOLAdapter",
+    "Encoder",
+    "MoCoAdapter",
+    "MomentumAdapter",
+    "SelfDamagingAdapter",
+    "SimCLRAdapter",
+    "register_adapter",
+]

@@ -1,4 +1,8 @@
-"""Plumbing shared by the adapters: the wrapped encoder, the two online passes, momentum.
+"""The adapters' public bases: the wrapped encoder, the two online passes, momentum.
+
+Subclass :class:`SelfDamagingAdapter` (or :class:`MomentumAdapter`) to bring a fourth
+two-branch method to SDCLR, and register it in :data:`~selfdamage.adapters.ADAPTERS`;
+the recipe is in :doc:`/architecture`.
 
 Every adapter wraps ONE module, :class:`Encoder` (``backbone -> flatten(1) -> head``, plus
 BYOL's predictor), in a :class:`~selfdamage.wrapper.SelfDamagingWrapper`. The heads'
@@ -10,8 +14,7 @@ projection head). The heads are not pruned with the default ``prunable=(nn.Conv2
 from __future__ import annotations
 
 import copy
-import numbers
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from typing import Any, cast
 
 import torch
@@ -19,7 +22,18 @@ from lightly.models.modules.memory_bank import MemoryBankModule
 from lightly.models.utils import deactivate_requires_grad, update_momentum
 from torch import Tensor, nn
 
-from selfdamage.wrapper import Prunable, SelfDamagingWrapper
+from selfdamage._checks import check_bool, check_int, check_module, check_real
+from selfdamage._deprecated import deprecated
+from selfdamage.damage import Damage, Prunable
+from selfdamage.wrapper import (
+    DEFAULT_PRUNABLE,
+    DEFAULT_PRUNE_RATIO,
+    DEFAULT_RANDOM_RATIO,
+    SelfDamagingWrapper,
+    resolve_damage,
+)
+
+__all__ = ["Encoder", "MomentumAdapter", "SelfDamagingAdapter"]
 
 
 class Encoder(nn.Module):
@@ -74,11 +88,49 @@ class Encoder(nn.Module):
 
 
 class SelfDamagingAdapter(nn.Module):
-    """Base of the adapters: one wrapped :class:`Encoder`, a loss, and the ``damage`` switch.
+    """Base of the adapters: one wrapped :class:`Encoder`, a loss, and the wrapper options.
 
-    Subclasses build their default heads and loss and implement ``forward(x0, x1)``. With
-    ``damage=False`` the twin is never run, so the wrapper is built without twin
-    normalization state (no parameter goes unused, which DDP would reject).
+    A subclass builds its default heads and loss, calls ``super().__init__`` and
+    implements ``forward(x0, x1) -> loss``, typically from :meth:`_online` (one dense
+    pass, one twin pass). The wrapper options below mean exactly what they mean on
+    :class:`~selfdamage.wrapper.SelfDamagingWrapper`; every adapter takes them, and this
+    is where they are documented.
+
+    Args:
+        backbone: Any module mapping an input batch to ``feature_dim`` features per
+            sample; its output is flattened with ``flatten(start_dim=1)``, so include any
+            global pooling in it. Trained in place; also reachable as ``self.backbone``.
+        head: The projection head.
+        feature_dim: The backbone's number of output features per sample.
+        prune_ratio: Shorthand for ``damage=WeightDamage(prune_ratio, ...)``: fraction of
+            the prunable weights the twin loses, 0.9 on CIFAR and 0.3 on ImageNet-100 in
+            the SDCLR paper.
+        loss: The loss module.
+        damage: The damage strategy (:mod:`selfdamage.damage`), or None for the
+            shorthands ``prune_ratio``, ``random_ratio``, ``prunable``. A
+            :class:`~selfdamage.damage.ChannelDamage` takes ``example_inputs`` of the
+            *backbone*; the adapter traces the whole encoder with them.
+        baseline: If True, no twin in training: the plain method, both online passes
+            through the dense model, for fair baselines. The wrapper and its strategy
+            still exist, so the baseline's damaged twin can be evaluated after training
+            (``refresh_mask()``, then ``wrapper.damaged(x)``); it has no twin
+            normalization state (no parameter goes unused, which DDP would reject).
+        random_ratio: Shorthand: part of ``prune_ratio`` pruned at random instead of by
+            magnitude.
+        prunable: Shorthand: module types whose weight is pruned, or a predicate
+            ``(name, module) -> bool`` over names like ``backbone.0``, ``head.layers.0``
+            and ``predictor.layers.0``.
+        twin_norm: If True, the twin has its own BatchNorm parameters and statistics.
+        predictor: BYOL-style prediction head after ``head``, or None.
+        **deprecated_options: 0.1's ``damage=True|False|"weight"|"channel"`` and channel
+            options (``example_inputs``, ``importance``, ``ignored_layers``,
+            ``max_channel_ratio``): accepted in 0.2 with a ``DeprecationWarning``.
+
+    Raises:
+        TypeError: If ``backbone`` is not an ``nn.Module`` or contains a wrapper, or an
+            option has the wrong type.
+        ValueError: If a wrapper option is out of range, or a shorthand is given
+            together with ``damage``.
     """
 
     wrapper: SelfDamagingWrapper
@@ -89,15 +141,16 @@ class SelfDamagingAdapter(nn.Module):
         backbone: nn.Module,
         head: nn.Module,
         feature_dim: int,
-        prune_ratio: float,
+        prune_ratio: float = DEFAULT_PRUNE_RATIO,
         *,
         loss: nn.Module,
-        damage: bool | str,
-        random_ratio: float,
-        prunable: Prunable,
-        twin_norm: bool,
+        damage: Damage | None = None,
+        baseline: bool = False,
+        random_ratio: float = DEFAULT_RANDOM_RATIO,
+        prunable: Prunable = DEFAULT_PRUNABLE,
+        twin_norm: bool = True,
         predictor: nn.Module | None = None,
-        channel_options: Mapping[str, Any] | None = None,
+        **deprecated_options: Any,
     ) -> None:
         super().__init__()
         check_module("backbone", backbone)
@@ -107,29 +160,63 @@ class SelfDamagingAdapter(nn.Module):
                     f"backbone contains a SelfDamagingWrapper at {name or 'its root'!r}; the "
                     "adapter builds its own wrapper. Pass the bare backbone (wrapper.model)."
                 )
-        if not isinstance(twin_norm, bool):
-            raise TypeError(f"twin_norm must be a bool, got twin_norm={twin_norm!r}.")
-        if damage is True or damage is False:
-            kind = "weight"
-        elif isinstance(damage, str) and damage in ("weight", "channel"):
-            kind = damage
-        else:
-            error = ValueError if isinstance(damage, str) else TypeError
-            raise error(
-                "damage must be True, False, 'weight' or 'channel' (True means 'weight'), "
-                f"got damage={damage!r}."
+        check_bool("twin_norm", twin_norm)
+        self.baseline = check_bool("baseline", baseline)
+        # 0.1 spelled "baseline" damage=False and the default damage=True.
+        self._legacy_flag: bool | None = None
+        legacy: Any = damage
+        if isinstance(legacy, bool):
+            old, new = (
+                ("damage=False", "baseline=True")
+                if not legacy
+                else ("damage=True", "the default damage=None")
             )
-        self.damage = damage is not False
-        self.wrapper = SelfDamagingWrapper(
-            Encoder(backbone, head, feature_dim, predictor),
-            prune_ratio,
+            deprecated(old, new, stacklevel=4)
+            self._legacy_flag, damage = legacy, None
+            self.baseline = baseline or not legacy
+        elif isinstance(legacy, str):
+            self._legacy_flag = True
+        elif legacy is not None and not isinstance(legacy, Damage):
+            raise TypeError(
+                "damage must be a selfdamage.damage.Damage strategy or None (and "
+                f"baseline=True for no twin), got damage={legacy!r}."
+            )
+        strategy = resolve_damage(
+            damage,
+            prune_ratio=prune_ratio,
             random_ratio=random_ratio,
             prunable=prunable,
-            twin_norm=twin_norm and self.damage,
-            damage=kind,
-            **(channel_options or {}),
+            deprecated_options=deprecated_options,
+            stacklevel=5,
+        )
+        self.wrapper = SelfDamagingWrapper(
+            Encoder(backbone, head, feature_dim, predictor),
+            twin_norm=twin_norm and not self.baseline,
+            damage=strategy,
         )
         self.loss = loss
+        self._build()
+
+    def _build(self) -> None:
+        """Builds what a method derives from the wrapped encoder; called once, last in ``__init__``.
+
+        Does nothing here; :class:`MomentumAdapter` builds its momentum copy. Override
+        it rather than ``__init__`` to add such modules, so the wrapper options keep
+        one typed signature.
+        """
+
+    @property
+    def damage(self) -> Damage:
+        """The damage strategy (``wrapper.damage``).
+
+        Adapters built with 0.1's ``damage=True|False|"weight"|"channel"`` return 0.1's
+        ``bool`` here instead (True unless a baseline), with a ``DeprecationWarning``;
+        read :attr:`baseline` for that.
+        """
+        if self._legacy_flag is not None:
+            deprecated("adapter.damage as a bool", "adapter.baseline", stacklevel=3)
+            return cast(Damage, not self.baseline)
+        return self.wrapper.damage
 
     @property
     def _encoder(self) -> Encoder:
@@ -144,10 +231,10 @@ class SelfDamagingAdapter(nn.Module):
     def _online(self, x0: Tensor, x1: Tensor) -> tuple[Tensor, Tensor]:
         """The two online passes: ``x0`` through the dense encoder, ``x1`` through the twin.
 
-        With ``damage=False`` both go through the dense encoder.
+        With ``baseline=True`` both go through the dense encoder.
         """
         out0 = self.wrapper(x0)
-        return out0, self.wrapper.damaged(x1) if self.damage else self.wrapper(x1)
+        return out0, self.wrapper(x1) if self.baseline else self.wrapper.damaged(x1)
 
     def refresh_mask(self) -> None:
         """Re-prunes the twin from the current dense weights; call it once per epoch."""
@@ -166,7 +253,7 @@ class SelfDamagingAdapter(nn.Module):
         return self._encoder.features(x)
 
     def extra_repr(self) -> str:
-        return f"damage={self.damage}"
+        return f"baseline={self.baseline}"
 
 
 class MomentumAdapter(SelfDamagingAdapter):
@@ -174,22 +261,19 @@ class MomentumAdapter(SelfDamagingAdapter):
 
     The copy is made of the dense modules only, never of the wrapper, so masks and twin
     state are not in it; its parameters do not require gradients. It excludes BYOL's
-    predictor: its parameters mirror ``backbone`` and ``head`` one to one.
+    predictor: its parameters mirror ``backbone`` and ``head`` one to one. Takes the
+    arguments of :class:`SelfDamagingAdapter`.
     """
 
     momentum_encoder: Encoder
 
-    def __init__(
-        self,
-        backbone: nn.Module,
-        head: nn.Module,
-        feature_dim: int,
-        prune_ratio: float,
-        **options: Any,
-    ) -> None:
-        """Same arguments as :class:`SelfDamagingAdapter`."""
-        super().__init__(backbone, head, feature_dim, prune_ratio, **options)
-        self.momentum_encoder = Encoder(copy.deepcopy(backbone), copy.deepcopy(head), feature_dim)
+    def _build(self) -> None:
+        """The momentum copy of the dense backbone and head, without gradients."""
+        self.momentum_encoder = Encoder(
+            copy.deepcopy(self._encoder.backbone),
+            copy.deepcopy(self._encoder.head),
+            self._encoder.feature_dim,
+        )
         deactivate_requires_grad(self.momentum_encoder)
 
     @torch.no_grad()
@@ -207,15 +291,17 @@ class MomentumAdapter(SelfDamagingAdapter):
             TypeError: If ``m`` is not a real number.
             ValueError: If ``m`` is not in ``[0, 1]``.
         """
-        if isinstance(m, bool) or not isinstance(m, numbers.Real):
-            raise TypeError(f"m must be a float, got m={m!r}.")
-        if not 0.0 <= m <= 1.0:
-            raise ValueError(
-                f"m must be a momentum in [0, 1], got m={m!r}; e.g. "
-                "lightly.utils.scheduler.cosine_schedule(step, max_steps, 0.996, 1.0)."
-            )
+        m = check_real(
+            "m",
+            m,
+            0.0,
+            1.0,
+            what="a momentum in [0, 1]",
+            fix="It is a momentum, e.g. "
+            "lightly.utils.scheduler.cosine_schedule(step, max_steps, 0.996, 1.0).",
+        )
         for online, ema in self._momentum_pairs():
-            update_momentum(online, ema, float(m))
+            update_momentum(online, ema, m)
 
     @torch.no_grad()
     def _targets(self, x0: Tensor, x1: Tensor) -> tuple[Tensor, Tensor]:
@@ -227,23 +313,16 @@ class MomentumAdapter(SelfDamagingAdapter):
         yield self._encoder.head, self.momentum_encoder.head
 
 
-def check_module(name: str, value: object) -> nn.Module:
-    """Returns ``value`` if it is an ``nn.Module``; raises a TypeError naming ``name``."""
-    if not isinstance(value, nn.Module):
-        raise TypeError(f"{name} must be a torch.nn.Module, got {type(value).__name__}.")
-    return value
-
-
 def check_feature_dim(feature_dim: object) -> int:
     """Returns ``feature_dim`` if it is a positive int; raises otherwise."""
-    if isinstance(feature_dim, bool) or not isinstance(feature_dim, int):
-        raise TypeError(f"feature_dim must be an int, got feature_dim={feature_dim!r}.")
-    if feature_dim <= 0:
-        raise ValueError(
-            f"feature_dim must be positive, got feature_dim={feature_dim}; pass the number "
-            "of features per sample that the backbone outputs (512 for a ResNet-18)."
-        )
-    return feature_dim
+    return check_int(
+        "feature_dim",
+        feature_dim,
+        1,
+        what="positive",
+        fix="Pass the number of features per sample that the backbone outputs "
+        "(512 for a ResNet-18).",
+    )
 
 
 def reject_with_loss(loss: nn.Module | None, **options: object) -> None:

@@ -8,13 +8,14 @@ from lightly.loss import NegativeCosineSimilarity
 from lightly.models.modules import BYOLPredictionHead, BYOLProjectionHead
 from torch import Tensor, nn
 
-from selfdamage.adapters._base import (
+from selfdamage._checks import check_module
+from selfdamage.adapters.base import (
     MomentumAdapter,
     check_feature_dim,
-    check_module,
     output_dim,
 )
-from selfdamage.wrapper import Prunable
+from selfdamage.damage import Damage, Prunable
+from selfdamage.wrapper import DEFAULT_PRUNABLE, DEFAULT_PRUNE_RATIO, DEFAULT_RANDOM_RATIO
 
 __all__ = ["BYOLAdapter"]
 
@@ -35,7 +36,7 @@ class BYOLAdapter(MomentumAdapter):
     twin BatchNorm state, is this library's choice, following the paper's argument that
     the idea applies to any two-branch method. The momentum network copies the dense
     backbone and projector (no predictor, as in BYOL); the twin never feeds it.
-    ``damage=False`` gives BYOL as in lightly's example, with the same heads and loss.
+    ``baseline=True`` gives BYOL as in lightly's example, with the same heads and loss.
 
     - [0] SDCLR, 2021, https://arxiv.org/abs/2106.02990
     - [1] BYOL, 2020, https://arxiv.org/abs/2006.07733
@@ -45,8 +46,9 @@ class BYOLAdapter(MomentumAdapter):
             sample; its output is flattened with ``flatten(start_dim=1)``, so include any
             global pooling in it. Trained in place; also reachable as ``self.backbone``.
         feature_dim: The backbone's number of output features (512 for a ResNet-18).
-        prune_ratio: Fraction of the prunable weights the twin loses: 0.9 on CIFAR and
-            0.3 on ImageNet-100 in the SDCLR paper.
+        prune_ratio: Shorthand for ``damage=WeightDamage(prune_ratio, ...)``: fraction of
+            the prunable weights the twin loses, 0.9 on CIFAR and 0.3 on ImageNet-100 in
+            the SDCLR paper.
         head: The projection head (BYOL's projector). Defaults to lightly's
             ``BYOLProjectionHead(feature_dim, 4096, 256)``, the BYOL paper's sizes.
         predictor: The prediction head. Defaults to lightly's
@@ -54,18 +56,11 @@ class BYOLAdapter(MomentumAdapter):
             projector's last ``nn.Linear`` (256 by default).
         loss: The loss, called as ``loss(predictions, targets)`` on ``(N, D)`` tensors.
             Defaults to lightly's ``NegativeCosineSimilarity()``.
-        damage: ``True`` (or ``"weight"``) for the paper's weight-level damage,
-            ``"channel"`` for structured damage (pass ``example_inputs`` and, optionally,
-            the other ``channel_options``); ``False`` for no twin:
-            plain BYOL, for baselines.
-        random_ratio: Part of ``prune_ratio`` pruned at random instead of by magnitude.
-        prunable: Module types whose weight is pruned, or a predicate
-            ``(name, module) -> bool`` over names like ``backbone.0``, ``head.layers.0``
-            and ``predictor.layers.0``.
-        twin_norm: If True, the twin has its own BatchNorm parameters and statistics.
-        **channel_options: With ``damage="channel"``: ``example_inputs`` (required),
-            ``importance``, ``ignored_layers``, ``max_channel_ratio``, passed on to
-            :class:`~selfdamage.wrapper.SelfDamagingWrapper`.
+        damage, baseline, random_ratio, prunable, twin_norm: The wrapper options, the
+            same on every adapter: see :class:`~selfdamage.adapters.SelfDamagingAdapter`.
+            ``baseline=True`` gives the plain method, for baselines.
+        **deprecated_options: 0.1's spellings, see
+            :class:`~selfdamage.adapters.SelfDamagingAdapter`.
 
     Raises:
         TypeError: If ``backbone``, ``head``, ``predictor`` or ``loss`` is not an
@@ -97,16 +92,17 @@ class BYOLAdapter(MomentumAdapter):
         self,
         backbone: nn.Module,
         feature_dim: int = 512,
-        prune_ratio: float = 0.9,
+        prune_ratio: float = DEFAULT_PRUNE_RATIO,
         *,
         head: nn.Module | None = None,
         predictor: nn.Module | None = None,
         loss: nn.Module | None = None,
-        damage: bool | str = True,
-        random_ratio: float = 0.0,
-        prunable: Prunable = (nn.Conv2d,),
+        damage: Damage | None = None,
+        baseline: bool = False,
+        random_ratio: float = DEFAULT_RANDOM_RATIO,
+        prunable: Prunable = DEFAULT_PRUNABLE,
         twin_norm: bool = True,
-        **channel_options: Any,
+        **deprecated_options: Any,
     ) -> None:
         feature_dim = check_feature_dim(feature_dim)
         if head is None:
@@ -128,10 +124,11 @@ class BYOLAdapter(MomentumAdapter):
             prune_ratio,
             loss=NegativeCosineSimilarity() if loss is None else check_module("loss", loss),
             damage=damage,
+            baseline=baseline,
             random_ratio=random_ratio,
             prunable=prunable,
             twin_norm=twin_norm,
-            channel_options=channel_options,
+            **deprecated_options,
             predictor=check_module("predictor", predictor),
         )
 

@@ -10,15 +10,16 @@ from lightly.loss import NTXentLoss
 from lightly.models.modules import MoCoProjectionHead
 from torch import Tensor, nn
 
-from selfdamage.adapters._base import (
+from selfdamage._checks import check_module
+from selfdamage.adapters.base import (
     MomentumAdapter,
     check_feature_dim,
-    check_module,
     memory_bank,
     output_dim,
     reject_with_loss,
 )
-from selfdamage.wrapper import Prunable
+from selfdamage.damage import Damage, Prunable
+from selfdamage.wrapper import DEFAULT_PRUNABLE, DEFAULT_PRUNE_RATIO, DEFAULT_RANDOM_RATIO
 
 __all__ = ["MoCoAdapter"]
 
@@ -37,7 +38,7 @@ class MoCoAdapter(MomentumAdapter):
     variant; damaging one of MoCo's two query passes is this library's choice, following
     the paper's argument that the idea applies to any two-branch method. The momentum
     encoder copies the *dense* backbone and head; the twin never feeds it.
-    ``damage=False`` gives symmetric MoCo v2 with the same head, loss and bank.
+    ``baseline=True`` gives symmetric MoCo v2 with the same head, loss and bank.
 
     With a memory bank, the two halves are computed in ONE loss call,
     ``L(cat(q0, q1), cat(k1, k0))``: every query is scored against the bank as it was
@@ -59,8 +60,9 @@ class MoCoAdapter(MomentumAdapter):
             sample; its output is flattened with ``flatten(start_dim=1)``, so include any
             global pooling in it. Trained in place; also reachable as ``self.backbone``.
         feature_dim: The backbone's number of output features (512 for a ResNet-18).
-        prune_ratio: Fraction of the prunable weights the twin loses: 0.9 on CIFAR and
-            0.3 on ImageNet-100 in the SDCLR paper.
+        prune_ratio: Shorthand for ``damage=WeightDamage(prune_ratio, ...)``: fraction of
+            the prunable weights the twin loses, 0.9 on CIFAR and 0.3 on ImageNet-100 in
+            the SDCLR paper.
         head: The projection head. Defaults to lightly's
             ``MoCoProjectionHead(feature_dim, feature_dim, 128)`` (MoCo v2: hidden as wide
             as the input, ReLU, 128-d, no BatchNorm; as lightly's example).
@@ -74,17 +76,11 @@ class MoCoAdapter(MomentumAdapter):
         memory_bank_size: Number of keys in the default loss's memory bank; 0 for none
             (in-batch negatives). Defaults to 4096 (lightly's example; the MoCo papers use
             65536 on ImageNet). Only without ``loss``.
-        damage: ``True`` (or ``"weight"``) for the paper's weight-level damage,
-            ``"channel"`` for structured damage (pass ``example_inputs`` and, optionally,
-            the other ``channel_options``); ``False`` for no twin:
-            symmetric MoCo v2, for baselines.
-        random_ratio: Part of ``prune_ratio`` pruned at random instead of by magnitude.
-        prunable: Module types whose weight is pruned, or a predicate
-            ``(name, module) -> bool`` over names like ``backbone.0`` and ``head.layers.0``.
-        twin_norm: If True, the twin has its own BatchNorm parameters and statistics.
-        **channel_options: With ``damage="channel"``: ``example_inputs`` (required),
-            ``importance``, ``ignored_layers``, ``max_channel_ratio``, passed on to
-            :class:`~selfdamage.wrapper.SelfDamagingWrapper`.
+        damage, baseline, random_ratio, prunable, twin_norm: The wrapper options, the
+            same on every adapter: see :class:`~selfdamage.adapters.SelfDamagingAdapter`.
+            ``baseline=True`` gives the plain method, for baselines.
+        **deprecated_options: 0.1's spellings, see
+            :class:`~selfdamage.adapters.SelfDamagingAdapter`.
 
     Raises:
         TypeError: If ``backbone``, ``head`` or ``loss`` is not an ``nn.Module``, or an
@@ -118,17 +114,18 @@ class MoCoAdapter(MomentumAdapter):
         self,
         backbone: nn.Module,
         feature_dim: int = 512,
-        prune_ratio: float = 0.9,
+        prune_ratio: float = DEFAULT_PRUNE_RATIO,
         *,
         head: nn.Module | None = None,
         loss: nn.Module | None = None,
         temperature: float | None = None,
         memory_bank_size: int | None = None,
-        damage: bool | str = True,
-        random_ratio: float = 0.0,
-        prunable: Prunable = (nn.Conv2d,),
+        damage: Damage | None = None,
+        baseline: bool = False,
+        random_ratio: float = DEFAULT_RANDOM_RATIO,
+        prunable: Prunable = DEFAULT_PRUNABLE,
         twin_norm: bool = True,
-        **channel_options: Any,
+        **deprecated_options: Any,
     ) -> None:
         feature_dim = check_feature_dim(feature_dim)
         if head is None:
@@ -152,10 +149,11 @@ class MoCoAdapter(MomentumAdapter):
             prune_ratio,
             loss=loss,
             damage=damage,
+            baseline=baseline,
             random_ratio=random_ratio,
             prunable=prunable,
             twin_norm=twin_norm,
-            channel_options=channel_options,
+            **deprecated_options,
         )
 
     def forward(self, x0: Tensor, x1: Tensor) -> Tensor:

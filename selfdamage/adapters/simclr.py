@@ -8,14 +8,15 @@ from lightly.loss import NTXentLoss
 from lightly.models.modules import SimCLRProjectionHead
 from torch import Tensor, nn
 
-from selfdamage.adapters._base import (
+from selfdamage._checks import check_module
+from selfdamage.adapters.base import (
     SelfDamagingAdapter,
     check_feature_dim,
-    check_module,
     memory_bank,
     reject_with_loss,
 )
-from selfdamage.wrapper import Prunable
+from selfdamage.damage import Damage, Prunable
+from selfdamage.wrapper import DEFAULT_PRUNABLE, DEFAULT_PRUNE_RATIO, DEFAULT_RANDOM_RATIO
 
 __all__ = ["SimCLRAdapter"]
 
@@ -32,7 +33,7 @@ class SimCLRAdapter(SelfDamagingAdapter):
     Backbone and projection head are wrapped together in one
     :class:`~selfdamage.wrapper.SelfDamagingWrapper` (``self.wrapper``): the head's
     Linear weights are shared by both branches and not pruned by default, its BatchNorm
-    layers get twin state ("dual BN" in the reference code). ``damage=False`` gives plain
+    layers get twin state ("dual BN" in the reference code). ``baseline=True`` gives plain
     SimCLR, both views through the dense model, same head, same loss: the baseline of a
     fair comparison.
 
@@ -48,8 +49,9 @@ class SimCLRAdapter(SelfDamagingAdapter):
             global pooling in it. Trained in place; also reachable as ``self.backbone``.
         feature_dim: The backbone's number of output features (512 for a ResNet-18, the
             paper's CIFAR backbone).
-        prune_ratio: Fraction of the prunable weights the twin loses: 0.9 on CIFAR and
-            0.3 on ImageNet-100 in the paper.
+        prune_ratio: Shorthand for ``damage=WeightDamage(prune_ratio, ...)``: fraction of
+            the prunable weights the twin loses, 0.9 on CIFAR and 0.3 on ImageNet-100 in
+            the paper.
         head: The projection head. Defaults to lightly's
             ``SimCLRProjectionHead(feature_dim, feature_dim, 128)`` (hidden width as wide
             as the input, with BatchNorm, to 128-d, as the paper and lightly's example).
@@ -59,17 +61,11 @@ class SimCLRAdapter(SelfDamagingAdapter):
         temperature: Temperature of the default loss. Defaults to 0.2, the paper's
             setting on CIFAR (lightly's ``NTXentLoss`` defaults to 0.5). Only without
             ``loss``.
-        damage: ``True`` (or ``"weight"``) for the paper's weight-level damage,
-            ``"channel"`` for structured damage (pass ``example_inputs`` and, optionally,
-            the other ``channel_options``); ``False`` for no twin:
-            plain SimCLR, for baselines.
-        random_ratio: Part of ``prune_ratio`` pruned at random instead of by magnitude.
-        prunable: Module types whose weight is pruned, or a predicate
-            ``(name, module) -> bool`` over names like ``backbone.0`` and ``head.layers.0``.
-        twin_norm: If True, the twin has its own BatchNorm parameters and statistics.
-        **channel_options: With ``damage="channel"``: ``example_inputs`` (required),
-            ``importance``, ``ignored_layers``, ``max_channel_ratio``, passed on to
-            :class:`~selfdamage.wrapper.SelfDamagingWrapper`.
+        damage, baseline, random_ratio, prunable, twin_norm: The wrapper options, the
+            same on every adapter: see :class:`~selfdamage.adapters.SelfDamagingAdapter`.
+            ``baseline=True`` gives the plain method, for baselines.
+        **deprecated_options: 0.1's spellings, see
+            :class:`~selfdamage.adapters.SelfDamagingAdapter`.
 
     Raises:
         TypeError: If ``backbone``, ``head`` or ``loss`` is not an ``nn.Module``, or an
@@ -99,16 +95,17 @@ class SimCLRAdapter(SelfDamagingAdapter):
         self,
         backbone: nn.Module,
         feature_dim: int = 512,
-        prune_ratio: float = 0.9,
+        prune_ratio: float = DEFAULT_PRUNE_RATIO,
         *,
         head: nn.Module | None = None,
         loss: nn.Module | None = None,
         temperature: float | None = None,
-        damage: bool | str = True,
-        random_ratio: float = 0.0,
-        prunable: Prunable = (nn.Conv2d,),
+        damage: Damage | None = None,
+        baseline: bool = False,
+        random_ratio: float = DEFAULT_RANDOM_RATIO,
+        prunable: Prunable = DEFAULT_PRUNABLE,
         twin_norm: bool = True,
-        **channel_options: Any,
+        **deprecated_options: Any,
     ) -> None:
         feature_dim = check_feature_dim(feature_dim)
         if head is None:
@@ -130,10 +127,11 @@ class SimCLRAdapter(SelfDamagingAdapter):
             prune_ratio,
             loss=loss,
             damage=damage,
+            baseline=baseline,
             random_ratio=random_ratio,
             prunable=prunable,
             twin_norm=twin_norm,
-            channel_options=channel_options,
+            **deprecated_options,
         )
 
     def forward(self, x0: Tensor, x1: Tensor) -> Tensor:
