@@ -49,7 +49,7 @@ class LightlyBYOL(nn.Module):
 class TestBYOLAdapter:
     def test_baseline_reproduces_lightly_example(self) -> None:
         torch.manual_seed(0)
-        adapter = BYOLAdapter(tiny_backbone(), FEATURES, damage=False)
+        adapter = BYOLAdapter(tiny_backbone(), FEATURES, baseline=True)
         reference = LightlyBYOL(copy.deepcopy(adapter.backbone))
         head, predictor = adapter.wrapper.model.head, adapter.wrapper.model.predictor
         reference.projection_head.load_state_dict(head.state_dict())

@@ -7,13 +7,10 @@ the ranks' gradients, and the mean of the ranks' losses is the global loss.
 
 from __future__ import annotations
 
-import os
-import socket
 from pathlib import Path
 
+import ddp_harness
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 from lightly.loss import NTXentLoss
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
@@ -22,7 +19,7 @@ from selfdamage.adapters import BYOLAdapter, MoCoAdapter, SimCLRAdapter
 
 from .helpers import FEATURES, tiny_backbone, views
 
-WORLD = 2
+WORLD = ddp_harness.WORLD
 KINDS = ("simclr", "moco", "byol")
 STEPS = 3
 
@@ -63,28 +60,17 @@ def train(model: nn.Module, adapter: nn.Module, rank: int, world: int) -> dict[s
     return {"losses": losses, "grads": grads, "state": adapter.state_dict()}
 
 
-def _worker(rank: int, port: int, out: str) -> None:
-    os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = "127.0.0.1", str(port)
-    dist.init_process_group("gloo", rank=rank, world_size=WORLD)
-    torch.set_num_threads(1)  # two processes on two cores
+def _worker(rank: int, world: int) -> dict[str, object]:
     results = {}
     for kind in KINDS:
         adapter = make(kind)
-        results[kind] = train(DistributedDataParallel(adapter), adapter, rank, WORLD)
-    torch.save(results, Path(out) / f"rank{rank}.pt")
-    dist.destroy_process_group()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+        results[kind] = train(DistributedDataParallel(adapter), adapter, rank, world)
+    return results
 
 
 class TestDistributed:
     def test_ddp_matches_one_process_on_the_whole_batch(self, tmp_path: Path) -> None:
-        mp.spawn(_worker, args=(_free_port(), str(tmp_path)), nprocs=WORLD, join=True)
-        ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(WORLD)]
+        ranks = ddp_harness.run(_worker, tmp_path)
         for kind in KINDS:
             adapter = make(kind)
             reference = train(adapter, adapter, rank=0, world=1)

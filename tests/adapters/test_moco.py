@@ -59,7 +59,7 @@ def bank_of(adapter: MoCoAdapter) -> tuple[Tensor, int]:
 class TestMoCoAdapter:
     def test_baseline_reproduces_lightly_example_with_one_enqueue_per_step(self) -> None:
         torch.manual_seed(0)
-        adapter = MoCoAdapter(tiny_backbone(), FEATURES, damage=False, memory_bank_size=BANK)
+        adapter = MoCoAdapter(tiny_backbone(), FEATURES, baseline=True, memory_bank_size=BANK)
         reference = LightlyMoCo(copy.deepcopy(adapter.backbone))
         reference.projection_head.load_state_dict(adapter.wrapper.model.head.state_dict())
         reference.projection_head_momentum.load_state_dict(adapter.wrapper.model.head.state_dict())

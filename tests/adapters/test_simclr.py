@@ -10,6 +10,7 @@ from lightly.loss import NTXentLoss
 from lightly.models.modules import SimCLRProjectionHead
 from torch import Tensor, nn
 
+from selfdamage import ChannelDamage
 from selfdamage.adapters import SimCLRAdapter
 
 from .helpers import FEATURES, expected_shared_grads, hand_twin, ntxent, tiny_backbone, views
@@ -31,7 +32,7 @@ class LightlySimCLR(nn.Module):
 class TestSimCLRAdapter:
     def test_baseline_reproduces_lightly_example(self) -> None:
         torch.manual_seed(0)
-        adapter = SimCLRAdapter(tiny_backbone(), FEATURES, damage=False)
+        adapter = SimCLRAdapter(tiny_backbone(), FEATURES, baseline=True)
         reference = LightlySimCLR(copy.deepcopy(adapter.backbone))
         reference.projection_head.load_state_dict(adapter.wrapper.model.head.state_dict())
         criterion = NTXentLoss(temperature=0.2)
@@ -112,10 +113,9 @@ class TestChannelDamage:
             nn.ReLU(),
             nn.AdaptiveAvgPool2d(1),
         )
-        model = SimCLRAdapter(
-            backbone, 16, 0.5, damage="channel", example_inputs=torch.randn(2, 3, 8, 8)
-        )
-        assert model.damage is True
+        damage = ChannelDamage(0.5, example_inputs=torch.randn(2, 3, 8, 8))  # backbone inputs
+        model = SimCLRAdapter(backbone, 16, damage=damage)
+        assert model.damage is damage and not model.baseline
         assert model.wrapper.channel_sparsity == pytest.approx(0.5, abs=0.05)
         loss = model(torch.randn(8, 3, 8, 8), torch.randn(8, 3, 8, 8))
         loss.backward()
