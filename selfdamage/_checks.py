@@ -149,6 +149,7 @@ def check_module(name: str, value: object) -> nn.Module:
 def _range(
     low: float | None, high: float | None, low_open: bool, high_open: bool, high_name: str
 ) -> str:
+    # Bounds print as the caller wrote them: 0 and 1 as "0, 1", 0.0 as "0.0".
     if high is None:
         return f"{'>' if low_open else '>='} {low}"
     if low is None:

@@ -16,6 +16,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from selfdamage._checks import check_real
+
 __all__ = ["global_magnitude_masks", "kth_smallest", "num_to_prune", "smallest_k_mask"]
 
 
@@ -142,13 +144,8 @@ def global_magnitude_masks(
         >>> global_magnitude_masks(w, prune_ratio=0.4)
         [tensor([False,  True,  True]), tensor([[False,  True]])]
     """
-    if not 0.0 <= prune_ratio < 1.0:
-        raise ValueError(f"prune_ratio must be in [0, 1), got prune_ratio={prune_ratio!r}.")
-    if not 0.0 <= random_ratio <= prune_ratio:
-        raise ValueError(
-            f"random_ratio must be in [0, prune_ratio] = [0, {prune_ratio}], "
-            f"got random_ratio={random_ratio!r}."
-        )
+    prune_ratio = check_real("prune_ratio", prune_ratio, 0, 1, high_open=True)
+    random_ratio = check_real("random_ratio", random_ratio, 0, prune_ratio, high_name="prune_ratio")
     if len(weights) == 0:
         raise ValueError("weights is empty: there is nothing to prune.")
     with torch.no_grad():

@@ -119,7 +119,7 @@ class TestGlobalMagnitudeMasks:
             ({"prune_ratio": -0.1}, r"prune_ratio must be in \[0, 1\)"),
             (
                 {"prune_ratio": 0.5, "random_ratio": 0.6},
-                r"random_ratio must be in \[0, prune_ratio\]",
+                r"random_ratio must be in \[0, prune_ratio=0.5\]",
             ),
         ],
     )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numbers
 from typing import Any
 
 import torch
@@ -10,7 +9,7 @@ from lightly.loss import NTXentLoss
 from lightly.models.modules import MoCoProjectionHead
 from torch import Tensor, nn
 
-from selfdamage._checks import check_module
+from selfdamage._checks import check_int, check_module
 from selfdamage.adapters.base import (
     MomentumAdapter,
     check_feature_dim,
@@ -189,13 +188,7 @@ def _default_loss(
     head_dim: int | None, temperature: float | None, memory_bank_size: int | None
 ) -> NTXentLoss:
     size = 4096 if memory_bank_size is None else memory_bank_size
-    if isinstance(size, bool) or not isinstance(size, numbers.Integral):
-        raise TypeError(f"memory_bank_size must be an int, got memory_bank_size={size!r}.")
-    if size < 0:
-        raise ValueError(
-            f"memory_bank_size must be a number of keys >= 0 (0 for no bank), got "
-            f"memory_bank_size={size}."
-        )
+    size = check_int("memory_bank_size", size, 0, what="a number of keys >= 0 (0 for no bank)")
     if size > 0 and head_dim is None:
         raise ValueError(
             "Cannot read the head's output dimension (it has no nn.Linear) to size the "

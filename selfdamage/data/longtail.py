@@ -39,6 +39,8 @@ from typing import Literal, Union, get_args
 import numpy as np
 from torch import Tensor
 
+from selfdamage._checks import check_int
+
 __all__ = [
     "Labels",
     "LongTailSplit",
@@ -110,8 +112,8 @@ def longtail_counts(
         >>> longtail_counts(4, 1000, 64, profile="pareto")  # 1000 * (r + 1) ** -3
         [1000, 125, 37, 15]
     """
-    _check_int("num_classes", num_classes, 2)
-    _check_int("n_max", n_max, 1)
+    check_int("num_classes", num_classes, 2)
+    check_int("n_max", n_max, 1)
     if isinstance(imbalance_ratio, bool) or not isinstance(imbalance_ratio, numbers.Real):
         raise TypeError(
             f"imbalance_ratio must be a number, got imbalance_ratio={imbalance_ratio!r}."
@@ -218,7 +220,7 @@ def balanced_indices(targets: Labels, per_class: int, *, seed: int = 0) -> np.nd
         >>> balanced_indices([0, 1, 0, 1, 0, 1], per_class=2)
         array([0, 1, 2, 3])
     """
-    _check_int("per_class", per_class, 1)
+    check_int("per_class", per_class, 1)
     labels, sizes = _as_targets(targets, "targets")
     wanted = np.full(len(sizes), per_class, dtype=np.int64)
     return _select(labels, wanted, seed, f"for per_class={per_class}; lower per_class")
@@ -267,7 +269,7 @@ def _class_order(class_order: Sequence[int] | int | None, num_classes: int) -> t
     if class_order is None:
         return tuple(range(num_classes))
     if isinstance(class_order, numbers.Integral) and not isinstance(class_order, bool):
-        _check_int("class_order", class_order, 0)
+        check_int("class_order", class_order, 0)
         keys = np.random.default_rng(int(class_order)).random(num_classes)
         return tuple(int(c) for c in np.argsort(keys, kind="stable"))
     array = np.asarray(class_order)
@@ -287,7 +289,7 @@ def _class_order(class_order: Sequence[int] | int | None, num_classes: int) -> t
 
 def _select(labels: np.ndarray, per_class: np.ndarray, seed: int, context: str) -> np.ndarray:
     """Keeps ``per_class[c]`` samples of each class ``c``: those with the smallest keys."""
-    _check_int("seed", seed, 0)
+    check_int("seed", seed, 0)
     keys = np.random.default_rng(seed).random(len(labels))
     chosen = []
     for cls, wanted in enumerate(per_class):
@@ -298,10 +300,3 @@ def _select(labels: np.ndarray, per_class: np.ndarray, seed: int, context: str) 
             )
         chosen.append(members[np.argsort(keys[members], kind="stable")[:wanted]])
     return np.sort(np.concatenate(chosen))
-
-
-def _check_int(name: str, value: object, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {name}={value!r}.")
-    if value < low:
-        raise ValueError(f"{name} must be >= {low}, got {name}={value!r}.")

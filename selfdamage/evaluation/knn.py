@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from lightly.utils.benchmarking import knn_predict as _lightly_knn_predict
 from torch import Tensor
 
+from selfdamage._checks import check_int
 from selfdamage.data.longtail import Labels
 from selfdamage.evaluation._common import check_probe_inputs
 
@@ -70,8 +71,7 @@ def knn_predict(
             f"temperature must be > 0 (math.inf for a majority vote), got "
             f"temperature={temperature!r}."
         )
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got batch_size={batch_size!r}.")
+    check_int("batch_size", batch_size, 1)
     bank = F.normalize(train_features.detach().float(), dim=1).t().contiguous()
     labels = labels.to(bank.device)
     num_classes = int(labels.max()) + 1

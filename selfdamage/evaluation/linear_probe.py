@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from selfdamage._checks import check_int, check_real
 from selfdamage.data.longtail import Labels, balanced_indices
 from selfdamage.evaluation._common import check_probe_inputs
 
@@ -61,10 +62,8 @@ def linear_probe(
         tensor([0, 1])
     """
     labels = check_probe_inputs(train_features, train_labels, test_features)
-    if l2 < 0:
-        raise ValueError(f"l2 must be >= 0, got l2={l2!r}.")
-    if max_iter < 1:
-        raise ValueError(f"max_iter must be >= 1, got max_iter={max_iter!r}.")
+    check_real("l2", l2, 0)
+    check_int("max_iter", max_iter, 1)
     features = train_features.detach().cpu().double()
     if shots_per_class is not None:
         try:
