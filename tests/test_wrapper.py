@@ -1,17 +1,22 @@
 from __future__ import annotations
 
 import copy
+import inspect
+import re
 from collections.abc import Mapping
+from pathlib import Path
 
+import ddp_harness
 import pytest
 import torch
 import torch.nn.functional as F
 import torchvision
 from lightly.models.utils import update_momentum
 from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.nn.utils import parametrize
 
-from selfdamage import SelfDamagingWrapper
+from selfdamage import SelfDamagingWrapper, WeightDamage
 
 
 class SmallNet(nn.Module):
@@ -510,3 +515,117 @@ class TestErrors:
         other = SelfDamagingWrapper(copy.deepcopy(net), prunable=(nn.Conv2d, nn.Linear))
         with pytest.raises(ValueError, match=r"unexpected: masks\.fc\.weight"):
             wrapper.load_state_dict(other.state_dict())
+
+
+class TestStrategy:
+    def test_shorthands_mean_weight_damage(self, net: SmallNet) -> None:
+        wrapper = SelfDamagingWrapper(net, 0.6, random_ratio=0.2, prunable=nn.Conv2d)
+        assert isinstance(wrapper.damage, WeightDamage)
+        assert wrapper.damage.settings == {
+            "prune_ratio": 0.6,
+            "random_ratio": 0.2,
+            "prunable": "Conv2d",
+        }
+        assert (wrapper.prune_ratio, wrapper.random_ratio) == (0.6, 0.2)
+
+    def test_strategy_is_the_damage_attribute(self, net: SmallNet) -> None:
+        damage = WeightDamage(0.5)
+        wrapper = SelfDamagingWrapper(net, damage=damage)
+        assert wrapper.damage is damage and wrapper.prune_ratio == 0.5
+        assert "damage=WeightDamage(prune_ratio=0.5" in repr(wrapper)
+
+    def test_same_masks_as_the_shorthand(self) -> None:
+        torch.manual_seed(0)
+        a = SelfDamagingWrapper(SmallNet(), 0.7, random_ratio=0.1)
+        torch.manual_seed(0)
+        b = SelfDamagingWrapper(SmallNet(), damage=WeightDamage(0.7, random_ratio=0.1))
+        assert torch.equal(a.mask_seed, b.mask_seed)
+        for (name, mask), (_, other) in zip(a.named_masks(), b.named_masks()):
+            assert torch.equal(mask, other), name
+
+    @pytest.mark.parametrize(
+        ("args", "kwargs", "shown"),
+        [
+            ((0.9,), {}, "prune_ratio=0.9"),  # the default value, passed explicitly
+            ((), {"random_ratio": 0.0}, "random_ratio=0.0"),
+            ((), {"prunable": (nn.Conv2d,)}, "prunable="),
+            ((), {"example_inputs": torch.ones(1)}, "example_inputs=..."),
+        ],
+    )
+    def test_shorthand_with_strategy_is_an_error(
+        self, net: SmallNet, args: tuple[object, ...], kwargs: dict[str, object], shown: str
+    ) -> None:
+        with pytest.raises(ValueError, match=rf"{re.escape(shown)}.*given together with damage="):
+            SelfDamagingWrapper(net, *args, damage=WeightDamage(0.5), **kwargs)  # type: ignore[arg-type]
+
+    def test_not_a_strategy(self, net: SmallNet) -> None:
+        with pytest.raises(TypeError, match=r"damage must be a selfdamage\.damage\.Damage"):
+            SelfDamagingWrapper(net, damage=0.5)  # type: ignore[arg-type]
+
+    def test_unknown_keyword(self, net: SmallNet) -> None:
+        with pytest.raises(TypeError, match="unexpected keyword argument 'prune'"):
+            SelfDamagingWrapper(net, prune=0.5)
+
+    def test_signature_shows_the_defaults(self) -> None:
+        signature = str(inspect.signature(SelfDamagingWrapper))
+        assert "prune_ratio: 'float' = 0.9" in signature
+        assert "random_ratio: 'float' = 0.0" in signature
+
+
+def _ddp_make_model() -> nn.Module:
+    """A model without batch statistics, so DDP is exactly a bigger batch."""
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(8, 8, 3),
+        nn.Flatten(),
+        nn.Linear(288, 4),
+    )
+
+
+class _Step(nn.Module):
+    """Both branches inside one forward, as DDP needs; a per-sample loss, averaged."""
+
+    def __init__(self, wrapper: SelfDamagingWrapper) -> None:
+        super().__init__()
+        self.wrapper = wrapper
+
+    def forward(self, x0: Tensor, x1: Tensor) -> Tensor:
+        return F.mse_loss(self.wrapper(x0), self.wrapper.damaged(x1))
+
+
+def _ddp_batch() -> tuple[Tensor, Tensor]:
+    gen = torch.Generator().manual_seed(7)
+    return torch.randn(8, 3, 8, 8, generator=gen), torch.randn(8, 3, 8, 8, generator=gen)
+
+
+def _ddp_worker(rank: int, world: int) -> dict[str, dict[str, Tensor]]:
+    model = _ddp_make_model()
+    torch.manual_seed(1000 + rank)  # every rank draws its own seed for the random part
+    ddp = DistributedDataParallel(_Step(SelfDamagingWrapper(model, 0.6, random_ratio=0.3)))
+    ddp.module.wrapper.refresh_mask()
+    x0, x1 = (x.chunk(world)[rank] for x in _ddp_batch())
+    ddp(x0, x1).backward()
+    masks = {k: v.clone() for k, v in ddp.module.wrapper.named_masks()}
+    grads = {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
+    return {"masks": masks, "grads": grads}
+
+
+class TestDistributed:
+    def test_masks_identical_and_gradients_match_single_process(self, tmp_path: Path) -> None:
+        ranks = ddp_harness.run(_ddp_worker, tmp_path)
+
+        # Reference: one process, the whole batch, rank 0's seed (DDP broadcasts its buffers).
+        model = _ddp_make_model()
+        torch.manual_seed(1000)
+        step = _Step(SelfDamagingWrapper(model, 0.6, random_ratio=0.3))
+        step.wrapper.refresh_mask()
+        step(*_ddp_batch()).backward()
+
+        for name, mask in step.wrapper.named_masks():
+            for result in ranks:
+                assert torch.equal(result["masks"][name], mask), name
+        for name, param in model.named_parameters():
+            for result in ranks:
+                torch.testing.assert_close(result["grads"][name], param.grad, rtol=1e-5, atol=1e-7)

@@ -1,0 +1,126 @@
+"""The package's import rules, read from the source with ``ast`` (nothing is imported).
+
+- No import circle inside ``selfdamage`` (imports under ``if TYPE_CHECKING:`` excepted).
+- The core (wrapper, masks, twin norm, damage, and their infrastructure) imports none of
+  adapters, lightning, data, evaluation, study, cli.
+- The mask maths imports no package module but the argument checks.
+- Only ``selfdamage/damage/tracing.py`` touches torch-pruning's dependency graph.
+- No module is much over 400 lines (the study, being rewritten elsewhere, excepted).
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "selfdamage"
+CORE = {
+    "selfdamage",
+    "selfdamage._checks",
+    "selfdamage._deprecated",
+    "selfdamage._mirror",
+    "selfdamage.channel_damage",
+    "selfdamage.masks",
+    "selfdamage.twin_norm",
+    "selfdamage.wrapper",
+}
+OUTSIDE_CORE = ("adapters", "lightning", "data", "evaluation", "study", "cli")
+EXEMPT_FROM_SIZE = {"selfdamage.study", "selfdamage.cli"}  # rewritten on another branch
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {module_name(path): path for path in sorted(PACKAGE.rglob("*.py"))}
+
+
+def _is_type_checking(node: ast.If) -> bool:
+    return "TYPE_CHECKING" in ast.unparse(node.test)
+
+
+def imports_of(name: str) -> set[str]:
+    """Package modules that ``name`` imports at run time (anywhere in the file)."""
+    tree = ast.parse(MODULES[name].read_text(encoding="utf-8"))
+    skipped = {
+        id(child)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and _is_type_checking(node)
+        for stmt in node.body
+        for child in ast.walk(stmt)
+    }
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            targets = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+        else:
+            continue
+        found.update(t for t in targets if t in MODULES and t != name)
+    return found
+
+
+GRAPH = {name: imports_of(name) for name in MODULES}
+
+
+def is_core(name: str) -> bool:
+    return name in CORE or name == "selfdamage.damage" or name.startswith("selfdamage.damage.")
+
+
+class TestImportRules:
+    def test_no_import_circle(self) -> None:
+        state: dict[str, str] = {}
+
+        def visit(node: str, path: list[str]) -> None:
+            state[node] = "open"
+            for nxt in sorted(GRAPH[node]):
+                if state.get(nxt) == "open":
+                    circle = [*path[path.index(nxt) :], nxt] if nxt in path else [node, nxt]
+                    pytest.fail(f"import circle: {' -> '.join(circle)}")
+                if nxt not in state:
+                    visit(nxt, [*path, nxt])
+            state[node] = "done"
+
+        for name in sorted(GRAPH):
+            if name not in state:
+                visit(name, [name])
+
+    @pytest.mark.parametrize("name", sorted(n for n in MODULES if is_core(n)))
+    def test_core_imports_no_outer_layer(self, name: str) -> None:
+        outer = {
+            imported
+            for imported in GRAPH[name]
+            if imported.split(".")[1:2] and imported.split(".")[1] in OUTSIDE_CORE
+        }
+        assert not outer, f"{name} imports {sorted(outer)}"
+
+    def test_mask_maths_imports_only_the_checks(self) -> None:
+        assert GRAPH["selfdamage.masks"] <= {"selfdamage._checks"}
+
+    def test_checks_import_nothing_from_the_package(self) -> None:
+        assert GRAPH["selfdamage._checks"] == set()
+
+    def test_only_tracing_touches_the_dependency_graph(self) -> None:
+        for name, path in MODULES.items():
+            if name in ("selfdamage.damage.tracing", *EXEMPT_FROM_SIZE):
+                continue
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.Attribute):
+                    code = ast.unparse(node)
+                elif isinstance(node, ast.ImportFrom):
+                    code = f"{node.module} " + " ".join(alias.name for alias in node.names)
+                else:
+                    continue
+                for needle in ("tp.dependency", "DependencyGraph", "torch_pruning.dependency"):
+                    assert needle not in code, f"{name} uses {needle}"
+
+    @pytest.mark.parametrize("name", sorted(set(MODULES) - EXEMPT_FROM_SIZE))
+    def test_module_size(self, name: str) -> None:
+        lines = len(MODULES[name].read_text(encoding="utf-8").splitlines())
+        assert lines <= 420, f"{name} has {lines} lines; split it by concern"
