@@ -10,7 +10,7 @@ prediction heads (here lightly's ``BYOLProjectionHead`` and ``BYOLPredictionHead
 
 Run:
     python examples/byol.py             # 5 epochs: 3-6 minutes on 2 CPU cores
-    python examples/byol.py --baseline  # plain BYOL (damage=False)
+    python examples/byol.py --baseline  # plain BYOL (baseline=True)
     python examples/byol.py --fast      # a few steps on 242 images (for CI)
 """
 
@@ -43,7 +43,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--fast", action="store_true", help="a few steps on 242 images (CI)")
     parser.add_argument("--epochs", type=int, help="default: 5, or 1 with --fast")
-    parser.add_argument("--baseline", action="store_true", help="plain BYOL (damage=False)")
+    parser.add_argument("--baseline", action="store_true", help="plain BYOL (baseline=True)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
     epochs = args.epochs or (1 if args.fast else 5)
@@ -56,7 +56,7 @@ def main() -> None:
         prune_ratio=0.9,
         head=BYOLProjectionHead(backbone.feature_dim, 1024, 256),
         predictor=BYOLPredictionHead(256, 1024, 256),
-        damage=not args.baseline,
+        baseline=args.baseline,
     )
     model.to(args.device)
 

@@ -10,7 +10,7 @@ of ``m`` from 0.99 to 1. The data is Fashion-MNIST-LT (imbalance ratio 100).
 
 Run:
     python examples/moco.py             # 5 epochs: 3-6 minutes on 2 CPU cores
-    python examples/moco.py --baseline  # plain symmetric MoCo v2 (damage=False)
+    python examples/moco.py --baseline  # plain symmetric MoCo v2 (baseline=True)
     python examples/moco.py --fast      # a few steps on 242 images (for CI)
 """
 
@@ -43,7 +43,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--fast", action="store_true", help="a few steps on 242 images (CI)")
     parser.add_argument("--epochs", type=int, help="default: 5, or 1 with --fast")
-    parser.add_argument("--baseline", action="store_true", help="plain MoCo (damage=False)")
+    parser.add_argument("--baseline", action="store_true", help="plain MoCo (baseline=True)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
     epochs = args.epochs or (1 if args.fast else 5)
@@ -56,7 +56,7 @@ def main() -> None:
         prune_ratio=0.9,
         temperature=0.2,
         memory_bank_size=4096,  # 4096 keys of the head's 128-d output
-        damage=not args.baseline,
+        baseline=args.baseline,
     )
     model.to(args.device)
 

@@ -45,7 +45,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--fast", action="store_true", help="a few steps on 242 images (CI)")
     parser.add_argument("--epochs", type=int, help="default: 5, or 1 with --fast")
-    parser.add_argument("--baseline", action="store_true", help="plain SimCLR (damage=False)")
+    parser.add_argument("--baseline", action="store_true", help="plain SimCLR (baseline=True)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
     epochs = args.epochs or (1 if args.fast else 5)
@@ -58,7 +58,7 @@ def main() -> None:
         feature_dim=backbone.feature_dim,  # 64 here, 512 for the usual ResNet-18
         prune_ratio=0.9,  # the twin loses 90% of the convolution weights (the paper's CIFAR)
         temperature=0.2,
-        damage=not args.baseline,  # damage=False: SimCLR itself, same head and loss
+        baseline=args.baseline,  # baseline=True: SimCLR itself, same head and loss
     )
     model.to(args.device)
 
