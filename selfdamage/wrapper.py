@@ -134,13 +134,12 @@ class SelfDamagingWrapper(nn.Module):
                 "model is already a SelfDamagingWrapper; wrap the bare model "
                 "(wrapper.model) or use the existing wrapper."
             )
-        check_module("model", model)
-        for name, module in model.named_modules():
-            if isinstance(module, SelfDamagingWrapper):
-                raise TypeError(
-                    f"model contains a SelfDamagingWrapper at {name!r}; a model can only "
-                    "be wrapped once. Wrap the bare model instead."
-                )
+        nested = nested_wrapper(check_module("model", model))
+        if nested is not None:
+            raise TypeError(
+                f"model contains a SelfDamagingWrapper at {nested!r}; a model can only "
+                "be wrapped once. Wrap the bare model instead."
+            )
         self.twin_norm = check_bool("twin_norm", twin_norm)
         self.damage = resolve_damage(
             damage,
@@ -315,6 +314,16 @@ class SelfDamagingWrapper(nn.Module):
             f"damage={self.damage!r}, twin_norm={self.twin_norm}, "
             f"masked_tensors={len(self._masked_names)}"
         )
+
+
+def nested_wrapper(module: nn.Module) -> str | None:
+    """Qualified name of the first ``SelfDamagingWrapper`` inside ``module``, or None."""
+    found: str | None = None
+    for name, child in module.named_modules():
+        if isinstance(child, SelfDamagingWrapper):
+            found = name
+            break
+    return found
 
 
 def resolve_damage(

@@ -4,6 +4,8 @@
 group in each, calls ``worker(rank, world, *args)`` and returns what each rank returned
 (anything ``torch.save`` can write), in rank order. ``worker`` must be a module-level
 function of a test module, so the spawned processes can import it.
+``check_twin_step`` is the common check built on it: a wrapper's DDP step against one
+process on the whole batch.
 """
 
 from __future__ import annotations
@@ -17,6 +19,11 @@ from typing import Any
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
+
+from selfdamage import SelfDamagingWrapper
 
 WORLD = 2
 
@@ -44,3 +51,56 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+class TwinStep(nn.Module):
+    """Both branches inside one forward, as DDP needs; a per-sample loss, averaged."""
+
+    def __init__(self, wrapper: SelfDamagingWrapper) -> None:
+        super().__init__()
+        self.wrapper = wrapper
+
+    def forward(self, x0: Tensor, x1: Tensor) -> Tensor:
+        return F.mse_loss(self.wrapper(x0), self.wrapper.damaged(x1))
+
+
+def check_twin_step(
+    make_wrapper: Callable[[int], SelfDamagingWrapper],
+    batch: tuple[Tensor, Tensor],
+    tmp_path: Path,
+) -> None:
+    """One DDP step of ``TwinStep`` equals one process on the whole batch: masks and gradients.
+
+    ``make_wrapper(rank)`` builds the wrapper as rank ``rank`` would (seeding its own
+    ``mask_seed``; DDP broadcasts rank 0's); the model must have no batch statistics, so DDP
+    is exactly one bigger batch. It must be a module-level function.
+    """
+    ranks = run(_twin_step_worker, tmp_path, make_wrapper, batch)
+    wrapper = make_wrapper(0)
+    wrapper.refresh_mask()
+    TwinStep(wrapper)(*batch).backward()
+    for name, mask in wrapper.named_masks():
+        for result in ranks:
+            assert torch.equal(result["masks"][name], mask), name
+    for name, param in wrapper.model.named_parameters():
+        for result in ranks:
+            torch.testing.assert_close(result["grads"][name], param.grad, rtol=1e-5, atol=1e-7)
+
+
+def _twin_step_worker(
+    rank: int,
+    world: int,
+    make_wrapper: Callable[[int], SelfDamagingWrapper],
+    batch: tuple[Tensor, Tensor],
+) -> dict[str, dict[str, Tensor]]:
+    wrapper = make_wrapper(rank)
+    ddp = DistributedDataParallel(TwinStep(wrapper))
+    wrapper.refresh_mask()
+    x0, x1 = (x.chunk(world)[rank] for x in batch)
+    ddp(x0, x1).backward()
+    return {
+        "masks": {k: v.clone() for k, v in wrapper.named_masks()},
+        "grads": {
+            k: p.grad.clone() for k, p in wrapper.model.named_parameters() if p.grad is not None
+        },
+    }

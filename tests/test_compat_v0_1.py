@@ -6,20 +6,18 @@ tiny model, trained a few steps, its ``state_dict``, an input and the outputs it
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
+from fixtures.make_v0_1_checkpoints import tiny_model
 from torch import nn
 
 from selfdamage import ChannelDamage, Damage, SelfDamagingWrapper, WeightDamage
 from selfdamage.adapters import SimCLRAdapter
 
 FIXTURES = Path(__file__).parent / "fixtures"
-sys.path.insert(0, str(FIXTURES))
-from make_v0_1_checkpoints import tiny_model  # noqa: E402
 
 
 def load(name: str) -> dict[str, Any]:

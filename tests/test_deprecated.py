@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 import torch
+from fixtures.make_v0_1_checkpoints import tiny_model
 from torch import nn
 
 from selfdamage import ChannelDamage, SelfDamagingWrapper, WeightDamage
@@ -15,17 +16,7 @@ from selfdamage.adapters import BYOLAdapter, MoCoAdapter, SimCLRAdapter
 
 def net() -> nn.Module:
     torch.manual_seed(0)
-    return nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1),
-        nn.BatchNorm2d(8),
-        nn.ReLU(),
-        nn.Conv2d(8, 8, 3, padding=1),
-        nn.BatchNorm2d(8),
-        nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(8, 4),
-    )
+    return tiny_model()
 
 
 def x(n: int = 2) -> torch.Tensor:
@@ -79,9 +70,9 @@ ADAPTERS = [SimCLRAdapter, MoCoAdapter, BYOLAdapter]
 
 
 def small(cls: type[nn.Module]) -> dict[str, Any]:
-    heads: dict[str, Any] = {"head": nn.Linear(8, 8)}
+    heads: dict[str, Any] = {"head": nn.Linear(6, 6)}
     if cls is BYOLAdapter:
-        heads["predictor"] = nn.Linear(8, 8)
+        heads["predictor"] = nn.Linear(6, 6)
     return heads
 
 
@@ -94,9 +85,9 @@ class TestAdapters:
     def test_damage_false_is_baseline(self, cls: Any) -> None:
         torch.manual_seed(1)
         with pytest.warns(DeprecationWarning, match="damage=False .* use baseline=True"):
-            old = cls(backbone(), 8, 0.5, damage=False, **small(cls))
+            old = cls(backbone(), 6, 0.5, damage=False, **small(cls))
         torch.manual_seed(1)
-        new = cls(backbone(), 8, 0.5, baseline=True, **small(cls))
+        new = cls(backbone(), 6, 0.5, baseline=True, **small(cls))
         assert old.baseline and same_state(old, new)
         with pytest.warns(DeprecationWarning, match="adapter.baseline"):
             assert old.damage is False  # 0.1's meaning, for this release
@@ -104,19 +95,19 @@ class TestAdapters:
     def test_damage_true(self, cls: Any) -> None:
         torch.manual_seed(1)
         with pytest.warns(DeprecationWarning, match="damage=True"):
-            old = cls(backbone(), 8, 0.5, damage=True, **small(cls))
+            old = cls(backbone(), 6, 0.5, damage=True, **small(cls))
         torch.manual_seed(1)
-        new = cls(backbone(), 8, 0.5, **small(cls))
+        new = cls(backbone(), 6, 0.5, **small(cls))
         assert not old.baseline and same_state(old, new)
         assert isinstance(new.damage, WeightDamage)
 
     def test_damage_channel(self, cls: Any) -> None:
         torch.manual_seed(1)
         with pytest.warns(DeprecationWarning, match="ChannelDamage"):
-            old = cls(backbone(), 8, 0.5, damage="channel", example_inputs=x(), **small(cls))
+            old = cls(backbone(), 6, 0.5, damage="channel", example_inputs=x(), **small(cls))
         torch.manual_seed(1)
         damage = ChannelDamage(0.5, example_inputs=x())
-        new = cls(backbone(), 8, damage=damage, **small(cls))
+        new = cls(backbone(), 6, damage=damage, **small(cls))
         assert same_state(old, new) and new.damage is damage
         with pytest.warns(DeprecationWarning):
             assert old.damage is True

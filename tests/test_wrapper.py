@@ -13,7 +13,6 @@ import torch.nn.functional as F
 import torchvision
 from lightly.models.utils import update_momentum
 from torch import Tensor, nn
-from torch.nn.parallel import DistributedDataParallel
 from torch.nn.utils import parametrize
 
 from selfdamage import SelfDamagingWrapper, WeightDamage
@@ -584,48 +583,17 @@ def _ddp_make_model() -> nn.Module:
     )
 
 
-class _Step(nn.Module):
-    """Both branches inside one forward, as DDP needs; a per-sample loss, averaged."""
-
-    def __init__(self, wrapper: SelfDamagingWrapper) -> None:
-        super().__init__()
-        self.wrapper = wrapper
-
-    def forward(self, x0: Tensor, x1: Tensor) -> Tensor:
-        return F.mse_loss(self.wrapper(x0), self.wrapper.damaged(x1))
-
-
 def _ddp_batch() -> tuple[Tensor, Tensor]:
     gen = torch.Generator().manual_seed(7)
     return torch.randn(8, 3, 8, 8, generator=gen), torch.randn(8, 3, 8, 8, generator=gen)
 
 
-def _ddp_worker(rank: int, world: int) -> dict[str, dict[str, Tensor]]:
+def _ddp_wrapper(rank: int) -> SelfDamagingWrapper:
     model = _ddp_make_model()
     torch.manual_seed(1000 + rank)  # every rank draws its own seed for the random part
-    ddp = DistributedDataParallel(_Step(SelfDamagingWrapper(model, 0.6, random_ratio=0.3)))
-    ddp.module.wrapper.refresh_mask()
-    x0, x1 = (x.chunk(world)[rank] for x in _ddp_batch())
-    ddp(x0, x1).backward()
-    masks = {k: v.clone() for k, v in ddp.module.wrapper.named_masks()}
-    grads = {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
-    return {"masks": masks, "grads": grads}
+    return SelfDamagingWrapper(model, 0.6, random_ratio=0.3)
 
 
 class TestDistributed:
     def test_masks_identical_and_gradients_match_single_process(self, tmp_path: Path) -> None:
-        ranks = ddp_harness.run(_ddp_worker, tmp_path)
-
-        # Reference: one process, the whole batch, rank 0's seed (DDP broadcasts its buffers).
-        model = _ddp_make_model()
-        torch.manual_seed(1000)
-        step = _Step(SelfDamagingWrapper(model, 0.6, random_ratio=0.3))
-        step.wrapper.refresh_mask()
-        step(*_ddp_batch()).backward()
-
-        for name, mask in step.wrapper.named_masks():
-            for result in ranks:
-                assert torch.equal(result["masks"][name], mask), name
-        for name, param in model.named_parameters():
-            for result in ranks:
-                torch.testing.assert_close(result["grads"][name], param.grad, rtol=1e-5, atol=1e-7)
+        ddp_harness.check_twin_step(_ddp_wrapper, _ddp_batch(), tmp_path)

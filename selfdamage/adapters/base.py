@@ -30,6 +30,7 @@ from selfdamage.wrapper import (
     DEFAULT_PRUNE_RATIO,
     DEFAULT_RANDOM_RATIO,
     SelfDamagingWrapper,
+    nested_wrapper,
     resolve_damage,
 )
 
@@ -153,13 +154,12 @@ class SelfDamagingAdapter(nn.Module):
         **deprecated_options: Any,
     ) -> None:
         super().__init__()
-        check_module("backbone", backbone)
-        for name, module in backbone.named_modules():
-            if isinstance(module, SelfDamagingWrapper):
-                raise TypeError(
-                    f"backbone contains a SelfDamagingWrapper at {name or 'its root'!r}; the "
-                    "adapter builds its own wrapper. Pass the bare backbone (wrapper.model)."
-                )
+        nested = nested_wrapper(check_module("backbone", backbone))
+        if nested is not None:
+            raise TypeError(
+                f"backbone contains a SelfDamagingWrapper at {nested or 'its root'!r}; the "
+                "adapter builds its own wrapper. Pass the bare backbone (wrapper.model)."
+            )
         check_bool("twin_norm", twin_norm)
         self.baseline = check_bool("baseline", baseline)
         # 0.1 spelled "baseline" damage=False and the default damage=True.

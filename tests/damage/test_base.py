@@ -18,7 +18,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.nn.parallel import DistributedDataParallel
 
 from selfdamage import Damage, SelfDamagingWrapper
 from selfdamage.adapters import ADAPTERS
@@ -165,40 +164,12 @@ class TestCustomStrategy:
         assert adapter.wrapper.sparsity == pytest.approx(0.5, abs=0.01)
 
 
-class _Step(nn.Module):
-    def __init__(self, wrapper: SelfDamagingWrapper) -> None:
-        super().__init__()
-        self.wrapper = wrapper
-
-    def forward(self, x0: Tensor, x1: Tensor) -> Tensor:
-        return F.mse_loss(self.wrapper(x0), self.wrapper.damaged(x1))
-
-
-def _ddp_worker(rank: int, world: int) -> dict[str, dict[str, Tensor]]:
+def _ddp_wrapper(rank: int) -> SelfDamagingWrapper:
     model = net(batch_norm=False)
     torch.manual_seed(1000 + rank)  # every rank draws its own mask_seed; DDP broadcasts 0's
-    wrapper = SelfDamagingWrapper(model, damage=layerwise(0.6, random_ratio=0.3))
-    ddp = DistributedDataParallel(_Step(wrapper))
-    ddp.module.wrapper.refresh_mask()
-    x0, x1 = (x.chunk(world)[rank] for x in (images(8), images(8, seed=1)))
-    ddp(x0, x1).backward()
-    return {
-        "masks": {k: v.clone() for k, v in wrapper.named_masks()},
-        "grads": {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None},
-    }
+    return SelfDamagingWrapper(model, damage=layerwise(0.6, random_ratio=0.3))
 
 
 class TestDistributed:
     def test_custom_strategy_under_ddp(self, tmp_path: Path) -> None:
-        ranks = ddp_harness.run(_ddp_worker, tmp_path)
-        model = net(batch_norm=False)
-        torch.manual_seed(1000)
-        step = _Step(SelfDamagingWrapper(model, damage=layerwise(0.6, random_ratio=0.3)))
-        step.wrapper.refresh_mask()
-        step(images(8), images(8, seed=1)).backward()
-        for name, mask in step.wrapper.named_masks():
-            for result in ranks:
-                assert torch.equal(result["masks"][name], mask), name
-        for name, param in model.named_parameters():
-            for result in ranks:
-                torch.testing.assert_close(result["grads"][name], param.grad, rtol=1e-5, atol=1e-7)
+        ddp_harness.check_twin_step(_ddp_wrapper, (images(8), images(8, seed=1)), tmp_path)
