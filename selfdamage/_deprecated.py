@@ -16,7 +16,7 @@ from selfdamage.damage.base import Damage, Prunable
 from selfdamage.damage.channel import ChannelDamage
 from selfdamage.damage.weight import WeightDamage
 
-__all__ = ["CHANNEL_OPTIONS", "deprecated", "legacy_damage"]
+__all__ = ["CHANNEL_OPTIONS", "deprecated", "legacy_adapter_damage", "legacy_damage"]
 
 CHANNEL_OPTIONS = ("importance", "example_inputs", "ignored_layers", "max_channel_ratio")
 """0.1's channel-only keyword arguments of the wrapper and the adapters."""
@@ -29,6 +29,26 @@ def deprecated(old: str, new: str, *, stacklevel: int = 3) -> None:
         DeprecationWarning,
         stacklevel=stacklevel,
     )
+
+
+def legacy_adapter_damage(
+    damage: Any, baseline: bool, *, stacklevel: int
+) -> tuple[Any, bool, bool | None]:
+    """Reads 0.1's adapter spelling ``damage=True|False|"weight"|"channel"``.
+
+    Returns:
+        ``damage`` as the wrapper reads it (None for a bool), ``baseline``, and 0.1's
+        ``adapter.damage`` bool for an old spelling (None for the new one).
+    """
+    if isinstance(damage, bool):
+        if damage:
+            deprecated("damage=True", "the default damage=None", stacklevel=stacklevel)
+        else:
+            deprecated("damage=False", "baseline=True", stacklevel=stacklevel)
+        return None, baseline or not damage, not (baseline or not damage)
+    if isinstance(damage, str):
+        return damage, baseline, not baseline
+    return damage, baseline, None
 
 
 def legacy_damage(

@@ -23,7 +23,7 @@ from lightly.models.utils import deactivate_requires_grad, update_momentum
 from torch import Tensor, nn
 
 from selfdamage._checks import check_bool, check_int, check_module, check_real
-from selfdamage._deprecated import deprecated
+from selfdamage._deprecated import deprecated, legacy_adapter_damage
 from selfdamage.damage import Damage, Prunable
 from selfdamage.wrapper import (
     DEFAULT_PRUNABLE,
@@ -161,26 +161,10 @@ class SelfDamagingAdapter(nn.Module):
                 "adapter builds its own wrapper. Pass the bare backbone (wrapper.model)."
             )
         check_bool("twin_norm", twin_norm)
-        self.baseline = check_bool("baseline", baseline)
-        # 0.1 spelled "baseline" damage=False and the default damage=True.
-        self._legacy_flag: bool | None = None
-        legacy: Any = damage
-        if isinstance(legacy, bool):
-            old, new = (
-                ("damage=False", "baseline=True")
-                if not legacy
-                else ("damage=True", "the default damage=None")
-            )
-            deprecated(old, new, stacklevel=4)
-            self._legacy_flag, damage = legacy, None
-            self.baseline = baseline or not legacy
-        elif isinstance(legacy, str):
-            self._legacy_flag = True
-        elif legacy is not None and not isinstance(legacy, Damage):
-            raise TypeError(
-                "damage must be a selfdamage.damage.Damage strategy or None (and "
-                f"baseline=True for no twin), got damage={legacy!r}."
-            )
+        check_bool("baseline", baseline)
+        damage, self.baseline, self._legacy_flag = legacy_adapter_damage(
+            damage, baseline, stacklevel=5
+        )
         strategy = resolve_damage(
             damage,
             prune_ratio=prune_ratio,
@@ -215,7 +199,7 @@ class SelfDamagingAdapter(nn.Module):
         """
         if self._legacy_flag is not None:
             deprecated("adapter.damage as a bool", "adapter.baseline", stacklevel=3)
-            return cast(Damage, not self.baseline)
+            return cast(Damage, self._legacy_flag)
         return self.wrapper.damage
 
     @property
