@@ -103,7 +103,7 @@ class Damage(abc.ABC):
         if self._param_names is not None:
             raise ValueError(
                 f"this {type(self).__name__} is already bound to a model; a strategy damages "
-                f"one model. Build a new one for each wrapper, e.g. damage={self!r}."
+                f"one model. Build a new {type(self).__name__}(...) for each wrapper.",
             )
         names = list(dict.fromkeys(self.setup(model)))
         if not names:
