@@ -83,7 +83,7 @@ def main() -> None:
     models = [m for m in MODELS if not args.only or any(s in m.name for s in args.only)]
     results: dict[tuple[str, str], Outcome] = {}
     start = time.perf_counter()
-    print(f"{'case':48s} {'result':8s} {'seconds':>8s} {'peak MiB':>9s}")
+    print(f"{'case':48s} {'result':14s} {'seconds':>8s} {'peak MiB':>9s}")
     for model in models:
         for kind in model.kinds:
             outcome = run_case_isolated(
@@ -92,7 +92,7 @@ def main() -> None:
             results[(model.name, kind)] = outcome
             result = "ok" if outcome.ok else outcome.error
             print(
-                f"{model.name + ' ' + kind:48s} {result:8s} {outcome.seconds:8.1f} "
+                f"{model.name + ' ' + kind:48s} {result:14s} {outcome.seconds:8.1f} "
                 f"{outcome.peak_rss_mib:9.0f}",
                 flush=True,
             )

@@ -334,6 +334,17 @@ def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _where(error: BaseException) -> str:
+    """For an error without a message (``MemoryError``): the innermost source line raising it."""
+    frames = [
+        f for f in traceback.extract_tb(error.__traceback__) if not f.filename.startswith("<")
+    ]
+    if not frames:
+        return type(error).__name__
+    path = Path(frames[-1].filename)
+    return f"{type(error).__name__} in {path.parent.name}/{path.name}:{frames[-1].lineno}"
+
+
 def run_case(name: str, kind: str) -> Outcome:
     """Builds zoo model ``name`` (seed 0) and runs the ``kind`` check on it, in-process."""
     if kind not in KINDS:
@@ -350,7 +361,7 @@ def run_case(name: str, kind: str) -> Outcome:
             check_channel_damage(model, x, prunable=zoo.channel_prunable)
         outcome = Outcome(name, kind, ok=True)
     except Exception as error:  # recorded, and compared with the expected failures
-        message = str(error) or traceback.format_exc(limit=1)
+        message = str(error) or _where(error)
         outcome = Outcome(name, kind, ok=False, error=type(error).__name__, message=message)
     outcome.seconds = time.perf_counter() - start
     outcome.peak_rss_mib = _peak_rss_mib()
