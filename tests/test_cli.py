@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_study import needs_data
+from study.helpers import needs_data
 
 from selfdamage.cli import main
 
