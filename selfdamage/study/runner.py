@@ -303,6 +303,9 @@ def _provenance(config: StudyConfig, wall_time_s: float) -> dict[str, Any]:
 
 
 def _git_commit() -> str | None:
+    """This checkout's commit; ``SELFDAMAGE_GIT_COMMIT`` for an installed copy (the GPU kit)."""
+    if os.environ.get("SELFDAMAGE_GIT_COMMIT"):
+        return os.environ["SELFDAMAGE_GIT_COMMIT"]
     try:
         done = subprocess.run(
             ["git", "rev-parse", "HEAD"],
@@ -320,7 +323,8 @@ def _git_commit() -> str | None:
 def _device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"{platform.machine()} {platform.processor()} ({os.cpu_count()} cores)".strip()
+    parts = [platform.machine(), platform.processor(), f"({os.cpu_count()} cores)"]
+    return " ".join(part for part in parts if part)
 
 
 def run_longtail_study(**kwargs: Any) -> dict[str, Any]:
