@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_study import needs_data
+from study.helpers import needs_data
 
 from selfdamage.cli import main
 
@@ -41,6 +41,8 @@ class TestCli:
         assert "sdclr - baseline" in printed and "damage AUROC" in printed
         results = json.loads((tmp_path / "results.json").read_text())
         assert results["settings"]["epochs"] == 1
+        assert results["settings"]["lr"] == 0.5 and results["settings"]["temperature"] == 0.2
+        assert results["provenance"]["device"]
         assert results["summary"].keys() == {"baseline", "sdclr", "sdclr - baseline"}
         assert [r["variant"] for r in results["runs"]] == ["baseline", "sdclr"]
         for run in results["runs"]:
@@ -48,3 +50,27 @@ class TestCli:
             assert sum(run["class_counts"]) > 0 and len(run["losses"]) == 1
         assert (tmp_path / "groups.png").read_bytes()[:4] == b"\x89PNG"
         assert len(list((tmp_path / "checkpoints").glob("*.pt"))) == 2
+
+    def test_missing_study_extra_says_what_to_install(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setitem(sys.modules, "matplotlib", None)
+        with pytest.raises(SystemExit) as exit_info:
+            main(["longtail", "--out", str(tmp_path / "out")])
+        assert exit_info.value.code == 2
+        assert 'pip install "selfdamage[study]"' in capsys.readouterr().err
+        assert not (tmp_path / "out").exists()
+
+    def test_bad_value_names_the_option(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        with pytest.raises(SystemExit):
+            main(["longtail", "--epochs", "0", "--out", str(tmp_path)])
+        assert "epochs must be a positive integer, got epochs=0" in capsys.readouterr().err
+
+    def test_temperature_with_byol(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        with pytest.raises(SystemExit):
+            main(["longtail", "--method", "byol", "--temperature", "0.2", "--out", str(tmp_path)])
+        assert "temperature does not apply to method='byol'" in capsys.readouterr().err

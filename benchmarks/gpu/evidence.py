@@ -1,0 +1,168 @@
+"""The GPU evidence study behind ``run.sh``: smoke run, plan, study, results into OUT.
+
+1. A smoke study of the whole path with the planned number of parallel jobs (3 epochs),
+   which also measures the epoch and evaluation wall times.
+2. A plan (:func:`selfdamage.study.budget.plan_study`): 300 epochs if they fit before the
+   deadline, else fewer (never below 100), and class orders cut last.
+3. The study: Fashion-MNIST-LT (ratio 100, n_max 1500), width 64, SimCLR vs SDCLR vs the
+   balanced reference over the class orders, 5 probe draws; then the table, the 95%
+   intervals of SDCLR - baseline and the smallest effect this design can detect.
+
+OUT receives results.json (every run's record, the plan and the measurements inside) and
+groups.png; run.sh tees the log there. Checkpoints and per-run files stay in --scratch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from selfdamage.study import StudyConfig, format_table, run_study
+from selfdamage.study.budget import measure, plan_study
+
+CLASS_ORDERS = 3
+RUNS_PER_ORDER = 3  # baseline, sdclr, balanced; one seed
+MARGIN_S = 30.0  # for writing results and the unforeseen
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs the evidence study; returns the exit status."""
+    args = _parser().parse_args(argv)
+    if not args.tiny and not torch.cuda.is_available():
+        print("evidence.py: error: no CUDA GPU; use --tiny for a CPU smoke run", file=sys.stderr)
+        return 2
+    scratch, out = Path(args.scratch), Path(args.out)
+    jobs = args.jobs or (2 if args.tiny else CLASS_ORDERS * RUNS_PER_ORDER)
+    base = StudyConfig(
+        dataset="fashion-mnist",
+        data_dir=args.data_dir,
+        imbalance_ratio=100.0,
+        n_max=300 if args.tiny else 1500,
+        width=4 if args.tiny else 64,
+        batch_size=64 if args.tiny else 256,
+        balanced_reference=True,
+        device="cpu" if args.tiny else "cuda",
+        probe_shots=20 if args.tiny else 100,
+        probe_draws=1 if args.tiny else 5,
+        checkpoint_every=50,
+        threads=max(1, (os.cpu_count() or 1) // jobs),  # the probes run on the CPU
+        progress=False,
+    )
+    smoke_orders = 1 if args.tiny else CLASS_ORDERS
+    smoke = dataclasses.replace(
+        base,
+        epochs=1 if args.tiny else 3,
+        max_steps=2 if args.tiny else None,
+        class_orders=smoke_orders,
+        jobs=min(jobs, smoke_orders * RUNS_PER_ORDER),
+        out_dir=str(scratch / "smoke"),
+    )
+    print(f"== smoke study ({smoke.epochs} epochs, {smoke.jobs} parallel jobs)", flush=True)
+    began = time.time()
+    smoke_results = run_study(smoke)
+    smoke_wall = time.time() - began
+    epoch_s, eval_s = measure(smoke_results["runs"])
+    longest = max(sum(r["wall_time_s"][k] for k in ("pretrain", "evaluation"))
+                  for r in smoke_results["runs"])  # fmt: skip
+    overhead_s = max(0.0, smoke_wall - longest)  # process start, data loading, summary
+    budget_s = args.deadline - time.time() - overhead_s - MARGIN_S
+    print(f"measured: {epoch_s:.3f} s per epoch with {smoke.jobs} jobs in parallel, "
+          f"{eval_s:.1f} s per evaluation, {overhead_s:.1f} s overhead; "
+          f"{budget_s:.0f} s left for the study")  # fmt: skip
+    plan = plan_study(
+        epoch_s=epoch_s,
+        eval_s=eval_s,
+        budget_s=max(budget_s, 1.0),
+        runs_per_order=RUNS_PER_ORDER,
+        max_jobs=jobs,
+        class_orders=CLASS_ORDERS,
+    )
+    epochs = args.epochs or (1 if args.tiny else plan.epochs)
+    orders = args.class_orders or (2 if args.tiny else plan.class_orders)
+    chosen = {"epochs": epochs, "class_orders": orders, "overridden": bool(args.epochs or
+              args.class_orders or args.tiny)}  # fmt: skip
+    print(f"plan: {plan}; chosen: {chosen}")
+    if not plan.fits and not chosen["overridden"]:
+        print(
+            "warning: even 100 epochs and 2 class orders do not fit the budget; "
+            "running them anyway",
+            flush=True,
+        )
+    replay = (
+        f"benchmarks/gpu/run.sh KIT OUT --epochs {epochs} --class-orders {orders} --jobs {jobs}"
+        f"{' --tiny' if args.tiny else ''}"
+        f"   # or: selfdamage longtail --data-dir KIT/fashion-mnist --width {base.width} "
+        f"--n-max {base.n_max} --batch-size {base.batch_size} --probe-shots {base.probe_shots} "
+        f"--probe-draws {base.probe_draws}{' --max-steps 2' if args.tiny else ''} "
+        f"--balanced-reference --device {base.device} --epochs {epochs} --class-orders {orders} "
+        f"--jobs {min(jobs, orders * RUNS_PER_ORDER)} --threads {base.threads} "
+        "--checkpoint-every 50 --out OUT"
+    )
+    print(f"replay: {replay}", flush=True)
+
+    study = dataclasses.replace(
+        base,
+        epochs=epochs,
+        max_steps=2 if args.tiny else None,
+        class_orders=orders,
+        jobs=min(jobs, orders * RUNS_PER_ORDER),
+        out_dir=str(scratch / "study"),
+    )
+    print(f"== study ({epochs} epochs, {orders} class orders, {study.jobs} jobs)", flush=True)
+    results = run_study(study)
+    results["evidence"] = {
+        "measured": {"epoch_s": epoch_s, "eval_s": eval_s, "overhead_s": overhead_s},
+        "budget_s": budget_s,
+        "plan": plan.as_dict(),
+        "chosen": chosen,
+        "replay": replay,
+        "smoke_runs": smoke_results["runs"],
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    shutil.copy(scratch / "study" / "groups.png", out / "groups.png")
+    print(format_table(results))
+    print(_detectable(results["summary"]))
+    print(f"\nResults: {out / 'results.json'}, chart: {out / 'groups.png'}")
+    return 0
+
+
+def _detectable(summary: dict[str, Any]) -> str:
+    difference = summary.get("sdclr - baseline", {})
+    widths = [
+        f"{name} ±{100 * difference[m]['ci95']:.1f} points"
+        for name, m in (("overall", "accuracy"), ("Few", "few"))
+        if difference.get(m, {}).get("ci95") is not None
+    ]
+    if not widths:
+        return "smallest detectable effect: undefined (fewer than 2 class orders)"
+    return (
+        "smallest effect this design can detect (95% interval half-width over class orders, "
+        f"from the observed spread): {', '.join(widths)}; a smaller true effect reads as zero."
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", required=True, help="the kit's fashion-mnist folder")
+    parser.add_argument("--out", required=True, help="folder for results.json and groups.png")
+    parser.add_argument("--scratch", required=True, help="folder for checkpoints and runs")
+    parser.add_argument("--deadline", type=float, required=True, help="unix time to end by")
+    parser.add_argument("--tiny", action="store_true", help="CPU smoke run: 1 epoch, 2 steps")
+    parser.add_argument("--epochs", type=int, help="replay: epochs instead of the plan's")
+    parser.add_argument("--class-orders", type=int, help="replay: class orders instead")
+    parser.add_argument("--jobs", type=int, help="parallel runs (default: all 9 at once)")
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,321 @@
+"""The study's configuration: every option's name, default, help and check, in one place.
+
+:class:`StudyConfig` is the single source of truth. The command line
+(``selfdamage longtail ...``) is generated from its fields (:func:`add_arguments`,
+:func:`from_arguments`), and ``results.json`` stores it (:meth:`StudyConfig.to_dict`).
+Options whose right value depends on the method (``lr``, ``temperature``,
+``weight_decay``) default to ``None``: "the method's default", looked up in
+:data:`~selfdamage.study.models.METHOD_TABLE` by :meth:`StudyConfig.resolved`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from selfdamage.study.data import DATASETS
+from selfdamage.study.models import BACKBONES, METHOD_TABLE, METHODS
+
+__all__ = ["DAMAGES", "StudyConfig", "add_arguments", "from_arguments"]
+
+DAMAGES = ("weight", "channel")
+_Check = Callable[[Any], "str | None"]  # "be ..." (what is allowed) if bad, else None
+
+
+def _choice(allowed: Sequence[str]) -> _Check:
+    options = ", ".join(repr(a) for a in allowed)
+    return lambda v: None if v in allowed else f"be one of {options}"
+
+
+def _positive(value: Any) -> str | None:
+    ok = isinstance(value, int) and not isinstance(value, bool) and value >= 1
+    return None if ok else "be a positive integer"
+
+
+def _optional(check: _Check) -> _Check:
+    return lambda v: None if v is None else check(v)
+
+
+def _number(low: float, high: float = math.inf) -> _Check:
+    def check(value: Any) -> str | None:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        ok = ok and low <= value < high
+        if ok:
+            return None
+        return f"be a number >= {low:g}" + ("" if high == math.inf else f" and < {high:g}")
+
+    return check
+
+
+def _non_negative(value: Any) -> str | None:
+    ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    return None if ok else "be >= 0"
+
+
+def _seeds(value: Any) -> str | None:
+    return None if len(value) > 0 else "name at least one seed"
+
+
+def _option(
+    default: Any,
+    help: str,
+    *,
+    group: str,
+    check: _Check | None = None,
+    choices: Sequence[str] | None = None,
+    flag: str | None = None,
+    cli: dict[str, Any] | None = None,
+) -> Any:
+    """A dataclass field whose metadata holds what the command line and the checks need."""
+    if choices is not None:
+        check = _choice(choices)
+    metadata: dict[str, Any] = {"help": help, "group": group, "check": check}
+    metadata |= {"choices": choices, "flag": flag, "cli": cli or {}}
+    return field(default=default, metadata=metadata)
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """Every option of the long-tail study, with its default, help text and check.
+
+    Options set to ``None`` take a default that depends on other options:
+    ``lr``/``temperature``/``weight_decay`` the method's (see :meth:`resolved`),
+    ``amp``/``channels_last`` on for CUDA only, ``threads`` torch's thread count.
+
+    Raises:
+        ValueError: If an option has a value it does not allow; the message names the
+            option, the value, and what is allowed.
+
+    Examples:
+        >>> config = StudyConfig(method="byol", epochs=2)
+        >>> config.resolved().lr, config.resolved().temperature
+        (0.5, None)
+        >>> StudyConfig(epochs=0)
+        Traceback (most recent call last):
+        ...
+        ValueError: epochs must be a positive integer, got epochs=0.
+    """
+
+    # data
+    dataset: str = _option("fashion-mnist", "the dataset", group="data", choices=DATASETS)
+    data_dir: str | None = _option(
+        None,
+        "dataset folder (default for Fashion-MNIST: /usr/share/datasets/fashion-mnist)",
+        group="data",
+        cli={"type": str},
+    )
+    download: bool = _option(False, "let torchvision fetch CIFAR", group="data")
+    imbalance_ratio: float = _option(
+        100.0, "largest over smallest class size", group="data", check=_number(1.0)
+    )
+    n_max: int | None = _option(
+        1500,
+        "size of the largest class; 0: all samples",
+        group="data",
+        check=_optional(_positive),
+        cli={"type": int, "zero_is_none": True},
+    )
+    class_orders: int = _option(
+        1, "class orders (head/tail); order k is drawn with seed k", group="data", check=_positive
+    )
+    # model and training
+    method: str = _option("simclr", "the base method", group="model and training", choices=METHODS)
+    damage: str = _option(
+        "weight", "the twin's damage", group="model and training", choices=DAMAGES
+    )
+    backbone: str = _option(
+        "resnet18-cifar", "the backbone", group="model and training", choices=BACKBONES
+    )
+    width: int = _option(8, "resnet18-cifar width (paper: 64)", group="model and training",
+                         check=_positive)  # fmt: skip
+    prune_ratio: float = _option(
+        0.9, "the twin's prune ratio", group="model and training", check=_number(0.0, 1.0)
+    )
+    temperature: float | None = _option(
+        None,
+        "loss temperature",
+        group="model and training",
+        check=_optional(_number(1e-6)),
+        cli={"type": float},
+    )
+    epochs: int = _option(30, "pretraining epochs per run", group="model and training",
+                          check=_positive)  # fmt: skip
+    batch_size: int = _option(
+        256, "pretraining batch size", group="model and training", check=_positive
+    )
+    lr: float | None = _option(
+        None,
+        "SGD lr at batch size 256",
+        group="model and training",
+        check=_optional(_number(0.0)),
+        cli={"type": float},
+    )
+    weight_decay: float | None = _option(
+        None,
+        "SGD weight decay",
+        group="model and training",
+        check=_optional(_number(0.0)),
+        cli={"type": float},
+    )
+    seeds: tuple[int, ...] = _option(
+        (0,), "training seeds", group="model and training", check=_seeds,
+        cli={"type": int, "nargs": "+"},
+    )  # fmt: skip
+    balanced_reference: bool = _option(
+        False,
+        "also train the base method on a balanced subset of the same size",
+        group="model and training",
+    )
+    device: str = _option("cpu", "where to train, e.g. cpu or cuda", group="model and training")
+    amp: bool | None = _option(
+        None, "bf16 autocast in training (default: on for CUDA, off on CPU)", group="performance"
+    )
+    channels_last: bool | None = _option(
+        None, "channels-last memory format (default: on for CUDA, off on CPU)", group="performance"
+    )
+    jobs: int = _option(1, "runs trained at once, in parallel processes", group="performance",
+                        check=_positive)  # fmt: skip
+    threads: int | None = _option(
+        None,
+        "CPU threads of every run, whatever --jobs is (default: torch's thread count here)",
+        group="performance",
+        check=_optional(_positive),
+        cli={"type": int},
+    )
+    max_steps: int | None = _option(
+        None,
+        "steps per epoch at most (smoke tests)",
+        group="model and training",
+        check=_optional(_positive),
+        cli={"type": int},
+    )
+    # evaluation
+    probe_shots: int = _option(
+        100, "labels per class; 0: all", group="evaluation", check=_non_negative
+    )
+    probe_draws: int = _option(
+        5, "labeled subsets drawn; metrics are averaged", group="evaluation", check=_positive
+    )
+    # output
+    out_dir: str = _option("runs/longtail", "folder for results", group="output", flag="--out")
+    resume: bool = _option(False, "continue a run in --out", group="output")
+    checkpoint_every: int = _option(
+        10, "checkpoint every K epochs, and at the last", group="output", check=_positive
+    )
+    progress: bool = _option(
+        True, "no progress bars", group="output", flag="--no-progress", cli={"invert": True}
+    )
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "seeds", tuple(self.seeds))
+        object.__setattr__(self, "out_dir", str(self.out_dir))
+        if self.data_dir is not None:
+            object.__setattr__(self, "data_dir", str(self.data_dir))
+        for f in dataclasses.fields(self):
+            check = f.metadata["check"]
+            value = getattr(self, f.name)
+            allowed = None if check is None else check(value)
+            if allowed is not None:
+                shown = list(value) if isinstance(value, tuple) else value
+                raise ValueError(f"{f.name} must {allowed}, got {f.name}={shown!r}.")
+        defaults = METHOD_TABLE[self.method].defaults
+        for name, default in defaults.items():
+            if default is None and getattr(self, name) is not None:
+                raise ValueError(
+                    f"{name} does not apply to method={self.method!r}, got "
+                    f"{name}={getattr(self, name)!r}; leave it unset."
+                )
+
+    def resolved(self) -> StudyConfig:
+        """The same configuration with every ``None`` that has a default filled in.
+
+        Examples:
+            >>> StudyConfig().resolved().temperature
+            0.2
+            >>> StudyConfig().resolved().amp
+            False
+        """
+        values: dict[str, Any] = {}
+        for name, default in METHOD_TABLE[self.method].defaults.items():
+            if getattr(self, name) is None:
+                values[name] = default
+        cuda = torch.device(self.device).type == "cuda"
+        for name in ("amp", "channels_last"):
+            if getattr(self, name) is None:
+                values[name] = cuda
+        if self.threads is None:
+            values["threads"] = torch.get_num_threads()
+        return dataclasses.replace(self, **values)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The options as plain JSON types (``seeds`` a list).
+
+        Examples:
+            >>> StudyConfig().to_dict()["seeds"]
+            [0]
+        """
+        out = dataclasses.asdict(self)
+        out["seeds"] = list(self.seeds)
+        return out
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Adds one command-line option per :class:`StudyConfig` field, in groups.
+
+    Examples:
+        >>> parser = argparse.ArgumentParser()
+        >>> add_arguments(parser)
+        >>> from_arguments(parser.parse_args(["--epochs", "3", "--n-max", "0"])).n_max is None
+        True
+    """
+    groups: dict[str, Any] = {}
+    for f in dataclasses.fields(StudyConfig):
+        meta, cli = f.metadata, f.metadata["cli"]
+        group = groups.get(meta["group"]) or parser.add_argument_group(meta["group"])
+        groups[meta["group"]] = group
+        flag = meta["flag"] or "--" + f.name.replace("_", "-")
+        kwargs: dict[str, Any] = {"dest": f.name, "help": meta["help"]}
+        if f.default is False:
+            kwargs |= {"action": "store_true"}
+        elif cli.get("invert"):
+            kwargs |= {"action": "store_false"}
+        elif f.name in ("amp", "channels_last"):
+            kwargs |= {"action": argparse.BooleanOptionalAction, "default": None}
+        else:
+            kwargs |= {"type": cli.get("type", type(f.default)), "metavar": f.name.upper()}
+            if meta["choices"] is not None:
+                kwargs |= {"choices": meta["choices"], "metavar": None}
+            if "nargs" in cli:
+                kwargs["nargs"] = cli["nargs"]
+        if "default" not in kwargs:
+            kwargs["default"] = list(f.default) if isinstance(f.default, tuple) else f.default
+        if f.name in METHOD_TABLE["simclr"].defaults:
+            table = ", ".join(
+                f"{method} {'-' if spec.defaults[f.name] is None else spec.defaults[f.name]}"
+                for method, spec in METHOD_TABLE.items()
+            )
+            kwargs["help"] += f" (default: the method's: {table})"
+        elif kwargs["default"] is not None and not isinstance(kwargs["default"], bool):
+            kwargs["help"] += " (default: %(default)s)"
+        group.add_argument(flag, **kwargs)
+
+
+def from_arguments(args: argparse.Namespace) -> StudyConfig:
+    """The :class:`StudyConfig` of parsed arguments (``--n-max 0`` becomes ``None``).
+
+    Raises:
+        ValueError: If an option has a value it does not allow.
+    """
+    values = {}
+    for f in dataclasses.fields(StudyConfig):
+        value = getattr(args, f.name)
+        if f.metadata["cli"].get("zero_is_none") and value == 0:
+            value = None
+        values[f.name] = value
+    return StudyConfig(**values)

@@ -1,0 +1,118 @@
+"""The study's evaluation protocol for one pretrained model.
+
+- a linear probe on frozen dense features, trained on a *balanced* labeled subset of the
+  training split (``probe_shots`` per class, ``probe_draws`` draws), tested on the test split;
+- Many / Medium / Few accuracy by class frequency in the long-tailed subset, and the
+  standard deviation of the three ("balancedness");
+- kNN accuracy with the same balanced labeled subsets as memory;
+- the AUROC of damage scores (dense vs twin disagreement) for telling Few-class samples of
+  the long-tailed set from the others.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from selfdamage.adapters._base import SelfDamagingAdapter
+from selfdamage.data import balanced_indices
+from selfdamage.evaluation import auroc, damage_scores, group_accuracy, knn_predict, linear_probe
+from selfdamage.study.data import StudyData
+
+__all__ = ["METRICS", "evaluate"]
+
+METRICS = ("accuracy", "many", "medium", "few", "balancedness", "knn", "damage_auroc")
+
+
+def evaluate(
+    model: SelfDamagingAdapter,
+    data: StudyData,
+    class_counts: Sequence[int],
+    longtail: Tensor,
+    *,
+    with_damage: bool,
+    probe_shots: int,
+    probe_draws: int,
+) -> dict[str, Any]:
+    """Every metric of :data:`METRICS` for ``model``, averaged over the probe draws.
+
+    Args:
+        model: The pretrained adapter.
+        data: The dataset.
+        class_counts: Samples per class in the long-tailed subset (defines the groups).
+        longtail: Indices of the long-tailed subset (for the damage AUROC).
+        with_damage: Measure the damage AUROC (for the baseline, with its final weights
+            pruned, since it never trained a twin).
+        probe_shots: Labeled samples per class; 0 uses the whole training split.
+        probe_draws: Number of labeled subsets drawn.
+
+    Returns:
+        The metrics, plus ``probe_draws`` (each draw's metrics) and ``groups`` (the classes
+        of each group); ``damage_auroc`` is ``None`` without ``with_damage``.
+
+    Examples:
+        >>> metrics = evaluate(model, data, counts, indices, with_damage=True,
+        ...     probe_shots=100, probe_draws=5)  # doctest: +SKIP
+    """
+    model.eval()
+    test_features = _embed(model, data.test_images, data)
+    if probe_shots == 0:
+        draws = [np.arange(len(data.train_labels))]
+    else:
+        draws = [
+            balanced_indices(data.train_labels, probe_shots, seed=10_000 + d)
+            for d in range(probe_draws)
+        ]
+    needed = torch.as_tensor(np.unique(np.concatenate(draws)))
+    features = torch.zeros(len(data.train_labels), test_features.shape[1])
+    features[needed] = _embed(model, data.train_images[needed], data)
+
+    per_draw: list[dict[str, float]] = []
+    for d, idx in enumerate(draws):
+        idx_t = torch.from_numpy(np.array(idx))
+        train_f, train_y = features[idx_t], data.train_labels[idx_t]
+        groups = group_accuracy(
+            linear_probe(train_f, train_y, test_features, seed=d), data.test_labels, class_counts
+        )
+        knn = knn_predict(train_f, train_y, test_features, k=min(200, len(idx)))
+        knn_acc = float((knn == data.test_labels).float().mean())
+        per_draw.append({**_group_metrics(groups.to_dict()), "knn": knn_acc})
+    metrics: dict[str, Any] = {
+        m: statistics.fmean(d[m] for d in per_draw) for m in METRICS if m != "damage_auroc"
+    }
+    metrics["probe_draws"] = per_draw
+    metrics["groups"] = {
+        key: groups.to_dict()[f"{key}_classes"] for key in ("many", "medium", "few")
+    }
+    metrics["damage_auroc"] = None
+    if with_damage:
+        if not model.damage:
+            model.refresh_mask()  # the baseline's twin: its final weights, pruned
+        images = data.train_images[longtail]
+        scores = damage_scores(model.wrapper, _batches(images, data, model))
+        few = torch.isin(data.train_labels[longtail], torch.as_tensor(metrics["groups"]["few"]))
+        metrics["damage_auroc"] = auroc(scores, few)
+    return metrics
+
+
+@torch.no_grad()
+def _embed(model: SelfDamagingAdapter, images: Tensor, data: StudyData) -> Tensor:
+    return torch.cat([model.embed(x) for x in _batches(images, data, model)]).cpu()
+
+
+def _batches(images: Tensor, data: StudyData, model: nn.Module) -> Iterator[Tensor]:
+    """Normalized float batches of ``uint8`` images, on the model's device."""
+    device = next(model.parameters()).device
+    mean = torch.tensor(data.mean, device=device).view(1, -1, 1, 1)
+    std = torch.tensor(data.std, device=device).view(1, -1, 1, 1)
+    for start in range(0, len(images), 1024):
+        yield (images[start : start + 1024].to(device).float() / 255 - mean) / std
+
+
+def _group_metrics(groups: dict[str, Any]) -> dict[str, float]:
+    return {m: float(groups[m]) for m in ("accuracy", "many", "medium", "few", "balancedness")}

@@ -1,0 +1,175 @@
+"""The study's report: the summary over runs, the terminal table and the chart."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from selfdamage.study.evaluation import METRICS
+from selfdamage.study.stats import half_width, mean_std
+
+__all__ = ["format_table", "plot", "summarize"]
+
+DIFFERENCE = "sdclr - baseline"
+
+
+def summarize(runs: list[dict[str, Any]], variants: Sequence[str]) -> dict[str, Any]:
+    """Mean and std of every metric per variant, the paired difference SDCLR - baseline.
+
+    The difference row holds, per metric, the mean and std over (class order, seed)
+    pairs, and ``ci95``: the half-width of the 95% t-interval over class orders (each
+    order's mean difference over its seeds is one value), ``None`` with fewer than two
+    orders. With a balanced reference, ``gap_closed`` is SDCLR's gain over the baseline
+    as a fraction of the balanced model's.
+
+    Examples:
+        >>> summarize([], ["baseline"])["baseline"]["runs"]
+        0
+    """
+    summary: dict[str, Any] = {}
+    for variant in variants:
+        chosen = [r for r in runs if r["variant"] == variant]
+        summary[variant] = {m: mean_std([r[m] for r in chosen]) for m in METRICS}
+        summary[variant]["runs"] = len(chosen)
+    by_key = {(r["variant"], r["order"], r["seed"]): r for r in runs}
+    pairs = [
+        (by_key[("sdclr", o, s)], r)
+        for (v, o, s), r in by_key.items()
+        if v == "baseline" and ("sdclr", o, s) in by_key
+    ]
+    if not pairs:
+        return summary
+    orders = sorted({b["order"] for _, b in pairs})
+    difference: dict[str, Any] = {}
+    for m in METRICS[:-1]:
+        difference[m] = mean_std([a[m] - b[m] for a, b in pairs])
+        per_order = [
+            statistics.fmean(a[m] - b[m] for a, b in pairs if b["order"] == o) for o in orders
+        ]
+        std = statistics.stdev(per_order) if len(per_order) > 1 else None
+        difference[m]["ci95"] = half_width(std, len(per_order))
+    difference["runs"], difference["orders"] = len(pairs), len(orders)
+    summary[DIFFERENCE] = difference
+    if "balanced" in variants:
+        gap = {}
+        for m in ("accuracy", "few"):
+            cost = summary["balanced"][m]["mean"] - summary["baseline"][m]["mean"]
+            gain = summary["sdclr"][m]["mean"] - summary["baseline"][m]["mean"]
+            gap[m] = gain / cost if cost > 0 else None
+        summary["gap_closed"] = gap
+    return summary
+
+
+def format_table(results: dict[str, Any]) -> str:
+    """The study's summary as a text table, in percent, mean ± std over runs.
+
+    Below it: the 95% interval of SDCLR - baseline over class orders (its half-width is
+    the smallest effect the design detects) and the share of the imbalance gap closed.
+
+    Examples:
+        >>> stats = {m: {"mean": 0.5, "std": 0.01} for m in METRICS}
+        >>> row = format_table({"summary": {"baseline": stats}}).splitlines()[2]
+        >>> row.split()[:4]
+        ['baseline', '50.0', '±', '1.0']
+    """
+    summary = results["summary"]
+    header = ["", "overall", "many", "medium", "few", "std", "kNN", "damage AUROC"]
+    rows = [header]
+    for variant, stats in summary.items():
+        if variant != "gap_closed":
+            rows.append([variant] + [_cell(stats.get(m)) for m in METRICS])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = ["  ".join(cell.rjust(w) for cell, w in zip(row, widths)) for row in rows]
+    lines.insert(1, "-" * len(lines[0]))
+    difference = summary.get(DIFFERENCE)
+    if difference:
+        lines.append("\n" + _interval_line(difference))
+    gap = summary.get("gap_closed")
+    if gap:
+        closed = ", ".join(
+            f"{name} {'-' if value is None else f'{100 * value:.0f}%'}"
+            for name, value in (("overall", gap["accuracy"]), ("Few", gap["few"]))
+        )
+        lines.append(f"\nimbalance gap (balanced - baseline) closed by SDCLR: {closed}")
+    return "\n".join(lines)
+
+
+def _interval_line(difference: dict[str, Any]) -> str:
+    orders = difference.get("orders", 0)
+    if orders < 2:
+        return "95% interval of sdclr - baseline: needs at least 2 class orders (--class-orders)"
+    parts = []
+    for name, m in (("overall", "accuracy"), ("Few", "few")):
+        mean, ci = difference[m]["mean"], difference[m]["ci95"]
+        parts.append(f"{name} {100 * mean:+.1f} ± {100 * ci:.1f}")
+    return (
+        f"95% interval of sdclr - baseline over {orders} class orders: {', '.join(parts)} "
+        "(points; a true effect smaller than ± this half-width can read as zero)"
+    )
+
+
+def _cell(stat: dict[str, float | None] | None) -> str:
+    mean = None if stat is None else stat.get("mean")
+    if stat is None or mean is None:
+        return "-"
+    std = stat.get("std")
+    return f"{100 * mean:.1f}" if std is None else f"{100 * mean:.1f} ± {100 * std:.1f}"
+
+
+def one_line(run: dict[str, Any]) -> str:
+    """A run's metrics in percent on one line, for the log.
+
+    Examples:
+        >>> one_line({"accuracy": 0.5, "damage_auroc": None})
+        'accuracy 50.0'
+    """
+    return ", ".join(f"{m} {100 * run[m]:.1f}" for m in METRICS if run.get(m) is not None)
+
+
+def title(settings: dict[str, Any]) -> str:
+    """The chart's title: dataset, ratio, method, epochs, seeds and class orders.
+
+    Examples:
+        >>> title({"dataset": "fashion-mnist", "imbalance_ratio": 100.0, "method": "simclr",
+        ...     "epochs": 30, "seeds": [0], "class_orders": 1})
+        'fashion-mnist-LT (ratio 100), simclr, 30 epochs, 1 seed(s) x 1 class order(s)'
+    """
+    return (
+        f"{settings['dataset']}-LT (ratio {settings['imbalance_ratio']:g}), {settings['method']}, "
+        f"{settings['epochs']} epochs, {len(settings['seeds'])} seed(s) x "
+        f"{settings['class_orders']} class order(s)"
+    )
+
+
+def plot(summary: dict[str, Any], variants: Sequence[str], path: Path, *, title: str) -> None:
+    """Group accuracies (Many, Medium, Few, overall) per variant with std error bars.
+
+    Examples:
+        >>> plot(results["summary"], ["baseline", "sdclr"], Path("groups.png"),
+        ...     title="")  # doctest: +SKIP
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = ("many", "medium", "few", "accuracy")
+    labels = ("Many", "Medium", "Few", "Overall")
+    fig, ax = plt.subplots(figsize=(7, 4))
+    width = 0.8 / len(variants)
+    for i, variant in enumerate(variants):
+        means = [100 * (summary[variant][g]["mean"] or 0.0) for g in groups]
+        stds = [100 * (summary[variant][g]["std"] or 0.0) for g in groups]
+        xs = [j + (i - (len(variants) - 1) / 2) * width for j in range(len(groups))]
+        ax.bar(xs, means, width, yerr=stds, capsize=3, label=variant)
+    ax.set_xticks(range(len(groups)), labels)
+    ax.set_ylabel("linear-probe accuracy (%)")
+    ax.set_title(title, fontsize=9)
+    ax.legend()
+    lows = [100 * (summary[v][g]["mean"] or 0.0) for v in variants for g in groups]
+    ax.set_ylim(max(0.0, min(lows) - 10), min(100.0, max(lows) + 5))
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,359 @@
+"""The schedule of runs: one per variant x class order x seed, in order or in parallel.
+
+A run's initial weights come from its seed and its data order from (seed, epoch); its
+subset from its class order. Nothing depends on its position in the schedule or on
+``jobs``, and every run uses ``threads`` CPU threads, so ``jobs=2`` gives exactly the
+numbers of ``jobs=1``. Each run writes ``runs/<name>.json`` and
+``checkpoints/<name>.pt``; the summary is made when all are done.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import multiprocessing
+import os
+import platform
+import subprocess
+import time
+import warnings
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from selfdamage.data import balanced_indices, longtail_indices
+from selfdamage.study.config import StudyConfig
+from selfdamage.study.data import StudyData, load_data
+from selfdamage.study.evaluation import evaluate
+from selfdamage.study.models import METHOD_TABLE, build_model
+from selfdamage.study.report import one_line, plot, summarize, title
+from selfdamage.study.training import TrainSettings, pretrain
+
+__all__ = ["VARIANTS", "RunSpec", "run_longtail_study", "run_study", "schedule"]
+
+logger = logging.getLogger(__name__)
+
+VARIANTS = ("baseline", "sdclr", "balanced")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run of the schedule.
+
+    Examples:
+        >>> RunSpec("sdclr", order=1, seed=0).name
+        'sdclr-order1-seed0'
+    """
+
+    variant: str
+    order: int
+    seed: int
+
+    @property
+    def name(self) -> str:
+        """The run's name: its file names in ``runs/`` and ``checkpoints/``."""
+        return f"{self.variant}-order{self.order}-seed{self.seed}"
+
+
+def schedule(config: StudyConfig) -> list[RunSpec]:
+    """The runs of a study, class order by class order, seed by seed, variant by variant.
+
+    Examples:
+        >>> [r.name for r in schedule(StudyConfig(seeds=(0, 1)))][1:3]
+        ['sdclr-order0-seed0', 'baseline-order0-seed1']
+    """
+    variants = VARIANTS if config.balanced_reference else VARIANTS[:2]
+    return [
+        RunSpec(variant, order, seed)
+        for order in range(config.class_orders)
+        for seed in config.seeds
+        for variant in variants
+    ]
+
+
+def run_study(config: StudyConfig) -> dict[str, Any]:
+    """Pretrains the base method and SDCLR on long-tailed data and evaluates both.
+
+    Writes ``results.json`` (``settings``: the resolved configuration, ``provenance``,
+    every run with its wall time, the ``summary``), ``groups.png``, ``runs/*.json`` and
+    ``checkpoints/*.pt`` to ``config.out_dir``.
+
+    Returns:
+        The content of ``results.json``.
+
+    Raises:
+        ValueError: If the options do not fit together (e.g. a prune ratio that channel
+            damage cannot reach), before any training.
+        FileNotFoundError: If the dataset is missing; the message says how to get it.
+        ImportError: If the ``study`` extra (matplotlib, tqdm) is missing, before any
+            training; the message says what to install.
+
+    Examples:
+        >>> results = run_study(StudyConfig(out_dir="runs/longtail", epochs=1))  # doctest: +SKIP
+        >>> results["summary"]["sdclr"]["few"]["mean"]  # doctest: +SKIP
+    """
+    config = config.resolved()
+    _check_study_extra(progress=config.progress)
+    out = Path(config.out_dir)
+    (out / "runs").mkdir(parents=True, exist_ok=True)
+    (out / "checkpoints").mkdir(exist_ok=True)
+    start = time.perf_counter()
+    specs = schedule(config)
+    data = _load(config)
+    _preflight(config, data, specs)
+    if config.jobs == 1:
+        with _threads(config.threads):
+            runs = [run_one(config, spec, data) for spec in specs]
+    else:
+        context = multiprocessing.get_context("spawn")
+        level = logging.getLogger().getEffectiveLevel()
+        with ProcessPoolExecutor(config.jobs, context, _init_worker, (level,)) as pool:
+            runs = list(pool.map(_run_in_worker, [config] * len(specs), specs))
+    variants = list(dict.fromkeys(spec.variant for spec in specs))
+    summary = summarize(runs, variants)
+    settings = config.to_dict()
+    provenance = _provenance(config, time.perf_counter() - start)
+    results = {"settings": settings, "provenance": provenance, "runs": runs, "summary": summary}
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    plot(summary, variants, out / "groups.png", title=title(settings))
+    return results
+
+
+def run_one(config: StudyConfig, spec: RunSpec, data: StudyData) -> dict[str, Any]:
+    """Trains and evaluates one run, writes ``runs/<name>.json``; returns its record.
+
+    With ``config.resume``, a run already evaluated is read back instead.
+    """
+    out = Path(config.out_dir)
+    result_path = out / "runs" / f"{spec.name}.json"
+    if config.resume and result_path.exists():
+        logger.info("%s: already evaluated, reading %s", spec.name, result_path)
+        record: dict[str, Any] = json.loads(result_path.read_text())
+        return record
+    split = longtail_indices(
+        data.train_labels,
+        config.imbalance_ratio,
+        class_order=spec.order,
+        seed=spec.order,
+        n_max=config.n_max,
+    )
+    if spec.variant == "balanced":
+        per_class = len(split.indices) // data.num_classes
+        indices = balanced_indices(data.train_labels, per_class, seed=spec.order)
+    else:
+        indices = split.indices
+    epoch_seconds: list[float] = []
+    started = time.perf_counter()
+    model = _model(config, data, spec).to(torch.device(config.device))
+    settings = TrainSettings(
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        lr=_resolved(config.lr),
+        weight_decay=_resolved(config.weight_decay),
+        max_steps=config.max_steps,
+        checkpoint_every=config.checkpoint_every,
+        amp=bool(config.amp),
+        channels_last=bool(config.channels_last),
+        progress=config.progress and config.jobs == 1,
+    )
+    losses = pretrain(
+        model,
+        data,
+        torch.from_numpy(np.array(indices)),
+        settings,
+        name=spec.name,
+        checkpoint=out / "checkpoints" / f"{spec.name}.pt",
+        resume=config.resume,
+        seed=spec.seed,
+        epoch_seconds=epoch_seconds,
+    )
+    trained = time.perf_counter()
+    metrics = evaluate(
+        model,
+        data,
+        split.class_counts,
+        torch.from_numpy(np.array(split.indices)),
+        with_damage=spec.variant != "balanced",
+        probe_shots=config.probe_shots,
+        probe_draws=config.probe_draws,
+    )
+    done = time.perf_counter()
+    record = {
+        "name": spec.name,
+        "variant": spec.variant,
+        "order": spec.order,
+        "seed": spec.seed,
+        "class_counts": list(split.class_counts),
+        "losses": losses,
+        **metrics,
+        "wall_time_s": {
+            "pretrain": trained - started,
+            "evaluation": done - trained,
+            "epochs": epoch_seconds,
+        },
+    }
+    result_path.write_text(json.dumps(record, indent=2))
+    logger.info("%s: %s", spec.name, one_line(record))
+    return record
+
+
+def _model(config: StudyConfig, data: StudyData, spec: RunSpec) -> Any:
+    return build_model(
+        config.method,
+        config.backbone,
+        config.width,
+        data.image_shape,
+        seed=spec.seed,
+        sdclr=spec.variant == "sdclr",
+        damage=config.damage,
+        prune_ratio=config.prune_ratio,
+        temperature=config.temperature,
+    )
+
+
+def _preflight(config: StudyConfig, data: StudyData, specs: list[RunSpec]) -> None:
+    """Builds one model per variant, so that options that do not fit fail before training."""
+    for spec in {spec.variant: spec for spec in specs}.values():
+        _model(config, data, spec)
+
+
+def _load(config: StudyConfig) -> StudyData:
+    return load_data(
+        config.dataset,
+        config.data_dir,
+        config.download,
+        three_channels=config.backbone == "resnet18",
+    )
+
+
+def _resolved(value: float | None) -> float:
+    if value is None:  # resolved() fills every option the method has
+        raise ValueError("the configuration is not resolved; call config.resolved()")
+    return value
+
+
+def _check_study_extra(*, progress: bool) -> None:
+    needed = ["matplotlib"] + (["tqdm"] if progress else [])
+    missing = []
+    for name in needed:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
+    if missing:
+        raise ImportError(
+            f"the long-tail study needs {' and '.join(missing)} (for its chart and progress "
+            'bars), which are not installed: pip install "selfdamage[study]"'
+        )
+
+
+class _threads:
+    """Sets torch's CPU thread count for a block, then restores it."""
+
+    def __init__(self, threads: int | None) -> None:
+        self.threads, self.before = threads, torch.get_num_threads()
+
+    def __enter__(self) -> None:
+        if self.threads is not None:
+            torch.set_num_threads(self.threads)
+
+    def __exit__(self, *exc: object) -> None:
+        torch.set_num_threads(self.before)
+
+
+_WORKER_DATA: dict[tuple[str, str | None, str], StudyData] = {}  # one dataset per process
+
+
+def _init_worker(level: int) -> None:
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+
+
+def _run_in_worker(config: StudyConfig, spec: RunSpec) -> dict[str, Any]:
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    key = (config.dataset, config.data_dir, config.backbone)
+    if key not in _WORKER_DATA:
+        _WORKER_DATA[key] = _load(config)
+    return run_one(config, spec, _WORKER_DATA[key])
+
+
+def _provenance(config: StudyConfig, wall_time_s: float) -> dict[str, Any]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        lightly_version: str | None = version("lightly")
+    except PackageNotFoundError:
+        lightly_version = None
+    return {
+        "git_commit": _git_commit(),
+        "torch": torch.__version__,
+        "lightly": lightly_version,
+        "device": _device_name(torch.device(config.device)),
+        "wall_time_s": wall_time_s,
+    }
+
+
+def _git_commit() -> str | None:
+    """This checkout's commit; ``SELFDAMAGE_GIT_COMMIT`` for an installed copy (the GPU kit)."""
+    if os.environ.get("SELFDAMAGE_GIT_COMMIT"):
+        return os.environ["SELFDAMAGE_GIT_COMMIT"]
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    commit = done.stdout.strip()
+    return commit if done.returncode == 0 and commit else None
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    parts = [platform.machine(), platform.processor(), f"({os.cpu_count()} cores)"]
+    return " ".join(part for part in parts if part)
+
+
+def run_longtail_study(**kwargs: Any) -> dict[str, Any]:
+    """Deprecated: ``run_study(StudyConfig(...))`` with the same keyword names.
+
+    The keywords are :class:`~selfdamage.study.config.StudyConfig`'s fields (``out_dir``
+    required). As before, ``temperature`` is ignored for a method without one (BYOL).
+
+    Examples:
+        >>> run_longtail_study(out_dir="runs/longtail", epochs=1)  # doctest: +SKIP
+    """
+    spelled = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
+    warnings.warn(
+        "run_longtail_study(...) is deprecated and will be removed; write "
+        f"run_study(StudyConfig({spelled})) instead "
+        "(from selfdamage.study import StudyConfig, run_study).",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return run_study(StudyConfig(**_legacy_options(kwargs)))
+
+
+def _legacy_options(kwargs: dict[str, Any]) -> dict[str, Any]:
+    if "out_dir" not in kwargs:
+        raise TypeError("run_longtail_study() missing required keyword argument: 'out_dir'")
+    options = dict(kwargs)
+    method = options.get("method", "simclr")
+    if method in METHOD_TABLE:
+        for name, default in METHOD_TABLE[method].defaults.items():
+            if default is None:
+                options.pop(name, None)  # 0.1 ignored it
+    return options

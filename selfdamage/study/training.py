@@ -1,0 +1,232 @@
+"""Pretraining one run: the schedule, the step loop, checkpoints and exact resumption.
+
+A checkpoint holds tensors and plain types only (loaded with ``weights_only=True``): the
+model's ``state_dict``, the memory banks that ``state_dict`` leaves out, the optimizer and
+learning-rate schedule states, the epoch and the losses so far. It is written every
+``checkpoint_every`` epochs and at the last; resuming from it continues exactly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightly.models.modules.memory_bank import MemoryBankModule
+from lightly.utils.scheduler import cosine_schedule
+from torch import Tensor, nn
+
+from selfdamage.adapters._base import MomentumAdapter, SelfDamagingAdapter
+from selfdamage.data.batch_views import BatchViews
+from selfdamage.study.data import StudyData
+
+__all__ = ["TrainSettings", "lr_factor", "pretrain"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """The options of :func:`pretrain` (resolved values of a ``StudyConfig``).
+
+    Examples:
+        >>> TrainSettings(epochs=2, batch_size=64, lr=0.5, weight_decay=1e-4).checkpoint_every
+        10
+    """
+
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    max_steps: int | None = None
+    checkpoint_every: int = 10
+    amp: bool = False
+    channels_last: bool = False
+    progress: bool = False
+
+
+def pretrain(
+    model: SelfDamagingAdapter,
+    data: StudyData,
+    indices: Tensor,
+    settings: TrainSettings,
+    *,
+    name: str,
+    checkpoint: Path,
+    resume: bool,
+    seed: int,
+    epoch_seconds: list[float] | None = None,
+) -> list[float]:
+    """Pretrains ``model`` on ``data.train_images[indices]``; returns the loss per epoch.
+
+    SGD with momentum 0.9, the learning rate scaled linearly from batch size 256, a linear
+    warm-up over a tenth of the epochs (at most 10) and a cosine decay per step, as in the
+    paper's scripts. The data order and augmentations of epoch ``e`` come from a generator
+    seeded with ``(seed, e)`` on the model's device.
+
+    Args:
+        model: The adapter, on its training device.
+        data: The dataset.
+        indices: The training subset.
+        settings: Epochs, batch size, optimizer and performance options.
+        name: The run's name, for logs and the progress bar.
+        checkpoint: The checkpoint file.
+        resume: Continue from ``checkpoint`` if it exists.
+        seed: Seeds the data order and augmentations.
+        epoch_seconds: If given, receives the wall time of every epoch trained here.
+
+    Raises:
+        ValueError: If ``batch_size`` is larger than the training subset.
+
+    Examples:
+        >>> losses = pretrain(model, data, indices, settings, name="run",
+        ...     checkpoint=Path("run.pt"), resume=False, seed=0)  # doctest: +SKIP
+    """
+    device = next(model.parameters()).device
+    images = data.train_images[indices].to(device)
+    batch_size, epochs = settings.batch_size, settings.epochs
+    steps = len(images) // batch_size
+    if steps == 0:
+        raise ValueError(
+            f"batch_size={batch_size} is larger than the training subset ({len(images)} "
+            "samples); lower batch_size."
+        )
+    if settings.max_steps is not None:
+        steps = min(steps, settings.max_steps)
+    memory_format = torch.channels_last if settings.channels_last else torch.contiguous_format
+    if settings.channels_last:
+        model.to(memory_format=torch.channels_last)
+    views = BatchViews(images.shape[-1], mean=data.mean, std=data.std).to(device)
+    optimizer = torch.optim.SGD(
+        model.parameters(),
+        lr=settings.lr * batch_size / 256,
+        momentum=0.9,
+        weight_decay=settings.weight_decay,
+    )
+    total, warmup = epochs * steps, min(10, epochs // 10) * steps
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(step, total, warmup)
+    )
+    losses: list[float] = []
+    start = 0
+    if resume and checkpoint.exists():
+        state = load_checkpoint(checkpoint, device)
+        model.load_state_dict(state["model"])
+        _load_memory_banks(model, state["memory_banks"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        start, losses = state["epoch"], list(state["losses"])
+        logger.info("%s: resuming after epoch %d from %s", name, start, checkpoint)
+
+    bar = _progress_bar(settings.progress, total=total, initial=start * steps, desc=name)
+    for epoch in range(start, epochs):
+        started = time.perf_counter()
+        model.train()
+        model.refresh_mask()
+        gen = torch.Generator(device=device).manual_seed(seed * 1_000_003 + epoch)
+        order = torch.randperm(len(images), device=device, generator=gen)
+        epoch_loss = torch.zeros((), device=device)
+        for step in range(steps):
+            batch = images[order[step * batch_size : (step + 1) * batch_size]].float() / 255
+            x0, x1 = views(batch, generator=gen), views(batch, generator=gen)
+            if settings.channels_last:
+                x0 = x0.contiguous(memory_format=memory_format)
+                x1 = x1.contiguous(memory_format=memory_format)
+            if isinstance(model, MomentumAdapter):
+                model.update_momentum(cosine_schedule(epoch * steps + step, total, 0.99, 1.0))
+            with _autocast(device, settings.amp):
+                loss = model(x0, x1)
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            schedule.step()
+            epoch_loss += loss.detach()  # no host-device sync within an epoch
+            if bar is not None:
+                bar.update(1)
+        losses.append(float(epoch_loss) / steps)  # the epoch's one host-device sync
+        if epoch_seconds is not None:
+            epoch_seconds.append(time.perf_counter() - started)
+        if bar is not None:
+            bar.set_postfix(epoch=f"{epoch + 1}/{epochs}", loss=f"{losses[-1]:.4f}")
+        logger.info("%s: epoch %d/%d, loss %.4f", name, epoch + 1, epochs, losses[-1])
+        if (epoch + 1) % settings.checkpoint_every == 0 or epoch + 1 == epochs:
+            state = {
+                "model": model.state_dict(),
+                "memory_banks": _memory_banks(model),
+                "optimizer": optimizer.state_dict(),
+                "schedule": schedule.state_dict(),
+                "epoch": epoch + 1,
+                "losses": losses,
+            }
+            torch.save(state, checkpoint)
+    if bar is not None:
+        bar.close()
+    if settings.channels_last:
+        model.to(memory_format=torch.contiguous_format)
+    return losses
+
+
+def load_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
+    """A training checkpoint, loaded with ``weights_only=True``.
+
+    Raises:
+        ValueError: If the file holds anything else than tensors and plain types
+            (an arbitrary pickled object is refused, never run).
+    """
+    try:
+        state: dict[str, Any] = torch.load(path, map_location=device, weights_only=True)
+    except Exception as error:  # torch raises UnpicklingError (or RuntimeError) here
+        raise ValueError(
+            f"{path} is not a study checkpoint of tensors and plain types, refusing to load "
+            f"it ({type(error).__name__}). Delete it, or start without --resume."
+        ) from error
+    return state
+
+
+def lr_factor(step: int, total: int, warmup: int) -> float:
+    """The learning-rate factor at ``step``: linear warm-up, then cosine decay to 0.
+
+    Examples:
+        >>> lr_factor(0, total=10, warmup=2), lr_factor(1, 10, 2), lr_factor(2, 10, 2)
+        (0.5, 1.0, 1.0)
+    """
+    if step < warmup:
+        return (step + 1) / warmup
+    return 0.5 * (1.0 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+
+
+def _autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager[Any]:
+    if not enabled:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+def _progress_bar(progress: bool, **kwargs: Any) -> Any:
+    """A tqdm bar on a terminal; None elsewhere (the per-epoch log lines say enough)."""
+    if not (progress and sys.stderr.isatty()):
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(unit="step", leave=False, **kwargs)
+
+
+def _memory_banks(model: nn.Module) -> dict[str, Tensor]:
+    """The memory banks' non-persistent buffers, which ``state_dict`` leaves out."""
+    return {
+        f"{name}.{buffer}": getattr(module, buffer).clone()
+        for name, module in model.named_modules()
+        if isinstance(module, MemoryBankModule)
+        for buffer in ("bank", "bank_ptr")
+    }
+
+
+def _load_memory_banks(model: nn.Module, banks: dict[str, Tensor]) -> None:
+    for key, value in banks.items():
+        name, _, buffer = key.rpartition(".")
+        setattr(model.get_submodule(name), buffer, value.clone())

@@ -1,0 +1,146 @@
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from typing import Any
+
+import pytest
+
+from selfdamage.study.config import StudyConfig, add_arguments, from_arguments
+from selfdamage.study.models import METHOD_TABLE
+
+# Every flag of 0.1's `selfdamage longtail`, with the field it sets.
+FLAGS_0_1 = {
+    "--dataset": "dataset",
+    "--data-dir": "data_dir",
+    "--download": "download",
+    "--imbalance-ratio": "imbalance_ratio",
+    "--n-max": "n_max",
+    "--class-orders": "class_orders",
+    "--method": "method",
+    "--damage": "damage",
+    "--backbone": "backbone",
+    "--width": "width",
+    "--prune-ratio": "prune_ratio",
+    "--temperature": "temperature",
+    "--epochs": "epochs",
+    "--batch-size": "batch_size",
+    "--lr": "lr",
+    "--weight-decay": "weight_decay",
+    "--seeds": "seeds",
+    "--balanced-reference": "balanced_reference",
+    "--device": "device",
+    "--max-steps": "max_steps",
+    "--probe-shots": "probe_shots",
+    "--probe-draws": "probe_draws",
+    "--out": "out_dir",
+    "--resume": "resume",
+    "--no-progress": "progress",
+}
+
+
+def parse(*argv: str) -> StudyConfig:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return from_arguments(parser.parse_args(list(argv)))
+
+
+class TestValidation:
+    @pytest.mark.parametrize(
+        ("kwargs", "match"),
+        [
+            (
+                {"method": "swav"},
+                r"method must be one of 'simclr', 'moco', 'byol', got method='swav'\.",
+            ),
+            ({"dataset": "mnist"}, "dataset must be one of"),
+            ({"epochs": 0}, r"epochs must be a positive integer, got epochs=0\."),
+            ({"width": True}, "width must be a positive integer, got width=True"),
+            ({"probe_shots": -1}, "probe_shots must be >= 0, got probe_shots=-1"),
+            ({"seeds": []}, r"seeds must name at least one seed, got seeds=\[\]"),
+            (
+                {"prune_ratio": 1.0},
+                r"prune_ratio must be a number >= 0 and < 1, got prune_ratio=1\.0",
+            ),
+            ({"imbalance_ratio": 0.5}, "imbalance_ratio must be a number >= 1"),
+            ({"n_max": 0}, "n_max must be a positive integer, got n_max=0"),
+            ({"jobs": 0}, "jobs must be a positive integer"),
+            ({"checkpoint_every": 0}, "checkpoint_every must be a positive integer"),
+            ({"damage": "filter"}, "damage must be one of 'weight', 'channel'"),
+            ({"method": "byol", "temperature": 0.2}, "temperature does not apply to method='byol'"),
+        ],
+    )
+    def test_bad_options(self, kwargs: dict[str, Any], match: str) -> None:
+        with pytest.raises(ValueError, match=match):
+            StudyConfig(**kwargs)
+
+    def test_normalizes_sequences_and_paths(self) -> None:
+        from pathlib import Path
+
+        config = StudyConfig(seeds=[1, 2], out_dir=Path("a"), data_dir=Path("b"))  # type: ignore[arg-type]
+        assert config.seeds == (1, 2) and config.out_dir == "a" and config.data_dir == "b"
+
+
+class TestResolved:
+    @pytest.mark.parametrize("method", ["simclr", "moco"])
+    def test_0_1_values_for_contrastive_methods(self, method: str) -> None:
+        config = StudyConfig(method=method).resolved()
+        assert (config.lr, config.temperature, config.weight_decay) == (0.5, 0.2, 1e-4)
+
+    def test_byol_has_no_temperature(self) -> None:
+        config = StudyConfig(method="byol").resolved()
+        assert (config.lr, config.temperature, config.weight_decay) == (0.5, None, 1e-4)
+
+    def test_explicit_values_win(self) -> None:
+        assert StudyConfig(lr=0.1, temperature=0.5).resolved().lr == 0.1
+
+    def test_every_method_has_every_method_dependent_option(self) -> None:
+        keys = {frozenset(spec.defaults) for spec in METHOD_TABLE.values()}
+        assert keys == {frozenset({"lr", "temperature", "weight_decay"})}
+
+    def test_device_dependent_defaults(self) -> None:
+        cpu = StudyConfig().resolved()
+        assert cpu.amp is False and cpu.channels_last is False and cpu.threads >= 1  # type: ignore[operator]
+        cuda = StudyConfig(device="cuda").resolved()
+        assert cuda.amp is True and cuda.channels_last is True
+        assert StudyConfig(device="cuda", amp=False).resolved().amp is False
+
+    def test_to_dict_is_json(self) -> None:
+        config = StudyConfig(seeds=(0, 1)).resolved()
+        loaded = json.loads(json.dumps(config.to_dict()))
+        assert StudyConfig(**loaded) == config
+
+
+class TestCommandLine:
+    def test_every_field_is_an_option_and_every_0_1_flag_kept(self) -> None:
+        parser = argparse.ArgumentParser()
+        add_arguments(parser)
+        flags = {flag: action.dest for action in parser._actions for flag in action.option_strings}
+        for flag, dest in FLAGS_0_1.items():
+            assert flags.get(flag) == dest, flag
+        fields = {f.name for f in dataclasses.fields(StudyConfig)}
+        assert fields == set(flags.values()) - {"help"}
+
+    def test_defaults_are_the_config_defaults(self) -> None:
+        assert parse() == StudyConfig()
+
+    def test_0_1_meanings(self) -> None:
+        config = parse(
+            "--n-max", "0", "--seeds", "1", "2", "--no-progress", "--out", "x",
+            "--balanced-reference", "--lr", "0.1", "--max-steps", "3", "--download",
+        )  # fmt: skip
+        assert config.n_max is None and config.seeds == (1, 2) and config.progress is False
+        assert config.out_dir == "x" and config.balanced_reference and config.lr == 0.1
+        assert config.max_steps == 3 and config.download
+        assert parse("--n-max", "200").n_max == 200
+
+    def test_new_options(self) -> None:
+        config = parse("--jobs", "2", "--threads", "1", "--checkpoint-every", "5", "--no-amp")
+        assert (config.jobs, config.threads, config.checkpoint_every) == (2, 1, 5)
+        assert config.amp is False and config.channels_last is None
+
+    def test_choices_are_checked_by_argparse(self, capsys: pytest.CaptureFixture[str]) -> None:
+        with pytest.raises(SystemExit):
+            parse("--method", "swav")
+        assert "invalid choice: 'swav'" in capsys.readouterr().err

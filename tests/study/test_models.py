@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from selfdamage.adapters import BYOLAdapter, MoCoAdapter, SimCLRAdapter
+from selfdamage.study.models import METHOD_TABLE, METHODS, build_model
+
+
+@pytest.mark.parametrize(
+    ("method", "cls"), [("simclr", SimCLRAdapter), ("moco", MoCoAdapter), ("byol", BYOLAdapter)]
+)
+def test_table_builds_each_method(method: str, cls: type) -> None:
+    temperature = METHOD_TABLE[method].defaults["temperature"]
+    model = build_model(method, "resnet18-cifar", 2, (1, 16, 16), seed=0, sdclr=False,
+                        damage="weight", prune_ratio=0.9, temperature=temperature)  # fmt: skip
+    assert type(model) is cls and model.damage is False
+
+
+def test_methods_are_the_table() -> None:
+    assert tuple(METHOD_TABLE) == METHODS
+
+
+def test_same_seed_same_initial_weights_for_baseline_and_sdclr() -> None:
+    options = {"seed": 3, "damage": "weight", "prune_ratio": 0.9, "temperature": 0.2}
+    a = build_model("simclr", "resnet18-cifar", 2, (1, 16, 16), sdclr=False, **options)  # type: ignore[arg-type]
+    b = build_model("simclr", "resnet18-cifar", 2, (1, 16, 16), sdclr=True, **options)  # type: ignore[arg-type]
+    wa = a.wrapper.model.backbone.state_dict()  # type: ignore[union-attr]
+    wb = b.wrapper.model.backbone.state_dict()  # type: ignore[union-attr]
+    for key, value in wa.items():
+        assert torch.equal(wb[key], value), key

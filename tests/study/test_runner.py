@@ -1,0 +1,147 @@
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from selfdamage import study
+from selfdamage.study import StudyConfig, run_study
+from selfdamage.study.runner import RunSpec, schedule
+
+from .helpers import TINY, needs_data
+
+
+class TestSchedule:
+    def test_order_seed_variant(self) -> None:
+        config = StudyConfig(class_orders=2, seeds=(0, 1), balanced_reference=True)
+        names = [spec.name for spec in schedule(config)]
+        assert len(names) == 12
+        assert names[:3] == ["baseline-order0-seed0", "sdclr-order0-seed0", "balanced-order0-seed0"]
+        assert names[-1] == "balanced-order1-seed1"
+
+    def test_name(self) -> None:
+        assert RunSpec("baseline", 2, 7).name == "baseline-order2-seed7"
+
+
+class TestErrorsBeforeTraining:
+    def test_missing_data_says_how_to_get_it(self, tmp_path: Path) -> None:
+        with pytest.raises(FileNotFoundError, match="apt-get install dataset-fashion-mnist"):
+            run_study(StudyConfig(out_dir=str(tmp_path), data_dir=str(tmp_path / "nothing-here")))
+
+    @pytest.mark.parametrize("module", ["matplotlib", "tqdm"])
+    def test_missing_study_extra(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, module: str
+    ) -> None:
+        monkeypatch.setitem(sys.modules, module, None)  # makes `import module` fail
+        with pytest.raises(ImportError, match=r'pip install "selfdamage\[study\]"') as info:
+            run_study(StudyConfig(out_dir=str(tmp_path / "out")))
+        assert module in str(info.value)
+        assert not (tmp_path / "out").exists()  # nothing trained, nothing written
+
+    def test_no_tqdm_needed_without_progress(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setitem(sys.modules, "tqdm", None)
+        with pytest.raises(FileNotFoundError):  # got past the check, to the data
+            run_study(StudyConfig(out_dir=str(tmp_path), data_dir="/nothing", progress=False))
+
+    @needs_data
+    def test_options_that_do_not_fit_fail_before_training(self, tmp_path: Path) -> None:
+        # Channel damage cannot reach 0.9 on this backbone: the SDCLR model says so before
+        # the baseline trains (0.1 trained the baseline first).
+        config = StudyConfig(out_dir=str(tmp_path), damage="channel", **TINY)
+        with pytest.raises(ValueError, match="max_channel_ratio"):
+            run_study(config)
+        assert list((tmp_path / "checkpoints").iterdir()) == []
+
+
+class TestDeprecated:
+    def test_warns_with_new_spelling_and_validates(self, tmp_path: Path) -> None:
+        with (
+            pytest.warns(DeprecationWarning, match=r"run_study\(StudyConfig\(out_dir="),
+            pytest.raises(ValueError, match="method must be one of"),
+        ):
+            study.run_longtail_study(out_dir=tmp_path, method="swav")
+
+    def test_out_dir_required(self) -> None:
+        with pytest.warns(DeprecationWarning), pytest.raises(TypeError, match="out_dir"):
+            study.run_longtail_study(epochs=1)
+
+    def test_byol_ignores_temperature_as_before(self) -> None:
+        from selfdamage.study.runner import _legacy_options
+
+        options = _legacy_options({"out_dir": "x", "method": "byol", "temperature": 0.2})
+        assert "temperature" not in options
+        assert StudyConfig(**options).resolved().temperature is None
+
+    def test_old_names_importable(self) -> None:
+        assert study.DATASETS == ("fashion-mnist", "cifar10", "cifar100")
+        assert study.METHODS == ("simclr", "moco", "byol")
+        assert study.BACKBONES == ("resnet18-cifar", "resnet18")
+        assert study.VARIANTS == ("baseline", "sdclr", "balanced")
+        assert callable(study.format_table)
+
+
+@needs_data
+class TestStudy:
+    def test_resume_continues_exactly(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # MoCo: the memory bank resumes too. Checkpoints every 2 epochs (and at the last).
+        options = {**TINY, "epochs": 3, "method": "moco", "checkpoint_every": 2}
+        run_study(StudyConfig(out_dir=str(tmp_path / "straight"), **options))
+
+        save = torch.save
+        saved: list[int] = []
+
+        def crash_after_second_epoch(obj: Any, path: Any) -> None:
+            save(obj, path)
+            saved.append(obj["epoch"])
+            if obj["epoch"] == 2:
+                raise KeyboardInterrupt
+
+        monkeypatch.setattr(torch, "save", crash_after_second_epoch)
+        with pytest.raises(KeyboardInterrupt):
+            run_study(StudyConfig(out_dir=str(tmp_path / "resumed"), **options))
+        assert saved == [2]  # no checkpoint after epoch 1
+        monkeypatch.setattr(torch, "save", save)
+        run_study(StudyConfig(out_dir=str(tmp_path / "resumed"), resume=True, **options))
+
+        name = "baseline-order0-seed0.pt"
+        straight = torch.load(tmp_path / "straight" / "checkpoints" / name, weights_only=True)
+        resumed = torch.load(tmp_path / "resumed" / "checkpoints" / name, weights_only=True)
+        assert straight["losses"] == resumed["losses"] and len(resumed["losses"]) == 3
+        for key, value in straight["model"].items():
+            assert torch.equal(resumed["model"][key], value), key
+        for key, value in straight["memory_banks"].items():
+            assert torch.equal(resumed["memory_banks"][key], value), key
+        first = json.loads((tmp_path / "straight" / "runs" / "sdclr-order0-seed0.json").read_text())
+        second = json.loads((tmp_path / "resumed" / "runs" / "sdclr-order0-seed0.json").read_text())
+        assert first["accuracy"] == second["accuracy"]
+        assert first["losses"] == second["losses"]
+
+    def test_parallel_jobs_give_the_same_numbers(self, tmp_path: Path) -> None:
+        options = {**TINY, "epochs": 1, "class_orders": 2, "threads": 1}
+        one = run_study(StudyConfig(out_dir=str(tmp_path / "one"), jobs=1, **options))
+        two = run_study(StudyConfig(out_dir=str(tmp_path / "two"), jobs=2, **options))
+        assert [r["name"] for r in one["runs"]] == [r["name"] for r in two["runs"]]
+        for a, b in zip(one["runs"], two["runs"]):
+            a.pop("wall_time_s"), b.pop("wall_time_s")
+            assert a == b, a["name"]  # bit-exact: every loss, metric and draw
+        assert two["settings"]["jobs"] == 2 and two["settings"]["threads"] == 1
+
+    def test_results_record_settings_and_provenance(self, tmp_path: Path) -> None:
+        results = run_study(StudyConfig(out_dir=str(tmp_path), epochs=1, method="byol", **TINY))
+        settings = results["settings"]
+        assert settings["lr"] == 0.5 and settings["temperature"] is None  # resolved
+        assert settings["weight_decay"] == 1e-4 and settings["amp"] is False
+        assert settings == json.loads((tmp_path / "results.json").read_text())["settings"]
+        provenance = results["provenance"]
+        assert provenance.keys() == {"git_commit", "torch", "lightly", "device", "wall_time_s"}
+        assert provenance["torch"] == torch.__version__
+        for run in results["runs"]:
+            assert run["wall_time_s"]["pretrain"] > 0 and len(run["wall_time_s"]["epochs"]) == 1

@@ -1,0 +1,124 @@
+from __future__ import annotations
+
+import io
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from selfdamage.adapters._base import SelfDamagingAdapter
+from selfdamage.study.data import StudyData
+from selfdamage.study.models import build_model
+from selfdamage.study.training import (
+    TrainSettings,
+    _progress_bar,
+    load_checkpoint,
+    lr_factor,
+    pretrain,
+)
+
+
+class Payload:
+    """An arbitrary object: unpickling it could run any code."""
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (print, ("unpickled an arbitrary object",))
+
+
+def tiny_data(n: int = 32) -> StudyData:
+    gen = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (n, 1, 16, 16), dtype=torch.uint8, generator=gen)
+    labels = torch.arange(n) % 4
+    return StudyData(images, labels, images[:8], labels[:8], 4, (0.5,), (0.25,))
+
+
+def tiny_model(method: str = "simclr") -> SelfDamagingAdapter:
+    return build_model(
+        method, "resnet18-cifar", 2, (1, 16, 16), seed=0, sdclr=True, damage="weight",
+        prune_ratio=0.5, temperature=None if method == "byol" else 0.2,
+    )  # fmt: skip
+
+
+def train(
+    checkpoint: Path, *, method: str = "simclr", resume: bool = False, **options: Any
+) -> list[float]:
+    settings = TrainSettings(**{"epochs": 1, "batch_size": 16, "lr": 0.1, "weight_decay": 0.0,
+                                **options})  # fmt: skip
+    model = tiny_model(method)
+    return pretrain(model, tiny_data(), torch.arange(32), settings, name="run",
+                    checkpoint=checkpoint, resume=resume, seed=0)  # fmt: skip
+
+
+class TestCheckpoints:
+    def test_every_k_epochs_and_the_last(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        saved: list[int] = []
+        save = torch.save
+
+        def recording_save(obj: Any, path: Any) -> None:
+            saved.append(obj["epoch"])
+            save(obj, path)
+
+        monkeypatch.setattr(torch, "save", recording_save)
+        losses = train(tmp_path / "t.pt", epochs=5, checkpoint_every=2)
+        assert saved == [2, 4, 5] and len(losses) == 5
+
+    def test_only_tensors_and_plain_types(self, tmp_path: Path) -> None:
+        train(tmp_path / "t.pt", method="moco")
+        state = torch.load(tmp_path / "t.pt", weights_only=True)  # would raise otherwise
+        assert state["epoch"] == 1 and state["memory_banks"]
+
+    def test_pickled_object_is_refused(self, tmp_path: Path) -> None:
+        path = tmp_path / "evil.pt"
+        torch.save({"model": {}, "epoch": 1, "payload": Payload()}, path)
+        with pytest.raises(ValueError, match="refusing to load"):
+            load_checkpoint(path, torch.device("cpu"))
+        with pytest.raises(ValueError, match="start without --resume"):
+            train(path, resume=True, epochs=2)
+
+
+class TestProgress:
+    def test_no_bar_without_a_terminal(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setattr(sys, "stderr", io.StringIO())
+        assert _progress_bar(True, total=3) is None
+
+    def test_bar_on_a_terminal(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        class Tty(io.StringIO):
+            def isatty(self) -> bool:
+                return True
+
+        monkeypatch.setattr(sys, "stderr", Tty())
+        bar = _progress_bar(True, total=3, file=sys.stderr)
+        assert bar is not None
+        bar.close()
+        assert _progress_bar(False, total=3) is None
+
+    def test_epoch_lines_in_the_log(self, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+        with caplog.at_level("INFO", logger="selfdamage.study.training"):
+            train(tmp_path / "t.pt", epochs=2, progress=True)
+        lines = [r.getMessage() for r in caplog.records if "epoch" in r.getMessage()]
+        assert [line.split(",")[0] for line in lines] == ["run: epoch 1/2", "run: epoch 2/2"]
+
+
+class TestSchedule:
+    def test_warmup_then_cosine(self) -> None:
+        assert [lr_factor(s, 10, 2) for s in (0, 1)] == [0.5, 1.0]
+        assert lr_factor(6, 10, 2) == pytest.approx(0.5)  # half way through the decay
+        assert lr_factor(0, 10, 0) == 1.0
+
+
+def test_batch_larger_than_subset(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="batch_size=64 is larger than the training subset"):
+        train(tmp_path / "t.pt", batch_size=64)
+
+
+@pytest.mark.parametrize("method", ["simclr", "moco", "byol"])
+def test_bf16_autocast_and_channels_last_path(tmp_path: Path, method: str) -> None:
+    # The CUDA defaults, exercised on the CPU (which supports bf16 autocast too).
+    losses = train(tmp_path / "t.pt", method=method, epochs=2, amp=True, channels_last=True)
+    assert len(losses) == 2 and all(torch.isfinite(torch.tensor(losses)))
+    state = torch.load(tmp_path / "t.pt", weights_only=True)
+    assert all(v.dtype != torch.bfloat16 for v in state["model"].values())  # fp32 weights
