@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from selfdamage.adapters._base import SelfDamagingAdapter
+from selfdamage.adapters import SelfDamagingAdapter
 from selfdamage.data import balanced_indices
 from selfdamage.evaluation import auroc, damage_scores, group_accuracy, knn_predict, linear_probe
 from selfdamage.study.data import StudyData
@@ -91,7 +91,7 @@ def evaluate(
     }
     metrics["damage_auroc"] = None
     if with_damage:
-        if not model.damage:
+        if model.baseline:
             model.refresh_mask()  # the baseline's twin: its final weights, pruned
         images = data.train_images[longtail]
         scores = damage_scores(model.wrapper, _batches(images, data, model))

@@ -1,8 +1,9 @@
-"""The models of the study: backbones, and the method table that builds an adapter.
+"""The study's models: backbones, the method table, and the one function that builds them.
 
-This is the ONE place where the study constructs adapters (:func:`build_model`); each
-method is a row of :data:`METHOD_TABLE` (its builder and its training defaults), so adding
-a method is adding a row, and it never inherits another method's settings by accident.
+The adapter of a method comes from the registry
+:data:`selfdamage.adapters.ADAPTERS`; its training defaults from a row of
+:data:`METHOD_TABLE`, so adding a method is registering its adapter and adding a row, and
+it never inherits another method's settings by accident.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from selfdamage.adapters import BYOLAdapter, MoCoAdapter, SimCLRAdapter
-from selfdamage.adapters._base import SelfDamagingAdapter
+from selfdamage.adapters import ADAPTERS, SelfDamagingAdapter
 from selfdamage.backbones import cifar_resnet18
+from selfdamage.damage import ChannelDamage, Damage, WeightDamage
 
 __all__ = ["BACKBONES", "METHODS", "METHOD_TABLE", "MethodSpec", "build_model"]
 
@@ -25,11 +26,11 @@ BACKBONES = ("resnet18-cifar", "resnet18")
 
 @dataclass(frozen=True)
 class MethodSpec:
-    """How the study builds one base method, and the method's own training defaults.
+    """A base method's own training defaults in the study.
+
+    Its adapter is ``selfdamage.adapters.ADAPTERS[name]``.
 
     Args:
-        adapter: The adapter class, called as
-            ``adapter(backbone, feature_dim, prune_ratio, **options)``.
         defaults: The value of every method-dependent option (``lr``, ``temperature``,
             ``weight_decay``) that the user leaves unset; ``None`` for an option the method
             does not have (BYOL has no temperature).
@@ -39,16 +40,15 @@ class MethodSpec:
         0.5
     """
 
-    adapter: Callable[..., SelfDamagingAdapter]
     defaults: Mapping[str, float | None]
 
 
 _CONTRASTIVE = {"lr": 0.5, "temperature": 0.2, "weight_decay": 1e-4}  # the paper's scripts
 
 METHOD_TABLE: dict[str, MethodSpec] = {
-    "simclr": MethodSpec(SimCLRAdapter, _CONTRASTIVE),
-    "moco": MethodSpec(MoCoAdapter, _CONTRASTIVE),
-    "byol": MethodSpec(BYOLAdapter, {**_CONTRASTIVE, "temperature": None}),
+    "simclr": MethodSpec(_CONTRASTIVE),
+    "moco": MethodSpec(_CONTRASTIVE),
+    "byol": MethodSpec({**_CONTRASTIVE, "temperature": None}),
 }
 METHODS = tuple(METHOD_TABLE)
 
@@ -84,7 +84,7 @@ def build_model(
     """The adapter of one run; the same initial weights for every variant of a seed.
 
     Args:
-        method: A key of :data:`METHOD_TABLE`.
+        method: A key of :data:`METHOD_TABLE` (and of ``ADAPTERS``).
         backbone_name: One of :data:`BACKBONES`.
         width: First-stage width of ``resnet18-cifar``.
         image_shape: ``(channels, height, width)`` of the training images.
@@ -97,16 +97,20 @@ def build_model(
     Examples:
         >>> model = build_model("simclr", "resnet18-cifar", 4, (1, 28, 28), seed=0,
         ...     sdclr=True, damage="weight", prune_ratio=0.9, temperature=0.2)
-        >>> model.damage
-        True
+        >>> model.baseline, model.damage
+        (False, WeightDamage(prune_ratio=0.9, random_ratio=0.0, prunable='Conv2d'))
     """
     torch.manual_seed(seed)
     channels = image_shape[0]
     backbone, feature_dim = build_backbone(backbone_name, width, channels)
-    # Today's adapter API: damage=True/False/"channel" (+ example_inputs for channels).
-    options: dict[str, Any] = {"damage": sdclr}
-    if sdclr and damage == "channel":
-        options = {"damage": "channel", "example_inputs": torch.randn(2, *image_shape)}
+    damage_strategy: Damage
+    if sdclr and damage == "channel":  # drawn only here: the seeded RNG must not shift
+        damage_strategy = ChannelDamage(prune_ratio, example_inputs=torch.randn(2, *image_shape))
+    else:  # a baseline's twin, pruned after training for its damage AUROC, is weight-damaged
+        damage_strategy = WeightDamage(prune_ratio)
+    options: dict[str, Any] = {"damage": damage_strategy, "baseline": not sdclr}
     if temperature is not None:
         options["temperature"] = temperature
-    return METHOD_TABLE[method].adapter(backbone, feature_dim, prune_ratio, **options)
+    # Registered adapters share the call (backbone, feature_dim, **options); the base's differs.
+    adapter: Callable[..., SelfDamagingAdapter] = ADAPTERS[method]
+    return adapter(backbone, feature_dim, **options)

@@ -22,7 +22,7 @@ from lightly.models.modules.memory_bank import MemoryBankModule
 from lightly.utils.scheduler import cosine_schedule
 from torch import Tensor, nn
 
-from selfdamage.adapters._base import MomentumAdapter, SelfDamagingAdapter
+from selfdamage.adapters import MomentumAdapter, SelfDamagingAdapter
 from selfdamage.data.batch_views import BatchViews
 from selfdamage.study.data import StudyData
 

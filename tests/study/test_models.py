@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from selfdamage.adapters import BYOLAdapter, MoCoAdapter, SimCLRAdapter
+from selfdamage.adapters import ADAPTERS, BYOLAdapter, MoCoAdapter, SimCLRAdapter
 from selfdamage.study.models import METHOD_TABLE, METHODS, build_model
 
 
@@ -14,11 +14,12 @@ def test_table_builds_each_method(method: str, cls: type) -> None:
     temperature = METHOD_TABLE[method].defaults["temperature"]
     model = build_model(method, "resnet18-cifar", 2, (1, 16, 16), seed=0, sdclr=False,
                         damage="weight", prune_ratio=0.9, temperature=temperature)  # fmt: skip
-    assert type(model) is cls and model.damage is False
+    assert type(model) is cls and model.baseline
 
 
-def test_methods_are_the_table() -> None:
+def test_methods_are_the_table_and_registered_adapters() -> None:
     assert tuple(METHOD_TABLE) == METHODS
+    assert set(METHODS) <= set(ADAPTERS)
 
 
 def test_same_seed_same_initial_weights_for_baseline_and_sdclr() -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import torch
 
-from selfdamage.adapters._base import SelfDamagingAdapter
+from selfdamage.adapters import SelfDamagingAdapter
 from selfdamage.study.data import StudyData
 from selfdamage.study.models import build_model
 from selfdamage.study.training import (
