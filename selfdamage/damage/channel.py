@@ -14,8 +14,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from selfdamage._checks import check_module
+from selfdamage._checks import check_bool, check_module
 from selfdamage.damage.base import Damage, Prunable, Settings, describe_prunable, prunable_predicate
+from selfdamage.damage.compact import CompactTwin
 from selfdamage.damage.importance import ImportanceLike, as_seed, make_importance, score_groups
 from selfdamage.damage.reports import dead_channels, group_channel_sparsity
 from selfdamage.damage.selection import (
@@ -63,6 +64,10 @@ class ChannelDamage(Damage):
             every group keeps at least one channel.
         prunable: The convolutions/linears whose output channels may be pruned: module
             types or a predicate ``(qualified_name, module) -> bool``.
+        compact: If True, the twin runs on a physically smaller copy of the model with
+            the kept channels' weights gathered from the shared ones (see
+            :mod:`~selfdamage.damage.compact`), falling back to masking with a warning
+            where the copy cannot be made; if False, the masked twin.
 
     Raises:
         TypeError: If an argument has the wrong type.
@@ -91,6 +96,7 @@ class ChannelDamage(Damage):
         ignored_layers: Sequence[nn.Module | str] | None = None,
         max_channel_ratio: float = DEFAULT_MAX_CHANNEL_RATIO,
         prunable: Prunable = (nn.Conv2d,),
+        compact: bool = True,
     ) -> None:
         super().__init__(prune_ratio, random_ratio=random_ratio)
         if example_inputs is None:
@@ -107,6 +113,8 @@ class ChannelDamage(Damage):
         if isinstance(ignored_layers, (nn.Module, str)):
             resolve_ignored(nn.Module(), ignored_layers)  # raises the "wrap it in a list" error
         self.ignored_layers = ignored_layers
+        self.compact = check_bool("compact", compact)
+        self._compact: CompactTwin | None = None
         self.groups: list[ChannelGroup] = []
         self.skipped: dict[str, str] = {}
         self.num_channels = 0
@@ -125,6 +133,8 @@ class ChannelDamage(Damage):
             ignored_layers=self.ignored_layers,
             importance=self.importance,
         )
+        if self.compact:
+            self._compact = CompactTwin(self.example_inputs)
         self.example_inputs = self.ignored_layers = None
         self.num_channels = sum(g.channels for g in self.groups)
         order = {name: i for i, (name, _) in enumerate(model.named_parameters())}
@@ -182,7 +192,41 @@ class ChannelDamage(Damage):
             "importance": type(self.importance).__name__,
             "max_channel_ratio": self.max_channel_ratio,
             "prunable": describe_prunable(self.prunable),
+            "compact": self.compact,
         }
+
+    def masks_changed(self, model: nn.Module, masks: Mapping[str, Tensor]) -> None:
+        """Rebuilds the compact copy and its gather indices (with ``compact=True``)."""
+        if self._compact is not None:
+            self._compact.update(model, self.groups, masks)
+
+    def twin_forward(
+        self,
+        model: nn.Module,
+        substitutes: Mapping[str, Tensor],
+        masks: Mapping[str, Tensor],
+        args: tuple[Any, ...],
+        kwargs: Mapping[str, Any],
+    ) -> Any:
+        """Runs the compact twin if it is active, else the masked twin."""
+        if self._compact is not None and self._compact.active:
+            return self._compact.forward(model, substitutes, masks, args, kwargs)
+        return super().twin_forward(model, substitutes, masks, args, kwargs)
+
+    @property
+    def compact_active(self) -> bool:
+        """Whether the last refresh set up the compact twin (False: the masked twin runs)."""
+        return self._compact is not None and self._compact.active
+
+    @property
+    def fallback_reason(self) -> str | None:
+        """Why the compact twin fell back to masking at the last refresh, or None."""
+        return None if self._compact is None else self._compact.fallback_reason
+
+    @property
+    def compact_protected(self) -> dict[str, str]:
+        """Groups kept at full size (masked) in the compact copy: ``{root: why}``."""
+        return dict(self._compact.protected or {}) if self._compact is not None else {}
 
 
 def channel_masks(
