@@ -1,0 +1,290 @@
+"""The compact twin against torch-pruning's physical pruning of a deep copy."""
+
+from __future__ import annotations
+
+import copy
+import pickle
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+import torch_pruning as tp
+import torchvision
+from torch import Tensor, nn
+
+from selfdamage import ChannelDamage, SelfDamagingWrapper
+from selfdamage.adapters import SimCLRAdapter
+from selfdamage.backbones import cifar_resnet18
+from tests import ddp_harness
+from tests.damage.helpers import ChannelNet, channel_wrapper, images
+
+SIZE = 32
+
+
+def _no_dropout(model: nn.Module) -> nn.Module:
+    """Dropout and stochastic depth off, so train-mode passes are deterministic."""
+    for module in model.modules():
+        if hasattr(module, "p") and isinstance(module.p, float):
+            module.p = 0.0
+    return model
+
+
+MODELS: dict[str, Callable[[], nn.Module]] = {
+    "cifar_resnet18": lambda: cifar_resnet18(width=16),
+    "resnet50": lambda: torchvision.models.resnet50(num_classes=10),
+    "mobilenet_v3_small": lambda: _no_dropout(torchvision.models.mobilenet_v3_small(num_classes=10)),
+    "efficientnet_b0": lambda: _no_dropout(torchvision.models.efficientnet_b0(num_classes=10)),
+}
+
+
+def _wrap(name: str, *, compact: bool = True, ratio: float = 0.5) -> SelfDamagingWrapper:
+    torch.manual_seed(0)
+    model = MODELS[name]()
+    damage = ChannelDamage(ratio, example_inputs=torch.randn(2, 3, SIZE, SIZE), compact=compact)
+    return SelfDamagingWrapper(model, damage=damage)
+
+
+def _twin_tensors(wrapper: SelfDamagingWrapper) -> dict[str, Tensor]:
+    """Every tensor the masked twin uses, full size: masked weights, twin norm state."""
+    masks = dict(wrapper.named_masks())
+    out = {}
+    for name, value in [*wrapper.model.named_parameters(), *wrapper.model.named_buffers()]:
+        path, _, attr = name.rpartition(".")
+        if path in wrapper._norm_names:
+            value = wrapper.twin_norms.get_submodule(path).get_buffer(attr) if attr.startswith(
+                ("running", "num_")
+            ) else wrapper.twin_norms.get_submodule(path).get_parameter(attr)
+        out[name] = value.detach() * masks[name] if name in masks else value.detach().clone()
+    return out
+
+
+def _pruned_reference(
+    wrapper: SelfDamagingWrapper, tensors: dict[str, Tensor], dtype: torch.dtype
+) -> nn.Module:
+    """A deep copy holding ``tensors``, physically pruned by torch-pruning.
+
+    Dead channels are read from the root layers' masks (output rows all False); groups
+    the damage keeps at full size are left unpruned (masked).
+    """
+    damage = wrapper.damage
+    assert isinstance(damage, ChannelDamage)
+    model = copy.deepcopy(wrapper.model).to(dtype)
+    with torch.no_grad():
+        for name, value in [*model.named_parameters(), *model.named_buffers()]:
+            value.copy_(tensors[name])
+    masks = dict(wrapper.named_masks())
+    graph = tp.DependencyGraph().build_dependency(
+        model, example_inputs=torch.randn(1, 3, SIZE, SIZE, dtype=dtype)
+    )
+    for group in damage.groups:
+        if group.root in damage.compact_protected:
+            continue
+        dead = ~masks[f"{group.root}.weight"].flatten(1).any(1)
+        if not dead.any():
+            continue
+        root = model.get_submodule(group.root)
+        handler = tp.prune_linear_out_channels if isinstance(root, nn.Linear) else (
+            tp.prune_conv_out_channels
+        )
+        graph.get_pruning_group(root, handler, torch.nonzero(dead).flatten().tolist()).prune()
+    return model.train(wrapper.training)  # tracing left it in eval mode
+
+
+def _tags(wrapper: SelfDamagingWrapper) -> nn.Module:
+    """The reference pruned the same way, holding each entry's flat index instead."""
+    tensors = {
+        name: torch.arange(v.numel(), dtype=torch.float64).reshape(v.shape)
+        for name, v in [*wrapper.model.named_parameters(), *wrapper.model.named_buffers()]
+    }
+    return _pruned_reference(wrapper, tensors, torch.float64)
+
+
+def _shared(wrapper: SelfDamagingWrapper, name: str) -> Tensor:
+    path, _, attr = name.rpartition(".")
+    if path in wrapper._norm_names and wrapper.twin_norm:
+        return wrapper.twin_norms.get_submodule(path).get_parameter(attr)
+    return wrapper.model.get_parameter(name)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+class TestAgainstPhysicalPruning:
+    def test_output_gradients_and_statistics(self, name: str) -> None:
+        wrapper = _wrap(name)
+        damage = wrapper.damage
+        assert isinstance(damage, ChannelDamage)
+        assert damage.compact_active and damage.fallback_reason is None
+        before = _twin_tensors(wrapper)
+        reference = _pruned_reference(wrapper, before, torch.float32)
+        tags = _tags(wrapper)
+        masks = dict(wrapper.named_masks())
+        x = images(4, SIZE, seed=1)
+        weight = torch.randn(4, 10 if name != "cifar_resnet18" else 128)
+
+        (wrapper.damaged(x) * weight).sum().backward()
+        out = wrapper.damaged(x).detach()  # second pass: statistics updated twice
+        (reference(x) * weight).sum().backward()
+        expected = reference(x).detach()
+        torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-4)
+
+        for ref_name, ref_param in reference.named_parameters():
+            index = tags.get_parameter(ref_name).long().flatten()
+            grad = torch.zeros(index.max() + 1 if index.numel() else 0)
+            full = torch.zeros(_shared(wrapper, ref_name).numel())
+            full[index] = ref_param.grad.flatten()  # type: ignore[union-attr]
+            full = full.reshape(_shared(wrapper, ref_name).shape)
+            if ref_name in masks:
+                full = full * masks[ref_name]
+            got = _shared(wrapper, ref_name).grad
+            got = torch.zeros_like(full) if got is None else got
+            torch.testing.assert_close(got, full, rtol=1e-4, atol=1e-5, msg=ref_name)
+            del grad
+
+        # Running statistics: kept channels equal the reference's, dead ones unchanged.
+        after = _twin_tensors(wrapper)
+        for ref_name, ref_buffer in reference.named_buffers():
+            if not ref_name.endswith(("running_mean", "running_var")):
+                continue
+            index = tags.get_buffer(ref_name).long()
+            torch.testing.assert_close(after[ref_name][index], ref_buffer, msg=ref_name)
+            untouched = torch.ones_like(after[ref_name], dtype=torch.bool)
+            untouched[index] = False
+            assert torch.equal(after[ref_name][untouched], before[ref_name][untouched])
+
+        wrapper.eval()
+        reference.eval()
+        torch.testing.assert_close(wrapper.damaged(x), reference(x), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["cifar_resnet18", "mobilenet_v3_small"])
+@pytest.mark.parametrize("train", [True, False])
+def test_equals_masked_twin_within_a_refresh(name: str, train: bool) -> None:
+    compact, masked = _wrap(name), _wrap(name, compact=False)
+    assert compact.damage.compact_active and not masked.damage.compact_active  # type: ignore[attr-defined]
+    masked.load_state_dict(compact.state_dict())
+    compact.train(train)
+    masked.train(train)
+    x = images(4, SIZE, seed=2)
+    for _ in range(2):
+        torch.testing.assert_close(compact.damaged(x), masked.damaged(x), rtol=1e-4, atol=1e-4)
+    for (key, a), b in zip(compact.state_dict().items(), masked.state_dict().values()):
+        if "running" in key:  # dead channels: masked twin's drift to zero, compact's kept
+            continue
+        torch.testing.assert_close(a, b, msg=key)
+
+
+class TestState:
+    def test_state_dict_deepcopy_pickle_to(self) -> None:
+        wrapper = _wrap("cifar_resnet18")
+        wrapper.refresh_mask()
+        x = images(2, SIZE)
+        wrapper.eval()
+        expected = wrapper.damaged(x)
+        fresh = _wrap("cifar_resnet18")
+        fresh.load_state_dict(wrapper.state_dict())  # masks_changed rebuilds the copy
+        fresh.eval()
+        for other in (fresh, copy.deepcopy(wrapper), pickle.loads(pickle.dumps(wrapper))):
+            assert other.damage.compact_active  # type: ignore[attr-defined]
+            torch.testing.assert_close(other.damaged(x), expected)
+        moved = copy.deepcopy(wrapper).to(torch.float64)
+        torch.testing.assert_close(moved.damaged(x.double()).float(), expected)
+        assert wrapper.damage.settings["compact"] is True
+
+    def test_compact_false_is_todays_masked_twin(self) -> None:
+        wrapper = _wrap("cifar_resnet18", compact=False)
+        damage = wrapper.damage
+        assert isinstance(damage, ChannelDamage)
+        assert not damage.compact_active and damage.fallback_reason is None
+        assert damage.settings["compact"] is False
+
+    def test_adapter_features_keep_their_width(self) -> None:
+        damage = ChannelDamage(0.5, example_inputs=torch.randn(2, 3, SIZE, SIZE))
+        adapter = SimCLRAdapter(cifar_resnet18(width=16), feature_dim=128, damage=damage)
+        assert damage.compact_active
+        loss = adapter(images(4, SIZE), images(4, SIZE, seed=3))
+        loss.backward()
+        assert torch.isfinite(loss)
+
+
+class TestProtectionAndFallback:
+    def test_grouped_convolution_is_protected(self) -> None:
+        wrapper = channel_wrapper()
+        damage = wrapper.damage
+        assert isinstance(damage, ChannelDamage)
+        assert damage.compact_active
+        assert damage.compact_protected["stem.0"] == "grouped convolution grouped.0"
+        masked = channel_wrapper(compact=False)
+        masked.load_state_dict(wrapper.state_dict())
+        for train in (True, False):
+            wrapper.train(train)
+            masked.train(train)
+            torch.testing.assert_close(wrapper.damaged(images()), masked.damaged(images()))
+
+    def test_channel_count_as_python_int_is_protected(self) -> None:
+        class Reshaping(nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.a = nn.Conv2d(3, 8, 3, padding=1)
+                self.b = nn.Conv2d(8, 8, 3, padding=1)
+                self.head = nn.Linear(8, 4)
+
+            def forward(self, x: Tensor) -> Tensor:
+                x = torch.relu(self.a(x))
+                x = x.reshape(x.shape[0], 8, x.shape[2], x.shape[3])  # 8 as a Python int
+                return self.head(torch.relu(self.b(x)).mean((2, 3)))
+
+        torch.manual_seed(0)
+        damage = ChannelDamage(0.5, example_inputs=images(2))
+        wrapper = SelfDamagingWrapper(Reshaping(), damage=damage)
+        assert damage.compact_active
+        assert "a" in damage.compact_protected
+        assert wrapper.damaged(images()).shape == (4, 4)
+
+    def test_falls_back_once_with_the_reason(self) -> None:
+        class DataDependent(ChannelNet):
+            def forward(self, x: Tensor) -> Tensor:
+                if bool(x.sum() > -1e9):  # cannot run on meta tensors
+                    return super().forward(x)
+                return super().forward(-x)
+
+        torch.manual_seed(0)
+        damage = ChannelDamage(0.5, example_inputs=images(2))
+        with pytest.warns(RuntimeWarning, match="compact channel twin unavailable") as record:
+            wrapper = SelfDamagingWrapper(DataDependent(), damage=damage)
+        assert len(record) == 1
+        assert not damage.compact_active
+        assert "cannot run" in str(damage.fallback_reason)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            wrapper.refresh_mask()  # the same reason warns once
+        masked = SelfDamagingWrapper(
+            DataDependent(), damage=ChannelDamage(0.5, example_inputs=images(2), compact=False)
+        )
+        masked.load_state_dict(wrapper.state_dict())
+        torch.testing.assert_close(wrapper.damaged(images()), masked.damaged(images()))
+
+
+def _ddp_wrapper(rank: int) -> SelfDamagingWrapper:
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(8, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(8, 6, 3),
+        nn.Flatten(),
+        nn.Linear(216, 4),
+    )
+    torch.manual_seed(1000 + rank)
+    damage = ChannelDamage(0.5, example_inputs=torch.randn(2, 3, 8, 8), importance="random")
+    wrapper = SelfDamagingWrapper(model, damage=damage)
+    assert damage.compact_active
+    return wrapper
+
+
+class TestDistributed:
+    def test_gradients_match_single_process(self, tmp_path: Path) -> None:
+        gen = torch.Generator().manual_seed(7)
+        batch = torch.randn(8, 3, 8, 8, generator=gen), torch.randn(8, 3, 8, 8, generator=gen)
+        ddp_harness.check_twin_step(_ddp_wrapper, batch, tmp_path)
