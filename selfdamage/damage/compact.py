@@ -163,7 +163,8 @@ class CompactTwin:
         Returns:
             Whatever the model returns; its shapes are the dense model's.
         """
-        assert self._copy is not None and self.active
+        if self._copy is None or not self.active:
+            raise RuntimeError("the compact twin is not active; run the masked twin instead.")
         device = next((p.device for p in model.parameters()), torch.device("cpu"))
         gather = self._on_device.get(device)
         if gather is None:
@@ -180,10 +181,10 @@ class CompactTwin:
             for dim, index in dims:
                 out = out.index_select(dim, index)
             tensors[name] = out
-            if dims and name in substitutes and not isinstance(value, nn.Parameter):
-                if out.is_floating_point():  # running statistics, updated in place
-                    dim, index = dims[0]
-                    written.append((source, dim, index, out))
+            stats = not isinstance(value, nn.Parameter) and out.is_floating_point()
+            if dims and stats and name in substitutes:  # running statistics, updated in place
+                dim, index = dims[0]
+                written.append((source, dim, index, out))
         for dense, twin in zip(model.modules(), self._copy.modules()):
             twin.training = dense.training
         result = functional_call(self._copy, tensors, args, dict(kwargs), strict=False)
@@ -209,9 +210,11 @@ def _meta_copy(model: nn.Module) -> nn.Module:
     memo: dict[int, Any] = {}
     for tensor in [*model.parameters(), *model.buffers()]:
         placeholder = torch.empty(tensor.shape, dtype=tensor.dtype, device="meta")
-        memo[id(tensor)] = nn.Parameter(placeholder, tensor.requires_grad) if isinstance(
-            tensor, nn.Parameter
-        ) else placeholder
+        memo[id(tensor)] = (
+            nn.Parameter(placeholder, tensor.requires_grad)
+            if isinstance(tensor, nn.Parameter)
+            else placeholder
+        )
     try:
         return copy.deepcopy(model, memo)
     except Exception as error:
@@ -284,7 +287,9 @@ def _find_protected(
     return protected
 
 
-def _plan(model: nn.Module, groups: Sequence[ChannelGroup], dead: Sequence[Tensor | None]) -> _Gather:
+def _plan(
+    model: nn.Module, groups: Sequence[ChannelGroup], dead: Sequence[Tensor | None]
+) -> _Gather:
     """Kept indices per parameter and dimension, for the dead channels of each group."""
     lost: dict[tuple[str, int], Tensor] = {}
     for group, group_dead in zip(groups, dead):
@@ -334,10 +339,10 @@ def _resize(
         twin = copy_.get_submodule(path)
         shapes: dict[str, tuple[int, ...]] = {}
         for attr, value in dense.named_parameters(recurse=False):
-            shape = list(value.shape)
+            sizes = list(value.shape)
             for dim, index in gather.get(f"{path}.{attr}" if path else attr, ()):
-                shape[dim] = len(index)
-            shapes[attr] = tuple(shape)
+                sizes[dim] = len(index)
+            shapes[attr] = tuple(sizes)
         _set_counts(path, dense, twin, shapes)
         for attr, shape in shapes.items():
             value = dense.get_parameter(attr)
@@ -353,7 +358,9 @@ def _resize(
                     )
 
 
-def _set_counts(path: str, dense: nn.Module, twin: nn.Module, shapes: Mapping[str, tuple[int, ...]]) -> None:
+def _set_counts(
+    path: str, dense: nn.Module, twin: nn.Module, shapes: Mapping[str, tuple[int, ...]]
+) -> None:
     """Sets the channel-count attributes of one module of the copy from its new shapes."""
     weight = shapes.get("weight")
     if weight is None:
@@ -364,32 +371,36 @@ def _set_counts(path: str, dense: nn.Module, twin: nn.Module, shapes: Mapping[st
         if dense.transposed:
             if dense.groups != 1:
                 raise CompactUnsupported(f"grouped transposed convolution {path}")
-            twin.in_channels, twin.out_channels = weight[0], weight[1]
+            _set(twin, in_channels=weight[0], out_channels=weight[1])
             return
         if dense.groups == 1:
-            twin.out_channels, twin.in_channels = weight[0], weight[1]
+            _set(twin, out_channels=weight[0], in_channels=weight[1])
             return
         if _grouped(dense) or weight[1] != 1:
             if weight != tuple(dense.weight.shape):
                 raise CompactUnsupported(f"uneven cut of grouped convolution {path}")
             return
-        twin.groups = twin.in_channels = twin.out_channels = weight[0]
+        _set(twin, groups=weight[0], in_channels=weight[0], out_channels=weight[0])
     elif isinstance(dense, nn.Linear):
-        twin.out_features, twin.in_features = weight[0], weight[1]
+        _set(twin, out_features=weight[0], in_features=weight[1])
     elif isinstance(dense, _NormBase):  # BatchNorm, SyncBatchNorm, InstanceNorm
-        twin.num_features = weight[0]
+        _set(twin, num_features=weight[0])
     elif isinstance(dense, nn.LayerNorm):
         if len(dense.normalized_shape) != 1:
             raise CompactUnsupported(f"LayerNorm over more than one dimension at {path}")
-        twin.normalized_shape = (weight[0],)
+        _set(twin, normalized_shape=(weight[0],))
     elif isinstance(dense, nn.GroupNorm):
         if weight[0] % dense.num_groups:
             raise CompactUnsupported(
                 f"GroupNorm {path} with {dense.num_groups} groups cannot keep {weight[0]} channels"
             )
-        twin.num_channels = weight[0]
+        _set(twin, num_channels=weight[0])
     elif isinstance(dense, nn.PReLU):
-        twin.num_parameters = weight[0]
+        _set(twin, num_parameters=weight[0])
     elif weight != tuple(dense.get_parameter("weight").shape):
         raise CompactUnsupported(f"the channel count of {path} ({type(dense).__name__}) is unknown")
 
+
+def _set(module: nn.Module, **values: Any) -> None:
+    for name, value in values.items():
+        setattr(module, name, value)

@@ -34,7 +34,9 @@ def _no_dropout(model: nn.Module) -> nn.Module:
 MODELS: dict[str, Callable[[], nn.Module]] = {
     "cifar_resnet18": lambda: cifar_resnet18(width=16),
     "resnet50": lambda: torchvision.models.resnet50(num_classes=10),
-    "mobilenet_v3_small": lambda: _no_dropout(torchvision.models.mobilenet_v3_small(num_classes=10)),
+    "mobilenet_v3_small": lambda: _no_dropout(
+        torchvision.models.mobilenet_v3_small(num_classes=10)
+    ),
     "efficientnet_b0": lambda: _no_dropout(torchvision.models.efficientnet_b0(num_classes=10)),
 }
 
@@ -53,9 +55,11 @@ def _twin_tensors(wrapper: SelfDamagingWrapper) -> dict[str, Tensor]:
     for name, value in [*wrapper.model.named_parameters(), *wrapper.model.named_buffers()]:
         path, _, attr = name.rpartition(".")
         if path in wrapper._norm_names:
-            value = wrapper.twin_norms.get_submodule(path).get_buffer(attr) if attr.startswith(
-                ("running", "num_")
-            ) else wrapper.twin_norms.get_submodule(path).get_parameter(attr)
+            value = (
+                wrapper.twin_norms.get_submodule(path).get_buffer(attr)
+                if attr.startswith(("running", "num_"))
+                else wrapper.twin_norms.get_submodule(path).get_parameter(attr)
+            )
         out[name] = value.detach() * masks[name] if name in masks else value.detach().clone()
     return out
 
@@ -85,8 +89,10 @@ def _pruned_reference(
         if not dead.any():
             continue
         root = model.get_submodule(group.root)
-        handler = tp.prune_linear_out_channels if isinstance(root, nn.Linear) else (
-            tp.prune_conv_out_channels
+        handler = (
+            tp.prune_linear_out_channels
+            if isinstance(root, nn.Linear)
+            else (tp.prune_conv_out_channels)
         )
         graph.get_pruning_group(root, handler, torch.nonzero(dead).flatten().tolist()).prune()
     return model.train(wrapper.training)  # tracing left it in eval mode
