@@ -5,7 +5,10 @@ Compares, on the same model, batch and loss (lightly's NTXentLoss):
 - ``plain``: ``loss(model(x0), model(x1))``, the base method (e.g. SimCLR);
 - ``selfdamage``: ``loss(wrapper(x0), wrapper.damaged(x1))``, one backward;
 - ``reference``: the SDCLR reference recipe, three forward passes (a no-grad twin pass, a
-  dense pass, a twin pass again) and two backward passes.
+  dense pass, a twin pass again) and two backward passes;
+- ``channel-R`` (one per ``--channel-ratios``): the ``selfdamage`` step with
+  ``ChannelDamage(R)``, whose compact twin runs on a physically smaller copy of the model;
+  ``channel-R-masked`` the same with ``compact=False`` (with ``--masked``).
 
 Each step includes backward and an SGD update. Variants are interleaved round by round so
 machine noise hits them alike; the report gives the median time per step, the spread
@@ -14,6 +17,7 @@ machine noise hits them alike; the report gives the median time per step, the sp
 Run:
     python benchmarks/step_cost.py                 # CIFAR-style ResNet-18, batch 64
     python benchmarks/step_cost.py --rounds 3 --batch-size 128 --json out.json
+    python benchmarks/step_cost.py --channel-ratios 0.3 0.5 0.7 --masked
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from collections.abc import Callable
 import torch
 from lightly.loss import NTXentLoss
 
-from selfdamage import SelfDamagingWrapper
+from selfdamage import ChannelDamage, SelfDamagingWrapper
 from selfdamage.backbones import cifar_resnet18
 
 
@@ -39,6 +43,16 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument(
+        "--channel-ratios",
+        type=float,
+        nargs="*",
+        default=[0.5],
+        help="prune_ratio of each channel-damage variant (none: no channel variant)",
+    )
+    parser.add_argument(
+        "--masked", action="store_true", help="also time channel damage with compact=False"
+    )
     args = parser.parse_args()
 
     torch.manual_seed(0)
@@ -46,7 +60,7 @@ def main() -> None:
     wrapper = SelfDamagingWrapper(cifar_resnet18(width=args.width), prune_ratio=0.9).to(device)
     model = wrapper.model
     criterion = NTXentLoss(temperature=0.2)
-    optimizer = torch.optim.SGD(wrapper.parameters(), lr=1e-3, momentum=0.9)
+    optimizers = [torch.optim.SGD(wrapper.parameters(), lr=1e-3, momentum=0.9)]
     shape = (args.batch_size, 3, args.image_size, args.image_size)
     x0, x1 = torch.randn(shape, device=device), torch.randn(shape, device=device)
 
@@ -68,14 +82,28 @@ def main() -> None:
         "selfdamage": selfdamage,
         "reference": reference,
     }
+    shared = model.state_dict()
+    example = torch.randn(2, 3, args.image_size, args.image_size)
+    for ratio in args.channel_ratios:
+        for compact in (True, False) if args.masked else (True,):
+            channel_model = cifar_resnet18(width=args.width)
+            channel_model.load_state_dict(shared)
+            damage = ChannelDamage(ratio, example_inputs=example, compact=compact)
+            channel = SelfDamagingWrapper(channel_model, damage=damage).to(device)
+            if compact and not damage.compact_active:
+                raise RuntimeError(f"compact twin fell back: {damage.fallback_reason}")
+            name = f"channel-{ratio:g}" + ("" if compact else "-masked")
+            variants[name] = _channel_step(channel, criterion, x0, x1)
+            optimizers.append(torch.optim.SGD(channel.parameters(), lr=1e-3, momentum=0.9))
 
     def timed(step: Callable[[], None]) -> float:
         if device.type == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
         step()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        for optimizer in optimizers:  # only the stepped variant's parameters have gradients
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
         if device.type == "cuda":
             torch.cuda.synchronize()
         return time.perf_counter() - start
@@ -102,13 +130,22 @@ def main() -> None:
         f"{args.image_size}px, {args.device}, {torch.get_num_threads()} threads, "
         f"{args.rounds} rounds"
     )
-    print(f"{'variant':<12}{'median s':>10}{'min-max s':>18}{'x plain':>10}")
+    print(f"{'variant':<20}{'median s':>10}{'min-max s':>18}{'x plain':>10}")
     for name, r in results.items():
         spread = f"{r['min_s']:.3f}-{r['max_s']:.3f}"
-        print(f"{name:<12}{r['median_s']:>10.3f}{spread:>18}{r['ratio_to_plain']:>10.3f}")
+        print(f"{name:<20}{r['median_s']:>10.3f}{spread:>18}{r['ratio_to_plain']:>10.3f}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"settings": vars(args), "results": results}, f, indent=2)
+
+
+def _channel_step(
+    wrapper: SelfDamagingWrapper, criterion: torch.nn.Module, x0: torch.Tensor, x1: torch.Tensor
+) -> Callable[[], None]:
+    def step() -> None:
+        criterion(wrapper(x0), wrapper.damaged(x1)).backward()
+
+    return step
 
 
 if __name__ == "__main__":

@@ -57,6 +57,7 @@ class TestArguments:
             "importance": "GroupMagnitudeImportance",
             "max_channel_ratio": 0.8,
             "prunable": "Conv2d",
+            "compact": True,
         }
 
     def test_unknown_importance(self) -> None:
