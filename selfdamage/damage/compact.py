@@ -83,7 +83,7 @@ class CompactTwin:
         self._copy: nn.Module | None = None
         self._gather: _Gather = {}
         self._masked: frozenset[str] = frozenset()
-        self._on_device: dict[torch.device, _Gather] = {}
+        self._on_device: dict[torch.device, dict[str, tuple[Tensor, ...]]] = {}
         self._expected: list[torch.Size] | None = None
 
     # -- per refresh ---------------------------------------------------------------------
@@ -166,25 +166,29 @@ class CompactTwin:
         if self._copy is None or not self.active:
             raise RuntimeError("the compact twin is not active; run the masked twin instead.")
         device = next((p.device for p in model.parameters()), torch.device("cpu"))
+        named = _named_tensors(model)
         gather = self._on_device.get(device)
         if gather is None:
-            gather = {n: tuple((d, i.to(device)) for d, i in g) for n, g in self._gather.items()}
+            gather = {
+                name: _open_mesh(value.shape, self._gather[name], device)
+                for name, value in named
+                if name in self._gather
+            }
             self._on_device[device] = gather
         tensors: dict[str, Tensor] = {}
         written: list[tuple[Tensor, int, Tensor, Tensor]] = []
-        for name, value in _named_tensors(model):
+        for name, value in named:
             source = substitutes.get(name, value)
             if name in self._masked:
                 source = source * masks[name]
-            dims = gather.get(name, ())
-            out = source
-            for dim, index in dims:
-                out = out.index_select(dim, index)
+            mesh = gather.get(name)
+            out = source if mesh is None else _Take.apply(source, mesh)
             tensors[name] = out
+            dims = self._gather.get(name, ())
             stats = not isinstance(value, nn.Parameter) and out.is_floating_point()
             if dims and stats and name in substitutes:  # running statistics, updated in place
                 dim, index = dims[0]
-                written.append((source, dim, index, out))
+                written.append((source, dim, index.to(device), out))
         for dense, twin in zip(model.modules(), self._copy.modules()):
             twin.training = dense.training
         result = functional_call(self._copy, tensors, args, dict(kwargs), strict=False)
@@ -193,6 +197,40 @@ class CompactTwin:
                 for full, dim, index, part in written:
                     full.index_copy_(dim, index, part)
         return result
+
+
+class _Take(torch.autograd.Function):
+    """``tensor[index]`` for an open mesh of unique indices; backward copies, never adds.
+
+    The gradient of ``index_select`` on CPU adds into a zero tensor with ``scatter_add``
+    (slow along inner dimensions); the kept indices are unique, so a plain copy is enough.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, tensor: Tensor, index: tuple[Tensor, ...]) -> Tensor:
+        ctx.shape, ctx.index = tensor.shape, index
+        return tensor[index]
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
+        full = grad.new_zeros(ctx.shape)
+        full[ctx.index] = grad
+        return full, None
+
+
+def _open_mesh(
+    shape: torch.Size, dims: Sequence[tuple[int, Tensor]], device: torch.device
+) -> tuple[Tensor, ...]:
+    """Broadcastable indices over the leading dimensions (``numpy.ix_``), kept ones per dim."""
+    by_dim = dict(dims)
+    count = max(by_dim) + 1
+    mesh = []
+    for dim in range(count):
+        index = by_dim.get(dim)
+        if index is None:
+            index = torch.arange(shape[dim])
+        mesh.append(index.to(device).view(-1, *([1] * (count - 1 - dim))))
+    return tuple(mesh)
 
 
 def _to_meta(inputs: Any) -> Any:
