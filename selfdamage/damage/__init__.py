@@ -8,7 +8,7 @@
 Behind them, one concern per module: :mod:`~selfdamage.damage.selection` (channel
 selection maths), :mod:`~selfdamage.damage.tracing` (torch-pruning's dependency graph),
 :mod:`~selfdamage.damage.importance` (channel scores), :mod:`~selfdamage.damage.reports`
-(sparsity read from masks).
+(sparsity read from masks), :mod:`~selfdamage.damage.compact` (the compact channel twin).
 """
 
 from __future__ import annotations

@@ -26,7 +26,6 @@ masked twin: :attr:`CompactTwin.fallback_reason` says why.
 
 from __future__ import annotations
 
-import copy
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -35,19 +34,23 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 from torch.nn.modules.batchnorm import _NormBase
-from torch.nn.modules.conv import _ConvNd
 
+from selfdamage.damage.compact_copy import (
+    CompactUnsupported,
+    Gather,
+    find_protected,
+    meta_copy,
+    output_shapes,
+    plan_gather,
+    resize,
+    to_meta,
+)
 from selfdamage.damage.reports import dead_channels
 from selfdamage.damage.tracing import ChannelGroup
 
 __all__ = ["CompactTwin"]
 
 # Per parameter: ((dim, kept indices), ...) for each dimension that loses entries.
-_Gather = dict[str, tuple[tuple[int, Tensor], ...]]
-
-
-class CompactUnsupported(Exception):
-    """The copy cannot be made; the message names the reason."""
 
 
 class CompactTwin:
@@ -75,13 +78,13 @@ class CompactTwin:
     """
 
     def __init__(self, example_inputs: Any) -> None:
-        self.example = _to_meta(example_inputs)
+        self.example = to_meta(example_inputs)
         self.active = False
         self.fallback_reason: str | None = None
         self.protected: dict[str, str] | None = None
         self._warned: set[str] = set()
         self._copy: nn.Module | None = None
-        self._gather: _Gather = {}
+        self._gather: Gather = {}
         self._masked: frozenset[str] = frozenset()
         self._on_device: dict[torch.device, dict[str, tuple[Tensor, ...]]] = {}
         self._expected: list[torch.Size] | None = None
@@ -101,15 +104,15 @@ class CompactTwin:
         self._on_device = {}
         try:
             if self._copy is None:
-                self._copy = _meta_copy(model)
-                self._expected = _output_shapes(self._copy, self.example)
+                self._copy = meta_copy(model)
+                self._expected = output_shapes(self._copy, self.example)
             if self.protected is None:
-                self.protected = _find_protected(model, self._copy, groups, self.example)
+                self.protected = find_protected(model, self._copy, groups, self.example)
             keep = {i for i, g in enumerate(groups) if g.root not in self.protected}
             dead = [dead_channels(g, masks) if i in keep else None for i, g in enumerate(groups)]
-            gather = _plan(model, groups, dead)
-            _resize(model, self._copy, gather, groups)
-            shapes = _output_shapes(self._copy, self.example)
+            gather = plan_gather(model, groups, dead)
+            resize(model, self._copy, gather, groups)
+            shapes = output_shapes(self._copy, self.example)
             if shapes != self._expected:
                 raise CompactUnsupported(
                     f"the compact copy's output shapes {shapes} differ from the dense "
@@ -233,120 +236,11 @@ def _open_mesh(
     return tuple(mesh)
 
 
-def _to_meta(inputs: Any) -> Any:
-    if isinstance(inputs, Tensor):
-        return torch.empty(inputs.shape, dtype=inputs.dtype, device="meta")
-    if isinstance(inputs, dict):
-        return {k: _to_meta(v) for k, v in inputs.items()}
-    if isinstance(inputs, (tuple, list)):
-        return type(inputs)(_to_meta(v) for v in inputs)
-    return inputs
-
-
-def _meta_copy(model: nn.Module) -> nn.Module:
-    """A deep copy of ``model`` whose parameters and buffers are ``meta`` placeholders."""
-    memo: dict[int, Any] = {}
-    for tensor in [*model.parameters(), *model.buffers()]:
-        placeholder = torch.empty(tensor.shape, dtype=tensor.dtype, device="meta")
-        memo[id(tensor)] = (
-            nn.Parameter(placeholder, tensor.requires_grad)
-            if isinstance(tensor, nn.Parameter)
-            else placeholder
-        )
-    try:
-        return copy.deepcopy(model, memo)
-    except Exception as error:
-        raise CompactUnsupported(
-            f"the model cannot be deep-copied ({type(error).__name__}: {error})"
-        ) from error
-
-
 def _named_tensors(model: nn.Module) -> list[tuple[str, Tensor]]:
     return [*model.named_parameters(), *model.named_buffers()]
 
 
-def _output_shapes(copy_: nn.Module, example: Any) -> list[torch.Size]:
-    """Shapes of the copy's outputs on the meta example, in eval mode (modes restored)."""
-    modes = [(m, m.training) for m in copy_.modules()]
-    copy_.eval()
-    try:
-        if isinstance(example, dict):
-            out = copy_(**example)
-        elif isinstance(example, (tuple, list)):
-            out = copy_(*example)
-        else:
-            out = copy_(example)
-    except Exception as error:
-        raise CompactUnsupported(
-            f"the compact copy cannot run ({type(error).__name__}: {error})"
-        ) from error
-    finally:
-        for module, mode in modes:
-            module.training = mode
-    leaves = torch.utils._pytree.tree_leaves(out)
-    return [leaf.shape for leaf in leaves if isinstance(leaf, Tensor)]
-
-
-def _grouped(module: nn.Module) -> bool:
-    """A grouped convolution that is not depthwise (its channels cannot be cut unevenly)."""
-    if not isinstance(module, _ConvNd) or module.groups == 1:
-        return False
-    return not (module.groups == module.in_channels == module.out_channels)
-
-
-def _find_protected(
-    model: nn.Module, copy_: nn.Module, groups: Sequence[ChannelGroup], example: Any
-) -> dict[str, str]:
-    """Groups kept at full size in the copy, ``{root: why}``; found once.
-
-    A group is protected if it touches a grouped (not depthwise) convolution, or if
-    removing one of its channels changes the output shapes or breaks the forward pass
-    (checked on ``meta`` tensors, one group at a time).
-    """
-    expected = _output_shapes(copy_, example)
-    protected: dict[str, str] = {}
-    for i, group in enumerate(groups):
-        grouped = [n for n in group.layers if _grouped(model.get_submodule(n))]
-        if grouped:
-            protected[group.root] = f"grouped convolution {grouped[0]}"
-            continue
-        dead: list[Tensor | None] = [None] * len(groups)
-        dead[i] = torch.zeros(group.channels, dtype=torch.bool)
-        dead[i][0] = True  # type: ignore[index]
-        try:
-            _resize(model, copy_, _plan(model, groups, dead), groups)
-            shapes = _output_shapes(copy_, example)
-        except CompactUnsupported as error:
-            protected[group.root] = str(error)
-            continue
-        if shapes != expected:
-            protected[group.root] = "its channels reach the model output"
-    _resize(model, copy_, {}, groups)
-    return protected
-
-
-def _plan(
-    model: nn.Module, groups: Sequence[ChannelGroup], dead: Sequence[Tensor | None]
-) -> _Gather:
-    """Kept indices per parameter and dimension, for the dead channels of each group."""
-    lost: dict[tuple[str, int], Tensor] = {}
-    for group, group_dead in zip(groups, dead):
-        if group_dead is None or not bool(group_dead.any()):
-            continue
-        for s in group._slices:
-            key = (s.param, s.dim)
-            if key not in lost:
-                size = model.get_parameter(s.param).shape[s.dim]
-                lost[key] = torch.zeros(size, dtype=torch.bool)
-            lost[key][s.index[group_dead[s.root]]] = True
-    gather: dict[str, list[tuple[int, Tensor]]] = {}
-    for (param, dim), gone in sorted(lost.items()):
-        if bool(gone.any()):
-            gather.setdefault(param, []).append((dim, torch.nonzero(~gone).flatten()))
-    return {name: tuple(dims) for name, dims in gather.items()}
-
-
-def _with_buffers(model: nn.Module, gather: _Gather) -> _Gather:
+def _with_buffers(model: nn.Module, gather: Gather) -> Gather:
     """Adds the running statistics of normalization layers whose parameters are gathered."""
     out = dict(gather)
     for name, module in model.named_modules():
@@ -365,80 +259,3 @@ def _gathered(tensor: Tensor, dims: Sequence[tuple[int, Tensor]]) -> Tensor:
     for dim, index in dims:
         tensor = tensor.index_select(dim, index.to(tensor.device))
     return tensor
-
-
-def _resize(
-    model: nn.Module, copy_: nn.Module, gather: _Gather, groups: Sequence[ChannelGroup]
-) -> None:
-    """Sets the copy's channel counts and placeholders for ``gather`` (all others: full)."""
-    touched = {s.param.rpartition(".")[0] for g in groups for s in g._slices}
-    for path in sorted(touched):
-        dense = model.get_submodule(path)
-        twin = copy_.get_submodule(path)
-        shapes: dict[str, tuple[int, ...]] = {}
-        for attr, value in dense.named_parameters(recurse=False):
-            sizes = list(value.shape)
-            for dim, index in gather.get(f"{path}.{attr}" if path else attr, ()):
-                sizes[dim] = len(index)
-            shapes[attr] = tuple(sizes)
-        _set_counts(path, dense, twin, shapes)
-        for attr, shape in shapes.items():
-            value = dense.get_parameter(attr)
-            twin._parameters[attr] = nn.Parameter(
-                torch.empty(shape, dtype=value.dtype, device="meta"), value.requires_grad
-            )
-        if isinstance(dense, _NormBase) and "weight" in shapes:
-            for attr in ("running_mean", "running_var"):
-                buffer = getattr(dense, attr, None)
-                if isinstance(buffer, Tensor):
-                    twin._buffers[attr] = torch.empty(
-                        shapes["weight"][:1], dtype=buffer.dtype, device="meta"
-                    )
-
-
-def _set_counts(
-    path: str, dense: nn.Module, twin: nn.Module, shapes: Mapping[str, tuple[int, ...]]
-) -> None:
-    """Sets the channel-count attributes of one module of the copy from its new shapes."""
-    weight = shapes.get("weight")
-    if weight is None:
-        if shapes:
-            raise CompactUnsupported(f"{path} ({type(dense).__name__}) has no weight to size")
-        return
-    if isinstance(dense, _ConvNd):
-        if dense.transposed:
-            if dense.groups != 1:
-                raise CompactUnsupported(f"grouped transposed convolution {path}")
-            _set(twin, in_channels=weight[0], out_channels=weight[1])
-            return
-        if dense.groups == 1:
-            _set(twin, out_channels=weight[0], in_channels=weight[1])
-            return
-        if _grouped(dense) or weight[1] != 1:
-            if weight != tuple(dense.weight.shape):
-                raise CompactUnsupported(f"uneven cut of grouped convolution {path}")
-            return
-        _set(twin, groups=weight[0], in_channels=weight[0], out_channels=weight[0])
-    elif isinstance(dense, nn.Linear):
-        _set(twin, out_features=weight[0], in_features=weight[1])
-    elif isinstance(dense, _NormBase):  # BatchNorm, SyncBatchNorm, InstanceNorm
-        _set(twin, num_features=weight[0])
-    elif isinstance(dense, nn.LayerNorm):
-        if len(dense.normalized_shape) != 1:
-            raise CompactUnsupported(f"LayerNorm over more than one dimension at {path}")
-        _set(twin, normalized_shape=(weight[0],))
-    elif isinstance(dense, nn.GroupNorm):
-        if weight[0] % dense.num_groups:
-            raise CompactUnsupported(
-                f"GroupNorm {path} with {dense.num_groups} groups cannot keep {weight[0]} channels"
-            )
-        _set(twin, num_channels=weight[0])
-    elif isinstance(dense, nn.PReLU):
-        _set(twin, num_parameters=weight[0])
-    elif weight != tuple(dense.get_parameter("weight").shape):
-        raise CompactUnsupported(f"the channel count of {path} ({type(dense).__name__}) is unknown")
-
-
-def _set(module: nn.Module, **values: Any) -> None:
-    for name, value in values.items():
-        setattr(module, name, value)
