@@ -12,6 +12,7 @@ import pytest
 import torch
 import torch_pruning as tp
 import torchvision
+from fixtures.make_v0_1_checkpoints import tiny_model
 from torch import Tensor, nn
 
 from selfdamage import ChannelDamage, SelfDamagingWrapper
@@ -21,6 +22,7 @@ from tests import ddp_harness
 from tests.damage.helpers import ChannelNet, channel_wrapper, images
 
 SIZE = 32
+FIXTURES = Path(__file__).parents[1] / "fixtures"
 
 
 def _no_dropout(model: nn.Module) -> nn.Module:
@@ -196,6 +198,16 @@ class TestState:
         moved = copy.deepcopy(wrapper).to(torch.float64)
         torch.testing.assert_close(moved.damaged(x.double()).float(), expected)
         assert wrapper.damage.settings["compact"] is True
+
+    def test_v0_1_channel_checkpoint(self) -> None:
+        saved = torch.load(FIXTURES / "v0_1_wrapper_channel.pt", weights_only=True)
+        damage = ChannelDamage(0.5, example_inputs=saved["input"][:2])
+        wrapper = SelfDamagingWrapper(tiny_model(), damage=damage)
+        wrapper.load_state_dict(saved["state_dict"])  # strict: the format did not change
+        assert damage.compact_active
+        with torch.no_grad():
+            twin = wrapper.eval().damaged(saved["input"])
+        torch.testing.assert_close(twin, saved["twin"], rtol=1e-5, atol=1e-6)
 
     def test_compact_false_is_todays_masked_twin(self) -> None:
         wrapper = _wrap("cifar_resnet18", compact=False)
