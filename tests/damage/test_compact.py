@@ -67,7 +67,10 @@ def _twin_tensors(wrapper: SelfDamagingWrapper) -> dict[str, Tensor]:
 
 
 def _pruned_reference(
-    wrapper: SelfDamagingWrapper, tensors: dict[str, Tensor], dtype: torch.dtype
+    wrapper: SelfDamagingWrapper,
+    tensors: dict[str, Tensor],
+    dtype: torch.dtype,
+    example: Tensor | None = None,
 ) -> nn.Module:
     """A deep copy holding ``tensors``, physically pruned by torch-pruning.
 
@@ -81,9 +84,8 @@ def _pruned_reference(
         for name, value in [*model.named_parameters(), *model.named_buffers()]:
             value.copy_(tensors[name])
     masks = dict(wrapper.named_masks())
-    graph = tp.DependencyGraph().build_dependency(
-        model, example_inputs=torch.randn(1, 3, SIZE, SIZE, dtype=dtype)
-    )
+    example = torch.randn(1, 3, SIZE, SIZE) if example is None else example
+    graph = tp.DependencyGraph().build_dependency(model, example_inputs=example.to(dtype))
     for group in damage.groups:
         if group.root in damage.compact_protected:
             continue
@@ -100,13 +102,13 @@ def _pruned_reference(
     return model.train(wrapper.training)  # tracing left it in eval mode
 
 
-def _tags(wrapper: SelfDamagingWrapper) -> nn.Module:
+def _tags(wrapper: SelfDamagingWrapper, example: Tensor | None = None) -> nn.Module:
     """The reference pruned the same way, holding each entry's flat index instead."""
     tensors = {
         name: torch.arange(v.numel(), dtype=torch.float64).reshape(v.shape)
         for name, v in [*wrapper.model.named_parameters(), *wrapper.model.named_buffers()]
     }
-    return _pruned_reference(wrapper, tensors, torch.float64)
+    return _pruned_reference(wrapper, tensors, torch.float64, example)
 
 
 def _shared(wrapper: SelfDamagingWrapper, name: str) -> Tensor:
@@ -180,6 +182,41 @@ def test_equals_masked_twin_within_a_refresh(name: str, train: bool) -> None:
         if "running" in key:  # dead channels: masked twin's drift to zero, compact's kept
             continue
         torch.testing.assert_close(a, b, msg=key)
+
+
+def test_layer_norm_model_equals_physical_pruning_not_masking() -> None:
+    """Over channels, LayerNorm sees the masked twin's zeros; the compact twin is the pruned net."""
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Linear(6, 16),
+        nn.LayerNorm(16),
+        nn.ReLU(),
+        nn.Linear(16, 12),
+        nn.ReLU(),
+        nn.Linear(12, 3),
+    )
+    x = torch.randn(5, 6)
+    damage = ChannelDamage(0.5, example_inputs=x[:2], prunable=(nn.Linear,))
+    wrapper = SelfDamagingWrapper(model, damage=damage)
+    assert damage.compact_active
+    reference = _pruned_reference(wrapper, _twin_tensors(wrapper), torch.float32, x[:1])
+    tags = _tags(wrapper, x[:1])
+    assert reference[1].normalized_shape[0] < 16  # the LayerNorm lost channels
+    weight = torch.randn(5, 3)
+    (wrapper.damaged(x) * weight).sum().backward()
+    (reference(x) * weight).sum().backward()
+    torch.testing.assert_close(wrapper.damaged(x), reference(x))
+    for name, param in reference.named_parameters():
+        full = torch.zeros(model.get_parameter(name).numel())
+        full[tags.get_parameter(name).long().flatten()] = param.grad.flatten()  # type: ignore[union-attr]
+        grad = model.get_parameter(name).grad
+        torch.testing.assert_close(grad, full.reshape(grad.shape), msg=name)  # type: ignore[union-attr]
+    masked = SelfDamagingWrapper(
+        copy.deepcopy(model),
+        damage=ChannelDamage(0.5, example_inputs=x[:2], prunable=(nn.Linear,), compact=False),
+    )
+    masked.load_state_dict(wrapper.state_dict())
+    assert not torch.allclose(masked.damaged(x), wrapper.damaged(x))
 
 
 class TestState:
