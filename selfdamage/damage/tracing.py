@@ -10,6 +10,7 @@ index tensors (:class:`ChannelGroup`), and the graph is dropped, so the result s
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,7 +20,13 @@ import torch_pruning as tp
 from torch import Tensor, nn
 from torch.nn.modules.conv import _ConvNd
 
-__all__ = ["ChannelGroup", "resolve_ignored", "tp_group", "trace_groups"]
+__all__ = [
+    "ChannelGroup",
+    "resolve_ignored",
+    "tp_group",
+    "trace_groups",
+    "unfollowable_reshapes",
+]
 
 # Root layers of channel groups: their output channels define the groups.
 _ROOT_TYPES = (_ConvNd, nn.Linear)
@@ -151,15 +158,44 @@ def trace_groups(
             group is prunable.
     """
     ignored = resolve_ignored(model, ignored_layers)
-    groups, skipped = _plan_groups(model, example_inputs, select, ignored, importance)
+    groups, skipped, unselected = _plan_groups(model, example_inputs, select, ignored, importance)
     if not groups:
         reasons = "; ".join(f"{k}: {v}" for k, v in list(skipped.items())[:8])
         detail = reasons or "no convolution or linear layer was traced"
         raise ValueError(
-            f"model has no prunable channel group ({detail}). Check prunable, "
-            "ignored_layers and importance."
+            f"model has no prunable channel group ({detail}). "
+            + _prunable_hint(model, select, unselected)
         )
     return groups, skipped
+
+
+def _prunable_hint(
+    model: nn.Module,
+    select: Callable[[str, nn.Module], bool],
+    unselected: Mapping[str, set[type[nn.Module]]],
+) -> str:
+    """How to fix "no prunable group": the ``prunable`` that would make groups prunable."""
+    if not unselected:
+        return "Check prunable, ignored_layers and importance."
+    missing = set().union(*unselected.values())
+    chosen = {
+        type(m)
+        for name, m in model.named_modules()
+        if isinstance(m, _ROOT_TYPES) and select(name, m)
+    }
+    suggested = [_type_name(t) for t in sorted(chosen | missing, key=_type_name)]
+    spelled = f"({suggested[0]},)" if len(suggested) == 1 else f"({', '.join(suggested)})"
+    count = len(unselected)
+    return (
+        f"prunable must also select {', '.join(sorted(_type_name(t) for t in missing))} here: "
+        f"prunable={spelled} would make {count} channel group{'s' if count > 1 else ''} "
+        "prunable (rooted at or coupled to those layers). Or check ignored_layers and "
+        "importance."
+    )
+
+
+def _type_name(t: type) -> str:
+    return f"nn.{t.__name__}" if getattr(nn, t.__name__, None) is t else t.__qualname__
 
 
 def _call(model: nn.Module, inputs: Any) -> Any:
@@ -190,34 +226,118 @@ def _prepare_inputs(model: nn.Module, example_inputs: Any) -> Any:
 def _build_graph(model: nn.Module, example_inputs: Any) -> tuple[Any, set[Any]]:
     """torch-pruning's dependency graph of ``model`` and its output ``grad_fn`` s.
 
-    Tracing puts the model in eval mode; every module's mode is restored afterwards.
+    Three steps, each with its own error: the model runs on ``example_inputs`` (else the
+    input is at fault); its autograd graph holds no reshape torch-pruning cannot follow
+    (:func:`unfollowable_reshapes`); torch-pruning traces it (else its dependency graph
+    is at fault). Tracing puts the model in eval mode; every module's mode is restored
+    afterwards.
     """
     modes = [(m, m.training) for m in model.modules()]
     outputs: list[Any] = []
+    model_name = type(model).__name__
 
     def keep_outputs(out: Any) -> Any:
         outputs.extend(tp.utils.flatten_as_list(out))
         return out
 
     try:
-        with torch.enable_grad():
-            graph = tp.DependencyGraph().build_dependency(
-                model,
-                example_inputs=_prepare_inputs(model, example_inputs),
-                forward_fn=_call,
-                output_transform=keep_outputs,
-                verbose=False,
+        model.eval()  # as torch-pruning traces
+        inputs = _prepare_inputs(model, example_inputs)
+        try:
+            with torch.enable_grad():
+                out = _call(model, inputs)
+        except Exception as error:
+            raise ValueError(
+                f"could not trace {model_name} with example_inputs for channel-level damage: "
+                f"it does not run on them ({type(error).__name__}: {error}). Pass an input "
+                "the model accepts: a tensor, a tuple of positional inputs or a dict of "
+                "keyword inputs."
+            ) from error
+        reshapes = unfollowable_reshapes(out)
+        del out
+        if reshapes:
+            raise ValueError(
+                f"channel damage does not support {model_name}: "
+                f"{_describe_ranks(reshapes)} (as in a channel shuffle or a window attention) that "
+                "torch-pruning's dependency graph cannot follow: it maps channels through "
+                f"reshapes of at most {_MAX_RESHAPE_RANK}-d tensors and would couple the "
+                "wrong channels. Use weight damage (damage=WeightDamage(prune_ratio)), or "
+                "wrap a part of the model without these reshapes."
             )
-    except Exception as error:
-        raise ValueError(
-            f"could not trace {type(model).__name__} with example_inputs for channel-level "
-            f"damage ({type(error).__name__}: {error}). Pass an input the model accepts: a "
-            "tensor, a tuple of positional inputs or a dict of keyword inputs."
-        ) from error
+        try:
+            with torch.enable_grad():
+                graph = tp.DependencyGraph().build_dependency(
+                    model,
+                    example_inputs=inputs,
+                    forward_fn=_call,
+                    output_transform=keep_outputs,
+                    verbose=False,
+                )
+        except Exception as error:
+            raise ValueError(_graph_failure(model_name, error)) from error
     finally:
         for module, mode in modes:
             module.training = mode
     return graph, {o.grad_fn for o in outputs if isinstance(o, Tensor) and o.grad_fn is not None}
+
+
+_MAX_RESHAPE_RANK = 4
+"""torch-pruning 1.6 maps channel indices through reshapes of 2-d to 4-d tensors only."""
+
+
+def unfollowable_reshapes(output: Any) -> Counter[int]:
+    """How many view/reshape ops of ``output`` 's autograd graph take a tensor above 4-d.
+
+    torch-pruning treats any such op as a flatten (its own rank check reads a ``grad_fn``
+    attribute that PyTorch 2.x renamed, so it never runs): a channel shuffle's 5-d view
+    then infers 0 channels downstream (a ``ZeroDivisionError``), a window partition's 6-d
+    views make index lists of millions of entries. Counted on the graph PyTorch recorded,
+    before torch-pruning runs.
+
+    Args:
+        output: A model output with autograd history: a tensor or nested containers.
+
+    Returns:
+        ``{input rank: number of view/reshape ops}`` for input ranks above 4.
+
+    Examples:
+        >>> x = torch.randn(2, 4, 3, 3, requires_grad=True)
+        >>> shuffled = x.view(2, 2, 2, 3, 3).transpose(1, 2).reshape(2, 4, 3, 3)
+        >>> dict(unfollowable_reshapes(shuffled))
+        {5: 1}
+    """
+    ranks: Counter[int] = Counter()
+    stack = [t.grad_fn for t in tp.utils.flatten_as_list(output) if isinstance(t, Tensor)]
+    seen: set[int] = set()
+    while stack:
+        fn = stack.pop()
+        if fn is None or id(fn) in seen:
+            continue
+        seen.add(id(fn))
+        name = fn.name().lower()
+        if "view" in name or "reshape" in name:  # torch-pruning's own test for a reshape
+            sizes = getattr(fn, "_saved_self_sym_sizes", getattr(fn, "_saved_self_sizes", None))
+            if sizes is not None and len(sizes) > _MAX_RESHAPE_RANK:
+                ranks[len(sizes)] += 1
+        stack.extend(next_fn for next_fn, _ in fn.next_functions)
+    return ranks
+
+
+def _describe_ranks(ranks: Counter[int]) -> str:
+    """``"16 reshapes of 5-d tensors"``, ``"1 reshape of a 5-d tensor and 24 ..."``."""
+    return " and ".join(
+        f"{n} reshapes of {rank}-d tensors" if n > 1 else f"1 reshape of a {rank}-d tensor"
+        for rank, n in sorted(ranks.items())
+    )
+
+
+def _graph_failure(model_name: str, error: BaseException) -> str:
+    return (
+        f"torch-pruning's dependency graph cannot follow {model_name} for channel-level "
+        f"damage ({type(error).__name__}: {error}); the model runs on example_inputs, so "
+        "an op it holds is not supported by the dependency graph. Use weight damage "
+        "(damage=WeightDamage(prune_ratio)), or wrap a part of the model without that op."
+    )
 
 
 _HANDLER_NAMES = {
@@ -291,24 +411,137 @@ def _reroot(graph: Any, group: Any, names: Mapping[Any, str], position: Mapping[
     return graph.get_pruning_group(first, pruner.prune_out_channels, list(range(channels)))
 
 
+class _CouplingError(RuntimeError):
+    """Raised inside torch-pruning when a group's index lists outgrow :class:`_CouplingBudget`."""
+
+
+class _CouplingBudget:
+    """A cap on the channel indices torch-pruning maps while it builds one group.
+
+    torch-pruning follows every dependency of a root layer and maps its channel indices
+    through each op (a flatten multiplies them by its stride). On a graph it misreads,
+    the lists can grow to millions of entries per group and exhaust memory; a valid group
+    maps each of its layers' channels a few times. Counting the entries every mapping
+    returns, per root layer, turns that into an error, long before memory runs out.
+
+    Args:
+        limit: Most index entries the mappings of one group may return in total.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.root: nn.Module | None = None
+        self.spent = 0
+        self.most = 0  # the largest total of any group so far
+
+    def install(self, graph: Any) -> None:
+        """Counts every index mapping of ``graph``, per call of ``get_pruning_group``."""
+        get_pruning_group = graph.get_pruning_group
+
+        def counted(module: nn.Module, pruning_fn: Any, idxs: Any) -> Any:
+            self.root, self.spent = module, 0
+            return get_pruning_group(module, pruning_fn, idxs)
+
+        graph.get_pruning_group = counted  # shadows the method on this graph only
+        for node in graph.module2node.values():
+            for dep in node.dependencies:
+                dep.index_mapping = _CountedMappings(dep.index_mapping, self)
+
+    def spend(self, entries: int) -> None:
+        self.spent += entries
+        self.most = max(self.most, self.spent)
+        if self.spent > self.limit:
+            raise _CouplingError(self.spent)
+
+
+class _CountedMappings(list):  # type: ignore[type-arg]
+    """A dependency's index mappings; iterating them counts the indices they map to.
+
+    torch-pruning assigns ``index_mapping[i]`` afresh before every group and, for every
+    dependency it follows, maps the indices through the list's entries (None: unchanged)
+    and adds the result to the group. The last entry is yielded wrapped, so that the
+    budget counts every dependency's indices once; the stored entries stay its own.
+    """
+
+    def __init__(self, mappings: Iterable[Any], budget: _CouplingBudget) -> None:
+        super().__init__(mappings)
+        self._budget = budget
+
+    def __iter__(self) -> Any:
+        last = len(self) - 1
+        for i, mapping in enumerate(super().__iter__()):
+            yield _counted(mapping, self._budget) if i == last else mapping
+
+
+def _counted(mapping: Callable[[Any], Any] | None, budget: _CouplingBudget) -> Callable[[Any], Any]:
+    def call(idxs: Any) -> Any:
+        out = idxs if mapping is None else mapping(idxs)
+        budget.spend(len(out))
+        return out
+
+    return call
+
+
+def _coupling_limit(model: nn.Module) -> int:
+    """The budget of one group: 128 entries per channel of the model's convolutions and linears."""
+    channels = sum(
+        m.out_channels if isinstance(m, _ConvNd) else m.out_features
+        for m in model.modules()
+        if isinstance(m, _ROOT_TYPES)
+    )
+    return 128 * max(channels, 1024)
+
+
+def _frozen(module: nn.Module) -> bool:
+    """Whether the layer's weight does not require gradients (a frozen or momentum copy)."""
+    weight = getattr(module, "weight", None)
+    return isinstance(weight, nn.Parameter) and not weight.requires_grad
+
+
 def _plan_groups(
     model: nn.Module,
     example_inputs: Any,
     select: Callable[[str, nn.Module], bool],
     ignored: set[nn.Module],
     importance: Any,
-) -> tuple[list[ChannelGroup], dict[str, str]]:
-    """Traces ``model`` and turns every channel group into plain data."""
+) -> tuple[list[ChannelGroup], dict[str, str], dict[str, set[type[nn.Module]]]]:
+    """Traces ``model`` and turns every channel group into plain data.
+
+    Returns:
+        The groups, ``{root: why it is left dense}``, and for every group left dense
+        only because ``select`` rejects some of its layers, the types it rejects.
+    """
     graph, output_fns = _build_graph(model, example_inputs)
     names = {module: name for name, module in model.named_modules()}
     position = {name: i for i, name in enumerate(names.values())}
     target_types = tuple(getattr(importance, "target_types", ()))
     groups: list[ChannelGroup] = []
     skipped: dict[str, str] = {}
-    for group in graph.get_all_groups(ignored_layers=[], root_module_types=_ROOT_TYPES):
-        group = _reroot(graph, group, names, position)
+    unselected: dict[str, set[type[nn.Module]]] = {}
+    budget = _CouplingBudget(_coupling_limit(model))
+    budget.install(graph)
+    traced = iter(graph.get_all_groups(ignored_layers=[], root_module_types=_ROOT_TYPES))
+    while True:
+        try:
+            group = next(traced, None)
+            if group is None:
+                break
+            group = _reroot(graph, group, names, position)
+        except _CouplingError:
+            root_name = names.get(budget.root, type(model).__name__)  # type: ignore[arg-type]
+            raise ValueError(
+                f"channel coupling did not converge for {root_name} in "
+                f"{type(model).__name__}: torch-pruning's index lists for this group grew "
+                f"past {budget.limit} entries (128 per channel of its layers), so it "
+                "misreads an op of this model. Use "
+                "weight damage (damage=WeightDamage(prune_ratio)), or wrap a part of the "
+                "model without that op."
+            ) from None
+        except Exception as error:
+            raise ValueError(_graph_failure(type(model).__name__, error)) from error
         root = names.get(group[0].dep.target.module, "?")
-        reason = ""
+        reason = other = ""
+        rejected: set[type[nn.Module]] = set()
         slices: list[_Slice] = []
         scored: list[_ScoredLayer] = []
         layers: list[str] = []
@@ -319,20 +552,29 @@ def _plan_groups(
             is_out = graph.is_out_channel_pruning_fn(handler)
             if is_out and node.grad_fn in output_fns:  # the channels are a model output
                 reason = reason or "model output"
+                other = other or reason
             if node.type == tp.ops.OPTYPE.PARAMETER:
                 reason = reason or "touches an nn.Parameter outside any layer"
+                other = other or reason
                 continue
             if module not in names:  # torch-pruning's parameter-free ops (add, cat, view)
                 continue
             name = names[module]
             if is_out and module in ignored:
                 reason = reason or f"{name} is in ignored_layers"
-            if is_out and isinstance(module, _ROOT_TYPES) and not select(name, module):
-                reason = reason or f"{name} is not selected by prunable"
+                other = other or reason
+            if is_out and isinstance(module, _ROOT_TYPES):
+                if _frozen(module):
+                    reason = reason or f"{name}'s weight is frozen (requires_grad=False)"
+                    other = other or reason
+                if not select(name, module):
+                    reason = reason or f"{name} is not selected by prunable"
+                    rejected.add(type(module))
             if not any(True for _ in module.parameters(recurse=False)):
                 continue
             if root_idxs is None or any(r is None for r in root_idxs):
                 reason = reason or f"{name} has indices without a root channel"
+                other = other or reason
                 continue
             found = _slices_of(
                 name,
@@ -344,6 +586,7 @@ def _plan_groups(
             )
             if isinstance(found, str):
                 reason = reason or found
+                other = other or reason
                 continue
             slices.extend(found)
             layers.append(name)
@@ -352,13 +595,16 @@ def _plan_groups(
                     _ScoredLayer(name, _HANDLER_NAMES[handler], tuple(idxs), tuple(root_idxs))
                 )
         if (
-            not reason
+            not other
             and target_types
             and not any(isinstance(model.get_submodule(s.module), target_types) for s in scored)
         ):
-            reason = f"{type(importance).__name__} scores none of its layers"
+            other = f"{type(importance).__name__} scores none of its layers"
+            reason = reason or other
         if reason:
             skipped[root] = reason
+            if rejected and not other:
+                unselected[root] = rejected
             continue
         channels = len(group[0].idxs)
         groups.append(
@@ -366,4 +612,4 @@ def _plan_groups(
         )
     groups.sort(key=lambda g: position.get(g.root, len(position)))
     skipped = dict(sorted(skipped.items(), key=lambda kv: position.get(kv[0], len(position))))
-    return groups, skipped
+    return groups, skipped, unselected
