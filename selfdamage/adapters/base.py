@@ -112,7 +112,8 @@ class SelfDamagingAdapter(nn.Module):
             :class:`~selfdamage.damage.ChannelDamage` takes ``example_inputs`` of the
             *backbone*; the adapter traces the whole encoder with them.
         baseline: If True, no twin in training: the plain method, both online passes
-            through the dense model, for fair baselines. The wrapper and its strategy
+            through the dense model, for fair baselines (MoCo in its symmetric form, see
+            :class:`~selfdamage.adapters.MoCoAdapter`). The wrapper and its strategy
             still exist, so the baseline's damaged twin can be evaluated after training
             (``refresh_mask()``, then ``wrapper.damaged(x)``); it has no twin
             normalization state (no parameter goes unused, which DDP would reject).
