@@ -10,7 +10,6 @@ index tensors (:class:`ChannelGroup`), and the graph is dropped, so the result s
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,7 +17,21 @@ from typing import Any
 import torch
 import torch_pruning as tp
 from torch import Tensor, nn
-from torch.nn.modules.conv import _ConvNd
+
+from selfdamage.damage.slices import HANDLER_NAMES as _HANDLER_NAMES
+from selfdamage.damage.slices import Slice as _Slice
+from selfdamage.damage.slices import slices_of as _slices_of
+from selfdamage.damage.traceability import (
+    ROOT_TYPES,
+    coupling_limit,
+    frozen,
+    graph_failure,
+    no_convergence,
+    prunable_hint,
+    resolve_ignored,
+    unfollowable_reshapes,
+    unsupported_reshapes,
+)
 
 __all__ = [
     "ChannelGroup",
@@ -28,27 +41,7 @@ __all__ = [
     "unfollowable_reshapes",
 ]
 
-# Root layers of channel groups: their output channels define the groups.
-_ROOT_TYPES = (_ConvNd, nn.Linear)
-
-
-@dataclass(frozen=True)
-class _Slice:
-    """Where one group's channels sit in one parameter.
-
-    ``index[j]`` is the position along ``dim`` of the parameter that belongs to the
-    group's root channel ``root[j]``. ``conv_groups > 1`` marks the input slice of a
-    grouped convolution, whose weight holds ``in_channels / conv_groups`` inputs per group.
-    ``output`` is False for input slices of the next layer (they do not decide whether
-    the channel outputs zero).
-    """
-
-    param: str
-    dim: int
-    index: Tensor
-    root: Tensor
-    output: bool
-    conv_groups: int = 1
+_ROOT_TYPES = ROOT_TYPES
 
 
 @dataclass(frozen=True)
@@ -91,43 +84,6 @@ def tp_group(model: nn.Module, group: ChannelGroup) -> Any:
     return out
 
 
-def resolve_ignored(
-    model: nn.Module, ignored_layers: Iterable[nn.Module | str] | None
-) -> set[nn.Module]:
-    if ignored_layers is None:
-        return set()
-    if isinstance(ignored_layers, (nn.Module, str)):
-        raise TypeError(
-            "ignored_layers must be a list of modules or qualified names, got a single "
-            f"{type(ignored_layers).__name__}; wrap it in a list: ignored_layers=[...]."
-        )
-    members = {id(m) for m in model.modules()}
-    ignored: set[nn.Module] = set()
-    for layer in ignored_layers:
-        if isinstance(layer, str):
-            try:
-                module = model.get_submodule(layer)
-            except AttributeError as error:
-                raise ValueError(
-                    f"ignored_layers names {layer!r}, which is not a submodule of "
-                    f"{type(model).__name__}. Use qualified names from model.named_modules()."
-                ) from error
-        elif isinstance(layer, nn.Module):
-            if id(layer) not in members:
-                raise ValueError(
-                    f"ignored_layers holds a {type(layer).__name__} that is not part of the "
-                    "wrapped model. Pass submodules of the model itself (e.g. model.fc)."
-                )
-            module = layer
-        else:
-            raise TypeError(
-                "ignored_layers must hold nn.Module instances or qualified names, got "
-                f"{type(layer).__name__}: {layer!r}."
-            )
-        ignored.update(module.modules())
-    return ignored
-
-
 def trace_groups(
     model: nn.Module,
     example_inputs: Any,
@@ -164,38 +120,9 @@ def trace_groups(
         detail = reasons or "no convolution or linear layer was traced"
         raise ValueError(
             f"model has no prunable channel group ({detail}). "
-            + _prunable_hint(model, select, unselected)
+            + prunable_hint(model, select, unselected)
         )
     return groups, skipped
-
-
-def _prunable_hint(
-    model: nn.Module,
-    select: Callable[[str, nn.Module], bool],
-    unselected: Mapping[str, set[type[nn.Module]]],
-) -> str:
-    """How to fix "no prunable group": the ``prunable`` that would make groups prunable."""
-    if not unselected:
-        return "Check prunable, ignored_layers and importance."
-    missing = set().union(*unselected.values())
-    chosen = {
-        type(m)
-        for name, m in model.named_modules()
-        if isinstance(m, _ROOT_TYPES) and select(name, m)
-    }
-    suggested = [_type_name(t) for t in sorted(chosen | missing, key=_type_name)]
-    spelled = f"({suggested[0]},)" if len(suggested) == 1 else f"({', '.join(suggested)})"
-    count = len(unselected)
-    return (
-        f"prunable must also select {', '.join(sorted(_type_name(t) for t in missing))} here: "
-        f"prunable={spelled} would make {count} channel group{'s' if count > 1 else ''} "
-        "prunable (rooted at or coupled to those layers). Or check ignored_layers and "
-        "importance."
-    )
-
-
-def _type_name(t: type) -> str:
-    return f"nn.{t.__name__}" if getattr(nn, t.__name__, None) is t else t.__qualname__
 
 
 def _call(model: nn.Module, inputs: Any) -> Any:
@@ -256,14 +183,7 @@ def _build_graph(model: nn.Module, example_inputs: Any) -> tuple[Any, set[Any]]:
         reshapes = unfollowable_reshapes(out)
         del out
         if reshapes:
-            raise ValueError(
-                f"channel damage does not support {model_name}: "
-                f"{_describe_ranks(reshapes)} (as in a channel shuffle or a window attention) that "
-                "torch-pruning's dependency graph cannot follow: it maps channels through "
-                f"reshapes of at most {_MAX_RESHAPE_RANK}-d tensors and would couple the "
-                "wrong channels. Use weight damage (damage=WeightDamage(prune_ratio)), or "
-                "wrap a part of the model without these reshapes."
-            )
+            raise ValueError(unsupported_reshapes(model_name, reshapes))
         try:
             with torch.enable_grad():
                 graph = tp.DependencyGraph().build_dependency(
@@ -274,117 +194,11 @@ def _build_graph(model: nn.Module, example_inputs: Any) -> tuple[Any, set[Any]]:
                     verbose=False,
                 )
         except Exception as error:
-            raise ValueError(_graph_failure(model_name, error)) from error
+            raise ValueError(graph_failure(model_name, error)) from error
     finally:
         for module, mode in modes:
             module.training = mode
     return graph, {o.grad_fn for o in outputs if isinstance(o, Tensor) and o.grad_fn is not None}
-
-
-_MAX_RESHAPE_RANK = 4
-"""torch-pruning 1.6 maps channel indices through reshapes of 2-d to 4-d tensors only."""
-
-
-def unfollowable_reshapes(output: Any) -> Counter[int]:
-    """How many view/reshape ops of ``output`` 's autograd graph take a tensor above 4-d.
-
-    torch-pruning treats any such op as a flatten (its own rank check reads a ``grad_fn``
-    attribute that PyTorch 2.x renamed, so it never runs): a channel shuffle's 5-d view
-    then infers 0 channels downstream (a ``ZeroDivisionError``), a window partition's 6-d
-    views make index lists of millions of entries. Counted on the graph PyTorch recorded,
-    before torch-pruning runs.
-
-    Args:
-        output: A model output with autograd history: a tensor or nested containers.
-
-    Returns:
-        ``{input rank: number of view/reshape ops}`` for input ranks above 4.
-
-    Examples:
-        >>> x = torch.randn(2, 4, 3, 3, requires_grad=True)
-        >>> shuffled = x.view(2, 2, 2, 3, 3).transpose(1, 2).reshape(2, 4, 3, 3)
-        >>> dict(unfollowable_reshapes(shuffled))
-        {5: 1}
-    """
-    ranks: Counter[int] = Counter()
-    stack = [t.grad_fn for t in tp.utils.flatten_as_list(output) if isinstance(t, Tensor)]
-    seen: set[int] = set()
-    while stack:
-        fn = stack.pop()
-        if fn is None or id(fn) in seen:
-            continue
-        seen.add(id(fn))
-        name = fn.name().lower()
-        if "view" in name or "reshape" in name:  # torch-pruning's own test for a reshape
-            sizes = getattr(fn, "_saved_self_sym_sizes", getattr(fn, "_saved_self_sizes", None))
-            if sizes is not None and len(sizes) > _MAX_RESHAPE_RANK:
-                ranks[len(sizes)] += 1
-        stack.extend(next_fn for next_fn, _ in fn.next_functions)
-    return ranks
-
-
-def _describe_ranks(ranks: Counter[int]) -> str:
-    """``"16 reshapes of 5-d tensors"``, ``"1 reshape of a 5-d tensor and 24 ..."``."""
-    return " and ".join(
-        f"{n} reshapes of {rank}-d tensors" if n > 1 else f"1 reshape of a {rank}-d tensor"
-        for rank, n in sorted(ranks.items())
-    )
-
-
-def _graph_failure(model_name: str, error: BaseException) -> str:
-    return (
-        f"torch-pruning's dependency graph cannot follow {model_name} for channel-level "
-        f"damage ({type(error).__name__}: {error}); the model runs on example_inputs, so "
-        "an op it holds is not supported by the dependency graph. Use weight damage "
-        "(damage=WeightDamage(prune_ratio)), or wrap a part of the model without that op."
-    )
-
-
-_HANDLER_NAMES = {
-    getattr(tp.pruner.function, n): n for n in dir(tp.pruner.function) if n.startswith("prune_")
-}
-
-
-def _slices_of(
-    name: str, module: nn.Module, pruner: Any, is_out: bool, idxs: Tensor, root: Tensor
-) -> list[_Slice] | str:
-    """The parameter slices a handler names, or why they are unknown."""
-    fn = tp.pruner.function
-
-    def both(dim: int, output: bool = True) -> list[_Slice]:
-        found = []
-        for attr in ("weight", "bias"):
-            if isinstance(getattr(module, attr, None), nn.Parameter):
-                found.append(_Slice(f"{name}.{attr}", dim, idxs, root, output))
-        return found
-
-    if isinstance(pruner, fn.DepthwiseConvPruner):
-        return both(0)
-    if isinstance(pruner, fn.ConvPruner) and isinstance(module, _ConvNd):
-        if module.transposed and module.groups > 1:
-            return "grouped transposed convolution"
-        if is_out:
-            weight_dim = 1 if module.transposed else 0
-            found = [_Slice(f"{name}.weight", weight_dim, idxs, root, True)]
-            if module.bias is not None:
-                found.append(_Slice(f"{name}.bias", 0, idxs, root, True))
-            return found
-        if module.transposed:
-            return [_Slice(f"{name}.weight", 0, idxs, root, False)]
-        return [_Slice(f"{name}.weight", 1, idxs, root, False, module.groups)]
-    if isinstance(pruner, fn.LinearPruner) and isinstance(module, nn.Linear):
-        if is_out:
-            return both(0)
-        return [_Slice(f"{name}.weight", 1, idxs, root, False)]
-    if isinstance(pruner, (fn.BatchnormPruner, fn.GroupNormPruner, fn.InstanceNormPruner)):
-        return both(0)
-    if isinstance(pruner, fn.LayernormPruner) and isinstance(module, nn.LayerNorm):
-        if len(module.normalized_shape) != 1:
-            return "LayerNorm over more than one dimension"
-        return both(0)
-    if isinstance(pruner, fn.PReLUPruner):  # one shared slope has no channel slices
-        return both(0) if getattr(module, "num_parameters", 1) > 1 else []
-    return f"{type(module).__name__} layers are not supported"
 
 
 def _reroot(graph: Any, group: Any, names: Mapping[Any, str], position: Mapping[str, int]) -> Any:
@@ -482,22 +296,6 @@ def _counted(mapping: Callable[[Any], Any] | None, budget: _CouplingBudget) -> C
     return call
 
 
-def _coupling_limit(model: nn.Module) -> int:
-    """The budget of one group: 128 entries per channel of the model's convolutions and linears."""
-    channels = sum(
-        m.out_channels if isinstance(m, _ConvNd) else m.out_features
-        for m in model.modules()
-        if isinstance(m, _ROOT_TYPES)
-    )
-    return 128 * max(channels, 1024)
-
-
-def _frozen(module: nn.Module) -> bool:
-    """Whether the layer's weight does not require gradients (a frozen or momentum copy)."""
-    weight = getattr(module, "weight", None)
-    return isinstance(weight, nn.Parameter) and not weight.requires_grad
-
-
 def _plan_groups(
     model: nn.Module,
     example_inputs: Any,
@@ -518,7 +316,7 @@ def _plan_groups(
     groups: list[ChannelGroup] = []
     skipped: dict[str, str] = {}
     unselected: dict[str, set[type[nn.Module]]] = {}
-    budget = _CouplingBudget(_coupling_limit(model))
+    budget = _CouplingBudget(coupling_limit(model))
     budget.install(graph)
     traced = iter(graph.get_all_groups(ignored_layers=[], root_module_types=_ROOT_TYPES))
     while True:
@@ -529,16 +327,10 @@ def _plan_groups(
             group = _reroot(graph, group, names, position)
         except _CouplingError:
             root_name = names.get(budget.root, type(model).__name__)  # type: ignore[arg-type]
-            raise ValueError(
-                f"channel coupling did not converge for {root_name} in "
-                f"{type(model).__name__}: torch-pruning's index lists for this group grew "
-                f"past {budget.limit} entries (128 per channel of its layers), so it "
-                "misreads an op of this model. Use "
-                "weight damage (damage=WeightDamage(prune_ratio)), or wrap a part of the "
-                "model without that op."
-            ) from None
+            message = no_convergence(root_name, type(model).__name__, budget.limit)
+            raise ValueError(message) from None
         except Exception as error:
-            raise ValueError(_graph_failure(type(model).__name__, error)) from error
+            raise ValueError(graph_failure(type(model).__name__, error)) from error
         root = names.get(group[0].dep.target.module, "?")
         reason = other = ""
         rejected: set[type[nn.Module]] = set()
@@ -564,7 +356,7 @@ def _plan_groups(
                 reason = reason or f"{name} is in ignored_layers"
                 other = other or reason
             if is_out and isinstance(module, _ROOT_TYPES):
-                if _frozen(module):
+                if frozen(module):
                     reason = reason or f"{name}'s weight is frozen (requires_grad=False)"
                     other = other or reason
                 if not select(name, module):

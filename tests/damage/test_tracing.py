@@ -138,7 +138,7 @@ class TestTracingErrors:
             channel_wrapper(example_inputs=torch.randn(2, 5, 16, 16))
 
     def test_unfollowable_reshapes_counted_on_the_autograd_graph(self) -> None:
-        from selfdamage.damage.tracing import unfollowable_reshapes
+        from selfdamage.damage.traceability import unfollowable_reshapes
 
         x = torch.randn(2, 8, 4, 4, requires_grad=True)
         windows = x.view(2, 8, 2, 2, 2, 2).permute(0, 2, 4, 1, 3, 5).reshape(8, 8, 2, 2)
@@ -186,7 +186,7 @@ class TestTracingErrors:
     ) -> None:
         import selfdamage.damage.tracing as tracing
 
-        monkeypatch.setattr(tracing, "_coupling_limit", lambda model: 10)
+        monkeypatch.setattr(tracing, "coupling_limit", lambda model: 10)
         with pytest.raises(
             ValueError,
             match=r"channel coupling did not converge for (stem|block|grouped)\.0 in ChannelNet"
@@ -195,9 +195,9 @@ class TestTracingErrors:
             channel_wrapper()  # every group maps more than 10 indices
 
     def test_coupling_budget_leaves_valid_models_alone(self) -> None:
-        from selfdamage.damage.tracing import _coupling_limit
+        from selfdamage.damage.traceability import coupling_limit
 
-        assert _coupling_limit(ChannelNet()) == 128 * 1024  # the floor; ChannelNet has 57 channels
+        assert coupling_limit(ChannelNet()) == 128 * 1024  # the floor; ChannelNet has 57 channels
         wrapper = channel_wrapper()
         assert [g.root for g in plan(wrapper).groups] == ["stem.0", "block.0", "grouped.0"]
 
