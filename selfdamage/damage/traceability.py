@@ -2,7 +2,7 @@
 
 The checks and messages around :mod:`selfdamage.damage.tracing`: reshapes its dependency
 graph cannot follow (read from the autograd graph PyTorch records), the layers left out
-(ignored or frozen), the budget on a group's index lists, and the ``prunable`` that would
+(ignored), the budget on a group's index lists, and the ``prunable`` that would
 make a model's groups prunable. Nothing here touches the dependency graph.
 """
 
@@ -20,7 +20,6 @@ __all__ = [
     "MAX_RESHAPE_RANK",
     "ROOT_TYPES",
     "coupling_limit",
-    "frozen",
     "graph_failure",
     "no_convergence",
     "prunable_hint",
@@ -129,12 +128,6 @@ def coupling_limit(model: nn.Module) -> int:
         if isinstance(m, ROOT_TYPES)
     )
     return 128 * max(channels, 1024)
-
-
-def frozen(module: nn.Module) -> bool:
-    """Whether the layer's weight does not require gradients (a frozen or momentum copy)."""
-    weight = getattr(module, "weight", None)
-    return isinstance(weight, nn.Parameter) and not weight.requires_grad
 
 
 def unsupported_reshapes(model_name: str, reshapes: Counter[int]) -> str:

@@ -18,13 +18,13 @@ import torch
 import torch_pruning as tp
 from torch import Tensor, nn
 
+from selfdamage.damage.scope import is_frozen
 from selfdamage.damage.slices import HANDLER_NAMES as _HANDLER_NAMES
 from selfdamage.damage.slices import Slice as _Slice
 from selfdamage.damage.slices import slices_of as _slices_of
 from selfdamage.damage.traceability import (
     ROOT_TYPES,
     coupling_limit,
-    frozen,
     graph_failure,
     no_convergence,
     prunable_hint,
@@ -356,7 +356,8 @@ def _plan_groups(
                 reason = reason or f"{name} is in ignored_layers"
                 other = other or reason
             if is_out and isinstance(module, _ROOT_TYPES):
-                if frozen(module):
+                weight = getattr(module, "weight", None)
+                if isinstance(weight, nn.Parameter) and is_frozen(weight):
                     reason = reason or f"{name}'s weight is frozen (requires_grad=False)"
                     other = other or reason
                 if not select(name, module):
