@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from selfdamage._checks import check_int
+
 __all__ = ["CifarResNet", "cifar_resnet18"]
 
 
@@ -79,7 +81,8 @@ def cifar_resnet18(*, width: int = 64, in_channels: int = 3) -> CifarResNet:
         in_channels: Channels of the input images, 1 for grayscale.
 
     Raises:
-        ValueError: If ``width`` or ``in_channels`` is not a positive integer.
+        TypeError: If ``width`` or ``in_channels`` is not an integer.
+        ValueError: If ``width`` or ``in_channels`` is not positive.
 
     Examples:
         >>> import torch
@@ -89,7 +92,6 @@ def cifar_resnet18(*, width: int = 64, in_channels: int = 3) -> CifarResNet:
         >>> backbone.feature_dim
         128
     """
-    for name, value in (("width", width), ("in_channels", in_channels)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {name}={value!r}.")
+    width = check_int("width", width, 1, what="a positive integer")
+    in_channels = check_int("in_channels", in_channels, 1, what="a positive integer")
     return CifarResNet(width, in_channels)

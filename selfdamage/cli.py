@@ -70,7 +70,7 @@ def _run_longtail(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
 
     try:
         results = run_study(from_arguments(args))
-    except (FileNotFoundError, ValueError, ImportError) as error:
+    except (FileNotFoundError, TypeError, ValueError, ImportError) as error:
         parser.exit(2, f"selfdamage longtail: error: {error}\n")
     print(format_table(results))
     print(f"\nResults: {args.out_dir}/results.json, chart: {args.out_dir}/groups.png")

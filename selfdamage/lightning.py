@@ -35,8 +35,14 @@ class SelfDamagingCallback(pl.Callback):
     refreshes from the same weights and so draws the same masks. Momentum updates
     (``update_momentum``) stay in the user's ``training_step``.
 
+    At the start of training it checks that the trainer's optimizers update every
+    trainable parameter of each wrapper
+    (:meth:`~selfdamage.wrapper.SelfDamagingWrapper.check_optimizer`): an optimizer built
+    from the bare model's parameters would leave the twin's BatchNorm untrained.
+
     Raises:
-        ValueError: At the start of fitting, if the LightningModule holds no wrapper.
+        ValueError: At the start of fitting, if the LightningModule holds no wrapper; at
+            the start of training, if an optimizer misses a wrapper's parameters.
 
     Examples:
         >>> import pytorch_lightning as pl
@@ -74,6 +80,18 @@ class SelfDamagingCallback(pl.Callback):
                 "selfdamage.adapters or a SelfDamagingWrapper as a submodule, or drop the "
                 "callback."
             )
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Checks that the optimizers update every trainable parameter of each wrapper.
+
+        Skipped for a wrapper none of whose parameters is in an optimizer: the
+        parameters were flattened or sharded by the strategy (FSDP, DeepSpeed), and
+        there is nothing to compare.
+        """
+        held = {id(p) for opt in trainer.optimizers for g in opt.param_groups for p in g["params"]}
+        for wrapper in _wrappers(pl_module).values():
+            if any(id(p) in held for p in wrapper.parameters()):
+                wrapper.check_optimizer(*trainer.optimizers)
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Re-prunes each twin from the current dense weights and logs its sparsity."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator, Mapping
 from typing import Any, cast
 
@@ -9,30 +10,25 @@ import torch
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from selfdamage._checkpoint import (
+    EXTRA_STATE_KEY,
+    architecture_error,
+    decode_settings,
+    encode_settings,
+    settings_error,
+)
 from selfdamage._checks import check_bool, check_module
-from selfdamage._deprecated import legacy_damage
+from selfdamage._guards import check_placement, optimizer_error, warn_fully_masked
 from selfdamage._mirror import build_mirror, get_at
-from selfdamage.damage.base import Damage, Prunable
-from selfdamage.damage.weight import WeightDamage
+from selfdamage._shorthands import DEFAULT_PRUNABLE as DEFAULT_PRUNABLE
+from selfdamage._shorthands import DEFAULT_PRUNE_RATIO as DEFAULT_PRUNE_RATIO
+from selfdamage._shorthands import DEFAULT_RANDOM_RATIO as DEFAULT_RANDOM_RATIO
+from selfdamage._shorthands import resolve_damage as resolve_damage
+from selfdamage.damage.base import Damage, Prunable, all_frozen
+from selfdamage.damage.scope import coverage_warning, weight_coverage
 from selfdamage.twin_norm import TwinNorm, has_running_stats, throwaway_statistics
 
 __all__ = ["Prunable", "SelfDamagingWrapper"]
-
-
-class _Default(float):
-    """A default that prints as its value but is told apart from the same value passed in.
-
-    Lets the signature read ``prune_ratio=0.9`` while the wrapper still sees whether the
-    shorthand was given next to a ``damage=`` strategy (``value is DEFAULT_PRUNE_RATIO``).
-    """
-
-    def __repr__(self) -> str:
-        return repr(float(self))
-
-
-DEFAULT_PRUNE_RATIO: float = _Default(0.9)
-DEFAULT_RANDOM_RATIO: float = _Default(0.0)
-DEFAULT_PRUNABLE: Prunable = (nn.Conv2d,)
 
 
 class _Masks(nn.Module):
@@ -155,10 +151,12 @@ class SelfDamagingWrapper(nn.Module):
         norms = {
             name: module for name, module in model.named_modules() if isinstance(module, _BatchNorm)
         }
-        self._norm_names = list(norms)
-        self.twin_norms = build_mirror(
-            {name: TwinNorm(m) for name, m in norms.items() if twin_norm}
-        )
+        # A layer whose parameters are all frozen (a momentum copy) gets no twin state.
+        twins = {name: m for name, m in norms.items() if twin_norm and not all_frozen(m)}
+        self._twin_names = list(twins)
+        self._shared_norm_names = [name for name in norms if name not in twins]
+        self.twin_norms = build_mirror({name: TwinNorm(m) for name, m in twins.items()})
+        self._warned_fully_masked: set[frozenset[str]] = set()
         # Seed of the random part of the mask. A buffer, so DDP broadcasts rank 0's value
         # and a checkpoint resumes the same sequence of masks.
         seed = torch.randint(0, 2**62, (), dtype=torch.int64)
@@ -166,6 +164,9 @@ class SelfDamagingWrapper(nn.Module):
         self.register_buffer("refresh_count", torch.zeros((), dtype=torch.int64))
         self.register_load_state_dict_post_hook(_masks_loaded)
         self.refresh_mask()
+        message = coverage_warning(model, self._masked_names, self.damage.settings.get("prunable"))
+        if message is not None:
+            warnings.warn(message, UserWarning, stacklevel=2)
 
     def forward(self, x: Any, *args: Any, **kwargs: Any) -> Any:
         """The dense model: returns exactly ``model(x, *args, **kwargs)``."""
@@ -186,15 +187,16 @@ class SelfDamagingWrapper(nn.Module):
         Returns:
             Whatever the model returns.
         """
+        twin = self._twin_names[0] if self._twin_names else None
+        check_placement(self.model, self.masks, self.twin_norms, self._masked_names[0], twin)
         substitutes: dict[str, Tensor] = {}
-        for name in self._norm_names:
-            if self.twin_norm:
-                twin = cast(TwinNorm, get_at(self.twin_norms, name))
-                substitutes.update(twin.substitutes(name))
-            else:
-                norm = cast(_BatchNorm, self.model.get_submodule(name))
-                if norm.training and has_running_stats(norm):
-                    substitutes.update(throwaway_statistics(norm, name))
+        for name in self._twin_names:
+            twin = cast(TwinNorm, get_at(self.twin_norms, name))
+            substitutes.update(twin.substitutes(name))
+        for name in self._shared_norm_names:
+            norm = cast(_BatchNorm, self.model.get_submodule(name))
+            if norm.training and has_running_stats(norm):
+                substitutes.update(throwaway_statistics(norm, name))
         masks = {name: self.masks.get_buffer(name) for name in self._masked_names}
         return self.damage.twin_forward(self.model, substitutes, masks, (x, *args), kwargs)
 
@@ -229,6 +231,7 @@ class SelfDamagingWrapper(nn.Module):
             buffer.copy_(mask)
         self.refresh_count += 1
         self.damage.masks_changed(self.model, dict(self.named_masks()))
+        warn_fully_masked(self.named_masks(), self._warned_fully_masked)
 
     @property
     def prune_ratio(self) -> float:
@@ -260,6 +263,67 @@ class SelfDamagingWrapper(nn.Module):
         kept = torch.stack([torch.count_nonzero(m) for m in masks]).sum()
         return 1.0 - float(kept) / total
 
+    @property
+    def coverage(self) -> float:
+        """Fraction of the model's trainable weights that the twin masks.
+
+        *Weights* are the parameters with ``dim() >= 2`` that require a gradient, each
+        tied tensor once (biases, normalization parameters and frozen parameters are not
+        counted). A ``UserWarning`` at construction names the largest unmasked weights
+        when this is below one half.
+
+        Examples:
+            >>> model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.Linear(4, 2))
+            >>> wrapper = SelfDamagingWrapper(model, 0.5)
+            >>> wrapper.coverage, wrapper.coverage_by_kind
+            (0.8181818181818182, {'Conv2d': (36, 36), 'Linear': (0, 8)})
+        """
+        by_kind = self.coverage_by_kind.values()
+        total = sum(total for _, total in by_kind)
+        return sum(masked for masked, _ in by_kind) / total if total else 1.0
+
+    @property
+    def coverage_by_kind(self) -> dict[str, tuple[int, int]]:
+        """``{kind: (masked, total)}`` trainable weights per ``torch.nn`` layer class."""
+        found = weight_coverage(self.model, set(self._masked_names))
+        return {kind: (masked, total) for kind, (masked, total, _) in found.items()}
+
+    def check_optimizer(self, *optimizers: torch.optim.Optimizer) -> None:
+        """Checks that the optimizers update every trainable parameter of the wrapper.
+
+        An optimizer built from ``model.parameters()`` before wrapping misses the twin's
+        BatchNorm parameters, which then never train. Frozen parameters are not required.
+
+        Raises:
+            ValueError: If a trainable parameter is in none of ``optimizers``.
+
+        Examples:
+            >>> wrapper = SelfDamagingWrapper(nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)))
+            >>> wrapper.check_optimizer(torch.optim.SGD(wrapper.parameters(), lr=0.1))
+            >>> wrapper.check_optimizer(torch.optim.SGD(wrapper.model.parameters(), lr=0.1))
+            Traceback (most recent call last):
+            ...
+            ValueError: optimizer does not update 2 trainable parameters of the wrapper: ...
+        """
+        error = optimizer_error(self.named_parameters(), optimizers)
+        if error is not None:
+            raise error
+
+    def get_extra_state(self) -> Tensor:
+        """The strategy's class name and settings, stored in the ``state_dict``."""
+        return encode_settings(type(self.damage).__name__, self.damage.settings)
+
+    def set_extra_state(self, state: Any) -> None:
+        """Checks the checkpoint's damage settings against the wrapper's.
+
+        Raises:
+            ValueError: If a setting differs; the settings belong to the checkpoint.
+        """
+        own = decode_settings(self.get_extra_state())
+        error = settings_error(decode_settings(state), own)
+        if error is not None:
+            raise error
+
     def named_masks(self) -> Iterator[tuple[str, Tensor]]:
         """Yields ``(qualified parameter name, bool mask)`` for every masked parameter.
 
@@ -290,21 +354,14 @@ class SelfDamagingWrapper(nn.Module):
         if strict:
             own = {prefix + k: v for k, v in self.state_dict().items()}
             given = {k: v for k, v in state_dict.items() if k.startswith(prefix)}
-            missing = [k for k in own if k not in given]
-            unexpected = [k for k in given if k not in own]
-            mismatched = [
-                f"{k}: checkpoint {tuple(v.shape)} vs wrapper {tuple(own[k].shape)}"
-                for k, v in given.items()
-                if k in own and isinstance(v, Tensor) and v.shape != own[k].shape
-            ]
-            if missing or unexpected or mismatched:
-                raise ValueError(
-                    "state_dict does not match this SelfDamagingWrapper's architecture "
-                    f"(missing: {_head(missing)}; unexpected: {_head(unexpected)}; "
-                    f"shape mismatch: {_head(mismatched)}). Load a checkpoint saved from a "
-                    "wrapper around the same model with the same prunable, twin_norm and "
-                    "damage settings, or load the bare weights into wrapper.model."
-                )
+            error = architecture_error(own, given, prefix)
+            if error is not None:
+                raise error
+        saved = state_dict.get(prefix + EXTRA_STATE_KEY)
+        if saved is not None:
+            self.set_extra_state(saved)  # before anything is copied
+        elif strict:  # a 0.1 checkpoint: no settings stored, accepted
+            state_dict = {**state_dict, prefix + EXTRA_STATE_KEY: self.get_extra_state()}
         super()._load_from_state_dict(
             state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
         )
@@ -326,65 +383,6 @@ def nested_wrapper(module: nn.Module) -> str | None:
     return found
 
 
-def resolve_damage(
-    damage: Damage | None,
-    *,
-    prune_ratio: float,
-    random_ratio: float,
-    prunable: Prunable,
-    deprecated_options: Mapping[str, Any],
-    stacklevel: int,
-) -> Damage:
-    """The strategy for ``damage=`` and the shorthands, as the wrapper and the adapters read them.
-
-    ``damage=None`` means ``WeightDamage(prune_ratio, random_ratio=..., prunable=...)``;
-    with a strategy, every shorthand must be left at its default.
-
-    Raises:
-        TypeError: If ``damage`` is neither a ``Damage`` nor None (nor a 0.1 string).
-        ValueError: If a shorthand is given together with a strategy.
-    """
-    options = dict(deprecated_options)
-    if isinstance(damage, str):
-        options.setdefault("kind", damage)
-        damage = None
-    kind = options.pop("kind", None)
-    if damage is None:
-        legacy = legacy_damage(
-            kind,
-            options,
-            prune_ratio=prune_ratio,
-            random_ratio=random_ratio,
-            prunable=prunable,
-            stacklevel=stacklevel + 1,
-        )
-        if legacy is not None:
-            return legacy
-        return WeightDamage(prune_ratio, random_ratio=random_ratio, prunable=prunable)
-    if not isinstance(damage, Damage):
-        raise TypeError(
-            "damage must be a selfdamage.damage.Damage strategy or None, got "
-            f"damage={damage!r}. Pass e.g. damage=WeightDamage(0.9) or "
-            "damage=ChannelDamage(0.5, example_inputs=...)."
-        )
-    given = [
-        f"{name}={value!r}"
-        for name, value, default in (
-            ("prune_ratio", prune_ratio, DEFAULT_PRUNE_RATIO),
-            ("random_ratio", random_ratio, DEFAULT_RANDOM_RATIO),
-            ("prunable", prunable, DEFAULT_PRUNABLE),
-        )
-        if value is not default
-    ] + [f"{name}=..." for name, value in options.items() if value is not None]
-    if given:
-        raise ValueError(
-            f"{', '.join(given)} given together with damage={damage!r}; the shorthands "
-            f"only describe the default WeightDamage. Set them on the strategy instead, "
-            f"e.g. {type(damage).__name__}(prune_ratio=...), or drop damage=."
-        )
-    return damage
-
-
 def _masks_loaded(module: nn.Module, _incompatible_keys: Any) -> None:
     """Tells the strategy that a checkpoint replaced the masks."""
     wrapper = cast(SelfDamagingWrapper, module)
@@ -398,10 +396,3 @@ def _mask_leaves(model: nn.Module, param_names: list[str]) -> dict[str, nn.Modul
         path, _, attr = name.rpartition(".")
         by_module.setdefault(path, {})[attr] = model.get_parameter(name)
     return {path: _Masks(params) for path, params in by_module.items()}
-
-
-def _head(items: list[str], n: int = 5) -> str:
-    if not items:
-        return "none"
-    more = f", ... ({len(items) - n} more)" if len(items) > n else ""
-    return ", ".join(items[:n]) + more

@@ -28,7 +28,14 @@ class TestCifarResNet18:
         assert seen[0] == (2, 8, 28, 28)  # no stride-2 stem, no max-pool
         assert out.shape == (2, 64) and backbone.feature_dim == 64
 
-    @pytest.mark.parametrize("kwargs", [{"width": 0}, {"in_channels": 2.5}, {"width": True}])
-    def test_bad_arguments(self, kwargs: dict[str, object]) -> None:
-        with pytest.raises(ValueError, match="must be a positive integer"):
+    @pytest.mark.parametrize(
+        ("kwargs", "error", "match"),
+        [
+            ({"width": 0}, ValueError, "width must be a positive integer, got width=0"),
+            ({"in_channels": 2.5}, TypeError, "in_channels must be an int, got in_channels=2.5"),
+            ({"width": True}, TypeError, "width must be an int, got width=True"),
+        ],
+    )
+    def test_bad_arguments(self, kwargs: dict[str, object], error: type, match: str) -> None:
+        with pytest.raises(error, match=match):
             cifar_resnet18(**kwargs)  # type: ignore[arg-type]

@@ -133,3 +133,24 @@ class TestSelfDamagingCallback:
     def test_module_without_wrapper_is_rejected(self) -> None:
         with pytest.raises(ValueError, match="found no SelfDamagingWrapper in NoWrapper"):
             fit(NoWrapper())
+
+
+class BareModelOptimizer(SDCLR):
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        # A training script's optimizer kept after wrapping: misses the twin's BatchNorm.
+        return torch.optim.SGD(self.model.wrapper.model.parameters(), lr=0.1)
+
+
+def test_callback_checks_the_optimizers() -> None:
+    views = TensorDataset(torch.randn(8, 3, 8, 8), torch.randn(8, 3, 8, 8))
+    trainer = pl.Trainer(
+        max_epochs=1,
+        accelerator="cpu",
+        callbacks=[SelfDamagingCallback()],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    with pytest.raises(ValueError, match=r"twin_norms\..*wrapper\.parameters\(\)"):
+        trainer.fit(BareModelOptimizer(), DataLoader(views, batch_size=4))

@@ -112,7 +112,8 @@ class SelfDamagingAdapter(nn.Module):
             :class:`~selfdamage.damage.ChannelDamage` takes ``example_inputs`` of the
             *backbone*; the adapter traces the whole encoder with them.
         baseline: If True, no twin in training: the plain method, both online passes
-            through the dense model, for fair baselines. The wrapper and its strategy
+            through the dense model, for fair baselines (MoCo in its symmetric form, see
+            :class:`~selfdamage.adapters.MoCoAdapter`). The wrapper and its strategy
             still exist, so the baseline's damaged twin can be evaluated after training
             (``refresh_mask()``, then ``wrapper.damaged(x)``); it has no twin
             normalization state (no parameter goes unused, which DDP would reject).
@@ -215,10 +216,75 @@ class SelfDamagingAdapter(nn.Module):
     def _online(self, x0: Tensor, x1: Tensor) -> tuple[Tensor, Tensor]:
         """The two online passes: ``x0`` through the dense encoder, ``x1`` through the twin.
 
-        With ``baseline=True`` both go through the dense encoder.
+        With ``baseline=True`` both go through the dense encoder. Checks the views first
+        (:meth:`check_views`), so every adapter's ``forward`` rejects a bad pair before
+        any pass, any BatchNorm update and any enqueue.
+
+        Raises:
+            ValueError: If the views do not pass :meth:`check_views`.
         """
+        self.check_views(x0, x1)
         out0 = self.wrapper(x0)
         return out0, self.wrapper(x1) if self.baseline else self.wrapper.damaged(x1)
+
+    def check_views(self, x0: object, x1: object) -> None:
+        """Raises unless ``x0`` and ``x1`` are two non-empty batches of the same size.
+
+        Both views' rows are positive pairs (row ``i`` of ``x0`` and of ``x1`` are views
+        of one sample) and the momentum adapters enqueue one key per row, so a size
+        mismatch would give a loss from misaligned pairs. In training mode, a model with
+        ``nn.BatchNorm1d`` (lightly's SimCLR and BYOL heads) also needs 2 samples per
+        view: it normalizes each feature over the batch. Inputs that are not tensors
+        (a backbone taking a dict, say) are not checked.
+
+        Args:
+            x0: First views, shape ``(N, ...)``.
+            x1: Second views, shape ``(N, ...)``.
+
+        Raises:
+            ValueError: If a view has no batch dimension, the batch sizes differ, a view
+                is empty, or it holds one sample while a ``BatchNorm1d`` trains.
+        """
+        sizes = {}
+        for name, x in (("x0", x0), ("x1", x1)):
+            if isinstance(x, Tensor):
+                if x.dim() == 0:
+                    raise ValueError(
+                        f"{name} must have a batch dimension, got {name}.shape=(). Pass a "
+                        "batch of views of shape (N, ...), e.g. x.unsqueeze(0) for one sample."
+                    )
+                sizes[name] = x.shape[0]
+        if len(sizes) < 2:
+            return
+        n0, n1 = sizes["x0"], sizes["x1"]
+        if n0 != n1:
+            raise ValueError(
+                f"x0 and x1 must have the same batch size, got x0.shape[0]={n0} and "
+                f"x1.shape[0]={n1}. Row i of x0 and of x1 must be two views of the same "
+                "sample: pass both views of one batch (e.g. (x0, x1), _, _ = batch)."
+            )
+        if n0 == 0:
+            raise ValueError(
+                f"x0 and x1 must hold at least one sample, got x0.shape[0]={n0}. Skip empty "
+                "batches (e.g. drop_last=True in the DataLoader)."
+            )
+        if n0 < 2 and self.training:
+            batch_norm = next(
+                (
+                    name
+                    for name, m in self._encoder.named_modules()
+                    if isinstance(m, nn.BatchNorm1d) and m.training
+                ),
+                None,
+            )
+            if batch_norm is not None:
+                raise ValueError(
+                    f"x0 and x1 must hold at least 2 samples in training mode, got "
+                    f"x0.shape[0]={n0}: the encoder's BatchNorm1d {batch_norm!r} (e.g. in "
+                    "the projection head) normalizes each feature over the batch, and one "
+                    "sample has no variance. Use a larger batch (drop_last=True in the "
+                    "DataLoader), or call .eval() to run with the running statistics."
+                )
 
     def refresh_mask(self) -> None:
         """Re-prunes the twin from the current dense weights; call it once per epoch."""

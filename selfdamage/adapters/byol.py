@@ -50,10 +50,14 @@ class BYOLAdapter(MomentumAdapter):
             the prunable weights the twin loses, 0.9 on CIFAR and 0.3 on ImageNet-100 in
             the SDCLR paper.
         head: The projection head (BYOL's projector). Defaults to lightly's
-            ``BYOLProjectionHead(feature_dim, 4096, 256)``, the BYOL paper's sizes.
+            ``BYOLProjectionHead(feature_dim, 4096, 256)``, the BYOL paper's sizes (hidden
+            width 4096). lightly's ``examples/pytorch/byol.py`` uses a narrower hidden
+            layer, ``BYOLProjectionHead(512, 1024, 256)``; pass
+            ``head=BYOLProjectionHead(feature_dim, 1024, 256)`` to match it.
         predictor: The prediction head. Defaults to lightly's
             ``BYOLPredictionHead(D, 4096, D)``, where ``D`` is the ``out_features`` of the
-            projector's last ``nn.Linear`` (256 by default).
+            projector's last ``nn.Linear`` (256 by default): the BYOL paper's sizes.
+            lightly's ``examples/pytorch/byol.py`` uses hidden width 1024.
         loss: The loss, called as ``loss(predictions, targets)`` on ``(N, D)`` tensors.
             Defaults to lightly's ``NegativeCosineSimilarity()``.
         damage, baseline, random_ratio, prunable, twin_norm: The wrapper options, the

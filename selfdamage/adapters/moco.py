@@ -33,11 +33,19 @@ class MoCoAdapter(MomentumAdapter):
         k0, k1 = momentum_encoder(x0), momentum_encoder(x1)
         loss = (L(q0, k1) + L(q1, k0)) / 2
 
-    A step costs what a symmetric MoCo step costs. SDCLR [0] defines only the SimCLR
-    variant; damaging one of MoCo's two query passes is this library's choice, following
-    the paper's argument that the idea applies to any two-branch method. The momentum
-    encoder copies the *dense* backbone and head; the twin never feeds it.
-    ``baseline=True`` gives symmetric MoCo v2 with the same head, loss and bank.
+    This is the *symmetric* form of MoCo: per step two online (query) passes, two
+    momentum (key) passes and ``2N`` keys enqueued, where lightly's
+    ``examples/pytorch/moco.py`` (the asymmetric form of the MoCo papers) makes one query
+    pass, one key pass and enqueues ``N`` keys. SDCLR needs two online passes, because one
+    of them goes through the twin: a single query pass would be either dense (no damage)
+    or damaged (no dense query to compare it with). A step therefore costs what a
+    symmetric MoCo step costs, about twice the online and momentum compute of lightly's
+    example, and the bank turns over twice as fast. ``baseline=True`` gives symmetric MoCo
+    v2 with the same head, loss and bank (not lightly's asymmetric example): the
+    like-for-like baseline. SDCLR [0] defines only the SimCLR variant; damaging one of
+    MoCo's two query passes is this library's choice, following the paper's argument that
+    the idea applies to any two-branch method. The momentum encoder copies the *dense*
+    backbone and head; the twin never feeds it.
 
     With a memory bank, the two halves are computed in ONE loss call,
     ``L(cat(q0, q1), cat(k1, k0))``: every query is scored against the bank as it was
@@ -64,20 +72,24 @@ class MoCoAdapter(MomentumAdapter):
             the SDCLR paper.
         head: The projection head. Defaults to lightly's
             ``MoCoProjectionHead(feature_dim, feature_dim, 128)`` (MoCo v2: hidden as wide
-            as the input, ReLU, 128-d, no BatchNorm; as lightly's example).
+            as the input, ReLU, 128-d, no BatchNorm; the sizes of lightly's
+            ``examples/pytorch/moco.py``, ``MoCoProjectionHead(512, 512, 128)``).
         loss: The loss, called as ``loss(queries, keys)`` on ``(N, D)`` tensors, e.g.
             lightly's ``NTXentLoss`` with ``memory_bank_size=(size, D)``. With a memory
             bank it must average a per-row term, as ``NTXentLoss`` does. Defaults to
             ``NTXentLoss(temperature, memory_bank_size=(memory_bank_size, D))`` where
             ``D`` is the ``out_features`` of the head's last ``nn.Linear``.
-        temperature: Temperature of the default loss. Defaults to 0.2 (MoCo v2, and
-            SDCLR's CIFAR setting). Only without ``loss``.
+        temperature: Temperature of the default loss. Defaults to 0.2: MoCo v2's value,
+            and SDCLR's CIFAR setting. lightly's ``examples/pytorch/moco.py`` builds
+            ``NTXentLoss(memory_bank_size=...)`` and so uses ``NTXentLoss``'s default,
+            0.5; MoCo v1 used 0.07. Only without ``loss``.
         memory_bank_size: Number of keys in the default loss's memory bank; 0 for none
-            (in-batch negatives). Defaults to 4096 (lightly's example; the MoCo papers use
-            65536 on ImageNet). Only without ``loss``.
+            (in-batch negatives). Defaults to 4096, as lightly's ``examples/pytorch/moco.py``
+            (the MoCo papers use 65536 on ImageNet). Only without ``loss``.
         damage, baseline, random_ratio, prunable, twin_norm: The wrapper options, the
             same on every adapter: see :class:`~selfdamage.adapters.SelfDamagingAdapter`.
-            ``baseline=True`` gives the plain method, for baselines.
+            ``baseline=True`` gives symmetric MoCo v2 (twice the passes of lightly's
+            asymmetric example, see above), for baselines.
         **deprecated_options: 0.1's spellings, see
             :class:`~selfdamage.adapters.SelfDamagingAdapter`.
 

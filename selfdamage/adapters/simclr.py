@@ -54,13 +54,15 @@ class SimCLRAdapter(SelfDamagingAdapter):
             the paper.
         head: The projection head. Defaults to lightly's
             ``SimCLRProjectionHead(feature_dim, feature_dim, 128)`` (hidden width as wide
-            as the input, with BatchNorm, to 128-d, as the paper and lightly's example).
+            as the input, with BatchNorm, to 128-d: the SimCLR paper's sizes and lightly's
+            ``examples/pytorch/simclr.py``, ``SimCLRProjectionHead(512, 512, 128)``).
         loss: The loss, called as ``loss(out0, out1)`` on ``(N, D)`` projections, e.g.
             lightly's ``NTXentLoss``; it must not have a memory bank. Defaults to
             ``NTXentLoss(temperature)``.
-        temperature: Temperature of the default loss. Defaults to 0.2, the paper's
-            setting on CIFAR (lightly's ``NTXentLoss`` defaults to 0.5). Only without
-            ``loss``.
+        temperature: Temperature of the default loss. Defaults to 0.2, the SDCLR
+            paper's setting on CIFAR. lightly's ``NTXentLoss`` defaults to 0.5, which its
+            ``examples/pytorch/simclr.py`` uses (``NTXentLoss()``); pass
+            ``temperature=0.5`` to match it. Only without ``loss``.
         damage, baseline, random_ratio, prunable, twin_norm: The wrapper options, the
             same on every adapter: see :class:`~selfdamage.adapters.SelfDamagingAdapter`.
             ``baseline=True`` gives the plain method, for baselines.

@@ -10,6 +10,7 @@ how the twin pass runs (:meth:`Damage.twin_forward`).
 from __future__ import annotations
 
 import abc
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Union
 
@@ -20,12 +21,15 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from selfdamage._checks import check_real
 from selfdamage.damage.reports import weight_channel_sparsity
+from selfdamage.damage.scope import all_frozen, is_frozen, weight_names, weight_transform
 
 __all__ = [
     "Damage",
     "Prunable",
     "Settings",
+    "all_frozen",
     "find_prunable",
+    "is_frozen",
     "non_finite_error",
     "prunable_predicate",
 ]
@@ -252,37 +256,79 @@ def describe_prunable(prunable: Prunable) -> str:
 
 
 def find_prunable(model: nn.Module, prunable: Prunable) -> list[str]:
-    """Qualified names of the modules whose ``.weight`` ``prunable`` selects, each weight once.
+    """Qualified names of the weights of the modules ``prunable`` selects, each weight once.
 
-    Normalization layers are never selected; tied weights count once.
+    A selected module contributes its ``.weight`` (an ``nn.MultiheadAttention`` its input
+    projection weights, :func:`~selfdamage.damage.scope.weight_names`). Left out:
+    normalization layers, frozen weights (``requires_grad=False``), and weights the
+    module's forward does not use as is (weight or spectral normalization,
+    parametrizations, weight standardization: masking them would not sparsify the
+    layer), these with a ``UserWarning`` that names them. Tied weights count once.
 
     Raises:
         TypeError: If ``prunable`` is invalid.
-        ValueError: If a selected module has no weight parameter, or none is selected.
+        ValueError: If a selected module has no weight parameter, or no weight remains.
+
+    Examples:
+        >>> find_prunable(nn.Sequential(nn.Conv2d(1, 2, 3), nn.Linear(2, 2)), nn.Conv2d)
+        ['0.weight']
     """
     select = prunable_predicate(prunable)
     found: list[str] = []
     seen: set[int] = set()
+    transformed: list[str] = []
+    frozen: list[str] = []
     for name, module in model.named_modules():
         if isinstance(module, _BatchNorm) or not select(name, module):
             continue
-        weight = getattr(module, "weight", None)
-        if not isinstance(weight, nn.Parameter):
-            raise ValueError(
-                f"prunable selected {name or 'the model'!r} ({type(module).__name__}), "
-                "which has no weight parameter to prune. Select only modules with a "
-                "`.weight` nn.Parameter."
-            )
-        if id(weight) not in seen:  # tied weights are masked once
+        for attr in weight_names(module):
+            qualified = f"{name}.{attr}" if name else attr
+            reason = weight_transform(module, attr)
+            if reason is not None:
+                transformed.append(f"{qualified!r} ({reason})")
+                continue
+            weight = getattr(module, attr, None)
+            if not isinstance(weight, nn.Parameter):
+                raise ValueError(
+                    f"prunable selected {name or 'the model'!r} ({type(module).__name__}), "
+                    "which has no weight parameter to prune. Select only modules with a "
+                    "`.weight` nn.Parameter."
+                )
+            if id(weight) in seen:  # tied weights are masked once
+                continue
             seen.add(id(weight))
-            found.append(name)
+            if is_frozen(weight):
+                frozen.append(qualified)
+            else:
+                found.append(qualified)
+    if transformed and found:
+        warnings.warn(
+            f"prunable selected layers whose forward does not use their weight as is: "
+            f"{_head(transformed)}. Masking those weights would not sparsify what the "
+            "layers compute, so the twin uses them unmasked and sparsity does not count "
+            "them. Remove the weight transform to prune them, or leave them out of "
+            "prunable (a predicate (name, module) -> bool) to silence this warning.",
+            UserWarning,
+            stacklevel=5,
+        )
     if not found:
+        why = ""
+        if transformed:
+            why = f" Selected layers that do not use their weight as is: {_head(transformed)}."
+        if frozen:
+            why += f" Selected weights that are frozen (requires_grad=False): {_head(frozen)}."
         raise ValueError(
             f"model has no prunable weights: no module matched prunable={prunable!r} "
-            f"in {type(model).__name__}. Pass the module types to prune, e.g. "
-            "prunable=(nn.Conv2d, nn.Linear), or a predicate (name, module) -> bool."
+            f"in {type(model).__name__} with a trainable weight it uses as is.{why} Pass "
+            "the module types to prune, e.g. prunable=(nn.Conv2d, nn.Linear), or a "
+            "predicate (name, module) -> bool."
         )
     return found
+
+
+def _head(items: list[str], n: int = 5) -> str:
+    more = f", ... ({len(items) - n} more)" if len(items) > n else ""
+    return ", ".join(items[:n]) + more
 
 
 def non_finite_error(model: nn.Module, names: Sequence[str], consequence: str) -> ValueError | None:

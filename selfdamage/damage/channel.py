@@ -42,8 +42,11 @@ class ChannelDamage(Damage):
     network. The dense model keeps all its channels.
 
     Groups whose channels are a model output (the final classifier) are left dense, as
-    are groups that touch layers without known channel slices (attention, embeddings)
-    or that ``importance`` cannot score; :attr:`skipped` says why.
+    are groups that touch layers without known channel slices (attention, embeddings),
+    that ``importance`` cannot score, or whose output layer's weight is frozen
+    (``requires_grad=False``, e.g. a momentum copy); :attr:`skipped` says why. Models
+    with reshapes of tensors above 4-d (a channel shuffle, a window partition) are
+    rejected: torch-pruning's dependency graph cannot follow them.
 
     - [1] DepGraph, 2023, https://arxiv.org/abs/2301.12900
 
@@ -72,7 +75,9 @@ class ChannelDamage(Damage):
     Raises:
         TypeError: If an argument has the wrong type.
         ValueError: If a ratio is out of range or ``example_inputs`` is missing; when
-            bound, if the model cannot be traced or has no prunable group.
+            bound, if the model does not run on ``example_inputs``, torch-pruning's
+            dependency graph cannot follow it, or it has no prunable group (the message
+            names the ``prunable`` that would work).
 
     Examples:
         >>> import torchvision

@@ -17,31 +17,31 @@ from typing import Any
 import torch
 import torch_pruning as tp
 from torch import Tensor, nn
-from torch.nn.modules.conv import _ConvNd
 
-__all__ = ["ChannelGroup", "resolve_ignored", "tp_group", "trace_groups"]
+from selfdamage.damage.scope import is_frozen
+from selfdamage.damage.slices import HANDLER_NAMES as _HANDLER_NAMES
+from selfdamage.damage.slices import Slice as _Slice
+from selfdamage.damage.slices import slices_of as _slices_of
+from selfdamage.damage.traceability import (
+    ROOT_TYPES,
+    coupling_limit,
+    graph_failure,
+    no_convergence,
+    prunable_hint,
+    resolve_ignored,
+    unfollowable_reshapes,
+    unsupported_reshapes,
+)
 
-# Root layers of channel groups: their output channels define the groups.
-_ROOT_TYPES = (_ConvNd, nn.Linear)
+__all__ = [
+    "ChannelGroup",
+    "resolve_ignored",
+    "tp_group",
+    "trace_groups",
+    "unfollowable_reshapes",
+]
 
-
-@dataclass(frozen=True)
-class _Slice:
-    """Where one group's channels sit in one parameter.
-
-    ``index[j]`` is the position along ``dim`` of the parameter that belongs to the
-    group's root channel ``root[j]``. ``conv_groups > 1`` marks the input slice of a
-    grouped convolution, whose weight holds ``in_channels / conv_groups`` inputs per group.
-    ``output`` is False for input slices of the next layer (they do not decide whether
-    the channel outputs zero).
-    """
-
-    param: str
-    dim: int
-    index: Tensor
-    root: Tensor
-    output: bool
-    conv_groups: int = 1
+_ROOT_TYPES = ROOT_TYPES
 
 
 @dataclass(frozen=True)
@@ -84,43 +84,6 @@ def tp_group(model: nn.Module, group: ChannelGroup) -> Any:
     return out
 
 
-def resolve_ignored(
-    model: nn.Module, ignored_layers: Iterable[nn.Module | str] | None
-) -> set[nn.Module]:
-    if ignored_layers is None:
-        return set()
-    if isinstance(ignored_layers, (nn.Module, str)):
-        raise TypeError(
-            "ignored_layers must be a list of modules or qualified names, got a single "
-            f"{type(ignored_layers).__name__}; wrap it in a list: ignored_layers=[...]."
-        )
-    members = {id(m) for m in model.modules()}
-    ignored: set[nn.Module] = set()
-    for layer in ignored_layers:
-        if isinstance(layer, str):
-            try:
-                module = model.get_submodule(layer)
-            except AttributeError as error:
-                raise ValueError(
-                    f"ignored_layers names {layer!r}, which is not a submodule of "
-                    f"{type(model).__name__}. Use qualified names from model.named_modules()."
-                ) from error
-        elif isinstance(layer, nn.Module):
-            if id(layer) not in members:
-                raise ValueError(
-                    f"ignored_layers holds a {type(layer).__name__} that is not part of the "
-                    "wrapped model. Pass submodules of the model itself (e.g. model.fc)."
-                )
-            module = layer
-        else:
-            raise TypeError(
-                "ignored_layers must hold nn.Module instances or qualified names, got "
-                f"{type(layer).__name__}: {layer!r}."
-            )
-        ignored.update(module.modules())
-    return ignored
-
-
 def trace_groups(
     model: nn.Module,
     example_inputs: Any,
@@ -151,13 +114,13 @@ def trace_groups(
             group is prunable.
     """
     ignored = resolve_ignored(model, ignored_layers)
-    groups, skipped = _plan_groups(model, example_inputs, select, ignored, importance)
+    groups, skipped, unselected = _plan_groups(model, example_inputs, select, ignored, importance)
     if not groups:
         reasons = "; ".join(f"{k}: {v}" for k, v in list(skipped.items())[:8])
         detail = reasons or "no convolution or linear layer was traced"
         raise ValueError(
-            f"model has no prunable channel group ({detail}). Check prunable, "
-            "ignored_layers and importance."
+            f"model has no prunable channel group ({detail}). "
+            + prunable_hint(model, select, unselected)
         )
     return groups, skipped
 
@@ -190,81 +153,52 @@ def _prepare_inputs(model: nn.Module, example_inputs: Any) -> Any:
 def _build_graph(model: nn.Module, example_inputs: Any) -> tuple[Any, set[Any]]:
     """torch-pruning's dependency graph of ``model`` and its output ``grad_fn`` s.
 
-    Tracing puts the model in eval mode; every module's mode is restored afterwards.
+    Three steps, each with its own error: the model runs on ``example_inputs`` (else the
+    input is at fault); its autograd graph holds no reshape torch-pruning cannot follow
+    (:func:`unfollowable_reshapes`); torch-pruning traces it (else its dependency graph
+    is at fault). Tracing puts the model in eval mode; every module's mode is restored
+    afterwards.
     """
     modes = [(m, m.training) for m in model.modules()]
     outputs: list[Any] = []
+    model_name = type(model).__name__
 
     def keep_outputs(out: Any) -> Any:
         outputs.extend(tp.utils.flatten_as_list(out))
         return out
 
     try:
-        with torch.enable_grad():
-            graph = tp.DependencyGraph().build_dependency(
-                model,
-                example_inputs=_prepare_inputs(model, example_inputs),
-                forward_fn=_call,
-                output_transform=keep_outputs,
-                verbose=False,
-            )
-    except Exception as error:
-        raise ValueError(
-            f"could not trace {type(model).__name__} with example_inputs for channel-level "
-            f"damage ({type(error).__name__}: {error}). Pass an input the model accepts: a "
-            "tensor, a tuple of positional inputs or a dict of keyword inputs."
-        ) from error
+        model.eval()  # as torch-pruning traces
+        inputs = _prepare_inputs(model, example_inputs)
+        try:
+            with torch.enable_grad():
+                out = _call(model, inputs)
+        except Exception as error:
+            raise ValueError(
+                f"could not trace {model_name} with example_inputs for channel-level damage: "
+                f"it does not run on them ({type(error).__name__}: {error}). Pass an input "
+                "the model accepts: a tensor, a tuple of positional inputs or a dict of "
+                "keyword inputs."
+            ) from error
+        reshapes = unfollowable_reshapes(out)
+        del out
+        if reshapes:
+            raise ValueError(unsupported_reshapes(model_name, reshapes))
+        try:
+            with torch.enable_grad():
+                graph = tp.DependencyGraph().build_dependency(
+                    model,
+                    example_inputs=inputs,
+                    forward_fn=_call,
+                    output_transform=keep_outputs,
+                    verbose=False,
+                )
+        except Exception as error:
+            raise ValueError(graph_failure(model_name, error)) from error
     finally:
         for module, mode in modes:
             module.training = mode
     return graph, {o.grad_fn for o in outputs if isinstance(o, Tensor) and o.grad_fn is not None}
-
-
-_HANDLER_NAMES = {
-    getattr(tp.pruner.function, n): n for n in dir(tp.pruner.function) if n.startswith("prune_")
-}
-
-
-def _slices_of(
-    name: str, module: nn.Module, pruner: Any, is_out: bool, idxs: Tensor, root: Tensor
-) -> list[_Slice] | str:
-    """The parameter slices a handler names, or why they are unknown."""
-    fn = tp.pruner.function
-
-    def both(dim: int, output: bool = True) -> list[_Slice]:
-        found = []
-        for attr in ("weight", "bias"):
-            if isinstance(getattr(module, attr, None), nn.Parameter):
-                found.append(_Slice(f"{name}.{attr}", dim, idxs, root, output))
-        return found
-
-    if isinstance(pruner, fn.DepthwiseConvPruner):
-        return both(0)
-    if isinstance(pruner, fn.ConvPruner) and isinstance(module, _ConvNd):
-        if module.transposed and module.groups > 1:
-            return "grouped transposed convolution"
-        if is_out:
-            weight_dim = 1 if module.transposed else 0
-            found = [_Slice(f"{name}.weight", weight_dim, idxs, root, True)]
-            if module.bias is not None:
-                found.append(_Slice(f"{name}.bias", 0, idxs, root, True))
-            return found
-        if module.transposed:
-            return [_Slice(f"{name}.weight", 0, idxs, root, False)]
-        return [_Slice(f"{name}.weight", 1, idxs, root, False, module.groups)]
-    if isinstance(pruner, fn.LinearPruner) and isinstance(module, nn.Linear):
-        if is_out:
-            return both(0)
-        return [_Slice(f"{name}.weight", 1, idxs, root, False)]
-    if isinstance(pruner, (fn.BatchnormPruner, fn.GroupNormPruner, fn.InstanceNormPruner)):
-        return both(0)
-    if isinstance(pruner, fn.LayernormPruner) and isinstance(module, nn.LayerNorm):
-        if len(module.normalized_shape) != 1:
-            return "LayerNorm over more than one dimension"
-        return both(0)
-    if isinstance(pruner, fn.PReLUPruner):  # one shared slope has no channel slices
-        return both(0) if getattr(module, "num_parameters", 1) > 1 else []
-    return f"{type(module).__name__} layers are not supported"
 
 
 def _reroot(graph: Any, group: Any, names: Mapping[Any, str], position: Mapping[str, int]) -> Any:
@@ -291,24 +225,115 @@ def _reroot(graph: Any, group: Any, names: Mapping[Any, str], position: Mapping[
     return graph.get_pruning_group(first, pruner.prune_out_channels, list(range(channels)))
 
 
+class _CouplingError(RuntimeError):
+    """Raised inside torch-pruning when a group's index lists outgrow :class:`_CouplingBudget`."""
+
+
+class _CouplingBudget:
+    """A cap on the channel indices torch-pruning maps while it builds one group.
+
+    torch-pruning follows every dependency of a root layer and maps its channel indices
+    through each op (a flatten multiplies them by its stride). On a graph it misreads,
+    the lists can grow to millions of entries per group and exhaust memory; a valid group
+    maps each of its layers' channels a few times. Counting the entries every mapping
+    returns, per root layer, turns that into an error, long before memory runs out.
+
+    Args:
+        limit: Most index entries the mappings of one group may return in total.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.root: nn.Module | None = None
+        self.spent = 0
+        self.most = 0  # the largest total of any group so far
+
+    def install(self, graph: Any) -> None:
+        """Counts every index mapping of ``graph``, per call of ``get_pruning_group``."""
+        get_pruning_group = graph.get_pruning_group
+
+        def counted(module: nn.Module, pruning_fn: Any, idxs: Any) -> Any:
+            self.root, self.spent = module, 0
+            return get_pruning_group(module, pruning_fn, idxs)
+
+        graph.get_pruning_group = counted  # shadows the method on this graph only
+        for node in graph.module2node.values():
+            for dep in node.dependencies:
+                dep.index_mapping = _CountedMappings(dep.index_mapping, self)
+
+    def spend(self, entries: int) -> None:
+        self.spent += entries
+        self.most = max(self.most, self.spent)
+        if self.spent > self.limit:
+            raise _CouplingError(self.spent)
+
+
+class _CountedMappings(list):  # type: ignore[type-arg]
+    """A dependency's index mappings; iterating them counts the indices they map to.
+
+    torch-pruning assigns ``index_mapping[i]`` afresh before every group and, for every
+    dependency it follows, maps the indices through the list's entries (None: unchanged)
+    and adds the result to the group. The last entry is yielded wrapped, so that the
+    budget counts every dependency's indices once; the stored entries stay its own.
+    """
+
+    def __init__(self, mappings: Iterable[Any], budget: _CouplingBudget) -> None:
+        super().__init__(mappings)
+        self._budget = budget
+
+    def __iter__(self) -> Any:
+        last = len(self) - 1
+        for i, mapping in enumerate(super().__iter__()):
+            yield _counted(mapping, self._budget) if i == last else mapping
+
+
+def _counted(mapping: Callable[[Any], Any] | None, budget: _CouplingBudget) -> Callable[[Any], Any]:
+    def call(idxs: Any) -> Any:
+        out = idxs if mapping is None else mapping(idxs)
+        budget.spend(len(out))
+        return out
+
+    return call
+
+
 def _plan_groups(
     model: nn.Module,
     example_inputs: Any,
     select: Callable[[str, nn.Module], bool],
     ignored: set[nn.Module],
     importance: Any,
-) -> tuple[list[ChannelGroup], dict[str, str]]:
-    """Traces ``model`` and turns every channel group into plain data."""
+) -> tuple[list[ChannelGroup], dict[str, str], dict[str, set[type[nn.Module]]]]:
+    """Traces ``model`` and turns every channel group into plain data.
+
+    Returns:
+        The groups, ``{root: why it is left dense}``, and for every group left dense
+        only because ``select`` rejects some of its layers, the types it rejects.
+    """
     graph, output_fns = _build_graph(model, example_inputs)
     names = {module: name for name, module in model.named_modules()}
     position = {name: i for i, name in enumerate(names.values())}
     target_types = tuple(getattr(importance, "target_types", ()))
     groups: list[ChannelGroup] = []
     skipped: dict[str, str] = {}
-    for group in graph.get_all_groups(ignored_layers=[], root_module_types=_ROOT_TYPES):
-        group = _reroot(graph, group, names, position)
+    unselected: dict[str, set[type[nn.Module]]] = {}
+    budget = _CouplingBudget(coupling_limit(model))
+    budget.install(graph)
+    traced = iter(graph.get_all_groups(ignored_layers=[], root_module_types=_ROOT_TYPES))
+    while True:
+        try:
+            group = next(traced, None)
+            if group is None:
+                break
+            group = _reroot(graph, group, names, position)
+        except _CouplingError:
+            root_name = names.get(budget.root, type(model).__name__)  # type: ignore[arg-type]
+            message = no_convergence(root_name, type(model).__name__, budget.limit)
+            raise ValueError(message) from None
+        except Exception as error:
+            raise ValueError(graph_failure(type(model).__name__, error)) from error
         root = names.get(group[0].dep.target.module, "?")
-        reason = ""
+        reason = other = ""
+        rejected: set[type[nn.Module]] = set()
         slices: list[_Slice] = []
         scored: list[_ScoredLayer] = []
         layers: list[str] = []
@@ -319,20 +344,30 @@ def _plan_groups(
             is_out = graph.is_out_channel_pruning_fn(handler)
             if is_out and node.grad_fn in output_fns:  # the channels are a model output
                 reason = reason or "model output"
+                other = other or reason
             if node.type == tp.ops.OPTYPE.PARAMETER:
                 reason = reason or "touches an nn.Parameter outside any layer"
+                other = other or reason
                 continue
             if module not in names:  # torch-pruning's parameter-free ops (add, cat, view)
                 continue
             name = names[module]
             if is_out and module in ignored:
                 reason = reason or f"{name} is in ignored_layers"
-            if is_out and isinstance(module, _ROOT_TYPES) and not select(name, module):
-                reason = reason or f"{name} is not selected by prunable"
+                other = other or reason
+            if is_out and isinstance(module, _ROOT_TYPES):
+                weight = getattr(module, "weight", None)
+                if isinstance(weight, nn.Parameter) and is_frozen(weight):
+                    reason = reason or f"{name}'s weight is frozen (requires_grad=False)"
+                    other = other or reason
+                if not select(name, module):
+                    reason = reason or f"{name} is not selected by prunable"
+                    rejected.add(type(module))
             if not any(True for _ in module.parameters(recurse=False)):
                 continue
             if root_idxs is None or any(r is None for r in root_idxs):
                 reason = reason or f"{name} has indices without a root channel"
+                other = other or reason
                 continue
             found = _slices_of(
                 name,
@@ -344,6 +379,7 @@ def _plan_groups(
             )
             if isinstance(found, str):
                 reason = reason or found
+                other = other or reason
                 continue
             slices.extend(found)
             layers.append(name)
@@ -352,13 +388,16 @@ def _plan_groups(
                     _ScoredLayer(name, _HANDLER_NAMES[handler], tuple(idxs), tuple(root_idxs))
                 )
         if (
-            not reason
+            not other
             and target_types
             and not any(isinstance(model.get_submodule(s.module), target_types) for s in scored)
         ):
-            reason = f"{type(importance).__name__} scores none of its layers"
+            other = f"{type(importance).__name__} scores none of its layers"
+            reason = reason or other
         if reason:
             skipped[root] = reason
+            if rejected and not other:
+                unselected[root] = rejected
             continue
         channels = len(group[0].idxs)
         groups.append(
@@ -366,4 +405,4 @@ def _plan_groups(
         )
     groups.sort(key=lambda g: position.get(g.root, len(position)))
     skipped = dict(sorted(skipped.items(), key=lambda kv: position.get(kv[0], len(position))))
-    return groups, skipped
+    return groups, skipped, unselected

@@ -66,10 +66,11 @@ class WeightDamage(Damage):
         self.prunable = prunable
 
     def setup(self, model: nn.Module) -> list[str]:
-        """The ``.weight`` of every module ``prunable`` selects, in module order."""
-        return [
-            f"{name}.weight" if name else "weight" for name in find_prunable(model, self.prunable)
-        ]
+        """The trainable weights of the modules ``prunable`` selects, in module order.
+
+        See :func:`~selfdamage.damage.base.find_prunable` for what is left out.
+        """
+        return find_prunable(model, self.prunable)
 
     @torch.no_grad()
     def compute_masks(self, model: nn.Module, *, seed: int, first: bool) -> dict[str, Tensor]:

@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from selfdamage._checks import check_int, check_real
+
 __all__ = ["BatchViews"]
 
 
@@ -66,16 +68,12 @@ class BatchViews(nn.Module):
         std: tuple[float, ...] = (1.0,),
     ) -> None:
         super().__init__()
-        if not isinstance(size, int) or isinstance(size, bool) or size < 1:
-            raise ValueError(f"size must be a positive integer, got size={size!r}.")
-        if not 0.0 < min_scale <= 1.0:
-            raise ValueError(f"min_scale must be in (0, 1], got min_scale={min_scale!r}.")
+        check_int("size", size, 1, what="a positive integer")
+        check_real("min_scale", min_scale, 0, 1, low_open=True)
         for name, value in (("flip_prob", flip_prob), ("jitter_prob", jitter_prob)):
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], got {name}={value!r}.")
+            check_real(name, value, 0, 1)
         for name, value in (("brightness", brightness), ("contrast", contrast)):
-            if not 0.0 <= value < 1.0:
-                raise ValueError(f"{name} must be in [0, 1), got {name}={value!r}.")
+            check_real(name, value, 0, 1, high_open=True)
         if len(mean) != len(std) or any(s <= 0 for s in std):
             raise ValueError(
                 f"mean and std must have one entry per channel and std > 0, got "

@@ -12,54 +12,49 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
+from selfdamage._checks import check_choice, check_int, check_real
 from selfdamage.study.data import DATASETS
 from selfdamage.study.models import BACKBONES, METHOD_TABLE, METHODS
 
 __all__ = ["DAMAGES", "StudyConfig", "add_arguments", "from_arguments"]
 
 DAMAGES = ("weight", "channel")
-_Check = Callable[[Any], "str | None"]  # "be ..." (what is allowed) if bad, else None
+_Check = Callable[[str, Any], object]  # raises in selfdamage._checks' message form if bad
 
 
 def _choice(allowed: Sequence[str]) -> _Check:
-    options = ", ".join(repr(a) for a in allowed)
-    return lambda v: None if v in allowed else f"be one of {options}"
+    return lambda name, value: check_choice(name, value, allowed)
 
 
-def _positive(value: Any) -> str | None:
-    ok = isinstance(value, int) and not isinstance(value, bool) and value >= 1
-    return None if ok else "be a positive integer"
+def _positive(name: str, value: Any) -> None:
+    check_int(name, value, 1, what="a positive integer")
+
+
+def _non_negative(name: str, value: Any) -> None:
+    check_int(name, value, 0)
 
 
 def _optional(check: _Check) -> _Check:
-    return lambda v: None if v is None else check(v)
+    return lambda name, value: None if value is None else check(name, value)
 
 
-def _number(low: float, high: float = math.inf) -> _Check:
-    def check(value: Any) -> str | None:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        ok = ok and low <= value < high
-        if ok:
-            return None
-        return f"be a number >= {low:g}" + ("" if high == math.inf else f" and < {high:g}")
-
-    return check
+def _number(low: float, high: float | None = None, *, low_open: bool = False) -> _Check:
+    return lambda name, value: check_real(
+        name, value, low, high, low_open=low_open, high_open=high is not None
+    )
 
 
-def _non_negative(value: Any) -> str | None:
-    ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
-    return None if ok else "be >= 0"
-
-
-def _seeds(value: Any) -> str | None:
-    return None if len(value) > 0 else "name at least one seed"
+def _seeds(name: str, value: Any) -> None:
+    if not value:
+        raise ValueError(f"{name} must name at least one seed, got {name}=[].")
+    for i, seed in enumerate(value):
+        check_int(f"{name}[{i}]", seed, 0)
 
 
 def _option(
@@ -89,6 +84,7 @@ class StudyConfig:
     ``amp``/``channels_last`` on for CUDA only, ``threads`` torch's thread count.
 
     Raises:
+        TypeError: If an option has a value of the wrong type.
         ValueError: If an option has a value it does not allow; the message names the
             option, the value, and what is allowed.
 
@@ -141,7 +137,7 @@ class StudyConfig:
         None,
         "loss temperature",
         group="model and training",
-        check=_optional(_number(1e-6)),
+        check=_optional(_number(0.0, low_open=True)),
         cli={"type": float},
     )
     epochs: int = _option(30, "pretraining epochs per run", group="model and training",
@@ -218,12 +214,8 @@ class StudyConfig:
         if self.data_dir is not None:
             object.__setattr__(self, "data_dir", str(self.data_dir))
         for f in dataclasses.fields(self):
-            check = f.metadata["check"]
-            value = getattr(self, f.name)
-            allowed = None if check is None else check(value)
-            if allowed is not None:
-                shown = list(value) if isinstance(value, tuple) else value
-                raise ValueError(f"{f.name} must {allowed}, got {f.name}={shown!r}.")
+            if f.metadata["check"] is not None:
+                f.metadata["check"](f.name, getattr(self, f.name))
         defaults = METHOD_TABLE[self.method].defaults
         for name, default in defaults.items():
             if default is None and getattr(self, name) is not None:

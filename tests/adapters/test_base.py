@@ -11,6 +11,7 @@ from torch import nn
 
 from selfdamage import SelfDamagingWrapper, WeightDamage
 from selfdamage.adapters import BYOLAdapter, MoCoAdapter, SimCLRAdapter
+from selfdamage.adapters.base import memory_bank
 
 from .helpers import FEATURES, tiny_backbone, views
 
@@ -166,3 +167,63 @@ class TestAdapters:
         wrapped = nn.Sequential(SelfDamagingWrapper(tiny_backbone(), 0.5))
         with pytest.raises(TypeError, match="backbone contains a SelfDamagingWrapper"):
             cls(wrapped, FEATURES)
+
+
+def _state(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+@pytest.mark.parametrize("cls", ADAPTERS)
+class TestViewsCheck:
+    """Bad view pairs are rejected before any pass: no state changes, one message."""
+
+    @pytest.mark.parametrize(
+        ("n0", "n1", "message"),
+        [
+            (4, 3, "x0 and x1 must have the same batch size, got x0.shape[0]=4 and x1.shape[0]=3."),
+            (3, 4, "got x0.shape[0]=3 and x1.shape[0]=4."),
+            (0, 0, "x0 and x1 must hold at least one sample, got x0.shape[0]=0."),
+        ],
+    )
+    def test_mismatched_or_empty_views_fail_before_any_pass(
+        self, cls: Adapter, n0: int, n1: int, message: str
+    ) -> None:
+        adapter = cls(tiny_backbone(), FEATURES, 0.5, **small_heads(cls))
+        before = _state(adapter)
+        x0, x1 = torch.randn(n0, 3, 12, 12), torch.randn(n1, 3, 12, 12)
+        with pytest.raises(ValueError, match=re.escape(message)):
+            adapter(x0, x1)
+        after = _state(adapter)
+        assert all(torch.equal(after[k], v) for k, v in before.items())  # no BN update
+        bank = memory_bank(adapter.loss)
+        if bank is not None:  # MoCo: nothing enqueued
+            assert int(bank.bank_ptr) == 0
+
+    def test_scalar_view_is_rejected(self, cls: Adapter) -> None:
+        adapter = cls(tiny_backbone(), FEATURES, 0.5, **small_heads(cls))
+        with pytest.raises(ValueError, match=re.escape("x0 must have a batch dimension")):
+            adapter(torch.tensor(1.0), torch.tensor(1.0))
+
+    def test_batch_of_one_with_batchnorm_in_training_is_explained(self, cls: Adapter) -> None:
+        adapter = cls(tiny_backbone(), FEATURES, 0.5, **small_heads(cls))
+        x0, x1 = views(1)
+        if cls is MoCoAdapter:  # no BatchNorm1d in MoCo's default head: it runs
+            adapter(x0, x1)
+            return
+        before = _state(adapter)
+        with pytest.raises(ValueError, match=r"at least 2 samples .* BatchNorm1d .* head"):
+            adapter(x0, x1)
+        after = _state(adapter)
+        assert all(torch.equal(after[k], v) for k, v in before.items())
+        adapter.eval()
+        with torch.no_grad():
+            assert torch.isfinite(adapter(x0, x1))  # eval mode: running statistics, fine
+
+    def test_issue_example_moco_with_bank(self, cls: Adapter) -> None:
+        if cls is not MoCoAdapter:
+            pytest.skip("the issue's MoCo example")
+        backbone = nn.Sequential(tiny_backbone(), nn.Flatten())
+        adapter = MoCoAdapter(backbone, feature_dim=16, memory_bank_size=64)
+        with pytest.raises(ValueError, match="same batch size"):
+            adapter(torch.randn(4, 3, 16, 16), torch.randn(3, 3, 16, 16))
+        assert int(adapter.loss.memory_bank.bank_ptr) == 0

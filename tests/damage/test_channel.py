@@ -305,3 +305,46 @@ class TestDistributed:
         for epoch0, epoch1 in zip(rank0, rank1):
             assert all(torch.equal(epoch0[k], epoch1[k]) for k in epoch0)
         assert any(not torch.equal(rank0[0][k], rank0[1][k]) for k in rank0[0])
+
+
+class MomentumNet(nn.Module):
+    """An online conv net and a frozen copy of it (lightly's ``backbone_momentum``), both run."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.online = nn.Sequential(
+            nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 8, 3)
+        )
+        self.momentum = copy.deepcopy(self.online)
+        for p in self.momentum.parameters():
+            p.requires_grad_(False)  # lightly's deactivate_requires_grad
+
+    def forward(self, x: Tensor) -> Tensor:
+        out: Tensor = (self.online(x) - self.momentum(x)).mean((2, 3))
+        return out
+
+
+class TestFrozenLayers:
+    def test_groups_rooted_at_frozen_layers_are_left_dense(self) -> None:
+        wrapper = channel_wrapper(MomentumNet())
+        assert [g.root for g in plan(wrapper).groups] == ["online.0"]
+        assert plan(wrapper).skipped["momentum.0"] == (
+            "momentum.0's weight is frozen (requires_grad=False)"
+        )
+        masked = {name for name, _ in wrapper.named_masks()}
+        frozen = {n for n, p in wrapper.model.named_parameters() if not p.requires_grad}
+        assert masked and not masked & frozen
+        # The reference: the online half alone, traced on its own, gets the same masks.
+        alone = channel_wrapper(copy.deepcopy(wrapper.model.online))
+        assert {f"online.{n}": m for n, m in masks_of(alone).items()}.keys() == masked
+        assert all(
+            torch.equal(m, dict(wrapper.named_masks())[f"online.{n}"])
+            for n, m in masks_of(alone).items()
+        )
+
+    def test_unfreezing_makes_the_group_prunable_again(self) -> None:
+        net = MomentumNet()
+        for p in net.momentum.parameters():
+            p.requires_grad_(True)
+        wrapper = channel_wrapper(net)
+        assert [g.root for g in plan(wrapper).groups] == ["online.0", "momentum.0"]

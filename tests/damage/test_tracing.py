@@ -97,3 +97,165 @@ class TestConstruction:
     def test_random_ratio_supported(self) -> None:
         wrapper = channel_wrapper(random_ratio=0.2)
         assert wrapper.channel_sparsity == pytest.approx(0.5, abs=0.02)
+
+
+class ShuffleNet(nn.Module):
+    """A conv, ShuffleNet's channel shuffle (a 5-d view) and another conv."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Conv2d(3, 8, 3, padding=1)
+        self.b = nn.Conv2d(8, 8, 3, padding=1)
+        self.head = nn.Linear(8, 4)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.a(x)
+        n, c, h, w = x.shape
+        x = x.view(n, 2, c // 2, h, w).transpose(1, 2).contiguous().view(n, c, h, w)
+        out: Tensor = self.head(self.b(x).mean((2, 3)))
+        return out
+
+
+class MLPNet(nn.Module):
+    """A conv stem whose group is left dense, then a hidden nn.Linear: ConvNeXt's pattern."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3)
+        self.hidden = nn.Linear(8, 16)
+        self.out = nn.Linear(16, 4)
+
+    def forward(self, x: Tensor) -> Tensor:
+        out: Tensor = self.out(torch.relu(self.hidden(self.stem(x).mean((2, 3)))))
+        return out
+
+
+class TestTracingErrors:
+    """Each failure says whose it is: the input's, the model's ops', or the graph's."""
+
+    def test_input_the_model_rejects_blames_the_input(self) -> None:
+        with pytest.raises(ValueError, match=r"could not trace ChannelNet .* does not run on"):
+            channel_wrapper(example_inputs=torch.randn(2, 5, 16, 16))
+
+    def test_unfollowable_reshapes_counted_on_the_autograd_graph(self) -> None:
+        from selfdamage.damage.traceability import unfollowable_reshapes
+
+        x = torch.randn(2, 8, 4, 4, requires_grad=True)
+        windows = x.view(2, 8, 2, 2, 2, 2).permute(0, 2, 4, 1, 3, 5).reshape(8, 8, 2, 2)
+        shuffled = x.view(2, 2, 4, 4, 4).transpose(1, 2).reshape(2, 8, 4, 4)
+        flat = x.flatten(1).view(2, 8, 16)  # 4-d and lower: torch-pruning follows them
+        # By construction: one 6-d input (the window reshape), one 5-d (the shuffle).
+        assert dict(unfollowable_reshapes([windows, shuffled, flat])) == {5: 1, 6: 1}
+        assert dict(unfollowable_reshapes(flat)) == {}
+
+    def test_channel_shuffle_is_rejected_before_torch_pruning_runs(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        calls: list[object] = []
+        build = tp.DependencyGraph.build_dependency
+
+        def spy(self: Any, *args: Any, **kwargs: Any) -> Any:
+            calls.append(self)
+            return build(self, *args, **kwargs)
+
+        monkeypatch.setattr(tp.DependencyGraph, "build_dependency", spy)
+        with pytest.raises(
+            ValueError,
+            match=r"channel damage does not support ShuffleNet: 1 reshape of a 5-d tensor .*"
+            r"Use weight damage",
+        ):
+            channel_wrapper(ShuffleNet())
+        assert calls == []
+
+    def test_dependency_graph_failure_names_the_model_not_the_input(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        def broken(self: Any, *args: Any, **kwargs: Any) -> Any:
+            raise ZeroDivisionError("integer division or modulo by zero")
+
+        monkeypatch.setattr(tp.DependencyGraph, "build_dependency", broken)
+        with pytest.raises(ValueError) as info:
+            channel_wrapper()
+        message = str(info.value)
+        assert "torch-pruning's dependency graph cannot follow ChannelNet" in message
+        assert "ZeroDivisionError" in message and "the model runs on example_inputs" in message
+        assert "Pass an input" not in message
+
+    def test_runaway_coupling_is_an_error_not_an_out_of_memory(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        import selfdamage.damage.tracing as tracing
+
+        monkeypatch.setattr(tracing, "coupling_limit", lambda model: 10)
+        with pytest.raises(
+            ValueError,
+            match=r"channel coupling did not converge for (stem|block|grouped)\.0 in ChannelNet"
+            r": .* grew past 10 entries",
+        ):
+            channel_wrapper()  # every group maps more than 10 indices
+
+    def test_coupling_budget_leaves_valid_models_alone(self) -> None:
+        from selfdamage.damage.traceability import coupling_limit
+
+        assert coupling_limit(ChannelNet()) == 128 * 1024  # the floor; ChannelNet has 57 channels
+        wrapper = channel_wrapper()
+        assert [g.root for g in plan(wrapper).groups] == ["stem.0", "block.0", "grouped.0"]
+
+
+class TestPrunableHint:
+    def test_no_group_names_the_prunable_that_would_work(self) -> None:
+        # The reference: the groups the suggested prunable gives, counted by tracing.
+        suggested = channel_wrapper(
+            MLPNet(), prunable=(nn.Conv2d, nn.Linear), ignored_layers=["stem"]
+        )
+        assert [g.root for g in plan(suggested).groups] == ["hidden"]
+        with pytest.raises(ValueError) as info:
+            channel_wrapper(MLPNet(), ignored_layers=["stem"])  # prunable=(nn.Conv2d,)
+        message = str(info.value)
+        assert "stem: stem is in ignored_layers" in message
+        assert "hidden: hidden is not selected by prunable" in message
+        assert (
+            "prunable must also select nn.Linear here: prunable=(nn.Conv2d, nn.Linear) would "
+            "make 1 channel group prunable" in message
+        )
+
+    def test_no_hint_when_prunable_is_not_the_cause(self) -> None:
+        net = nn.Sequential(nn.Conv2d(3, 4, 3))
+        with pytest.raises(ValueError, match="Check prunable, ignored_layers and importance"):
+            channel_wrapper(net)
+
+    def test_convnext_conv_only(self) -> None:
+        import torchvision
+
+        x = images(2, 32)
+
+        def convnext() -> nn.Module:
+            torch.manual_seed(0)
+            return torchvision.models.convnext_tiny(weights=None)
+
+        both = channel_wrapper(convnext(), example_inputs=x, prunable=(nn.Conv2d, nn.Linear))
+        count = len(plan(both).groups)
+        assert count > 0 and all(".block.3" in g.root for g in plan(both).groups)
+        with pytest.raises(ValueError) as info:
+            channel_wrapper(convnext(), example_inputs=x)
+        assert f"prunable=(nn.Conv2d, nn.Linear) would make {count} channel groups prunable" in str(
+            info.value
+        )
+
+
+@pytest.mark.slow
+class TestCouplingBudgetOnSwin:
+    def test_swin_without_the_reshape_guard_fails_fast_not_out_of_memory(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # Unbounded, building Swin-T's plan exhausted 23 GB; the budget stops it at ~1.3 GB.
+        import collections
+
+        import torchvision
+
+        import selfdamage.damage.tracing as tracing
+
+        monkeypatch.setattr(tracing, "unfollowable_reshapes", lambda out: collections.Counter())
+        model = torchvision.models.swin_t(weights=None)
+        with pytest.raises(ValueError, match="channel coupling did not converge for features"):
+            channel_wrapper(model, example_inputs=images(2, 32), prunable=(nn.Conv2d, nn.Linear))

@@ -56,23 +56,35 @@ class TestValidation:
             ),
             ({"dataset": "mnist"}, "dataset must be one of"),
             ({"epochs": 0}, r"epochs must be a positive integer, got epochs=0\."),
-            ({"width": True}, "width must be a positive integer, got width=True"),
             ({"probe_shots": -1}, "probe_shots must be >= 0, got probe_shots=-1"),
             ({"seeds": []}, r"seeds must name at least one seed, got seeds=\[\]"),
             (
                 {"prune_ratio": 1.0},
-                r"prune_ratio must be a number >= 0 and < 1, got prune_ratio=1\.0",
+                r"prune_ratio must be in \[0\.0, 1\.0\), got prune_ratio=1\.0",
             ),
-            ({"imbalance_ratio": 0.5}, "imbalance_ratio must be a number >= 1"),
+            ({"imbalance_ratio": 0.5}, "imbalance_ratio must be >= 1.0, got imbalance_ratio=0.5"),
             ({"n_max": 0}, "n_max must be a positive integer, got n_max=0"),
             ({"jobs": 0}, "jobs must be a positive integer"),
             ({"checkpoint_every": 0}, "checkpoint_every must be a positive integer"),
             ({"damage": "filter"}, "damage must be one of 'weight', 'channel'"),
+            ({"temperature": 0.0}, r"temperature must be > 0\.0, got temperature=0\.0"),
+            ({"seeds": (0, -1)}, r"seeds\[1\] must be >= 0, got seeds\[1\]=-1"),
             ({"method": "byol", "temperature": 0.2}, "temperature does not apply to method='byol'"),
         ],
     )
     def test_bad_options(self, kwargs: dict[str, Any], match: str) -> None:
         with pytest.raises(ValueError, match=match):
+            StudyConfig(**kwargs)
+
+    @pytest.mark.parametrize(
+        ("kwargs", "match"),
+        [
+            ({"width": True}, "width must be an int, got width=True"),
+            ({"lr": "0.1"}, "lr must be a float, got lr='0.1'"),
+        ],
+    )
+    def test_wrong_types(self, kwargs: dict[str, Any], match: str) -> None:
+        with pytest.raises(TypeError, match=match):
             StudyConfig(**kwargs)
 
     def test_normalizes_sequences_and_paths(self) -> None:

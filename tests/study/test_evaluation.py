@@ -1,0 +1,80 @@
+"""The evaluation protocol on a hand-built dataset whose answers are known."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from selfdamage.adapters import SimCLRAdapter
+from selfdamage.study.data import StudyData
+from selfdamage.study.evaluation import METRICS, evaluate
+
+# Three classes told apart by where the image is bright: nowhere, left half, right half.
+_HALVES = {0: (20, 20), 1: (220, 20), 2: (20, 220)}
+
+
+def _images(labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    images = torch.empty(len(labels), 1, 4, 4)
+    for i, label in enumerate(labels.tolist()):
+        left, right = _HALVES[label]
+        images[i, :, :, :2], images[i, :, :, 2:] = left, right
+    noise = torch.randint(-10, 11, images.shape, generator=generator)
+    return (images + noise).clamp(0, 255).to(torch.uint8)
+
+
+def _data() -> StudyData:
+    generator = torch.Generator().manual_seed(0)
+    train_y = torch.arange(3).repeat_interleave(20)
+    test_y = torch.arange(3).repeat_interleave(10)
+    return StudyData(
+        _images(train_y, generator), train_y, _images(test_y, generator), test_y, 3, (0.5,), (0.25,)
+    )
+
+
+def _model(baseline: bool) -> SimCLRAdapter:
+    """Features: the mean brightness of the left and of the right half of the image."""
+    torch.manual_seed(0)
+    conv = nn.Conv2d(1, 1, 1)
+    with torch.no_grad():
+        conv.weight.fill_(1.0)
+        conv.bias.zero_()
+    backbone = nn.Sequential(conv, nn.AdaptiveAvgPool2d((1, 2)), nn.Flatten())
+    return SimCLRAdapter(backbone, feature_dim=2, prune_ratio=0.5, baseline=baseline)
+
+
+class TestEvaluate:
+    def test_separable_classes_are_all_right(self) -> None:
+        data = _data()
+        longtail = torch.arange(len(data.train_labels))
+        metrics = evaluate(
+            _model(baseline=True), data, (20, 8, 2), longtail,
+            with_damage=False, probe_shots=5, probe_draws=2,
+        )  # fmt: skip
+        for name in ("accuracy", "many", "medium", "few", "knn"):
+            assert metrics[name] == 1.0, name
+        assert metrics["balancedness"] == 0.0
+        assert metrics["damage_auroc"] is None
+        assert len(metrics["probe_draws"]) == 2
+        # Groups by the long-tailed counts: class 0 is Many, 1 Medium, 2 Few.
+        assert metrics["groups"] == {"many": [0], "medium": [1], "few": [2]}
+        assert set(METRICS) <= set(metrics)
+
+    def test_whole_split_with_zero_shots(self) -> None:
+        data = _data()
+        metrics = evaluate(
+            _model(baseline=False), data, (20, 8, 2), torch.arange(60),
+            with_damage=False, probe_shots=0, probe_draws=3,
+        )  # fmt: skip
+        assert len(metrics["probe_draws"]) == 1  # one "draw": the whole training split
+        assert metrics["accuracy"] == 1.0
+
+    def test_damage_auroc_prunes_the_baselines_final_weights(self) -> None:
+        data = _data()
+        model = _model(baseline=True)
+        refreshes = int(model.wrapper.refresh_count)
+        metrics = evaluate(
+            model, data, (20, 8, 2), torch.arange(60),
+            with_damage=True, probe_shots=5, probe_draws=1,
+        )  # fmt: skip
+        assert int(model.wrapper.refresh_count) == refreshes + 1
+        assert 0.0 <= metrics["damage_auroc"] <= 1.0
