@@ -197,7 +197,6 @@ class ChannelDamage(Damage):
             "importance": type(self.importance).__name__,
             "max_channel_ratio": self.max_channel_ratio,
             "prunable": describe_prunable(self.prunable),
-            "compact": self.compact,
         }
 
     def masks_changed(self, model: nn.Module, masks: Mapping[str, Tensor]) -> None:

@@ -57,7 +57,6 @@ class TestArguments:
             "importance": "GroupMagnitudeImportance",
             "max_channel_ratio": 0.8,
             "prunable": "Conv2d",
-            "compact": True,
         }
 
     def test_unknown_importance(self) -> None:
