@@ -22,6 +22,6 @@ from __future__ import annotations
 from selfdamage.damage import ChannelDamage, Damage, WeightDamage
 from selfdamage.wrapper import SelfDamagingWrapper
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = ["ChannelDamage", "Damage", "SelfDamagingWrapper", "WeightDamage", "__version__"]

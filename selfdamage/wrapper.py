@@ -43,10 +43,12 @@ class _Masks(nn.Module):
 class SelfDamagingWrapper(nn.Module):
     """Wraps a model and gives it a damaged twin that shares its weights (SDCLR [0]).
 
-    ``wrapper(x)`` is the dense model, unchanged. ``wrapper.damaged(x)`` runs the same
-    model with every masked parameter multiplied by a ``bool`` mask and, with
-    ``twin_norm=True``, with the twin's own BatchNorm parameters and running statistics
-    in place of the dense ones. Both branches back-propagate into the shared weights, so
+    ``wrapper(x)`` is the dense model, unchanged. ``wrapper.damaged(x)`` runs the twin:
+    the same weights under ``bool`` masks (with :class:`~selfdamage.damage.WeightDamage`,
+    every masked parameter multiplied by its mask; a strategy may run a physically
+    smaller copy instead, as :class:`~selfdamage.damage.ChannelDamage` does) and, with
+    ``twin_norm=True``, the twin's own BatchNorm parameters and running statistics in
+    place of the dense ones. Both branches back-propagate into the shared weights, so
     a contrastive loss between ``wrapper(x0)`` and ``wrapper.damaged(x1)`` needs one
     backward pass. :meth:`refresh_mask` damages the twin again from the current dense
     weights; call it at the start of every epoch.

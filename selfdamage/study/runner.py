@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from selfdamage import __version__
 from selfdamage.data import balanced_indices, longtail_indices
 from selfdamage.study.config import StudyConfig
 from selfdamage.study.data import StudyData, load_data
@@ -294,6 +295,7 @@ def _provenance(config: StudyConfig, wall_time_s: float) -> dict[str, Any]:
     except PackageNotFoundError:
         lightly_version = None
     return {
+        "selfdamage": __version__,
         "git_commit": _git_commit(),
         "torch": torch.__version__,
         "lightly": lightly_version,

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 import torch
 
+import selfdamage
 from selfdamage import study
 from selfdamage.study import StudyConfig, run_study
 from selfdamage.study.runner import RunSpec, schedule
@@ -143,5 +144,6 @@ class TestStudy:
         provenance = results["provenance"]
         assert provenance.keys() == {"git_commit", "torch", "lightly", "device", "wall_time_s"}
         assert provenance["torch"] == torch.__version__
+        assert provenance["selfdamage"] == selfdamage.__version__
         for run in results["runs"]:
             assert run["wall_time_s"]["pretrain"] > 0 and len(run["wall_time_s"]["epochs"]) == 1
