@@ -344,3 +344,55 @@ class TestDistributed:
         gen = torch.Generator().manual_seed(7)
         batch = torch.randn(8, 3, 8, 8, generator=gen), torch.randn(8, 3, 8, 8, generator=gen)
         ddp_harness.check_twin_step(_ddp_wrapper, batch, tmp_path)
+
+
+class TestTraining:
+    """Autocast and resume behave as with the masked twin."""
+
+    def test_autocast_bf16_close_to_the_masked_twin(self) -> None:
+        compact, masked = _wrap("cifar_resnet18"), _wrap("cifar_resnet18", compact=False)
+        compact.eval(), masked.eval()
+        x = images(4, SIZE)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out, reference = compact.damaged(x), masked.damaged(x)
+        assert out.dtype == reference.dtype == torch.bfloat16
+        # bf16 keeps ~3 significant digits; the two twins sum in different orders.
+        torch.testing.assert_close(out.float(), reference.float(), rtol=0.05, atol=0.05)
+        out.float().square().sum().backward()
+        for name, mask in compact.named_masks():
+            grad = _shared(compact, name).grad  # the twin's own BatchNorm for norm layers
+            assert grad is not None and grad.dtype == torch.float32
+            assert torch.isfinite(grad).all()
+            assert not grad[~mask].any(), f"{name}: a dead entry got gradient from the twin"
+
+    def test_resume_continues_identically(self) -> None:
+        def epochs(wrapper: SelfDamagingWrapper, optimizer: torch.optim.Optimizer, start: int,
+                   stop: int) -> None:  # fmt: skip
+            for epoch in range(start, stop):
+                wrapper.refresh_mask()
+                for step in range(2):
+                    seed = 10 * epoch + 2 * step
+                    x0, x1 = images(4, SIZE, seed=seed), images(4, SIZE, seed=seed + 1)
+                    (wrapper(x0) - wrapper.damaged(x1)).square().mean().backward()
+                    optimizer.step()
+                    optimizer.zero_grad()
+
+        def sgd(wrapper: SelfDamagingWrapper) -> torch.optim.Optimizer:
+            return torch.optim.SGD(wrapper.parameters(), lr=0.05, momentum=0.9)
+
+        straight = _wrap("cifar_resnet18")
+        epochs(straight, sgd(straight), 0, 4)
+
+        first = _wrap("cifar_resnet18")
+        optimizer = sgd(first)
+        epochs(first, optimizer, 0, 2)
+        state, optimizer_state = copy.deepcopy(first.state_dict()), optimizer.state_dict()
+        resumed = _wrap("cifar_resnet18")
+        resumed.load_state_dict(state)
+        optimizer = sgd(resumed)
+        optimizer.load_state_dict(optimizer_state)
+        epochs(resumed, optimizer, 2, 4)
+
+        assert resumed.damage.compact_active  # type: ignore[attr-defined]
+        for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+            assert torch.equal(a, b), name
