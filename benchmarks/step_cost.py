@@ -14,10 +14,18 @@ Each step includes backward and an SGD update. Variants are interleaved round by
 machine noise hits them alike; the report gives the median time per step, the spread
 (min-max over rounds), the ratio to ``plain`` and the median of the per-round ratios.
 
+``--arch`` picks the model: the CIFAR-style ResNet-18 (default) or torchvision's ResNet-18 /
+ResNet-50 (``num_classes=128``). ``--grid`` times only ``plain`` and ``selfdamage`` (weight
+damage at 0.9) over batch sizes x input sizes, a fresh model per configuration, and prints one
+row per configuration: the median ratio and the min-max of the per-round ratios.
+
 Run:
     python benchmarks/step_cost.py                 # CIFAR-style ResNet-18, batch 64
     python benchmarks/step_cost.py --rounds 3 --batch-size 128 --json out.json
     python benchmarks/step_cost.py --channel-ratios 0.3 0.5 0.7 --masked
+    python benchmarks/step_cost.py --arch resnet50 --image-size 128 --batch-size 16 --no-reference
+    python benchmarks/step_cost.py --grid --arch resnet18 --rounds 3
+    python benchmarks/step_cost.py --grid --arch resnet50 --rounds 2 --skip 128x128
 """
 
 from __future__ import annotations
@@ -29,14 +37,33 @@ import time
 from collections.abc import Callable
 
 import torch
+import torchvision
 from lightly.loss import NTXentLoss
 
 from selfdamage import ChannelDamage, SelfDamagingWrapper
 from selfdamage.backbones import cifar_resnet18
 
+ARCHS = ("cifar_resnet18", "resnet18", "resnet50")
+
+
+def build_model(arch: str, width: int = 64) -> torch.nn.Module:
+    """``cifar_resnet18(width=width)``, or torchvision's ``arch(num_classes=128)``."""
+    if arch == "cifar_resnet18":
+        return cifar_resnet18(width=width)
+    if arch in ("resnet18", "resnet50"):
+        return getattr(torchvision.models, arch)(num_classes=128)
+    raise ValueError(f"arch={arch!r} is not one of {ARCHS}")
+
+
+def _describe(arch: str, width: int) -> str:
+    if arch == "cifar_resnet18":
+        return f"CIFAR-style ResNet-18 (width {width})"
+    return f"torchvision {arch} (num_classes=128)"
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--arch", choices=ARCHS, default="cifar_resnet18")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--image-size", type=int, default=32)
     parser.add_argument("--width", type=int, default=64, help="ResNet-18 width (64 = paper)")
@@ -53,11 +80,31 @@ def main() -> None:
     parser.add_argument(
         "--masked", action="store_true", help="also time channel damage with compact=False"
     )
+    parser.add_argument(
+        "--no-reference", action="store_true", help="skip the three-pass reference recipe"
+    )
+    parser.add_argument(
+        "--grid",
+        action="store_true",
+        help="weight damage only, over --grid-batch-sizes x --grid-image-sizes",
+    )
+    parser.add_argument("--grid-batch-sizes", type=int, nargs="+", default=[8, 32, 128])
+    parser.add_argument("--grid-image-sizes", type=int, nargs="+", default=[32, 64, 128])
+    parser.add_argument(
+        "--skip",
+        nargs="*",
+        default=[],
+        metavar="BATCHxSIZE",
+        help="grid configurations to leave out, e.g. 128x128 (batch 128, 128 px)",
+    )
     args = parser.parse_args()
+    if args.grid:
+        run_grid(args)
+        return
 
     torch.manual_seed(0)
     device = torch.device(args.device)
-    wrapper = SelfDamagingWrapper(cifar_resnet18(width=args.width), prune_ratio=0.9).to(device)
+    wrapper = SelfDamagingWrapper(build_model(args.arch, args.width), prune_ratio=0.9).to(device)
     model = wrapper.model
     criterion = NTXentLoss(temperature=0.2)
     optimizers = [torch.optim.SGD(wrapper.parameters(), lr=1e-3, momentum=0.9)]
@@ -77,24 +124,117 @@ def main() -> None:
         criterion(f1, f2).backward()
         criterion(f1.detach(), wrapper.damaged(x1)).backward()
 
-    variants: dict[str, Callable[[], None]] = {
-        "plain": plain,
-        "selfdamage": selfdamage,
-        "reference": reference,
-    }
+    variants: dict[str, Callable[[], None]] = {"plain": plain, "selfdamage": selfdamage}
+    if not args.no_reference:
+        variants["reference"] = reference
     shared = model.state_dict()
     example = torch.randn(2, 3, args.image_size, args.image_size)
     for ratio in args.channel_ratios:
         for compact in (True, False) if args.masked else (True,):
-            channel_model = cifar_resnet18(width=args.width)
+            channel_model = build_model(args.arch, args.width)
             channel_model.load_state_dict(shared)
             damage = ChannelDamage(ratio, example_inputs=example, compact=compact)
             channel = SelfDamagingWrapper(channel_model, damage=damage).to(device)
             if compact and not damage.compact_active:
                 raise RuntimeError(f"compact twin fell back: {damage.fallback_reason}")
             name = f"channel-{ratio:g}" + ("" if compact else "-masked")
-            variants[name] = _channel_step(channel, criterion, x0, x1)
+            variants[name] = _sdclr_step(channel, criterion, x0, x1)
             optimizers.append(torch.optim.SGD(channel.parameters(), lr=1e-3, momentum=0.9))
+
+    times = _time_interleaved(variants, optimizers, args.rounds, device)
+
+    base = statistics.median(times["plain"])
+    results = {
+        name: {
+            "median_s": statistics.median(t),
+            "min_s": min(t),
+            "max_s": max(t),
+            "ratio_to_plain": statistics.median(t) / base,
+            # Median of the per-round ratios: robust to load that hits whole rounds.
+            "round_ratio": statistics.median(a / b for a, b in zip(t, times["plain"])),
+        }
+        for name, t in times.items()
+    }
+    print(
+        f"{_describe(args.arch, args.width)}, batch {args.batch_size}, "
+        f"{args.image_size}px, {args.device}, {torch.get_num_threads()} threads, "
+        f"{args.rounds} rounds"
+    )
+    print(f"{'variant':<20}{'median s':>10}{'min-max s':>18}{'x plain':>10}{'per round':>11}")
+    for name, r in results.items():
+        spread = f"{r['min_s']:.3f}-{r['max_s']:.3f}"
+        print(
+            f"{name:<20}{r['median_s']:>10.3f}{spread:>18}{r['ratio_to_plain']:>10.3f}"
+            f"{r['round_ratio']:>11.3f}"
+        )
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"settings": vars(args), "results": results}, f, indent=2)
+
+
+def run_grid(args: argparse.Namespace) -> None:
+    """Weight damage (0.9) against the plain step over batch sizes x input sizes."""
+    device = torch.device(args.device)
+    criterion = NTXentLoss(temperature=0.2)
+    skip = set(args.skip)
+    print(
+        f"{_describe(args.arch, args.width)}, weight damage 0.9, {args.device}, "
+        f"{torch.get_num_threads()} threads, {args.rounds} rounds per configuration"
+    )
+    print(
+        f"{'batch':>5}{'px':>5}{'plain s':>9}{'sdclr s':>9}{'x plain':>9}{'per round':>11}"
+        f"{'round min-max':>15}"
+    )
+    rows = []
+    for batch_size in args.grid_batch_sizes:
+        for size in args.grid_image_sizes:
+            if f"{batch_size}x{size}" in skip:
+                print(f"{batch_size:>5}{size:>5}  skipped (--skip)")
+                continue
+            torch.manual_seed(0)
+            wrapper = SelfDamagingWrapper(build_model(args.arch, args.width), prune_ratio=0.9)
+            wrapper = wrapper.to(device)
+            model = wrapper.model
+            shape = (batch_size, 3, size, size)
+            x0, x1 = torch.randn(shape, device=device), torch.randn(shape, device=device)
+
+            variants = {
+                "plain": _plain_step(model, criterion, x0, x1),
+                "selfdamage": _sdclr_step(wrapper, criterion, x0, x1),
+            }
+            optimizer = torch.optim.SGD(wrapper.parameters(), lr=1e-3, momentum=0.9)
+            times = _time_interleaved(variants, [optimizer], args.rounds, device)
+            round_ratios = [a / b for a, b in zip(times["selfdamage"], times["plain"])]
+            row = {
+                "batch_size": batch_size,
+                "image_size": size,
+                "plain_median_s": statistics.median(times["plain"]),
+                "selfdamage_median_s": statistics.median(times["selfdamage"]),
+                "round_ratios": round_ratios,
+            }
+            row["ratio_to_plain"] = row["selfdamage_median_s"] / row["plain_median_s"]
+            row["round_ratio"] = statistics.median(round_ratios)
+            rows.append(row)
+            spread = f"{min(round_ratios):.3f}-{max(round_ratios):.3f}"
+            print(
+                f"{batch_size:>5}{size:>5}{row['plain_median_s']:>9.3f}"
+                f"{row['selfdamage_median_s']:>9.3f}{row['ratio_to_plain']:>9.3f}"
+                f"{row['round_ratio']:>11.3f}{spread:>15}",
+                flush=True,
+            )
+            del wrapper, model, optimizer, x0, x1, variants
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"settings": vars(args), "grid": rows}, f, indent=2)
+
+
+def _time_interleaved(
+    variants: dict[str, Callable[[], None]],
+    optimizers: list[torch.optim.Optimizer],
+    rounds: int,
+    device: torch.device,
+) -> dict[str, list[float]]:
+    """Seconds per step of each variant, one warm-up step each, then ``rounds`` interleaved."""
 
     def timed(step: Callable[[], None]) -> float:
         if device.type == "cuda":
@@ -111,40 +251,22 @@ def main() -> None:
     for step in variants.values():  # warm-up
         timed(step)
     times: dict[str, list[float]] = {name: [] for name in variants}
-    for _ in range(args.rounds):
+    for _ in range(rounds):
         for name, step in variants.items():
             times[name].append(timed(step))
-
-    base = statistics.median(times["plain"])
-    results = {
-        name: {
-            "median_s": statistics.median(t),
-            "min_s": min(t),
-            "max_s": max(t),
-            "ratio_to_plain": statistics.median(t) / base,
-            # Median of the per-round ratios: robust to load that hits whole rounds.
-            "round_ratio": statistics.median(a / b for a, b in zip(t, times["plain"])),
-        }
-        for name, t in times.items()
-    }
-    print(
-        f"CIFAR-style ResNet-18 (width {args.width}), batch {args.batch_size}, "
-        f"{args.image_size}px, {args.device}, {torch.get_num_threads()} threads, "
-        f"{args.rounds} rounds"
-    )
-    print(f"{'variant':<20}{'median s':>10}{'min-max s':>18}{'x plain':>10}{'per round':>11}")
-    for name, r in results.items():
-        spread = f"{r['min_s']:.3f}-{r['max_s']:.3f}"
-        print(
-            f"{name:<20}{r['median_s']:>10.3f}{spread:>18}{r['ratio_to_plain']:>10.3f}"
-            f"{r['round_ratio']:>11.3f}"
-        )
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"settings": vars(args), "results": results}, f, indent=2)
+    return times
 
 
-def _channel_step(
+def _plain_step(
+    model: torch.nn.Module, criterion: torch.nn.Module, x0: torch.Tensor, x1: torch.Tensor
+) -> Callable[[], None]:
+    def step() -> None:
+        criterion(model(x0), model(x1)).backward()
+
+    return step
+
+
+def _sdclr_step(
     wrapper: SelfDamagingWrapper, criterion: torch.nn.Module, x0: torch.Tensor, x1: torch.Tensor
 ) -> Callable[[], None]:
     def step() -> None:
