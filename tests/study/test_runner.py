@@ -142,7 +142,14 @@ class TestStudy:
         assert settings["weight_decay"] == 1e-4 and settings["amp"] is False
         assert settings == json.loads((tmp_path / "results.json").read_text())["settings"]
         provenance = results["provenance"]
-        assert provenance.keys() == {"git_commit", "torch", "lightly", "device", "wall_time_s"}
+        assert provenance.keys() == {
+            "selfdamage",
+            "git_commit",
+            "torch",
+            "lightly",
+            "device",
+            "wall_time_s",
+        }
         assert provenance["torch"] == torch.__version__
         assert provenance["selfdamage"] == selfdamage.__version__
         for run in results["runs"]:
