@@ -68,16 +68,24 @@ def meta_copy(model: nn.Module) -> nn.Module:
 
 
 def output_shapes(copy_: nn.Module, example: Any) -> list[torch.Size]:
-    """Shapes of the copy's outputs on the meta example, in eval mode (modes restored)."""
+    """Shapes of the copy's outputs on the meta example, in eval and train mode (modes restored).
+
+    Both modes, since a model may take another path in training (GoogLeNet's auxiliary
+    heads run only then).
+    """
     modes = [(m, m.training) for m in copy_.modules()]
-    copy_.eval()
+    shapes: list[torch.Size] = []
     try:
-        if isinstance(example, dict):
-            out = copy_(**example)
-        elif isinstance(example, (tuple, list)):
-            out = copy_(*example)
-        else:
-            out = copy_(example)
+        for training in (False, True):
+            copy_.train(training)
+            if isinstance(example, dict):
+                out = copy_(**example)
+            elif isinstance(example, (tuple, list)):
+                out = copy_(*example)
+            else:
+                out = copy_(example)
+            leaves = torch.utils._pytree.tree_leaves(out)
+            shapes += [leaf.shape for leaf in leaves if isinstance(leaf, Tensor)]
     except Exception as error:
         raise CompactUnsupported(
             f"the compact copy cannot run ({type(error).__name__}: {error})"
@@ -85,8 +93,7 @@ def output_shapes(copy_: nn.Module, example: Any) -> list[torch.Size]:
     finally:
         for module, mode in modes:
             module.training = mode
-    leaves = torch.utils._pytree.tree_leaves(out)
-    return [leaf.shape for leaf in leaves if isinstance(leaf, Tensor)]
+    return shapes
 
 
 def grouped_conv(module: nn.Module) -> bool:

@@ -396,3 +396,31 @@ class TestTraining:
         assert resumed.damage.compact_active  # type: ignore[attr-defined]
         for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
             assert torch.equal(a, b), name
+
+
+class _TrainOnlyHead(nn.Module):
+    """A head that runs in training only, like GoogLeNet's auxiliary classifiers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1, self.bn1 = nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8)
+        self.conv2, self.aux = nn.Conv2d(8, 8, 3, padding=1), nn.Conv2d(8, 4, 1)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+
+    def forward(self, x: Tensor) -> Tensor | tuple[Tensor, Tensor]:
+        h = torch.relu(self.bn1(self.conv1(x)))
+        out = self.pool(self.conv2(h)).flatten(1)
+        return (out, self.pool(self.aux(h)).flatten(1)) if self.training else out
+
+
+def test_train_only_path_is_checked() -> None:
+    torch.manual_seed(0)
+    model = _TrainOnlyHead()
+    x = images(4, 8)
+    compact = SelfDamagingWrapper(model, damage=ChannelDamage(0.5, example_inputs=x[:2]))
+    masked = SelfDamagingWrapper(
+        copy.deepcopy(model), damage=ChannelDamage(0.5, example_inputs=x[:2], compact=False)
+    )
+    masked.load_state_dict(compact.state_dict())
+    for out, reference in zip(compact.train().damaged(x), masked.train().damaged(x)):
+        torch.testing.assert_close(out, reference)
