@@ -31,23 +31,12 @@ import subprocess
 import sys
 
 import torch
-import torchvision
 from lightly.loss import NTXentLoss
+from step_cost import ARCHS, build_model  # this folder: the models step_cost.py times
 
 from selfdamage import ChannelDamage, SelfDamagingWrapper
-from selfdamage.backbones import cifar_resnet18
 
-ARCHS = ("cifar_resnet18", "resnet18", "resnet50")
 VARIANTS = ("plain", "weight", "channel")
-
-
-def build_model(arch: str, width: int = 64) -> torch.nn.Module:
-    """``cifar_resnet18(width=width)``, or torchvision's ``arch(num_classes=128)``."""
-    if arch == "cifar_resnet18":
-        return cifar_resnet18(width=width)
-    if arch in ("resnet18", "resnet50"):
-        return getattr(torchvision.models, arch)(num_classes=128)
-    raise ValueError(f"arch={arch!r} is not one of {ARCHS}")
 
 
 def _peak_mib(device: torch.device) -> float:
