@@ -82,10 +82,27 @@ class Encoder(nn.Module):
             )
         return features
 
-    def forward(self, x: Tensor) -> Tensor:
-        """Features, projection, and prediction where there is a predictor."""
-        out: Tensor = self.head(self.features(x))
-        return out if self.predictor is None else self.predictor(out)
+    def forward(
+        self, x: Tensor, *, with_projection: bool = False
+    ) -> Tensor | tuple[Tensor, Tensor]:
+        """The projection, or the prediction where there is a predictor.
+
+        Args:
+            x: An input batch.
+            with_projection: Return ``(projection, prediction)`` from the same pass, for
+                methods that use both (SimSiam's stop-gradient targets, NNCLR's support
+                set). Needs a predictor.
+        """
+        projection: Tensor = self.head(self.features(x))
+        if self.predictor is None:
+            if with_projection:
+                raise ValueError(
+                    "with_projection=True returns (projection, prediction), but this "
+                    "encoder has no predictor."
+                )
+            return projection
+        prediction: Tensor = self.predictor(projection)
+        return (projection, prediction) if with_projection else prediction
 
 
 class SelfDamagingAdapter(nn.Module):
@@ -213,19 +230,21 @@ class SelfDamagingAdapter(nn.Module):
         """The backbone passed to the constructor (the same object, trained in place)."""
         return self._encoder.backbone
 
-    def _online(self, x0: Tensor, x1: Tensor) -> tuple[Tensor, Tensor]:
+    def _online(self, x0: Tensor, x1: Tensor, **kwargs: Any) -> tuple[Any, Any]:
         """The two online passes: ``x0`` through the dense encoder, ``x1`` through the twin.
 
         With ``baseline=True`` both go through the dense encoder. Checks the views first
         (:meth:`check_views`), so every adapter's ``forward`` rejects a bad pair before
-        any pass, any BatchNorm update and any enqueue.
+        any pass, any BatchNorm update and any enqueue. ``kwargs`` go to
+        :meth:`Encoder.forward` (``with_projection=True``).
 
         Raises:
             ValueError: If the views do not pass :meth:`check_views`.
         """
         self.check_views(x0, x1)
-        out0 = self.wrapper(x0)
-        return out0, self.wrapper(x1) if self.baseline else self.wrapper.damaged(x1)
+        out0 = self.wrapper(x0, **kwargs)
+        twin = self.wrapper if self.baseline else self.wrapper.damaged
+        return out0, twin(x1, **kwargs)
 
     def check_views(self, x0: object, x1: object) -> None:
         """Raises unless ``x0`` and ``x1`` are two non-empty batches of the same size.
