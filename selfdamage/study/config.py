@@ -4,7 +4,7 @@
 (``selfdamage longtail ...``) is generated from its fields (:func:`add_arguments`,
 :func:`from_arguments`), and ``results.json`` stores it (:meth:`StudyConfig.to_dict`).
 Options whose right value depends on the method (``lr``, ``temperature``,
-``weight_decay``) default to ``None``: "the method's default", looked up in
+``optimizer``, ``weight_decay``) default to ``None``: "the method's default", looked up in
 :data:`~selfdamage.study.models.METHOD_TABLE` by :meth:`StudyConfig.resolved`.
 """
 
@@ -21,6 +21,7 @@ import torch
 from selfdamage._checks import check_choice, check_int, check_real
 from selfdamage.study.data import DATASETS
 from selfdamage.study.models import BACKBONES, METHOD_TABLE, METHODS
+from selfdamage.study.training import OPTIMIZERS
 
 __all__ = ["DAMAGES", "StudyConfig", "add_arguments", "from_arguments"]
 
@@ -80,7 +81,7 @@ class StudyConfig:
     """Every option of the long-tail study, with its default, help text and check.
 
     Options set to ``None`` take a default that depends on other options:
-    ``lr``/``temperature``/``weight_decay`` the method's (see :meth:`resolved`),
+    ``lr``/``temperature``/``optimizer``/``weight_decay`` the method's (see :meth:`resolved`),
     ``amp``/``channels_last`` on for CUDA only, ``threads`` torch's thread count.
 
     Raises:
@@ -147,14 +148,21 @@ class StudyConfig:
     )
     lr: float | None = _option(
         None,
-        "SGD lr at batch size 256",
+        "learning rate at batch size 256",
         group="model and training",
         check=_optional(_number(0.0)),
         cli={"type": float},
     )
+    optimizer: str | None = _option(
+        None,
+        "the optimizer (lr scaled from batch size 256)",
+        group="model and training",
+        check=_optional(_choice(OPTIMIZERS)),
+        cli={"type": str, "choices": OPTIMIZERS},
+    )
     weight_decay: float | None = _option(
         None,
-        "SGD weight decay",
+        "weight decay",
         group="model and training",
         check=_optional(_number(0.0)),
         cli={"type": float},
@@ -281,10 +289,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             kwargs |= {"action": argparse.BooleanOptionalAction, "default": None}
         else:
             kwargs |= {"type": cli.get("type", type(f.default)), "metavar": f.name.upper()}
+            kwargs |= {key: cli[key] for key in ("nargs", "choices") if key in cli}
             if meta["choices"] is not None:
-                kwargs |= {"choices": meta["choices"], "metavar": None}
-            if "nargs" in cli:
-                kwargs["nargs"] = cli["nargs"]
+                kwargs["choices"] = meta["choices"]
+            if "choices" in kwargs:
+                kwargs["metavar"] = None
         if "default" not in kwargs:
             kwargs["default"] = list(f.default) if isinstance(f.default, tuple) else f.default
         if f.name in METHOD_TABLE["simclr"].defaults:

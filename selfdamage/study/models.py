@@ -32,18 +32,24 @@ class MethodSpec:
 
     Args:
         defaults: The value of every method-dependent option (``lr``, ``temperature``,
-            ``weight_decay``) that the user leaves unset; ``None`` for an option the method
-            does not have (BYOL has no temperature).
+            ``optimizer``, ``weight_decay``) that the user leaves unset; ``None`` for an
+            option the method does not have (BYOL has no temperature).
 
     Examples:
         >>> METHOD_TABLE["simclr"].defaults["lr"]
         0.5
     """
 
-    defaults: Mapping[str, float | None]
+    defaults: Mapping[str, float | str | None]
 
 
-_CONTRASTIVE = {"lr": 0.5, "temperature": 0.2, "weight_decay": 1e-4}  # the paper's scripts
+# The SDCLR paper's scripts.
+_CONTRASTIVE: dict[str, float | str | None] = {
+    "lr": 0.5,
+    "temperature": 0.2,
+    "optimizer": "sgd",
+    "weight_decay": 1e-4,
+}
 
 METHOD_TABLE: dict[str, MethodSpec] = {
     "simclr": MethodSpec(_CONTRASTIVE),

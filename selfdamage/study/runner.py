@@ -21,7 +21,7 @@ import warnings
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -156,6 +156,7 @@ def run_one(config: StudyConfig, spec: RunSpec, data: StudyData) -> dict[str, An
         batch_size=config.batch_size,
         lr=_resolved(config.lr),
         weight_decay=_resolved(config.weight_decay),
+        optimizer=_resolved(config.optimizer),
         max_steps=config.max_steps,
         checkpoint_every=config.checkpoint_every,
         amp=bool(config.amp),
@@ -232,7 +233,10 @@ def _load(config: StudyConfig) -> StudyData:
     )
 
 
-def _resolved(value: float | None) -> float:
+T = TypeVar("T")
+
+
+def _resolved(value: T | None) -> T:
     if value is None:  # resolved() fills every option the method has
         raise ValueError("the configuration is not resolved; call config.resolved()")
     return value

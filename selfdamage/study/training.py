@@ -13,12 +13,14 @@ import logging
 import math
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from lightly.models.modules.memory_bank import MemoryBankModule
+from lightly.utils.lars import LARS
 from lightly.utils.scheduler import cosine_schedule
 from torch import Tensor, nn
 
@@ -26,7 +28,7 @@ from selfdamage.adapters import MomentumAdapter, SelfDamagingAdapter
 from selfdamage.data.batch_views import BatchViews
 from selfdamage.study.data import StudyData
 
-__all__ = ["TrainSettings", "lr_factor", "pretrain"]
+__all__ = ["OPTIMIZERS", "TrainSettings", "build_optimizer", "lr_factor", "pretrain"]
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +46,7 @@ class TrainSettings:
     batch_size: int
     lr: float
     weight_decay: float
+    optimizer: str = "sgd"
     max_steps: int | None = None
     checkpoint_every: int = 10
     amp: bool = False
@@ -65,7 +68,8 @@ def pretrain(
 ) -> list[float]:
     """Pretrains ``model`` on ``data.train_images[indices]``; returns the loss per epoch.
 
-    SGD with momentum 0.9, the learning rate scaled linearly from batch size 256, a linear
+    The method's optimizer (:func:`build_optimizer`; SGD with momentum 0.9 by default), the
+    learning rate scaled linearly from batch size 256, a linear
     warm-up over a tenth of the epochs (at most 10) and a cosine decay per step, as in the
     paper's scripts. The data order and augmentations of epoch ``e`` come from a generator
     seeded with ``(seed, e)`` on the model's device.
@@ -103,10 +107,10 @@ def pretrain(
     if settings.channels_last:
         model.to(memory_format=torch.channels_last)
     views = BatchViews(images.shape[-1], mean=data.mean, std=data.std).to(device)
-    optimizer = torch.optim.SGD(
+    optimizer = build_optimizer(
+        settings.optimizer,
         model.parameters(),
         lr=settings.lr * batch_size / 256,
-        momentum=0.9,
         weight_decay=settings.weight_decay,
     )
     total, warmup = epochs * steps, min(10, epochs // 10) * steps
@@ -170,6 +174,29 @@ def pretrain(
     if settings.channels_last:
         model.to(memory_format=torch.contiguous_format)
     return losses
+
+
+OPTIMIZERS = ("sgd", "lars", "adamw")
+
+
+def build_optimizer(
+    name: str, params: Iterable[nn.Parameter], *, lr: float, weight_decay: float
+) -> torch.optim.Optimizer:
+    """The study's optimizer by name: SGD or LARS with momentum 0.9, or AdamW.
+
+    ``"sgd"`` is the SDCLR paper's; ``"lars"`` (lightly's ``LARS``) what lightly's VICReg
+    example uses; ``"adamw"`` (default betas) what DINO's paper uses.
+
+    Examples:
+        >>> build_optimizer("lars", nn.Linear(2, 2).parameters(), lr=0.1, weight_decay=0.0)
+        LARS (...)
+    """
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    if name == "lars":
+        lars: torch.optim.Optimizer = LARS(params, lr=lr, momentum=0.9, weight_decay=weight_decay)
+        return lars
+    return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay)
 
 
 def load_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:

@@ -109,7 +109,7 @@ class TestResolved:
 
     def test_every_method_has_every_method_dependent_option(self) -> None:
         keys = {frozenset(spec.defaults) for spec in METHOD_TABLE.values()}
-        assert keys == {frozenset({"lr", "temperature", "weight_decay"})}
+        assert keys == {frozenset({"lr", "temperature", "optimizer", "weight_decay"})}
 
     def test_device_dependent_defaults(self) -> None:
         cpu = StudyConfig().resolved()

@@ -1,19 +1,23 @@
 from __future__ import annotations
 
 import io
+import math
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
+from lightly.utils.lars import LARS
 
 from selfdamage.adapters import SelfDamagingAdapter
+from selfdamage.study import training
 from selfdamage.study.data import StudyData
 from selfdamage.study.models import build_model
 from selfdamage.study.training import (
     TrainSettings,
     _progress_bar,
+    build_optimizer,
     load_checkpoint,
     lr_factor,
     pretrain,
@@ -122,3 +126,39 @@ def test_bf16_autocast_and_channels_last_path(tmp_path: Path, method: str) -> No
     assert len(losses) == 2 and all(torch.isfinite(torch.tensor(losses)))
     state = torch.load(tmp_path / "t.pt", weights_only=True)
     assert all(v.dtype != torch.bfloat16 for v in state["model"].values())  # fp32 weights
+
+
+class TestOptimizers:
+    @pytest.mark.parametrize(
+        ("name", "expected"),
+        [("sgd", torch.optim.SGD), ("lars", LARS), ("adamw", torch.optim.AdamW)],
+    )
+    def test_the_named_optimizer_trains(
+        self, tmp_path: Path, name: str, expected: type[torch.optim.Optimizer]
+    ) -> None:
+        built: list[torch.optim.Optimizer] = []
+        original = training.build_optimizer
+
+        def recording(*args: Any, **kwargs: Any) -> torch.optim.Optimizer:
+            built.append(original(*args, **kwargs))
+            return built[-1]
+
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(training, "build_optimizer", recording)
+            losses = train(tmp_path / "t.pt", optimizer=name)
+        assert [type(o) for o in built] == [expected] and all(map(math.isfinite, losses))
+        assert built[0].param_groups[0]["lr"] == pytest.approx(0.0)  # cosine decayed to 0
+
+    def test_sgd_step_is_momentum_sgd(self) -> None:
+        # Two steps by hand: v = g + wd * w, buffer b = 0.9 * b + v (b = v at first), w -= lr * b.
+        weight = torch.nn.Parameter(torch.tensor([1.0, -2.0], dtype=torch.float64))
+        optimizer = build_optimizer("sgd", [weight], lr=0.1, weight_decay=0.5)
+        w, b = weight.detach().clone(), torch.zeros(2, dtype=torch.float64)
+        for step, grad in enumerate(([0.2, 0.4], [-0.1, 0.3])):
+            g = torch.tensor(grad, dtype=torch.float64)
+            weight.grad = g.clone()
+            optimizer.step()
+            v = g + 0.5 * w
+            b = v if step == 0 else 0.9 * b + v
+            w = w - 0.1 * b
+        torch.testing.assert_close(weight.detach(), w, rtol=0, atol=1e-12)
