@@ -16,7 +16,15 @@ import pytest
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
 EXAMPLES = sorted(EXAMPLES_DIR.glob("*.py"))
-NEEDS_DATA = {"simclr", "moco", "byol", "simclr_lightning", "ddp", "mine_tail_samples"}
+NEEDS_DATA = {
+    "simclr",
+    "moco",
+    "byol",
+    "simclr_lightning",
+    "ddp",
+    "mine_tail_samples",
+    "any_method",
+}
 SELF_CONTAINED = {"wrap_backbones", "custom_damage"}
 
 
@@ -72,7 +80,10 @@ def _command(path: Path, tmp_path: Path) -> list[str]:
     if "ddp" in path.stem:
         launcher = [sys.executable, "-m", "torch.distributed.run"]
         return [*launcher, "--standalone", "--nproc_per_node=2", str(path), "--fast"]
-    extra = ["--out", str(tmp_path / "top.png")] if path.stem == "mine_tail_samples" else []
+    extra = {
+        "mine_tail_samples": ["--out", str(tmp_path / "top.png")],
+        "any_method": ["--method", "all"],
+    }.get(path.stem, [])
     return [sys.executable, str(path), "--fast", *extra]
 
 
