@@ -6,7 +6,7 @@ re-chosen every epoch); momentum (target) networks and memory banks stay dense. 
 adapter holds lightly's heads and loss for the method, with the defaults of lightly's
 ``examples/pytorch/<method>.py``; ``adapter(x0, x1)`` returns the step's loss. Methods with
 a momentum encoder (MoCo, BYOL, TiCo, DINO) also get ``update_momentum(m)`` once per step.
-The table of what the twin does in each method is in the docs (:doc:`/methods`). The data
+The docs page ``docs/methods.rst`` has the table of what the twin does in each method. The data
 is Fashion-MNIST-LT (imbalance ratio 100).
 
 Run:
