@@ -32,7 +32,8 @@ class DCLAdapter(TwoViewAdapter):
     ``baseline=True`` is lightly's ``examples/pytorch/dcl.py`` with the same head and loss.
     SDCLR [0] defines only the SimCLR variant; DCL differs from it only in the loss, and
     damaging the second pass is the same choice (the rule of
-    :class:`~selfdamage.adapters.TwoViewAdapter`).
+    :class:`~selfdamage.adapters.TwoViewAdapter`). A step needs at least 2 samples per
+    view, in eval mode too: with one there is no negative, and the loss is ``-inf``.
 
     - [0] SDCLR, 2021, https://arxiv.org/abs/2106.02990
     - [1] DCL, 2021, https://arxiv.org/abs/2110.06848
