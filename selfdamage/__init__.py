@@ -6,8 +6,10 @@ The public API, at a glance:
   ``wrapper.damaged(x)`` its damaged twin, ``wrapper.refresh_mask()`` damages it again.
 - :mod:`selfdamage.damage` — how the twin is damaged: :class:`Damage` (the base),
   :class:`WeightDamage` (the paper), :class:`ChannelDamage` (whole channels).
-- :mod:`selfdamage.adapters` — ``SimCLRAdapter``, ``MoCoAdapter``, ``BYOLAdapter``: lightly's
+- :mod:`selfdamage.adapters` — ``SimCLRAdapter``, ``MoCoAdapter``, ``BYOLAdapter``,
+  ``BarlowTwinsAdapter``, ``VICRegAdapter``, ``DCLAdapter``, ``DCLWAdapter``: lightly's
   methods with one online pass through the twin; ``forward(x0, x1)`` returns the loss.
+  ``TwoViewAdapter`` does it for any loss on the two online projections.
 - :mod:`selfdamage.lightning` — ``SelfDamagingCallback`` refreshes masks in PyTorch Lightning.
 - :mod:`selfdamage.data` — long-tailed subsets, dataset loaders, two-view datasets.
 - :mod:`selfdamage.evaluation` — linear probe, kNN, Many/Medium/Few accuracy, damage scores.

@@ -6,8 +6,10 @@ in the package may grow compatibility branches.
 
 from __future__ import annotations
 
+import sys
 import warnings
 from collections.abc import Mapping
+from types import FrameType
 from typing import Any
 
 from torch import Tensor
@@ -16,7 +18,13 @@ from selfdamage.damage.base import Damage, Prunable
 from selfdamage.damage.channel import ChannelDamage
 from selfdamage.damage.weight import WeightDamage
 
-__all__ = ["CHANNEL_OPTIONS", "deprecated", "legacy_adapter_damage", "legacy_damage"]
+__all__ = [
+    "CHANNEL_OPTIONS",
+    "deprecated",
+    "init_stacklevel",
+    "legacy_adapter_damage",
+    "legacy_damage",
+]
 
 CHANNEL_OPTIONS = ("importance", "example_inputs", "ignored_layers", "max_channel_ratio")
 """0.1's channel-only keyword arguments of the wrapper and the adapters."""
@@ -29,6 +37,23 @@ def deprecated(old: str, new: str, *, stacklevel: int = 3) -> None:
         DeprecationWarning,
         stacklevel=stacklevel,
     )
+
+
+def init_stacklevel(obj: object) -> int:
+    """The ``stacklevel`` that points a warning at the code constructing ``obj``.
+
+    For a warning raised two calls below the ``__init__`` that calls this (as
+    :func:`legacy_adapter_damage` and the shorthands raise theirs below the adapters'
+    base): it counts the chain of ``__init__`` frames of ``obj`` above that one (an
+    adapter's own ``__init__``, :class:`~selfdamage.adapters.TwoViewAdapter`'s, ...), so
+    the warning names the user's line however deep the subclass is.
+    """
+    frame: FrameType | None = sys._getframe(1)
+    depth = 0
+    while frame is not None and frame.f_locals.get("self") is obj:
+        depth += 1
+        frame = frame.f_back
+    return depth + 3
 
 
 def legacy_adapter_damage(

@@ -11,6 +11,7 @@ from fixtures.make_v0_1_checkpoints import tiny_model
 from torch import nn
 
 from selfdamage import ChannelDamage, SelfDamagingWrapper, WeightDamage
+from selfdamage.adapters import ADAPTERS as REGISTRY
 from selfdamage.adapters import BYOLAdapter, MoCoAdapter, SimCLRAdapter
 
 
@@ -111,6 +112,20 @@ class TestAdapters:
         assert same_state(old, new) and new.damage is damage
         with pytest.warns(DeprecationWarning):
             assert old.damage is True
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+@pytest.mark.parametrize(
+    "options",
+    [{"damage": False}, {"damage": "channel", "example_inputs": x()}],
+    ids=["damage=False", "damage='channel'"],
+)
+def test_adapter_warning_points_at_the_caller(name: str, options: dict[str, Any]) -> None:
+    # However deep the adapter's __init__ chain (SimCLRAdapter -> TwoViewAdapter -> base).
+    cls = REGISTRY[name]
+    with pytest.warns(DeprecationWarning) as record:
+        cls(backbone(), 6, 0.5, **options, **small(cls))
+    assert {w.filename for w in record if w.category is DeprecationWarning} == {__file__}
 
 
 class TestChannelDamageModule:

@@ -3,9 +3,13 @@
 - :class:`SimCLRAdapter` — SimCLR with a damaged twin: SDCLR as in the paper.
 - :class:`MoCoAdapter` — symmetric MoCo v2: momentum key encoder, memory bank.
 - :class:`BYOLAdapter` — BYOL: predictor, momentum target network.
+- :class:`BarlowTwinsAdapter`, :class:`VICRegAdapter`, :class:`DCLAdapter`,
+  :class:`DCLWAdapter` — Barlow Twins, VICReg, DCL and DCLW: a loss on the two projections.
+- :class:`TwoViewAdapter` — any method whose step is ``loss(z0, z1)`` on the two online
+  projections, with your head and loss (the base of SimCLR and the four above).
 - :data:`ADAPTERS` — method name -> adapter class; :func:`register_adapter` adds one.
 - :class:`SelfDamagingAdapter`, :class:`MomentumAdapter`, :class:`Encoder` — the bases,
-  for a fourth method.
+  for a method that is not a loss on two projections.
 
 The rule they share: the base method makes two online passes per step with a symmetric
 loss; SDCLR sends one of them through the damaged twin (``wrapper.damaged``) and the other
@@ -22,19 +26,28 @@ BYOL add ``update_momentum(m)``.
 
 from __future__ import annotations
 
+from selfdamage.adapters.barlow_twins import BarlowTwinsAdapter
 from selfdamage.adapters.base import Encoder, MomentumAdapter, SelfDamagingAdapter
 from selfdamage.adapters.byol import BYOLAdapter
+from selfdamage.adapters.dcl import DCLAdapter, DCLWAdapter
 from selfdamage.adapters.moco import MoCoAdapter
 from selfdamage.adapters.registry import ADAPTERS, register_adapter
 from selfdamage.adapters.simclr import SimCLRAdapter
+from selfdamage.adapters.two_view import TwoViewAdapter
+from selfdamage.adapters.vicreg import VICRegAdapter
 
 __all__ = [
     "ADAPTERS",
     "BYOLAdapter",
+    "BarlowTwinsAdapter",
+    "DCLAdapter",
+    "DCLWAdapter",
     "Encoder",
     "MoCoAdapter",
     "MomentumAdapter",
     "SelfDamagingAdapter",
     "SimCLRAdapter",
+    "TwoViewAdapter",
+    "VICRegAdapter",
     "register_adapter",
 ]

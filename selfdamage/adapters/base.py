@@ -23,7 +23,7 @@ from lightly.models.utils import deactivate_requires_grad, update_momentum
 from torch import Tensor, nn
 
 from selfdamage._checks import check_bool, check_int, check_module, check_real
-from selfdamage._deprecated import deprecated, legacy_adapter_damage
+from selfdamage._deprecated import deprecated, init_stacklevel, legacy_adapter_damage
 from selfdamage.damage import Damage, Prunable
 from selfdamage.wrapper import (
     DEFAULT_PRUNABLE,
@@ -181,7 +181,7 @@ class SelfDamagingAdapter(nn.Module):
         check_bool("twin_norm", twin_norm)
         check_bool("baseline", baseline)
         damage, self.baseline, self._legacy_flag = legacy_adapter_damage(
-            damage, baseline, stacklevel=5
+            damage, baseline, stacklevel=init_stacklevel(self)
         )
         strategy = resolve_damage(
             damage,
@@ -189,7 +189,7 @@ class SelfDamagingAdapter(nn.Module):
             random_ratio=random_ratio,
             prunable=prunable,
             deprecated_options=deprecated_options,
-            stacklevel=5,
+            stacklevel=init_stacklevel(self),
         )
         self.wrapper = SelfDamagingWrapper(
             Encoder(backbone, head, feature_dim, predictor),

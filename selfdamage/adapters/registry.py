@@ -5,10 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
+from selfdamage.adapters.barlow_twins import BarlowTwinsAdapter
 from selfdamage.adapters.base import SelfDamagingAdapter
 from selfdamage.adapters.byol import BYOLAdapter
+from selfdamage.adapters.dcl import DCLAdapter, DCLWAdapter
 from selfdamage.adapters.moco import MoCoAdapter
 from selfdamage.adapters.simclr import SimCLRAdapter
+from selfdamage.adapters.vicreg import VICRegAdapter
 
 __all__ = ["ADAPTERS", "register_adapter"]
 
@@ -16,6 +19,10 @@ ADAPTERS: dict[str, type[SelfDamagingAdapter]] = {
     "simclr": SimCLRAdapter,
     "moco": MoCoAdapter,
     "byol": BYOLAdapter,
+    "barlowtwins": BarlowTwinsAdapter,
+    "vicreg": VICRegAdapter,
+    "dcl": DCLAdapter,
+    "dclw": DCLWAdapter,
 }
 """Method name -> adapter class. Add one with :func:`register_adapter`."""
 

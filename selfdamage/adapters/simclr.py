@@ -6,22 +6,17 @@ from typing import Any
 
 from lightly.loss import NTXentLoss
 from lightly.models.modules import SimCLRProjectionHead
-from torch import Tensor, nn
+from torch import nn
 
-from selfdamage._checks import check_module
-from selfdamage.adapters.base import (
-    SelfDamagingAdapter,
-    check_feature_dim,
-    memory_bank,
-    reject_with_loss,
-)
+from selfdamage.adapters.base import check_feature_dim, reject_with_loss
+from selfdamage.adapters.two_view import TwoViewAdapter
 from selfdamage.damage import Damage, Prunable
 from selfdamage.wrapper import DEFAULT_PRUNABLE, DEFAULT_PRUNE_RATIO, DEFAULT_RANDOM_RATIO
 
 __all__ = ["SimCLRAdapter"]
 
 
-class SimCLRAdapter(SelfDamagingAdapter):
+class SimCLRAdapter(TwoViewAdapter):
     """SimCLR with a self-damaged twin (SDCLR [0]); ``forward`` returns the loss.
 
     SimCLR makes two online passes per step and contrasts them with NT-Xent [1]. SDCLR
@@ -35,7 +30,8 @@ class SimCLRAdapter(SelfDamagingAdapter):
     Linear weights are shared by both branches and not pruned by default, its BatchNorm
     layers get twin state ("dual BN" in the reference code). ``baseline=True`` gives plain
     SimCLR, both views through the dense model, same head, same loss: the baseline of a
-    fair comparison.
+    fair comparison. It is :class:`~selfdamage.adapters.TwoViewAdapter` with SimCLR's
+    head and loss as defaults.
 
     Under DDP, pass ``loss=NTXentLoss(temperature=..., gather_distributed=True)`` for
     negatives from all ranks, as the reference code does.
@@ -112,21 +108,14 @@ class SimCLRAdapter(SelfDamagingAdapter):
         feature_dim = check_feature_dim(feature_dim)
         if head is None:
             head = SimCLRProjectionHead(feature_dim, feature_dim, 128)
-        head = check_module("head", head)
         reject_with_loss(loss, temperature=temperature)
         if loss is None:
             loss = NTXentLoss(temperature=0.2 if temperature is None else temperature)
-        elif memory_bank(check_module("loss", loss)) is not None:
-            raise ValueError(
-                "loss has a memory bank, but SimCLR contrasts within the batch: the bank "
-                "would fill with the twin's projections. Use a loss without one (e.g. "
-                "NTXentLoss(memory_bank_size=0)), or MoCoAdapter for a memory bank."
-            )
         super().__init__(
             backbone,
-            head,
             feature_dim,
             prune_ratio,
+            head=head,
             loss=loss,
             damage=damage,
             baseline=baseline,
@@ -135,17 +124,3 @@ class SimCLRAdapter(SelfDamagingAdapter):
             twin_norm=twin_norm,
             **deprecated_options,
         )
-
-    def forward(self, x0: Tensor, x1: Tensor) -> Tensor:
-        """The SDCLR loss of one step.
-
-        Args:
-            x0: First views, shape ``(N, ...)``: through the dense model.
-            x1: Second views of the same samples, same shape: through the twin.
-
-        Returns:
-            The loss, a scalar tensor.
-        """
-        z0, z1 = self._online(x0, x1)
-        loss: Tensor = self.loss(z0, z1)
-        return loss

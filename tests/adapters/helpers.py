@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from lightly.loss import BarlowTwinsLoss, DCLLoss, DCLWLoss, VICRegLoss
+from lightly.models.modules import BarlowTwinsProjectionHead, SimCLRProjectionHead
+from lightly.models.modules.heads import VICRegProjectionHead
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from selfdamage import SelfDamagingWrapper
+from selfdamage.adapters import (
+    BarlowTwinsAdapter,
+    DCLAdapter,
+    DCLWAdapter,
+    TwoViewAdapter,
+    VICRegAdapter,
+)
 
 FEATURES = 16
 
@@ -95,3 +107,51 @@ def moco_half(q: Tensor, k: Tensor, bank: Tensor, temperature: float) -> Tensor:
 
 def negative_cosine(p: Tensor, t: Tensor) -> Tensor:
     return -(F.normalize(p, dim=1) * F.normalize(t, dim=1)).sum(1).mean()
+
+
+class LightlyTwoView(nn.Module):
+    """The model of lightly's examples/pytorch/{barlowtwins,vicreg,dcl}.py with any head."""
+
+    def __init__(self, backbone: nn.Module, projection_head: nn.Module) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.projection_head = projection_head
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.backbone(x).flatten(start_dim=1)
+        z: Tensor = self.projection_head(x)
+        return z
+
+
+@dataclass(frozen=True)
+class TwoViewExample:
+    """A method of lightly's examples: its adapter, and the example's head and criterion.
+
+    ``head(feature_dim)`` builds the example's head at our feature width (the examples
+    use 512); ``criterion()`` the example's loss. Both are written from the examples,
+    not read from the adapters.
+    """
+
+    adapter: type[TwoViewAdapter]
+    head: Callable[[int], nn.Module]
+    criterion: Callable[[], nn.Module]
+
+
+TWO_VIEW_EXAMPLES = {
+    "barlowtwins": TwoViewExample(
+        BarlowTwinsAdapter, lambda d: BarlowTwinsProjectionHead(d, 2048, 2048), BarlowTwinsLoss
+    ),
+    "vicreg": TwoViewExample(
+        VICRegAdapter,
+        lambda d: VICRegProjectionHead(input_dim=d, hidden_dim=2048, output_dim=2048, num_layers=2),
+        VICRegLoss,
+    ),
+    "dcl": TwoViewExample(DCLAdapter, lambda d: SimCLRProjectionHead(d, d, 128), DCLLoss),
+    "dclw": TwoViewExample(DCLWAdapter, lambda d: SimCLRProjectionHead(d, d, 128), DCLWLoss),
+}
+"""Barlow Twins, VICReg, DCL and DCLW as lightly's examples build them."""
+
+
+def linear_sizes(module: nn.Module) -> list[tuple[int, int]]:
+    """``(in_features, out_features)`` of each ``nn.Linear`` in ``module``, in order."""
+    return [(m.in_features, m.out_features) for m in module.modules() if isinstance(m, nn.Linear)]

@@ -1,4 +1,4 @@
-"""What all three adapters share: construction, cost, the dense model, errors."""
+"""What all adapters share: construction, cost, the dense model, errors."""
 
 from __future__ import annotations
 
@@ -10,17 +10,39 @@ import torch
 from torch import nn
 
 from selfdamage import SelfDamagingWrapper, WeightDamage
-from selfdamage.adapters import BYOLAdapter, MoCoAdapter, SimCLRAdapter
+from selfdamage.adapters import (
+    BarlowTwinsAdapter,
+    BYOLAdapter,
+    DCLAdapter,
+    DCLWAdapter,
+    MoCoAdapter,
+    MomentumAdapter,
+    SimCLRAdapter,
+    VICRegAdapter,
+)
 from selfdamage.adapters.base import memory_bank
 
 from .helpers import FEATURES, tiny_backbone, views
 
-ADAPTERS = [SimCLRAdapter, MoCoAdapter, BYOLAdapter]
+ADAPTERS = [
+    SimCLRAdapter,
+    MoCoAdapter,
+    BYOLAdapter,
+    BarlowTwinsAdapter,
+    VICRegAdapter,
+    DCLAdapter,
+    DCLWAdapter,
+]
+# Losses that need 2 samples per view in any mode: Barlow Twins and VICReg normalize over
+# the batch, DCL's one sample would have no negative.
+BATCH_LOSSES = (BarlowTwinsAdapter, VICRegAdapter, DCLAdapter, DCLWAdapter)
 Adapter = Any  # one of the classes above
 
 
 def small_heads(cls: Adapter) -> dict[str, nn.Module]:
-    """Narrow heads so that tests stay fast; BYOL's projector and predictor have BatchNorm."""
+    """Narrow heads so that tests stay fast; each has BatchNorm, as the default heads do."""
+    if cls in (BarlowTwinsAdapter, VICRegAdapter):
+        return {"head": nn.Sequential(nn.Linear(FEATURES, 32), nn.BatchNorm1d(32), nn.ReLU())}
     if cls is BYOLAdapter:
         return {
             "head": nn.Sequential(
@@ -66,14 +88,15 @@ class TestAdapters:
         adapter.backbone.register_forward_hook(
             lambda *_: calls.__setitem__("online", calls["online"] + 1)
         )
-        if cls is not SimCLRAdapter:
+        momentum = isinstance(adapter, MomentumAdapter)
+        if momentum:
             adapter.momentum_encoder.backbone.register_forward_hook(
                 lambda *_: calls.__setitem__("momentum", calls["momentum"] + 1)
             )
         loss = adapter(*views())
         assert loss.shape == () and torch.isfinite(loss)
         loss.backward()
-        assert calls == {"online": 2, "momentum": 0 if cls is SimCLRAdapter else 2}
+        assert calls == {"online": 2, "momentum": 2 if momentum else 0}
         # No parameter goes unused, so DDP needs no find_unused_parameters.
         unused = [n for n, p in adapter.named_parameters() if p.requires_grad and p.grad is None]
         assert unused == []
@@ -215,6 +238,8 @@ class TestViewsCheck:
             adapter(x0, x1)
         after = _state(adapter)
         assert all(torch.equal(after[k], v) for k, v in before.items())
+        if cls in BATCH_LOSSES:  # the loss itself needs 2 samples, in eval mode too
+            return
         adapter.eval()
         with torch.no_grad():
             assert torch.isfinite(adapter(x0, x1))  # eval mode: running statistics, fine

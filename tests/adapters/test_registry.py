@@ -9,9 +9,13 @@ from torch import nn
 
 from selfdamage.adapters import (
     ADAPTERS,
+    BarlowTwinsAdapter,
     BYOLAdapter,
+    DCLAdapter,
+    DCLWAdapter,
     MoCoAdapter,
     SimCLRAdapter,
+    VICRegAdapter,
     register_adapter,
 )
 
@@ -25,8 +29,16 @@ def registry() -> Iterator[None]:
 
 
 class TestRegistry:
-    def test_the_three_methods(self) -> None:
-        assert {"simclr": SimCLRAdapter, "moco": MoCoAdapter, "byol": BYOLAdapter} == ADAPTERS
+    def test_the_methods(self) -> None:
+        assert {
+            "simclr": SimCLRAdapter,
+            "moco": MoCoAdapter,
+            "byol": BYOLAdapter,
+            "barlowtwins": BarlowTwinsAdapter,
+            "vicreg": VICRegAdapter,
+            "dcl": DCLAdapter,
+            "dclw": DCLWAdapter,
+        } == ADAPTERS
 
     def test_register(self, registry: None) -> None:
         @register_adapter("simclr2")

@@ -9,9 +9,19 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from lightly.models.modules import BarlowTwinsProjectionHead
+from lightly.models.modules.heads import VICRegProjectionHead
 from torch import Tensor, nn
 
-from selfdamage.adapters import BYOLAdapter, MoCoAdapter, SimCLRAdapter
+from selfdamage.adapters import (
+    BarlowTwinsAdapter,
+    BYOLAdapter,
+    DCLAdapter,
+    DCLWAdapter,
+    MoCoAdapter,
+    SimCLRAdapter,
+    VICRegAdapter,
+)
 
 from .helpers import FEATURES, tiny_backbone
 
@@ -46,8 +56,15 @@ def augment(x: Tensor, gen: torch.Generator) -> Tensor:
         lambda b: SimCLRAdapter(b, FEATURES, 0.5),
         lambda b: MoCoAdapter(b, FEATURES, 0.5, memory_bank_size=128),
         lambda b: BYOLAdapter(b, FEATURES, 0.5),
+        # The examples' heads at width 256 instead of 2048, so that the test stays fast.
+        lambda b: BarlowTwinsAdapter(
+            b, FEATURES, 0.5, head=BarlowTwinsProjectionHead(FEATURES, 256, 256)
+        ),
+        lambda b: VICRegAdapter(b, FEATURES, 0.5, head=VICRegProjectionHead(FEATURES, 256, 256, 2)),
+        lambda b: DCLAdapter(b, FEATURES, 0.5),
+        lambda b: DCLWAdapter(b, FEATURES, 0.5),
     ],
-    ids=["simclr", "moco", "byol"],
+    ids=["simclr", "moco", "byol", "barlowtwins", "vicreg", "dcl", "dclw"],
 )
 def test_loss_goes_down_on_fashion_mnist(make: object) -> None:
     torch.manual_seed(0)

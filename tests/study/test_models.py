@@ -3,12 +3,30 @@ from __future__ import annotations
 import pytest
 import torch
 
-from selfdamage.adapters import ADAPTERS, BYOLAdapter, MoCoAdapter, SimCLRAdapter
+from selfdamage.adapters import (
+    ADAPTERS,
+    BarlowTwinsAdapter,
+    BYOLAdapter,
+    DCLAdapter,
+    DCLWAdapter,
+    MoCoAdapter,
+    SimCLRAdapter,
+    VICRegAdapter,
+)
 from selfdamage.study.models import METHOD_TABLE, METHODS, build_model
 
 
 @pytest.mark.parametrize(
-    ("method", "cls"), [("simclr", SimCLRAdapter), ("moco", MoCoAdapter), ("byol", BYOLAdapter)]
+    ("method", "cls"),
+    [
+        ("simclr", SimCLRAdapter),
+        ("moco", MoCoAdapter),
+        ("byol", BYOLAdapter),
+        ("barlowtwins", BarlowTwinsAdapter),
+        ("vicreg", VICRegAdapter),
+        ("dcl", DCLAdapter),
+        ("dclw", DCLWAdapter),
+    ],
 )
 def test_table_builds_each_method(method: str, cls: type) -> None:
     temperature = METHOD_TABLE[method].defaults["temperature"]
