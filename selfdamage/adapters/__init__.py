@@ -3,6 +3,8 @@
 - :class:`SimCLRAdapter` — SimCLR with a damaged twin: SDCLR as in the paper.
 - :class:`MoCoAdapter` — symmetric MoCo v2: momentum key encoder, memory bank.
 - :class:`BYOLAdapter` — BYOL: predictor, momentum target network.
+- :class:`SimSiamAdapter` — SimSiam: predictor, stop-gradient targets.
+- :class:`DINOAdapter` — DINO on two global crops: momentum teacher, centering.
 - :data:`ADAPTERS` — method name -> adapter class; :func:`register_adapter` adds one.
 - :class:`SelfDamagingAdapter`, :class:`MomentumAdapter`, :class:`Encoder` — the bases,
   for a fourth method.
@@ -17,24 +19,28 @@ baseline=, random_ratio=, prunable=, twin_norm=)``; ``loss = adapter(x0, x1)``;
 ``adapter.refresh_mask()`` once per epoch; ``adapter.embed(x)`` for dense features;
 ``adapter.wrapper`` (the :class:`~selfdamage.wrapper.SelfDamagingWrapper`),
 ``adapter.damage`` (the strategy), ``adapter.baseline`` and ``adapter.backbone``. MoCo and
-BYOL add ``update_momentum(m)``.
+BYOL add ``update_momentum(m)``, and so does DINO.
 """
 
 from __future__ import annotations
 
 from selfdamage.adapters.base import Encoder, MomentumAdapter, SelfDamagingAdapter
 from selfdamage.adapters.byol import BYOLAdapter
+from selfdamage.adapters.dino import DINOAdapter
 from selfdamage.adapters.moco import MoCoAdapter
 from selfdamage.adapters.registry import ADAPTERS, register_adapter
 from selfdamage.adapters.simclr import SimCLRAdapter
+from selfdamage.adapters.simsiam import SimSiamAdapter
 
 __all__ = [
     "ADAPTERS",
     "BYOLAdapter",
+    "DINOAdapter",
     "Encoder",
     "MoCoAdapter",
     "MomentumAdapter",
     "SelfDamagingAdapter",
     "SimCLRAdapter",
+    "SimSiamAdapter",
     "register_adapter",
 ]

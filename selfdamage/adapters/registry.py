@@ -7,8 +7,10 @@ from typing import TypeVar
 
 from selfdamage.adapters.base import SelfDamagingAdapter
 from selfdamage.adapters.byol import BYOLAdapter
+from selfdamage.adapters.dino import DINOAdapter
 from selfdamage.adapters.moco import MoCoAdapter
 from selfdamage.adapters.simclr import SimCLRAdapter
+from selfdamage.adapters.simsiam import SimSiamAdapter
 
 __all__ = ["ADAPTERS", "register_adapter"]
 
@@ -16,6 +18,8 @@ ADAPTERS: dict[str, type[SelfDamagingAdapter]] = {
     "simclr": SimCLRAdapter,
     "moco": MoCoAdapter,
     "byol": BYOLAdapter,
+    "simsiam": SimSiamAdapter,
+    "dino": DINOAdapter,
 }
 """Method name -> adapter class. Add one with :func:`register_adapter`."""
 
