@@ -1,4 +1,4 @@
-"""What all three adapters share: construction, cost, the dense model, errors."""
+"""What all adapters share: construction, cost, the dense model, errors."""
 
 from __future__ import annotations
 
@@ -10,12 +10,19 @@ import torch
 from torch import nn
 
 from selfdamage import SelfDamagingWrapper, WeightDamage
-from selfdamage.adapters import BYOLAdapter, MoCoAdapter, SimCLRAdapter
+from selfdamage.adapters import (
+    BYOLAdapter,
+    DINOAdapter,
+    MoCoAdapter,
+    MomentumAdapter,
+    SimCLRAdapter,
+    SimSiamAdapter,
+)
 from selfdamage.adapters.base import memory_bank
 
 from .helpers import FEATURES, tiny_backbone, views
 
-ADAPTERS = [SimCLRAdapter, MoCoAdapter, BYOLAdapter]
+ADAPTERS = [SimCLRAdapter, MoCoAdapter, BYOLAdapter, SimSiamAdapter, DINOAdapter]
 Adapter = Any  # one of the classes above
 
 
@@ -66,14 +73,15 @@ class TestAdapters:
         adapter.backbone.register_forward_hook(
             lambda *_: calls.__setitem__("online", calls["online"] + 1)
         )
-        if cls is not SimCLRAdapter:
+        momentum = isinstance(adapter, MomentumAdapter)
+        if momentum:
             adapter.momentum_encoder.backbone.register_forward_hook(
                 lambda *_: calls.__setitem__("momentum", calls["momentum"] + 1)
             )
         loss = adapter(*views())
         assert loss.shape == () and torch.isfinite(loss)
         loss.backward()
-        assert calls == {"online": 2, "momentum": 0 if cls is SimCLRAdapter else 2}
+        assert calls == {"online": 2, "momentum": 2 if momentum else 0}
         # No parameter goes unused, so DDP needs no find_unused_parameters.
         unused = [n for n, p in adapter.named_parameters() if p.requires_grad and p.grad is None]
         assert unused == []
@@ -207,7 +215,7 @@ class TestViewsCheck:
     def test_batch_of_one_with_batchnorm_in_training_is_explained(self, cls: Adapter) -> None:
         adapter = cls(tiny_backbone(), FEATURES, 0.5, **small_heads(cls))
         x0, x1 = views(1)
-        if cls is MoCoAdapter:  # no BatchNorm1d in MoCo's default head: it runs
+        if cls in (MoCoAdapter, DINOAdapter):  # no BatchNorm1d in their default heads: runs
             adapter(x0, x1)
             return
         before = _state(adapter)

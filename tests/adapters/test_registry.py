@@ -10,8 +10,10 @@ from torch import nn
 from selfdamage.adapters import (
     ADAPTERS,
     BYOLAdapter,
+    DINOAdapter,
     MoCoAdapter,
     SimCLRAdapter,
+    SimSiamAdapter,
     register_adapter,
 )
 
@@ -25,8 +27,14 @@ def registry() -> Iterator[None]:
 
 
 class TestRegistry:
-    def test_the_three_methods(self) -> None:
-        assert {"simclr": SimCLRAdapter, "moco": MoCoAdapter, "byol": BYOLAdapter} == ADAPTERS
+    def test_the_methods(self) -> None:
+        assert {
+            "simclr": SimCLRAdapter,
+            "moco": MoCoAdapter,
+            "byol": BYOLAdapter,
+            "simsiam": SimSiamAdapter,
+            "dino": DINOAdapter,
+        } == ADAPTERS
 
     def test_register(self, registry: None) -> None:
         @register_adapter("simclr2")
