@@ -33,7 +33,8 @@ class MethodSpec:
     Args:
         defaults: The value of every method-dependent option (``lr``, ``temperature``,
             ``weight_decay``) that the user leaves unset; ``None`` for an option the method
-            does not have (BYOL has no temperature).
+            does not have (BYOL and SimSiam have no temperature; DINO's two are fixed in
+            its loss).
 
     Examples:
         >>> METHOD_TABLE["simclr"].defaults["lr"]
@@ -49,6 +50,11 @@ METHOD_TABLE: dict[str, MethodSpec] = {
     "simclr": MethodSpec(_CONTRASTIVE),
     "moco": MethodSpec(_CONTRASTIVE),
     "byol": MethodSpec({**_CONTRASTIVE, "temperature": None}),
+    # SimSiam's CIFAR-10 setting (paper, appendix): SGD, lr 0.03 at batch size 256, wd 5e-4.
+    "simsiam": MethodSpec({"lr": 0.03, "temperature": None, "weight_decay": 5e-4}),
+    # DINO's SGD recipe for ResNet-50 (authors' README): lr 0.03 at batch size 256, wd 1e-4.
+    # Its teacher and student temperatures (0.04, 0.1) are the loss's own, not this option.
+    "dino": MethodSpec({"lr": 0.03, "temperature": None, "weight_decay": 1e-4}),
 }
 METHODS = tuple(METHOD_TABLE)
 

@@ -3,12 +3,26 @@ from __future__ import annotations
 import pytest
 import torch
 
-from selfdamage.adapters import ADAPTERS, BYOLAdapter, MoCoAdapter, SimCLRAdapter
+from selfdamage.adapters import (
+    ADAPTERS,
+    BYOLAdapter,
+    DINOAdapter,
+    MoCoAdapter,
+    SimCLRAdapter,
+    SimSiamAdapter,
+)
 from selfdamage.study.models import METHOD_TABLE, METHODS, build_model
 
 
 @pytest.mark.parametrize(
-    ("method", "cls"), [("simclr", SimCLRAdapter), ("moco", MoCoAdapter), ("byol", BYOLAdapter)]
+    ("method", "cls"),
+    [
+        ("simclr", SimCLRAdapter),
+        ("moco", MoCoAdapter),
+        ("byol", BYOLAdapter),
+        ("simsiam", SimSiamAdapter),
+        ("dino", DINOAdapter),
+    ],
 )
 def test_table_builds_each_method(method: str, cls: type) -> None:
     temperature = METHOD_TABLE[method].defaults["temperature"]
