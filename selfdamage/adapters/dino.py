@@ -177,7 +177,7 @@ class DINOAdapter(MomentumAdapter):
         deactivate_requires_grad(self.momentum_encoder)
 
     def _build(self) -> None:
-        """Nothing: ``__init__`` builds the teacher, from a head made by :func:`_heads`."""
+        """Nothing: ``__init__`` builds the teacher (its head is not deep-copied)."""
 
     def forward(self, x0: Tensor, x1: Tensor, *, epoch: int | None = None) -> Tensor:
         """The DINO loss of one step; updates the center from the teacher outputs.
