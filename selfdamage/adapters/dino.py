@@ -217,7 +217,7 @@ class DINOAdapter(MomentumAdapter):
             epoch: The current epoch, from 0.
 
         Raises:
-            TypeError: If ``epoch`` is not an int, or the head has no such method.
+            TypeError: If ``epoch`` is not an int, or the head is not a DINOProjectionHead.
             ValueError: If ``epoch`` is negative.
         """
         epoch = check_int("epoch", epoch, 0, fix="Pass the 0-based epoch.")

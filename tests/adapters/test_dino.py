@@ -30,6 +30,10 @@ from .helpers import (
     views,
 )
 
+# lightly's DINOProjectionHead, built here for the references, uses torch's deprecated
+# weight_norm; the adapter silences that warning for its own default heads.
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.nn.utils.weight_norm` is deprecated")
+
 
 class LightlyDINO(nn.Module):
     """The model of lightly's examples/pytorch/dino.py, at our feature width."""
@@ -162,6 +166,12 @@ class TestDINOAdapter:
         # The center follows the teacher outputs only: the students do not feed it.
         expected_center = 0.9 * center.view(-1) + 0.1 * torch.cat([t0, t1]).mean(0)
         torch.testing.assert_close(adapter.loss.center.view(-1), expected_center)
+        # Each branch updated its own running statistics, and only its own.
+        for name, buffer in dense.named_buffers():
+            torch.testing.assert_close(adapter.wrapper.model.get_buffer(name), buffer)
+            torch.testing.assert_close(
+                adapter.wrapper.twin_norms.get_buffer(name), twin.get_buffer(name)
+            )
         assert_twin_pass_moves_only_twin_stats(adapter.wrapper, x1)
 
     def test_teacher_head_is_built_anew_with_the_students_weights(self) -> None:

@@ -112,6 +112,12 @@ class TestSimSiamAdapter:
             assert twin.get_parameter(name).grad.abs().sum() > 0, name
         twin_norms = {n for n, _ in adapter.wrapper.twin_norms.named_modules() if n}
         assert {"head.layers.7", "predictor.layers.1"} <= twin_norms  # dual BN in both heads
+        # Each branch updated its own running statistics, and only its own.
+        for name, buffer in dense.named_buffers():
+            torch.testing.assert_close(adapter.wrapper.model.get_buffer(name), buffer)
+            torch.testing.assert_close(
+                adapter.wrapper.twin_norms.get_buffer(name), twin.get_buffer(name)
+            )
         assert_twin_pass_moves_only_twin_stats(adapter.wrapper, x1, with_projection=True)
 
     def test_defaults_and_predictor_follows_the_head(self) -> None:
