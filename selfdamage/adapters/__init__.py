@@ -3,6 +3,8 @@
 - :class:`SimCLRAdapter` — SimCLR with a damaged twin: SDCLR as in the paper.
 - :class:`MoCoAdapter` — symmetric MoCo v2: momentum key encoder, memory bank.
 - :class:`BYOLAdapter` — BYOL: predictor, momentum target network.
+- :class:`SimSiamAdapter` — SimSiam: predictor, stop-gradient targets.
+- :class:`DINOAdapter` — DINO on two global crops: momentum teacher, centering.
 - :class:`BarlowTwinsAdapter`, :class:`VICRegAdapter`, :class:`DCLAdapter`,
   :class:`DCLWAdapter` — Barlow Twins, VICReg, DCL and DCLW: a loss on the two projections.
 - :class:`TwoViewAdapter` — any method whose step is ``loss(z0, z1)`` on the two online
@@ -21,7 +23,7 @@ baseline=, random_ratio=, prunable=, twin_norm=)``; ``loss = adapter(x0, x1)``;
 ``adapter.refresh_mask()`` once per epoch; ``adapter.embed(x)`` for dense features;
 ``adapter.wrapper`` (the :class:`~selfdamage.wrapper.SelfDamagingWrapper`),
 ``adapter.damage`` (the strategy), ``adapter.baseline`` and ``adapter.backbone``. MoCo and
-BYOL add ``update_momentum(m)``.
+BYOL add ``update_momentum(m)``, and so does DINO.
 """
 
 from __future__ import annotations
@@ -30,9 +32,11 @@ from selfdamage.adapters.barlow_twins import BarlowTwinsAdapter
 from selfdamage.adapters.base import Encoder, MomentumAdapter, SelfDamagingAdapter
 from selfdamage.adapters.byol import BYOLAdapter
 from selfdamage.adapters.dcl import DCLAdapter, DCLWAdapter
+from selfdamage.adapters.dino import DINOAdapter
 from selfdamage.adapters.moco import MoCoAdapter
 from selfdamage.adapters.registry import ADAPTERS, register_adapter
 from selfdamage.adapters.simclr import SimCLRAdapter
+from selfdamage.adapters.simsiam import SimSiamAdapter
 from selfdamage.adapters.two_view import TwoViewAdapter
 from selfdamage.adapters.vicreg import VICRegAdapter
 
@@ -42,11 +46,13 @@ __all__ = [
     "BarlowTwinsAdapter",
     "DCLAdapter",
     "DCLWAdapter",
+    "DINOAdapter",
     "Encoder",
     "MoCoAdapter",
     "MomentumAdapter",
     "SelfDamagingAdapter",
     "SimCLRAdapter",
+    "SimSiamAdapter",
     "TwoViewAdapter",
     "VICRegAdapter",
     "register_adapter",

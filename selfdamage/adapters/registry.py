@@ -9,8 +9,10 @@ from selfdamage.adapters.barlow_twins import BarlowTwinsAdapter
 from selfdamage.adapters.base import SelfDamagingAdapter
 from selfdamage.adapters.byol import BYOLAdapter
 from selfdamage.adapters.dcl import DCLAdapter, DCLWAdapter
+from selfdamage.adapters.dino import DINOAdapter
 from selfdamage.adapters.moco import MoCoAdapter
 from selfdamage.adapters.simclr import SimCLRAdapter
+from selfdamage.adapters.simsiam import SimSiamAdapter
 from selfdamage.adapters.vicreg import VICRegAdapter
 
 __all__ = ["ADAPTERS", "register_adapter"]
@@ -23,6 +25,8 @@ ADAPTERS: dict[str, type[SelfDamagingAdapter]] = {
     "vicreg": VICRegAdapter,
     "dcl": DCLAdapter,
     "dclw": DCLWAdapter,
+    "simsiam": SimSiamAdapter,
+    "dino": DINOAdapter,
 }
 """Method name -> adapter class. Add one with :func:`register_adapter`."""
 

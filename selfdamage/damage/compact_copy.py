@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _NormBase
 from torch.nn.modules.conv import _ConvNd
+from torch.nn.utils.weight_norm import WeightNorm
 
 from selfdamage.damage.tracing import ChannelGroup
 
@@ -50,9 +51,20 @@ def to_meta(inputs: Any) -> Any:
 
 
 def meta_copy(model: nn.Module) -> nn.Module:
-    """A deep copy of ``model`` whose parameters and buffers are ``meta`` placeholders."""
+    """A deep copy of ``model`` whose parameters and buffers are ``meta`` placeholders.
+
+    So is each weight that ``torch.nn.utils.weight_norm`` computed (a plain attribute,
+    recomputed before every forward), which ``copy.deepcopy`` rejects while it carries a
+    graph.
+    """
     memo: dict[int, Any] = {}
-    for tensor in [*model.parameters(), *model.buffers()]:
+    computed = [
+        getattr(module, hook.name)
+        for module in model.modules()
+        for hook in module._forward_pre_hooks.values()
+        if isinstance(hook, WeightNorm)
+    ]
+    for tensor in [*model.parameters(), *model.buffers(), *computed]:
         placeholder = torch.empty(tensor.shape, dtype=tensor.dtype, device="meta")
         memo[id(tensor)] = (
             nn.Parameter(placeholder, tensor.requires_grad)

@@ -33,7 +33,8 @@ class MethodSpec:
     Args:
         defaults: The value of every method-dependent option (``lr``, ``temperature``,
             ``optimizer``, ``weight_decay``) that the user leaves unset; ``None`` for an
-            option the method does not have (BYOL has no temperature).
+            option the method does not have (BYOL and SimSiam have no temperature; DINO's
+            two are fixed in its loss).
 
     Examples:
         >>> METHOD_TABLE["simclr"].defaults["lr"]
@@ -66,6 +67,13 @@ METHOD_TABLE: dict[str, MethodSpec] = {
     # Trained as SimCLR (lightly's benchmarks do), at DCLLoss's temperature (lightly's example).
     "dcl": MethodSpec({**_CONTRASTIVE, "temperature": 0.1}),
     "dclw": MethodSpec({**_CONTRASTIVE, "temperature": 0.1}),
+    # SimSiam's CIFAR-10 setting (paper, appendix): SGD, lr 0.03 at batch size 256, wd 5e-4.
+    "simsiam": MethodSpec(
+        {"lr": 0.03, "temperature": None, "optimizer": "sgd", "weight_decay": 5e-4}
+    ),
+    # DINO's SGD recipe for ResNet-50 (authors' README): lr 0.03 at batch size 256, wd 1e-4.
+    # Its teacher and student temperatures (0.04, 0.1) are the loss's own, not this option.
+    "dino": MethodSpec({"lr": 0.03, "temperature": None, "optimizer": "sgd", "weight_decay": 1e-4}),
 }
 METHODS = tuple(METHOD_TABLE)
 

@@ -60,7 +60,8 @@ def hand_twin(wrapper: SelfDamagingWrapper) -> nn.Module:
             if isinstance(module, _BatchNorm) and wrapper.twin_norm:
                 state = wrapper.twin_norms.get_submodule(name)
                 for attr in ("weight", "bias", "running_mean", "running_var"):
-                    getattr(module, attr).copy_(getattr(state, attr))
+                    if getattr(module, attr) is not None:  # None: affine=False (SimSiam's)
+                        getattr(module, attr).copy_(getattr(state, attr))
     return twin
 
 
@@ -77,6 +78,8 @@ def expected_shared_grads(
     norms = {n for n, m in dense.named_modules() if isinstance(m, _BatchNorm)}
     expected: dict[str, Tensor] = {}
     for name, param in dense.named_parameters():
+        if param.grad is None:  # frozen (DINO's weight_g)
+            continue
         grad = param.grad.clone()
         owner = name.rpartition(".")[0]
         twin_grad = twin.get_parameter(name).grad
@@ -155,3 +158,55 @@ TWO_VIEW_EXAMPLES = {
 def linear_sizes(module: nn.Module) -> list[tuple[int, int]]:
     """``(in_features, out_features)`` of each ``nn.Linear`` in ``module``, in order."""
     return [(m.in_features, m.out_features) for m in module.modules() if isinstance(m, nn.Linear)]
+
+
+def dino_cross_entropy(
+    teacher: list[Tensor],
+    student: list[Tensor],
+    center: Tensor,
+    teacher_temp: float = 0.04,
+    student_temp: float = 0.1,
+) -> Tensor:
+    """DINO's loss on two views: teacher ``i`` against student ``j != i``, averaged."""
+    terms = []
+    for i, t in enumerate(teacher):
+        target = F.softmax((t - center.view(1, -1)) / teacher_temp, dim=1)
+        for j, s in enumerate(student):
+            if i != j:
+                log_p = F.log_softmax(s / student_temp, dim=1)
+                terms.append(-(target * log_p).sum(1).mean())
+    return torch.stack(terms).mean()
+
+
+def assert_grads_match_plain(wrapper: SelfDamagingWrapper, plain: nn.Module) -> None:
+    """With an undamaged, fresh twin: each wrapper gradient is the plain model's.
+
+    A BatchNorm parameter's gradient is split between the dense layer (the dense pass)
+    and the twin's copy (the twin pass); their sum is the plain model's.
+    """
+    twin_params = dict(wrapper.twin_norms.named_parameters()) if wrapper.twin_norm else {}
+    for name, param in plain.named_parameters():
+        if param.grad is None:
+            assert wrapper.model.get_parameter(name).grad is None, name
+            continue
+        grad = wrapper.model.get_parameter(name).grad
+        if name in twin_params:
+            grad = grad + twin_params[name].grad
+        torch.testing.assert_close(grad, param.grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def assert_twin_pass_moves_only_twin_stats(
+    wrapper: SelfDamagingWrapper, x: Tensor, **kwargs: object
+) -> None:
+    """A twin pass in training mode moves the twin's running statistics, never the dense ones."""
+    dense = {name: b.clone() for name, b in wrapper.model.named_buffers()}
+    twin = {name: b.clone() for name, b in wrapper.twin_norms.named_buffers()}
+    wrapper.damaged(x, **kwargs)
+    for name, buffer in wrapper.model.named_buffers():
+        assert torch.equal(buffer, dense[name]), name
+    moved = [
+        name
+        for name, buffer in wrapper.twin_norms.named_buffers()
+        if buffer.is_floating_point() and not torch.equal(buffer, twin[name])
+    ]
+    assert moved and all(name.endswith(("running_mean", "running_var")) for name in moved)

@@ -15,9 +15,11 @@ from selfdamage.adapters import (
     BYOLAdapter,
     DCLAdapter,
     DCLWAdapter,
+    DINOAdapter,
     MoCoAdapter,
     MomentumAdapter,
     SimCLRAdapter,
+    SimSiamAdapter,
     VICRegAdapter,
 )
 from selfdamage.adapters.base import memory_bank
@@ -32,6 +34,8 @@ ADAPTERS = [
     VICRegAdapter,
     DCLAdapter,
     DCLWAdapter,
+    SimSiamAdapter,
+    DINOAdapter,
 ]
 # Losses that need 2 samples per view in any mode: Barlow Twins and VICReg normalize over
 # the batch, DCL's one sample would have no negative.
@@ -230,7 +234,7 @@ class TestViewsCheck:
     def test_batch_of_one_with_batchnorm_in_training_is_explained(self, cls: Adapter) -> None:
         adapter = cls(tiny_backbone(), FEATURES, 0.5, **small_heads(cls))
         x0, x1 = views(1)
-        if cls is MoCoAdapter:  # no BatchNorm1d in MoCo's default head: it runs
+        if cls in (MoCoAdapter, DINOAdapter):  # no BatchNorm1d in their default heads: runs
             adapter(x0, x1)
             return
         before = _state(adapter)

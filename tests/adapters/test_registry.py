@@ -13,8 +13,10 @@ from selfdamage.adapters import (
     BYOLAdapter,
     DCLAdapter,
     DCLWAdapter,
+    DINOAdapter,
     MoCoAdapter,
     SimCLRAdapter,
+    SimSiamAdapter,
     VICRegAdapter,
     register_adapter,
 )
@@ -38,6 +40,8 @@ class TestRegistry:
             "vicreg": VICRegAdapter,
             "dcl": DCLAdapter,
             "dclw": DCLWAdapter,
+            "simsiam": SimSiamAdapter,
+            "dino": DINOAdapter,
         } == ADAPTERS
 
     def test_register(self, registry: None) -> None:

@@ -1,4 +1,10 @@
-"""Each adapter trains on real images: a few dozen steps on Fashion-MNIST, loss goes down."""
+"""Each adapter trains on real images: a few dozen steps on Fashion-MNIST, loss goes down.
+
+DINO's loss is only checked for NaN: in its first hundred steps at this scale it swings
+between near 0 (teacher and students peaked on the same output dimension) and near
+log(2048) (the center flattens the teacher), a period of some 30 steps, so whether it is
+lower after 24 steps depends on the phase, not on learning.
+"""
 
 from __future__ import annotations
 
@@ -18,8 +24,10 @@ from selfdamage.adapters import (
     BYOLAdapter,
     DCLAdapter,
     DCLWAdapter,
+    DINOAdapter,
     MoCoAdapter,
     SimCLRAdapter,
+    SimSiamAdapter,
     VICRegAdapter,
 )
 
@@ -51,22 +59,32 @@ def augment(x: Tensor, gen: torch.Generator) -> Tensor:
 
 @pytest.mark.skipif(not IMAGES.exists(), reason="apt-get install dataset-fashion-mnist")
 @pytest.mark.parametrize(
-    "make",
+    ("make", "drops"),
     [
-        lambda b: SimCLRAdapter(b, FEATURES, 0.5),
-        lambda b: MoCoAdapter(b, FEATURES, 0.5, memory_bank_size=128),
-        lambda b: BYOLAdapter(b, FEATURES, 0.5),
+        (lambda b: SimCLRAdapter(b, FEATURES, 0.5), True),
+        (lambda b: MoCoAdapter(b, FEATURES, 0.5, memory_bank_size=128), True),
+        (lambda b: BYOLAdapter(b, FEATURES, 0.5), True),
         # The examples' heads at width 256 instead of 2048, so that the test stays fast.
-        lambda b: BarlowTwinsAdapter(
-            b, FEATURES, 0.5, head=BarlowTwinsProjectionHead(FEATURES, 256, 256)
+        (
+            lambda b: BarlowTwinsAdapter(
+                b, FEATURES, 0.5, head=BarlowTwinsProjectionHead(FEATURES, 256, 256)
+            ),
+            True,
         ),
-        lambda b: VICRegAdapter(b, FEATURES, 0.5, head=VICRegProjectionHead(FEATURES, 256, 256, 2)),
-        lambda b: DCLAdapter(b, FEATURES, 0.5),
-        lambda b: DCLWAdapter(b, FEATURES, 0.5),
+        (
+            lambda b: VICRegAdapter(
+                b, FEATURES, 0.5, head=VICRegProjectionHead(FEATURES, 256, 256, 2)
+            ),
+            True,
+        ),
+        (lambda b: DCLAdapter(b, FEATURES, 0.5), True),
+        (lambda b: DCLWAdapter(b, FEATURES, 0.5), True),
+        (lambda b: SimSiamAdapter(b, FEATURES, 0.5), True),
+        (lambda b: DINOAdapter(b, FEATURES, 0.5), False),  # no NaN only: see the docstring
     ],
-    ids=["simclr", "moco", "byol", "barlowtwins", "vicreg", "dcl", "dclw"],
+    ids=["simclr", "moco", "byol", "barlowtwins", "vicreg", "dcl", "dclw", "simsiam", "dino"],
 )
-def test_loss_goes_down_on_fashion_mnist(make: object) -> None:
+def test_loss_goes_down_on_fashion_mnist(make: object, drops: bool) -> None:
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(0)
     images = fashion_mnist(512)
@@ -88,4 +106,4 @@ def test_loss_goes_down_on_fashion_mnist(make: object) -> None:
     assert all(torch.isfinite(p).all() for p in adapter.parameters())
     # Skip two steps: MoCo's bank starts as random vectors (easy negatives) and fills
     # with real keys in the first step; BYOL's loss drops at once as the predictor fits.
-    assert np.mean(losses[-5:]) < np.mean(losses[2:7]) - 0.05, losses
+    assert not drops or np.mean(losses[-5:]) < np.mean(losses[2:7]) - 0.05, losses

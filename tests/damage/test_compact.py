@@ -297,6 +297,31 @@ class TestProtectionAndFallback:
         assert "a" in damage.compact_protected
         assert wrapper.damaged(images()).shape == (4, 4)
 
+    def test_weight_normed_layer_is_copied(self) -> None:
+        """torch.nn.utils.weight_norm's computed weight (lightly's DINO head) is no obstacle."""
+
+        def net() -> nn.Module:
+            torch.manual_seed(0)
+            last = nn.utils.weight_norm(nn.Linear(6, 4))  # type: ignore[no-untyped-call]
+            pool = [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+            return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), *pool, nn.Linear(8, 6), last)
+
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=FutureWarning)  # weight_norm's
+            models = [net(), net()]
+        for model in models:
+            model(images())  # the computed weight now carries a graph
+        damage = ChannelDamage(0.5, example_inputs=images(2))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)
+            wrapper = SelfDamagingWrapper(models[0], damage=damage)
+        assert damage.compact_active
+        masked = SelfDamagingWrapper(
+            models[1], damage=ChannelDamage(0.5, example_inputs=images(2), compact=False)
+        )
+        masked.load_state_dict(wrapper.state_dict())
+        torch.testing.assert_close(wrapper.damaged(images()), masked.damaged(images()))
+
     def test_falls_back_once_with_the_reason(self) -> None:
         class DataDependent(ChannelNet):
             def forward(self, x: Tensor) -> Tensor:

@@ -9,8 +9,10 @@ from selfdamage.adapters import (
     BYOLAdapter,
     DCLAdapter,
     DCLWAdapter,
+    DINOAdapter,
     MoCoAdapter,
     SimCLRAdapter,
+    SimSiamAdapter,
     VICRegAdapter,
 )
 from selfdamage.study.models import METHOD_TABLE, METHODS, build_model
@@ -26,6 +28,8 @@ from selfdamage.study.models import METHOD_TABLE, METHODS, build_model
         ("vicreg", VICRegAdapter),
         ("dcl", DCLAdapter),
         ("dclw", DCLWAdapter),
+        ("simsiam", SimSiamAdapter),
+        ("dino", DINOAdapter),
     ],
 )
 def test_table_builds_each_method(method: str, cls: type) -> None:

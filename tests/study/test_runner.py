@@ -82,7 +82,7 @@ class TestDeprecated:
     def test_old_names_importable(self) -> None:
         assert study.DATASETS == ("fashion-mnist", "cifar10", "cifar100")
         methods = ("simclr", "moco", "byol", "barlowtwins", "vicreg", "dcl", "dclw")
-        assert methods == study.METHODS
+        assert (*methods, "simsiam", "dino") == study.METHODS
         assert study.BACKBONES == ("resnet18-cifar", "resnet18")
         assert study.VARIANTS == ("baseline", "sdclr", "balanced")
         assert callable(study.format_table)

@@ -13,7 +13,7 @@ from lightly.utils.lars import LARS
 from selfdamage.adapters import SelfDamagingAdapter
 from selfdamage.study import training
 from selfdamage.study.data import StudyData
-from selfdamage.study.models import build_model
+from selfdamage.study.models import METHOD_TABLE, build_model
 from selfdamage.study.training import (
     TrainSettings,
     _progress_bar,
@@ -41,7 +41,7 @@ def tiny_data(n: int = 32) -> StudyData:
 def tiny_model(method: str = "simclr") -> SelfDamagingAdapter:
     return build_model(
         method, "resnet18-cifar", 2, (1, 16, 16), seed=0, sdclr=True, damage="weight",
-        prune_ratio=0.5, temperature=None if method == "byol" else 0.2,
+        prune_ratio=0.5, temperature=METHOD_TABLE[method].defaults["temperature"],
     )  # fmt: skip
 
 
@@ -83,6 +83,29 @@ class TestCheckpoints:
         with pytest.raises(ValueError, match="start without --resume"):
             train(path, resume=True, epochs=2)
 
+    def test_dino_resumes_exactly_with_its_center(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        straight = train(tmp_path / "straight.pt", method="dino", epochs=2)
+        save = torch.save
+
+        def crash_after_first_epoch(obj: Any, path: Any) -> None:
+            save(obj, path)
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(torch, "save", crash_after_first_epoch)
+        with pytest.raises(KeyboardInterrupt):
+            train(tmp_path / "resumed.pt", method="dino", epochs=2, checkpoint_every=1)
+        monkeypatch.setattr(torch, "save", save)
+        resumed = train(tmp_path / "resumed.pt", method="dino", epochs=2, resume=True)
+        assert resumed == straight
+        one, two = (
+            torch.load(tmp_path / f, weights_only=True) for f in ("straight.pt", "resumed.pt")
+        )
+        assert one["model"]["loss.center"].abs().sum() > 0
+        for key, value in one["model"].items():
+            assert torch.equal(two["model"][key], value), key
+
 
 class TestProgress:
     def test_no_bar_without_a_terminal(self, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -119,7 +142,7 @@ def test_batch_larger_than_subset(tmp_path: Path) -> None:
         train(tmp_path / "t.pt", batch_size=64)
 
 
-@pytest.mark.parametrize("method", ["simclr", "moco", "byol"])
+@pytest.mark.parametrize("method", ["simclr", "moco", "byol", "simsiam", "dino"])
 def test_bf16_autocast_and_channels_last_path(tmp_path: Path, method: str) -> None:
     # The CUDA defaults, exercised on the CPU (which supports bf16 autocast too).
     losses = train(tmp_path / "t.pt", method=method, epochs=2, amp=True, channels_last=True)

@@ -1,0 +1,273 @@
+"""SDCLR on lightly's DINO with two global crops: a student and a momentum teacher."""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from typing import Any
+
+from lightly.loss import DINOLoss
+from lightly.models.modules import DINOProjectionHead
+from lightly.models.utils import deactivate_requires_grad
+from torch import Tensor, nn
+from torch.nn.utils.weight_norm import WeightNorm
+
+from selfdamage._checks import check_int, check_module
+from selfdamage.adapters.base import Encoder, MomentumAdapter, check_feature_dim, output_dim
+from selfdamage.damage import Damage, Prunable
+from selfdamage.wrapper import DEFAULT_PRUNABLE, DEFAULT_PRUNE_RATIO, DEFAULT_RANDOM_RATIO
+
+__all__ = ["DINOAdapter"]
+
+_HEAD_SIZES = (512, 64, 2048)
+"""Hidden, bottleneck and output size of the default head: lightly's examples/pytorch/dino.py."""
+
+
+class DINOAdapter(MomentumAdapter):
+    """DINO [1] on two global crops with a self-damaged student pass; ``forward`` returns the loss.
+
+    The student is the wrapped encoder (backbone and DINO head); of its two passes, one
+    is dense and one goes through the pruned twin. The teacher is the dense momentum
+    network, without gradient::
+
+        s0, s1 = head(dense(x0)), head_twin(twin(x1))
+        t0, t1 = teacher(x0), teacher(x1)             # momentum backbone + teacher head
+        loss = DINOLoss([t0, t1], [s0, s1])           # pairs (t0, s1) and (t1, s0)
+
+    A step costs what a two-crop DINO step costs. DINO's center (the loss's ``center``
+    buffer) is updated by the loss once per step from the *teacher* outputs only, so the
+    twin never feeds it; it is in the ``state_dict`` (``loss.center``), so a resumed
+    run continues exactly. The default teacher head is built anew with the student
+    head's constructor arguments and loaded with its weights, not deep-copied: lightly's
+    head uses ``torch.nn.utils.weight_norm``, which keeps the weight it computes as a
+    plain attribute, and ``copy.deepcopy`` raises a RuntimeError on that tensor while it
+    carries a graph (after construction or a forward pass with gradient). lightly's
+    example builds its teacher head anew too but leaves it at its own random
+    initialization; here it starts equal to the student head, as in the DINO authors'
+    code. The adapter detaches such computed weights before copying, so
+    ``copy.deepcopy(adapter)``, a given ``head`` and :class:`~selfdamage.ChannelDamage`'s
+    compact twin work; pickling works anyway. A bare ``copy.deepcopy`` of the wrapped
+    encoder after a training forward raises torch's RuntimeError: copy the adapter.
+
+    The head's weight-normalized last layer is not pruned: the default
+    ``prunable=(nn.Conv2d,)`` leaves all of the head unpruned, and a ``prunable`` that
+    selects ``nn.Linear`` skips it with a warning (masking a weight-normalized weight
+    would not sparsify what the layer computes). The twin still uses it, shared.
+
+    **Two global crops only.** DINO's multi-crop passes ``V`` local crops through the
+    student as well; they are not supported. SDCLR's rule (one of the *two* online passes
+    through the twin) has no unique extension to ``2 + V`` student passes: the local
+    crops could all go through the twin (the twin then makes most of the student's
+    passes and the dense network sees one crop per sample), or be split between dense
+    and twin (each global crop is then compared with both). Either is a new method to be
+    calibrated, not SDCLR; the teacher sees only the global crops in any case.
+
+    Teacher-temperature warm-up: ``forward`` takes an optional ``epoch``, passed to the
+    loss as lightly's example does; without it the loss uses its final temperature. The
+    default loss (lightly's example: ``DINOLoss(D, warmup_teacher_temp_epochs=5)``)
+    warms up from 0.04 to 0.04, so ``epoch`` changes nothing there; it matters for a
+    loss built with another ``warmup_teacher_temp``. Freezing the last layer in the
+    first epoch (lightly's ``freeze_last_layer=1``) is an explicit call after
+    ``backward``: :meth:`cancel_last_layer_gradients`. The study's training loop calls
+    ``model(x0, x1)`` and neither of them.
+
+    ``baseline=True`` gives lightly's ``examples/pytorch/dino.py`` on its two global
+    crops, with the same heads and loss (its teacher head starts from the student's
+    weights, see above).
+
+    - [0] SDCLR, 2021, https://arxiv.org/abs/2106.02990
+    - [1] DINO, 2021, https://arxiv.org/abs/2104.14294
+
+    Args:
+        backbone: Any module mapping an input batch to ``feature_dim`` features per
+            sample; its output is flattened with ``flatten(start_dim=1)``, so include any
+            global pooling in it. Trained in place; also reachable as ``self.backbone``.
+        feature_dim: The backbone's number of output features (512 for a ResNet-18).
+        prune_ratio: Shorthand for ``damage=WeightDamage(prune_ratio, ...)``: fraction of
+            the prunable weights the twin loses, 0.9 on CIFAR and 0.3 on ImageNet-100 in
+            the SDCLR paper.
+        head: The student head. Defaults to lightly's ``DINOProjectionHead(feature_dim,
+            512, 64, 2048, freeze_last_layer=1)``, the sizes of lightly's
+            ``examples/pytorch/dino.py`` (the DINO paper uses 2048, 256 and 65536). A
+            given head is deep-copied for the teacher.
+        loss: The loss, called as ``loss(teacher_outputs, student_outputs)`` on two lists
+            of two ``(N, D)`` tensors (and ``epoch=epoch`` when ``forward`` gets one).
+            Defaults to ``DINOLoss(D, warmup_teacher_temp_epochs=5)`` (lightly's example)
+            with ``D`` the ``out_features`` of the head's last ``nn.Linear``.
+        damage, baseline, random_ratio, prunable, twin_norm: The wrapper options, the
+            same on every adapter: see :class:`~selfdamage.adapters.SelfDamagingAdapter`.
+            ``baseline=True`` gives the plain method, for baselines.
+        **deprecated_options: 0.1's spellings, see
+            :class:`~selfdamage.adapters.SelfDamagingAdapter`.
+
+    Raises:
+        TypeError: If ``backbone``, ``head`` or ``loss`` is not an ``nn.Module``, or an
+            option has the wrong type.
+        ValueError: If ``feature_dim`` is not positive, the head's output dimension
+            cannot be read for the default loss or differs from a ``DINOLoss``'s, or a
+            wrapper option is out of range.
+
+    Examples:
+        >>> import torch, torchvision
+        >>> from torch import nn
+        >>> from lightly.utils.scheduler import cosine_schedule
+        >>> resnet = torchvision.models.resnet18()
+        >>> backbone = nn.Sequential(*list(resnet.children())[:-1])  # (N, 512, 1, 1)
+        >>> model = DINOAdapter(backbone, feature_dim=512, prune_ratio=0.9)
+        >>> optimizer = torch.optim.Adam(model.parameters(), lr=0.001)
+        >>> epochs, x0, x1 = 1, torch.randn(4, 3, 32, 32), torch.randn(4, 3, 32, 32)
+        >>> for epoch in range(epochs):
+        ...     model.refresh_mask()
+        ...     model.update_momentum(cosine_schedule(epoch, epochs, 0.996, 1.0))
+        ...     loss = model(x0, x1, epoch=epoch)
+        ...     loss.backward()
+        ...     model.cancel_last_layer_gradients(epoch)  # frozen in epoch 0
+        ...     optimizer.step()
+        ...     optimizer.zero_grad()
+        >>> model.loss.center.shape  # the teacher outputs' running mean, in the state_dict
+        torch.Size([1, 1, 2048])
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        feature_dim: int = 512,
+        prune_ratio: float = DEFAULT_PRUNE_RATIO,
+        *,
+        head: nn.Module | None = None,
+        loss: nn.Module | None = None,
+        damage: Damage | None = None,
+        baseline: bool = False,
+        random_ratio: float = DEFAULT_RANDOM_RATIO,
+        prunable: Prunable = DEFAULT_PRUNABLE,
+        twin_norm: bool = True,
+        **deprecated_options: Any,
+    ) -> None:
+        feature_dim = check_feature_dim(feature_dim)
+        head, teacher = _heads(feature_dim, head)
+        head_dim = output_dim(head)
+        if loss is None:
+            if head_dim is None:
+                raise ValueError(
+                    "Cannot read the head's output dimension (it has no nn.Linear) to build "
+                    "the default loss. Pass loss=DINOLoss(output_dim=D) with D the head's "
+                    "output dimension."
+                )
+            loss = DINOLoss(head_dim, warmup_teacher_temp_epochs=5)
+        loss = check_module("loss", loss)
+        if isinstance(loss, DINOLoss) and head_dim not in (None, loss.center.shape[-1]):
+            raise ValueError(
+                f"loss centers {loss.center.shape[-1]}-d outputs but the head outputs "
+                f"{head_dim}-d ones. Build the loss with DINOLoss(output_dim={head_dim})."
+            )
+        super().__init__(
+            backbone,
+            head,
+            feature_dim,
+            prune_ratio,
+            loss=loss,
+            damage=damage,
+            baseline=baseline,
+            random_ratio=random_ratio,
+            prunable=prunable,
+            twin_norm=twin_norm,
+            **deprecated_options,
+        )
+        self.momentum_encoder = Encoder(copy.deepcopy(self.backbone), teacher, feature_dim)
+        deactivate_requires_grad(self.momentum_encoder)
+
+    def _build(self) -> None:
+        """Nothing: ``__init__`` builds the teacher (its head is not deep-copied)."""
+
+    def forward(self, x0: Tensor, x1: Tensor, *, epoch: int | None = None) -> Tensor:
+        """The DINO loss of one step; updates the center from the teacher outputs.
+
+        Args:
+            x0: First global crops, shape ``(N, ...)``: through the dense student.
+            x1: Second global crops of the same samples, same shape: through the twin.
+            epoch: The current epoch, for the loss's teacher-temperature warm-up; None
+                for the loss's final teacher temperature.
+
+        Returns:
+            The loss, a scalar tensor.
+
+        Raises:
+            TypeError: If ``epoch`` is not an int.
+            ValueError: If ``epoch`` is negative or the views do not pass
+                :meth:`check_views`.
+        """
+        if epoch is not None:
+            epoch = check_int("epoch", epoch, 0, fix="Pass the 0-based epoch, or None.")
+        s0, s1 = self._online(x0, x1)
+        t0, t1 = self._targets(x0, x1)
+        options = {} if epoch is None else {"epoch": epoch}
+        loss: Tensor = self.loss([t0, t1], [s0, s1], **options)
+        return loss
+
+    def cancel_last_layer_gradients(self, epoch: int) -> None:
+        """Drops the gradients of the student head's last layer while it is frozen.
+
+        lightly's ``DINOProjectionHead.cancel_last_layer_gradients``: the last layer stays
+        fixed in the first ``head.freeze_last_layer`` epochs (1 by default, lightly's
+        example; the teacher's copy of it only follows by momentum). Call it after
+        ``backward`` and before the optimizer step. The layer is shared by the dense and
+        the twin pass, so this drops both branches' gradients.
+
+        Args:
+            epoch: The current epoch, from 0.
+
+        Raises:
+            TypeError: If ``epoch`` is not an int, or the head is not a DINOProjectionHead.
+            ValueError: If ``epoch`` is negative.
+        """
+        epoch = check_int("epoch", epoch, 0, fix="Pass the 0-based epoch.")
+        head = self._encoder.head
+        if not isinstance(head, DINOProjectionHead):
+            raise TypeError(
+                f"cancel_last_layer_gradients needs a DINOProjectionHead, but the head is a "
+                f"{type(head).__name__}. Drop the gradients of your head's last layer "
+                "yourself (param.grad = None), or do not freeze it."
+            )
+        head.cancel_last_layer_gradients(current_epoch=epoch)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> DINOAdapter:
+        """A deep copy; first detaches the weights that weight normalization computed."""
+        _detach_computed_weights(self)
+        clone = type(self).__new__(type(self))
+        memo[id(self)] = clone
+        clone.__setstate__(copy.deepcopy(self.__dict__, memo))
+        return clone
+
+
+def _heads(feature_dim: int, head: nn.Module | None) -> tuple[nn.Module, nn.Module]:
+    """The student head and a teacher head with the same weights.
+
+    The default teacher head is built anew with the student's constructor arguments and
+    loaded with its weights; a given head is deep-copied once its computed weights are
+    detached. torch's ``FutureWarning`` that ``torch.nn.utils.weight_norm`` (used by
+    lightly's head) is deprecated is silenced for the default heads: the user cannot act
+    on it.
+    """
+    if head is not None:
+        head = check_module("head", head)
+        _detach_computed_weights(head)
+        return head, copy.deepcopy(head)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "`torch.nn.utils.weight_norm` is deprecated")
+        head, teacher = (
+            DINOProjectionHead(feature_dim, *_HEAD_SIZES, freeze_last_layer=1) for _ in range(2)
+        )
+    teacher.load_state_dict(head.state_dict())
+    return head, teacher
+
+
+def _detach_computed_weights(module: nn.Module) -> None:
+    """Replaces each weight that ``torch.nn.utils.weight_norm`` computed by its detached value.
+
+    The weight is recomputed before every forward pass, and a pass in progress keeps its
+    own reference, so this changes no result; it makes the module deep-copyable.
+    """
+    for submodule in module.modules():
+        for hook in submodule._forward_pre_hooks.values():
+            if isinstance(hook, WeightNorm):
+                setattr(submodule, hook.name, getattr(submodule, hook.name).detach())
