@@ -69,7 +69,33 @@ class TestCheckpoints:
     def test_only_tensors_and_plain_types(self, tmp_path: Path) -> None:
         train(tmp_path / "t.pt", method="moco")
         state = torch.load(tmp_path / "t.pt", weights_only=True)  # would raise otherwise
-        assert state["epoch"] == 1 and state["memory_banks"]
+        assert state["epoch"] == 1 and "loss.memory_bank.bank" in state["model"]
+        assert "memory_banks" not in state  # the bank is in the state_dict now
+
+    def test_resumes_a_0_2_checkpoint_with_banks_beside_the_state_dict(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # 0.2 saved the bank under "memory_banks"; its state_dict had no bank keys.
+        save = torch.save
+
+        def also_save_as_0_2(obj: Any, path: Any) -> None:
+            save(obj, path)
+            if obj["epoch"] == 1:
+                model = dict(obj["model"])
+                banks = {k: model.pop(k) for k in list(model) if "memory_bank" in k}
+                assert set(banks) == {"loss.memory_bank.bank", "loss.memory_bank.bank_ptr"}
+                assert int(banks["loss.memory_bank.bank_ptr"]) > 0  # real keys, not fresh
+                save({**obj, "model": model, "memory_banks": banks}, tmp_path / "old.pt")
+
+        monkeypatch.setattr(torch, "save", also_save_as_0_2)
+        train(tmp_path / "straight.pt", method="moco", epochs=2, checkpoint_every=1)
+        monkeypatch.setattr(torch, "save", save)
+        train(tmp_path / "old.pt", method="moco", epochs=2, checkpoint_every=1, resume=True)
+        straight = torch.load(tmp_path / "straight.pt", weights_only=True)
+        resumed = torch.load(tmp_path / "old.pt", weights_only=True)
+        assert resumed["losses"] == straight["losses"] and len(resumed["losses"]) == 2
+        for key, value in straight["model"].items():  # the bank included
+            assert torch.equal(resumed["model"][key], value), key
 
     def test_pickled_object_is_refused(self, tmp_path: Path) -> None:
         path = tmp_path / "evil.pt"
