@@ -3,6 +3,8 @@
 - :class:`SimCLRAdapter` — SimCLR with a damaged twin: SDCLR as in the paper.
 - :class:`MoCoAdapter` — symmetric MoCo v2: momentum key encoder, memory bank.
 - :class:`BYOLAdapter` — BYOL: predictor, momentum target network.
+- :class:`NNCLRAdapter` — NNCLR: nearest neighbours from a support set of dense projections.
+- :class:`TiCoAdapter` — symmetric TiCo: momentum targets, a running covariance.
 - :data:`ADAPTERS` — method name -> adapter class; :func:`register_adapter` adds one.
 - :class:`SelfDamagingAdapter`, :class:`MomentumAdapter`, :class:`Encoder` — the bases,
   for a fourth method.
@@ -16,8 +18,10 @@ Common interface: ``Adapter(backbone, feature_dim, prune_ratio, *, head=, loss=,
 baseline=, random_ratio=, prunable=, twin_norm=)``; ``loss = adapter(x0, x1)``;
 ``adapter.refresh_mask()`` once per epoch; ``adapter.embed(x)`` for dense features;
 ``adapter.wrapper`` (the :class:`~selfdamage.wrapper.SelfDamagingWrapper`),
-``adapter.damage`` (the strategy), ``adapter.baseline`` and ``adapter.backbone``. MoCo and
-BYOL add ``update_momentum(m)``.
+``adapter.damage`` (the strategy), ``adapter.baseline`` and ``adapter.backbone``. MoCo,
+BYOL and TiCo add ``update_momentum(m)``. Method state (memory banks, NNCLR's support set,
+TiCo's covariance) is in the ``state_dict``, see
+:func:`~selfdamage.adapters.method_state.persist_method_state`.
 """
 
 from __future__ import annotations
@@ -25,8 +29,10 @@ from __future__ import annotations
 from selfdamage.adapters.base import Encoder, MomentumAdapter, SelfDamagingAdapter
 from selfdamage.adapters.byol import BYOLAdapter
 from selfdamage.adapters.moco import MoCoAdapter
+from selfdamage.adapters.nnclr import NNCLRAdapter
 from selfdamage.adapters.registry import ADAPTERS, register_adapter
 from selfdamage.adapters.simclr import SimCLRAdapter
+from selfdamage.adapters.tico import TiCoAdapter
 
 __all__ = [
     "ADAPTERS",
@@ -34,7 +40,9 @@ __all__ = [
     "Encoder",
     "MoCoAdapter",
     "MomentumAdapter",
+    "NNCLRAdapter",
     "SelfDamagingAdapter",
     "SimCLRAdapter",
+    "TiCoAdapter",
     "register_adapter",
 ]

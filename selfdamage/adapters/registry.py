@@ -8,7 +8,9 @@ from typing import TypeVar
 from selfdamage.adapters.base import SelfDamagingAdapter
 from selfdamage.adapters.byol import BYOLAdapter
 from selfdamage.adapters.moco import MoCoAdapter
+from selfdamage.adapters.nnclr import NNCLRAdapter
 from selfdamage.adapters.simclr import SimCLRAdapter
+from selfdamage.adapters.tico import TiCoAdapter
 
 __all__ = ["ADAPTERS", "register_adapter"]
 
@@ -16,6 +18,8 @@ ADAPTERS: dict[str, type[SelfDamagingAdapter]] = {
     "simclr": SimCLRAdapter,
     "moco": MoCoAdapter,
     "byol": BYOLAdapter,
+    "nnclr": NNCLRAdapter,
+    "tico": TiCoAdapter,
 }
 """Method name -> adapter class. Add one with :func:`register_adapter`."""
 

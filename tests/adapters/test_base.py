@@ -10,12 +10,18 @@ import torch
 from torch import nn
 
 from selfdamage import SelfDamagingWrapper, WeightDamage
-from selfdamage.adapters import BYOLAdapter, MoCoAdapter, SimCLRAdapter
+from selfdamage.adapters import (
+    BYOLAdapter,
+    MoCoAdapter,
+    NNCLRAdapter,
+    SimCLRAdapter,
+    TiCoAdapter,
+)
 from selfdamage.adapters.base import memory_bank
 
 from .helpers import FEATURES, tiny_backbone, views
 
-ADAPTERS = [SimCLRAdapter, MoCoAdapter, BYOLAdapter]
+ADAPTERS = [SimCLRAdapter, MoCoAdapter, BYOLAdapter, NNCLRAdapter, TiCoAdapter]
 Adapter = Any  # one of the classes above
 
 
@@ -29,6 +35,12 @@ def small_heads(cls: Adapter) -> dict[str, nn.Module]:
             "predictor": nn.Sequential(
                 nn.Linear(8, 32), nn.BatchNorm1d(32), nn.ReLU(), nn.Linear(32, 8)
             ),
+        }
+    if cls is TiCoAdapter:
+        return {
+            "head": nn.Sequential(
+                nn.Linear(FEATURES, 32), nn.BatchNorm1d(32), nn.ReLU(), nn.Linear(32, 8)
+            )
         }
     return {}
 
@@ -66,14 +78,15 @@ class TestAdapters:
         adapter.backbone.register_forward_hook(
             lambda *_: calls.__setitem__("online", calls["online"] + 1)
         )
-        if cls is not SimCLRAdapter:
+        momentum = hasattr(adapter, "momentum_encoder")
+        if momentum:
             adapter.momentum_encoder.backbone.register_forward_hook(
                 lambda *_: calls.__setitem__("momentum", calls["momentum"] + 1)
             )
         loss = adapter(*views())
         assert loss.shape == () and torch.isfinite(loss)
         loss.backward()
-        assert calls == {"online": 2, "momentum": 0 if cls is SimCLRAdapter else 2}
+        assert calls == {"online": 2, "momentum": 2 if momentum else 0}
         # No parameter goes unused, so DDP needs no find_unused_parameters.
         unused = [n for n, p in adapter.named_parameters() if p.requires_grad and p.grad is None]
         assert unused == []
@@ -198,6 +211,8 @@ class TestViewsCheck:
         bank = memory_bank(adapter.loss)
         if bank is not None:  # MoCo: nothing enqueued
             assert int(bank.bank_ptr) == 0
+        if cls is NNCLRAdapter:  # the support set: nothing enqueued
+            assert int(adapter.memory_bank.bank_ptr) == 0
 
     def test_scalar_view_is_rejected(self, cls: Adapter) -> None:
         adapter = cls(tiny_backbone(), FEATURES, 0.5, **small_heads(cls))
@@ -216,6 +231,12 @@ class TestViewsCheck:
         after = _state(adapter)
         assert all(torch.equal(after[k], v) for k, v in before.items())
         adapter.eval()
+        if cls is TiCoAdapter:  # lightly's TiCoLoss needs 2 samples in eval mode too
+            with pytest.raises(
+                ValueError, match=r"at least 2 samples.*TiCoLoss needs a batch covariance"
+            ):
+                adapter(x0, x1)
+            return
         with torch.no_grad():
             assert torch.isfinite(adapter(x0, x1))  # eval mode: running statistics, fine
 

@@ -11,7 +11,9 @@ from selfdamage.adapters import (
     ADAPTERS,
     BYOLAdapter,
     MoCoAdapter,
+    NNCLRAdapter,
     SimCLRAdapter,
+    TiCoAdapter,
     register_adapter,
 )
 
@@ -26,7 +28,13 @@ def registry() -> Iterator[None]:
 
 class TestRegistry:
     def test_the_three_methods(self) -> None:
-        assert {"simclr": SimCLRAdapter, "moco": MoCoAdapter, "byol": BYOLAdapter} == ADAPTERS
+        assert {
+            "simclr": SimCLRAdapter,
+            "moco": MoCoAdapter,
+            "byol": BYOLAdapter,
+            "nnclr": NNCLRAdapter,
+            "tico": TiCoAdapter,
+        } == ADAPTERS
 
     def test_register(self, registry: None) -> None:
         @register_adapter("simclr2")
