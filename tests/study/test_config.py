@@ -52,7 +52,8 @@ class TestValidation:
         [
             (
                 {"method": "swav"},
-                r"method must be one of 'simclr', 'moco', 'byol', got method='swav'\.",
+                r"method must be one of 'simclr', 'moco', 'byol', 'nnclr', 'tico', "
+                r"got method='swav'\.",
             ),
             ({"dataset": "mnist"}, "dataset must be one of"),
             ({"epochs": 0}, r"epochs must be a positive integer, got epochs=0\."),

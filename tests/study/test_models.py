@@ -3,12 +3,26 @@ from __future__ import annotations
 import pytest
 import torch
 
-from selfdamage.adapters import ADAPTERS, BYOLAdapter, MoCoAdapter, SimCLRAdapter
+from selfdamage.adapters import (
+    ADAPTERS,
+    BYOLAdapter,
+    MoCoAdapter,
+    NNCLRAdapter,
+    SimCLRAdapter,
+    TiCoAdapter,
+)
 from selfdamage.study.models import METHOD_TABLE, METHODS, build_model
 
 
 @pytest.mark.parametrize(
-    ("method", "cls"), [("simclr", SimCLRAdapter), ("moco", MoCoAdapter), ("byol", BYOLAdapter)]
+    ("method", "cls"),
+    [
+        ("simclr", SimCLRAdapter),
+        ("moco", MoCoAdapter),
+        ("byol", BYOLAdapter),
+        ("nnclr", NNCLRAdapter),
+        ("tico", TiCoAdapter),
+    ],
 )
 def test_table_builds_each_method(method: str, cls: type) -> None:
     temperature = METHOD_TABLE[method].defaults["temperature"]
@@ -30,3 +44,13 @@ def test_same_seed_same_initial_weights_for_baseline_and_sdclr() -> None:
     wb = b.wrapper.model.backbone.state_dict()  # type: ignore[union-attr]
     for key, value in wa.items():
         assert torch.equal(wb[key], value), key
+
+
+def test_nnclr_support_set_fits_the_study_data() -> None:
+    # The default training set: n_max=1500, imbalance ratio 100, 10 classes.
+    smallest = sum(int(1500 * 100 ** (-i / 9)) for i in range(10))
+    model = build_model("nnclr", "resnet18-cifar", 2, (1, 16, 16), seed=0, sdclr=True,
+                        damage="weight", prune_ratio=0.9, temperature=0.2)  # fmt: skip
+    assert isinstance(model, NNCLRAdapter)
+    assert model.memory_bank.size[0] <= smallest / 3
+    assert model.loss.temperature == 0.2  # the study's temperature reaches the loss

@@ -81,7 +81,7 @@ class TestDeprecated:
 
     def test_old_names_importable(self) -> None:
         assert study.DATASETS == ("fashion-mnist", "cifar10", "cifar100")
-        assert study.METHODS == ("simclr", "moco", "byol")
+        assert study.METHODS == ("simclr", "moco", "byol", "nnclr", "tico")
         assert study.BACKBONES == ("resnet18-cifar", "resnet18")
         assert study.VARIANTS == ("baseline", "sdclr", "balanced")
         assert callable(study.format_table)

@@ -10,7 +10,7 @@ import torch
 
 from selfdamage.adapters import SelfDamagingAdapter
 from selfdamage.study.data import StudyData
-from selfdamage.study.models import build_model
+from selfdamage.study.models import METHOD_TABLE, build_model
 from selfdamage.study.training import (
     TrainSettings,
     _progress_bar,
@@ -37,7 +37,7 @@ def tiny_data(n: int = 32) -> StudyData:
 def tiny_model(method: str = "simclr") -> SelfDamagingAdapter:
     return build_model(
         method, "resnet18-cifar", 2, (1, 16, 16), seed=0, sdclr=True, damage="weight",
-        prune_ratio=0.5, temperature=None if method == "byol" else 0.2,
+        prune_ratio=0.5, temperature=METHOD_TABLE[method].defaults["temperature"],
     )  # fmt: skip
 
 
@@ -141,10 +141,20 @@ def test_batch_larger_than_subset(tmp_path: Path) -> None:
         train(tmp_path / "t.pt", batch_size=64)
 
 
-@pytest.mark.parametrize("method", ["simclr", "moco", "byol"])
+@pytest.mark.parametrize("method", ["simclr", "moco", "byol", "nnclr", "tico"])
 def test_bf16_autocast_and_channels_last_path(tmp_path: Path, method: str) -> None:
     # The CUDA defaults, exercised on the CPU (which supports bf16 autocast too).
     losses = train(tmp_path / "t.pt", method=method, epochs=2, amp=True, channels_last=True)
     assert len(losses) == 2 and all(torch.isfinite(torch.tensor(losses)))
     state = torch.load(tmp_path / "t.pt", weights_only=True)
     assert all(v.dtype != torch.bfloat16 for v in state["model"].values())  # fp32 weights
+
+
+@pytest.mark.parametrize(("method", "key"), [("nnclr", "memory_bank.bank"), ("tico", "loss.C")])
+def test_method_state_is_trained_and_checkpointed(tmp_path: Path, method: str, key: str) -> None:
+    train(tmp_path / "t.pt", method=method)
+    state = torch.load(tmp_path / "t.pt", weights_only=True)["model"]
+    assert not torch.equal(state[key], tiny_model(method).state_dict()[key])
+    if method == "tico":  # a MomentumAdapter: the study moved its momentum encoder
+        key = "momentum_encoder.head.layers.0.weight"
+        assert not torch.equal(state[key], tiny_model(method).state_dict()[key])
