@@ -55,9 +55,9 @@ class NNCLRAdapter(SelfDamagingAdapter):
     The support set is ``self.memory_bank``, lightly's ``NNMemoryBankModule``, and is part
     of the ``state_dict`` (``memory_bank.bank``, ``memory_bank.bank_ptr``), so a
     checkpoint resumes it. Evaluating the loss without gradient (``torch.no_grad()``)
-    enqueues nothing. Under DDP each rank keeps its own support set (lightly's
-    ``NNMemoryBankModule`` does not gather), and DDP broadcasts rank 0's buffers before
-    every forward pass.
+    enqueues nothing. Under DDP, lightly's ``NNMemoryBankModule`` does not gather across
+    ranks and DDP broadcasts rank 0's buffers before every forward pass, so every rank
+    looks up rank 0's support set, fed by rank 0's dense projections.
 
     - [0] SDCLR, 2021, https://arxiv.org/abs/2106.02990
     - [1] NNCLR, 2021, https://arxiv.org/abs/2104.14548
