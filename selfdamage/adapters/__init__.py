@@ -4,6 +4,8 @@
 - :class:`MoCoAdapter` — symmetric MoCo v2: momentum key encoder, memory bank.
 - :class:`BYOLAdapter` — BYOL: predictor, momentum target network.
 - :class:`SimSiamAdapter` — SimSiam: predictor, stop-gradient targets.
+- :class:`NNCLRAdapter` — NNCLR: nearest neighbours from a support set of dense projections.
+- :class:`TiCoAdapter` — symmetric TiCo: momentum targets, a running covariance.
 - :class:`DINOAdapter` — DINO on two global crops: momentum teacher, centering.
 - :class:`BarlowTwinsAdapter`, :class:`VICRegAdapter`, :class:`DCLAdapter`,
   :class:`DCLWAdapter` — Barlow Twins, VICReg, DCL and DCLW: a loss on the two projections.
@@ -22,8 +24,10 @@ Common interface: ``Adapter(backbone, feature_dim, prune_ratio, *, head=, loss=,
 baseline=, random_ratio=, prunable=, twin_norm=)``; ``loss = adapter(x0, x1)``;
 ``adapter.refresh_mask()`` once per epoch; ``adapter.embed(x)`` for dense features;
 ``adapter.wrapper`` (the :class:`~selfdamage.wrapper.SelfDamagingWrapper`),
-``adapter.damage`` (the strategy), ``adapter.baseline`` and ``adapter.backbone``. MoCo and
-BYOL add ``update_momentum(m)``, and so does DINO.
+``adapter.damage`` (the strategy), ``adapter.baseline`` and ``adapter.backbone``. MoCo,
+BYOL, TiCo and DINO add ``update_momentum(m)``. Method state (memory banks, NNCLR's support set,
+TiCo's covariance) is in the ``state_dict``, see
+:func:`~selfdamage.adapters.method_state.persist_method_state`.
 """
 
 from __future__ import annotations
@@ -34,9 +38,11 @@ from selfdamage.adapters.byol import BYOLAdapter
 from selfdamage.adapters.dcl import DCLAdapter, DCLWAdapter
 from selfdamage.adapters.dino import DINOAdapter
 from selfdamage.adapters.moco import MoCoAdapter
+from selfdamage.adapters.nnclr import NNCLRAdapter
 from selfdamage.adapters.registry import ADAPTERS, register_adapter
 from selfdamage.adapters.simclr import SimCLRAdapter
 from selfdamage.adapters.simsiam import SimSiamAdapter
+from selfdamage.adapters.tico import TiCoAdapter
 from selfdamage.adapters.two_view import TwoViewAdapter
 from selfdamage.adapters.vicreg import VICRegAdapter
 
@@ -50,9 +56,11 @@ __all__ = [
     "Encoder",
     "MoCoAdapter",
     "MomentumAdapter",
+    "NNCLRAdapter",
     "SelfDamagingAdapter",
     "SimCLRAdapter",
     "SimSiamAdapter",
+    "TiCoAdapter",
     "TwoViewAdapter",
     "VICRegAdapter",
     "register_adapter",

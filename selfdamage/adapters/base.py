@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 from selfdamage._checks import check_bool, check_int, check_module, check_real
 from selfdamage._deprecated import deprecated, init_stacklevel, legacy_adapter_damage
+from selfdamage.adapters.method_state import persist_method_state
 from selfdamage.damage import Damage, Prunable
 from selfdamage.wrapper import (
     DEFAULT_PRUNABLE,
@@ -198,6 +199,7 @@ class SelfDamagingAdapter(nn.Module):
         )
         self.loss = loss
         self._build()
+        persist_method_state(self, output_dim(head))  # banks, TiCo's C: in the state_dict
 
     def _build(self) -> None:
         """Builds what a method derives from the wrapped encoder; called once, last in ``__init__``.

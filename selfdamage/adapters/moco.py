@@ -52,8 +52,11 @@ class MoCoAdapter(MomentumAdapter):
     before the step, and the step's ``2N`` keys are enqueued once. (Two loss calls would
     enqueue ``k1`` before the second half, whose query ``q1_i`` would then meet ``k1_i``,
     a key of its own view, as a negative.) Without a memory bank the loss is called once
-    per half, with in-batch negatives. The bank is lightly's: not part of the
-    ``state_dict``, so a resumed run starts it afresh. Under DDP, pass a loss with
+    per half, with in-batch negatives. The bank is lightly's, made part of the
+    ``state_dict`` (``loss.memory_bank.bank`` and ``bank_ptr``, see
+    :func:`~selfdamage.adapters.method_state.persist_method_state`), so a checkpoint
+    resumes it; a ``state_dict`` without them (0.1, 0.2) still loads, the bank then stays
+    as it is. Under DDP, pass a loss with
     ``gather_distributed=True``: DDP broadcasts rank 0's buffers before every forward
     pass, so without gathering only rank 0's keys stay in the bank. There is no
     shuffling BN [1].

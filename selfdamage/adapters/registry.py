@@ -11,8 +11,10 @@ from selfdamage.adapters.byol import BYOLAdapter
 from selfdamage.adapters.dcl import DCLAdapter, DCLWAdapter
 from selfdamage.adapters.dino import DINOAdapter
 from selfdamage.adapters.moco import MoCoAdapter
+from selfdamage.adapters.nnclr import NNCLRAdapter
 from selfdamage.adapters.simclr import SimCLRAdapter
 from selfdamage.adapters.simsiam import SimSiamAdapter
+from selfdamage.adapters.tico import TiCoAdapter
 from selfdamage.adapters.vicreg import VICRegAdapter
 
 __all__ = ["ADAPTERS", "register_adapter"]
@@ -27,6 +29,8 @@ ADAPTERS: dict[str, type[SelfDamagingAdapter]] = {
     "dclw": DCLWAdapter,
     "simsiam": SimSiamAdapter,
     "dino": DINOAdapter,
+    "nnclr": NNCLRAdapter,
+    "tico": TiCoAdapter,
 }
 """Method name -> adapter class. Add one with :func:`register_adapter`."""
 

@@ -9,7 +9,7 @@ it never inherits another method's settings by accident.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -35,13 +35,19 @@ class MethodSpec:
             ``optimizer``, ``weight_decay``) that the user leaves unset; ``None`` for an
             option the method does not have (BYOL and SimSiam have no temperature; DINO's
             two are fixed in its loss).
+        adapter_options: Keyword arguments that :func:`build_model` passes to this
+            method's adapter besides the common ones; settings of the study, not options
+            of it (NNCLR's support set sized for the study's small training sets).
 
     Examples:
         >>> METHOD_TABLE["simclr"].defaults["lr"]
         0.5
+        >>> METHOD_TABLE["nnclr"].adapter_options
+        {'memory_bank_size': 1024}
     """
 
     defaults: Mapping[str, float | str | None]
+    adapter_options: Mapping[str, Any] = field(default_factory=dict)
 
 
 # The SDCLR paper's scripts.
@@ -51,6 +57,12 @@ _CONTRASTIVE: dict[str, float | str | None] = {
     "optimizer": "sgd",
     "weight_decay": 1e-4,
 }
+
+# NNCLR's support set must stay well below the training set, or a sample's nearest
+# neighbour is its own projection from the previous epoch. The study's default training
+# set is about 3,700 samples (n_max=1500, ratio 100): 1024 projections are 4 steps of 256,
+# 28% of it (lightly's 4096 on CIFAR-10 and the paper's 98304 on ImageNet are about 8%).
+_SMALL_SUPPORT_SET = {"memory_bank_size": 1024}
 
 METHOD_TABLE: dict[str, MethodSpec] = {
     "simclr": MethodSpec(_CONTRASTIVE),
@@ -74,6 +86,10 @@ METHOD_TABLE: dict[str, MethodSpec] = {
     # DINO's SGD recipe for ResNet-50 (authors' README): lr 0.03 at batch size 256, wd 1e-4.
     # Its teacher and student temperatures (0.04, 0.1) are the loss's own, not this option.
     "dino": MethodSpec({"lr": 0.03, "temperature": None, "optimizer": "sgd", "weight_decay": 1e-4}),
+    # lightly's benchmarks train NNCLR with SimCLR's optimizer and temperature.
+    "nnclr": MethodSpec(_CONTRASTIVE, adapter_options=_SMALL_SUPPORT_SET),
+    # TiCo's Imagenette benchmark in lightly trains with SGD and weight decay 1e-4, like BYOL.
+    "tico": MethodSpec({**_CONTRASTIVE, "temperature": None}),
 }
 METHODS = tuple(METHOD_TABLE)
 
@@ -134,6 +150,7 @@ def build_model(
     else:  # a baseline's twin, pruned after training for its damage AUROC, is weight-damaged
         damage_strategy = WeightDamage(prune_ratio)
     options: dict[str, Any] = {"damage": damage_strategy, "baseline": not sdclr}
+    options |= METHOD_TABLE[method].adapter_options
     if temperature is not None:
         options["temperature"] = temperature
     # Registered adapters share the call (backbone, feature_dim, **options); the base's differs.

@@ -1,9 +1,12 @@
 """Pretraining one run: the schedule, the step loop, checkpoints and exact resumption.
 
 A checkpoint holds tensors and plain types only (loaded with ``weights_only=True``): the
-model's ``state_dict``, the memory banks that ``state_dict`` leaves out, the optimizer and
-learning-rate schedule states, the epoch and the losses so far. It is written every
-``checkpoint_every`` epochs and at the last; resuming from it continues exactly.
+model's ``state_dict`` (memory banks and other method state included, see
+:func:`~selfdamage.adapters.method_state.persist_method_state`), the optimizer and
+learning-rate schedule states, the epoch and the losses so far. A checkpoint of 0.2 kept
+the memory banks beside the ``state_dict`` under ``"memory_banks"``; it still resumes. A
+checkpoint is written every ``checkpoint_every`` epochs and at the last; resuming from it
+continues exactly.
 """
 
 from __future__ import annotations
@@ -19,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from lightly.models.modules.memory_bank import MemoryBankModule
 from lightly.utils.lars import LARS
 from lightly.utils.scheduler import cosine_schedule
 from torch import Tensor, nn
@@ -122,7 +124,7 @@ def pretrain(
     if resume and checkpoint.exists():
         state = load_checkpoint(checkpoint, device)
         model.load_state_dict(state["model"])
-        _load_memory_banks(model, state["memory_banks"])
+        _load_memory_banks(model, state.get("memory_banks", {}))  # 0.2's checkpoints
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
         start, losses = state["epoch"], list(state["losses"])
@@ -162,7 +164,6 @@ def pretrain(
         if (epoch + 1) % settings.checkpoint_every == 0 or epoch + 1 == epochs:
             state = {
                 "model": model.state_dict(),
-                "memory_banks": _memory_banks(model),
                 "optimizer": optimizer.state_dict(),
                 "schedule": schedule.state_dict(),
                 "epoch": epoch + 1,
@@ -243,17 +244,12 @@ def _progress_bar(progress: bool, **kwargs: Any) -> Any:
     return tqdm(unit="step", leave=False, **kwargs)
 
 
-def _memory_banks(model: nn.Module) -> dict[str, Tensor]:
-    """The memory banks' non-persistent buffers, which ``state_dict`` leaves out."""
-    return {
-        f"{name}.{buffer}": getattr(module, buffer).clone()
-        for name, module in model.named_modules()
-        if isinstance(module, MemoryBankModule)
-        for buffer in ("bank", "bank_ptr")
-    }
-
-
 def _load_memory_banks(model: nn.Module, banks: dict[str, Tensor]) -> None:
+    """Loads 0.2's ``"memory_banks"`` (``bank`` and ``bank_ptr`` by qualified name).
+
+    0.2's ``state_dict`` had no bank keys, so ``load_state_dict`` left the banks as they
+    were; this sets them to the saved ones.
+    """
     for key, value in banks.items():
         name, _, buffer = key.rpartition(".")
         setattr(model.get_submodule(name), buffer, value.clone())

@@ -18,8 +18,10 @@ from selfdamage.adapters import (
     DINOAdapter,
     MoCoAdapter,
     MomentumAdapter,
+    NNCLRAdapter,
     SimCLRAdapter,
     SimSiamAdapter,
+    TiCoAdapter,
     VICRegAdapter,
 )
 from selfdamage.adapters.base import memory_bank
@@ -36,6 +38,8 @@ ADAPTERS = [
     DCLWAdapter,
     SimSiamAdapter,
     DINOAdapter,
+    NNCLRAdapter,
+    TiCoAdapter,
 ]
 # Losses that need 2 samples per view in any mode: Barlow Twins and VICReg normalize over
 # the batch, DCL's one sample would have no negative.
@@ -55,6 +59,12 @@ def small_heads(cls: Adapter) -> dict[str, nn.Module]:
             "predictor": nn.Sequential(
                 nn.Linear(8, 32), nn.BatchNorm1d(32), nn.ReLU(), nn.Linear(32, 8)
             ),
+        }
+    if cls is TiCoAdapter:
+        return {
+            "head": nn.Sequential(
+                nn.Linear(FEATURES, 32), nn.BatchNorm1d(32), nn.ReLU(), nn.Linear(32, 8)
+            )
         }
     return {}
 
@@ -225,6 +235,8 @@ class TestViewsCheck:
         bank = memory_bank(adapter.loss)
         if bank is not None:  # MoCo: nothing enqueued
             assert int(bank.bank_ptr) == 0
+        if cls is NNCLRAdapter:  # the support set: nothing enqueued
+            assert int(adapter.memory_bank.bank_ptr) == 0
 
     def test_scalar_view_is_rejected(self, cls: Adapter) -> None:
         adapter = cls(tiny_backbone(), FEATURES, 0.5, **small_heads(cls))
@@ -245,6 +257,12 @@ class TestViewsCheck:
         if cls in BATCH_LOSSES:  # the loss itself needs 2 samples, in eval mode too
             return
         adapter.eval()
+        if cls is TiCoAdapter:  # lightly's TiCoLoss needs 2 samples in eval mode too
+            with pytest.raises(
+                ValueError, match=r"at least 2 samples.*TiCoLoss needs a batch covariance"
+            ):
+                adapter(x0, x1)
+            return
         with torch.no_grad():
             assert torch.isfinite(adapter(x0, x1))  # eval mode: running statistics, fine
 

@@ -15,8 +15,10 @@ from selfdamage.adapters import (
     DCLWAdapter,
     DINOAdapter,
     MoCoAdapter,
+    NNCLRAdapter,
     SimCLRAdapter,
     SimSiamAdapter,
+    TiCoAdapter,
     VICRegAdapter,
     register_adapter,
 )
@@ -42,6 +44,8 @@ class TestRegistry:
             "dclw": DCLWAdapter,
             "simsiam": SimSiamAdapter,
             "dino": DINOAdapter,
+            "nnclr": NNCLRAdapter,
+            "tico": TiCoAdapter,
         } == ADAPTERS
 
     def test_register(self, registry: None) -> None:

@@ -53,7 +53,7 @@ class TestValidation:
             (
                 {"method": "swav"},
                 r"method must be one of 'simclr', 'moco', 'byol', 'barlowtwins', 'vicreg', "
-                r"'dcl', 'dclw', 'simsiam', 'dino', got method='swav'\.",
+                r"'dcl', 'dclw', 'simsiam', 'dino', 'nnclr', 'tico', got method='swav'\.",
             ),
             ({"dataset": "mnist"}, "dataset must be one of"),
             ({"epochs": 0}, r"epochs must be a positive integer, got epochs=0\."),

@@ -11,8 +11,10 @@ from selfdamage.adapters import (
     DCLWAdapter,
     DINOAdapter,
     MoCoAdapter,
+    NNCLRAdapter,
     SimCLRAdapter,
     SimSiamAdapter,
+    TiCoAdapter,
     VICRegAdapter,
 )
 from selfdamage.study.models import METHOD_TABLE, METHODS, build_model
@@ -30,6 +32,8 @@ from selfdamage.study.models import METHOD_TABLE, METHODS, build_model
         ("dclw", DCLWAdapter),
         ("simsiam", SimSiamAdapter),
         ("dino", DINOAdapter),
+        ("nnclr", NNCLRAdapter),
+        ("tico", TiCoAdapter),
     ],
 )
 def test_table_builds_each_method(method: str, cls: type) -> None:
@@ -52,3 +56,13 @@ def test_same_seed_same_initial_weights_for_baseline_and_sdclr() -> None:
     wb = b.wrapper.model.backbone.state_dict()  # type: ignore[union-attr]
     for key, value in wa.items():
         assert torch.equal(wb[key], value), key
+
+
+def test_nnclr_support_set_fits_the_study_data() -> None:
+    # The default training set: n_max=1500, imbalance ratio 100, 10 classes.
+    smallest = sum(int(1500 * 100 ** (-i / 9)) for i in range(10))
+    model = build_model("nnclr", "resnet18-cifar", 2, (1, 16, 16), seed=0, sdclr=True,
+                        damage="weight", prune_ratio=0.9, temperature=0.2)  # fmt: skip
+    assert isinstance(model, NNCLRAdapter)
+    assert model.memory_bank.size[0] <= smallest / 3
+    assert model.loss.temperature == 0.2  # the study's temperature reaches the loss

@@ -13,7 +13,7 @@ from lightly.utils.lars import LARS
 from selfdamage.adapters import SelfDamagingAdapter
 from selfdamage.study import training
 from selfdamage.study.data import StudyData
-from selfdamage.study.models import METHOD_TABLE, build_model
+from selfdamage.study.models import METHOD_TABLE, METHODS, build_model
 from selfdamage.study.training import (
     TrainSettings,
     _progress_bar,
@@ -73,7 +73,33 @@ class TestCheckpoints:
     def test_only_tensors_and_plain_types(self, tmp_path: Path) -> None:
         train(tmp_path / "t.pt", method="moco")
         state = torch.load(tmp_path / "t.pt", weights_only=True)  # would raise otherwise
-        assert state["epoch"] == 1 and state["memory_banks"]
+        assert state["epoch"] == 1 and "loss.memory_bank.bank" in state["model"]
+        assert "memory_banks" not in state  # the bank is in the state_dict now
+
+    def test_resumes_a_0_2_checkpoint_with_banks_beside_the_state_dict(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # 0.2 saved the bank under "memory_banks"; its state_dict had no bank keys.
+        save = torch.save
+
+        def also_save_as_0_2(obj: Any, path: Any) -> None:
+            save(obj, path)
+            if obj["epoch"] == 1:
+                model = dict(obj["model"])
+                banks = {k: model.pop(k) for k in list(model) if "memory_bank" in k}
+                assert set(banks) == {"loss.memory_bank.bank", "loss.memory_bank.bank_ptr"}
+                assert int(banks["loss.memory_bank.bank_ptr"]) > 0  # real keys, not fresh
+                save({**obj, "model": model, "memory_banks": banks}, tmp_path / "old.pt")
+
+        monkeypatch.setattr(torch, "save", also_save_as_0_2)
+        train(tmp_path / "straight.pt", method="moco", epochs=2, checkpoint_every=1)
+        monkeypatch.setattr(torch, "save", save)
+        train(tmp_path / "old.pt", method="moco", epochs=2, checkpoint_every=1, resume=True)
+        straight = torch.load(tmp_path / "straight.pt", weights_only=True)
+        resumed = torch.load(tmp_path / "old.pt", weights_only=True)
+        assert resumed["losses"] == straight["losses"] and len(resumed["losses"]) == 2
+        for key, value in straight["model"].items():  # the bank included
+            assert torch.equal(resumed["model"][key], value), key
 
     def test_pickled_object_is_refused(self, tmp_path: Path) -> None:
         path = tmp_path / "evil.pt"
@@ -142,7 +168,7 @@ def test_batch_larger_than_subset(tmp_path: Path) -> None:
         train(tmp_path / "t.pt", batch_size=64)
 
 
-@pytest.mark.parametrize("method", ["simclr", "moco", "byol", "simsiam", "dino"])
+@pytest.mark.parametrize("method", METHODS)
 def test_bf16_autocast_and_channels_last_path(tmp_path: Path, method: str) -> None:
     # The CUDA defaults, exercised on the CPU (which supports bf16 autocast too).
     losses = train(tmp_path / "t.pt", method=method, epochs=2, amp=True, channels_last=True)
@@ -185,3 +211,13 @@ class TestOptimizers:
             b = v if step == 0 else 0.9 * b + v
             w = w - 0.1 * b
         torch.testing.assert_close(weight.detach(), w, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize(("method", "key"), [("nnclr", "memory_bank.bank"), ("tico", "loss.C")])
+def test_method_state_is_trained_and_checkpointed(tmp_path: Path, method: str, key: str) -> None:
+    train(tmp_path / "t.pt", method=method)
+    state = torch.load(tmp_path / "t.pt", weights_only=True)["model"]
+    assert not torch.equal(state[key], tiny_model(method).state_dict()[key])
+    if method == "tico":  # a MomentumAdapter: the study moved its momentum encoder
+        key = "momentum_encoder.head.layers.0.weight"
+        assert not torch.equal(state[key], tiny_model(method).state_dict()[key])

@@ -1,0 +1,205 @@
+"""SDCLR on lightly's NNCLR: nearest neighbours from a support set as positives."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lightly.loss import NTXentLoss
+from lightly.models.modules import (
+    NNCLRPredictionHead,
+    NNCLRProjectionHead,
+    NNMemoryBankModule,
+)
+from torch import Tensor, nn
+
+from selfdamage._checks import check_int, check_module
+from selfdamage.adapters.base import (
+    SelfDamagingAdapter,
+    check_feature_dim,
+    memory_bank,
+    output_dim,
+    reject_with_loss,
+)
+from selfdamage.damage import Damage, Prunable
+from selfdamage.wrapper import DEFAULT_PRUNABLE, DEFAULT_PRUNE_RATIO, DEFAULT_RANDOM_RATIO
+
+__all__ = ["NNCLRAdapter"]
+
+
+class NNCLRAdapter(SelfDamagingAdapter):
+    """NNCLR [1] with a self-damaged twin; ``forward`` returns the loss.
+
+    NNCLR replaces each projection by its nearest neighbour in a support set of past
+    projections and contrasts it, with NT-Xent, against the other view's prediction. Of
+    the two online passes, one goes through the dense network and one through the pruned
+    twin; each gives a projection ``z`` and a prediction ``p`` of the same pass::
+
+        z0, p0 = dense(x0)                 # projection head, then prediction head
+        z1, p1 = twin(x1)
+        loss = (NTXent(NN(z0), p1) + NTXent(NN(z1), p0)) / 2
+
+    as in lightly's ``examples/pytorch/nnclr.py``. Both look-ups use the support set as it
+    was before the step; then the step's *dense* projections ``z0`` are enqueued, ``N``
+    keys per step as in lightly's example. The twin's projections only query the support
+    set, they never enter it: the support set is the method's state and holds what the
+    dense model (the one that is evaluated) sees. lightly's example enqueues the second
+    view's projections ``z1``; the two views are drawn alike, so enqueuing ``z0`` instead
+    is the same method, and ``baseline=True`` does the same, so the comparison is like for
+    like. ``z`` carries no gradient (lightly detaches it; the neighbours come from the
+    bank), so the gradient reaches the shared weights through both predictions. A step
+    costs what an NNCLR step costs. SDCLR [0] defines only the SimCLR variant; damaging
+    one of NNCLR's online passes, with twin BatchNorm state in both heads, is this
+    library's choice, following the paper's argument that the idea applies to any
+    two-branch method.
+
+    The support set is ``self.memory_bank``, lightly's ``NNMemoryBankModule``, and is part
+    of the ``state_dict`` (``memory_bank.bank``, ``memory_bank.bank_ptr``), so a
+    checkpoint resumes it. Evaluating the loss without gradient (``torch.no_grad()``)
+    enqueues nothing. Under DDP, lightly's ``NNMemoryBankModule`` does not gather across
+    ranks and DDP broadcasts rank 0's buffers before every forward pass, so every rank
+    looks up rank 0's support set, fed by rank 0's dense projections.
+
+    - [0] SDCLR, 2021, https://arxiv.org/abs/2106.02990
+    - [1] NNCLR, 2021, https://arxiv.org/abs/2104.14548
+
+    Args:
+        backbone: Any module mapping an input batch to ``feature_dim`` features per
+            sample; its output is flattened with ``flatten(start_dim=1)``, so include any
+            global pooling in it. Trained in place; also reachable as ``self.backbone``.
+        feature_dim: The backbone's number of output features (512 for a ResNet-18).
+        prune_ratio: Shorthand for ``damage=WeightDamage(prune_ratio, ...)``: fraction of
+            the prunable weights the twin loses, 0.9 on CIFAR and 0.3 on ImageNet-100 in
+            the SDCLR paper.
+        head: The projection head. Defaults to lightly's
+            ``NNCLRProjectionHead(feature_dim, feature_dim, 128)``, the sizes of lightly's
+            ``examples/pytorch/nnclr.py`` (``NNCLRProjectionHead(512, 512, 128)``); the
+            NNCLR paper uses ``(2048, 2048, 256)``.
+        predictor: The prediction head. Defaults to lightly's
+            ``NNCLRPredictionHead(D, feature_dim, D)``, ``D`` the ``out_features`` of the
+            head's last ``nn.Linear`` (lightly's example: ``NNCLRPredictionHead(128, 512,
+            128)``; the paper: hidden width 4096).
+        loss: The loss, called as ``loss(neighbours, predictions)`` on ``(N, D)`` tensors,
+            e.g. lightly's ``NTXentLoss``; it must not have a memory bank of its own.
+            Defaults to ``NTXentLoss(temperature)``.
+        temperature: Temperature of the default loss. Defaults to 0.1, the NNCLR paper's.
+            lightly's example uses ``NTXentLoss()``'s default, 0.5. Only without ``loss``.
+        memory_bank_size: Number of projections in the support set. Defaults to 4096, as
+            lightly's ``examples/pytorch/nnclr.py`` on CIFAR-10 (the paper: 98304 on
+            ImageNet). Keep it well below the number of training samples, or the support
+            set holds a sample's own projection from the previous epoch. Also with
+            ``loss``: the support set is the adapter's, not the loss's.
+        damage, baseline, random_ratio, prunable, twin_norm: The wrapper options, the
+            same on every adapter: see :class:`~selfdamage.adapters.SelfDamagingAdapter`.
+            ``baseline=True`` gives NNCLR as in lightly's example, ``z0`` enqueued.
+        **deprecated_options: 0.1's spellings, see
+            :class:`~selfdamage.adapters.SelfDamagingAdapter`.
+
+    Raises:
+        TypeError: If ``backbone``, ``head``, ``predictor`` or ``loss`` is not an
+            ``nn.Module``, or an option has the wrong type.
+        ValueError: If ``feature_dim`` is not positive, ``temperature`` is given with
+            ``loss``, ``loss`` has a memory bank, ``memory_bank_size`` is not positive,
+            the head's output dimension cannot be read, or a wrapper option is out of
+            range.
+
+    Examples:
+        >>> import torch, torchvision
+        >>> from torch import nn
+        >>> resnet = torchvision.models.resnet18()
+        >>> backbone = nn.Sequential(*list(resnet.children())[:-1])  # (N, 512, 1, 1)
+        >>> model = NNCLRAdapter(backbone, feature_dim=512, prune_ratio=0.9)
+        >>> optimizer = torch.optim.SGD(model.parameters(), lr=0.06)
+        >>> x0, x1 = torch.randn(4, 3, 32, 32), torch.randn(4, 3, 32, 32)  # two views
+        >>> model.refresh_mask()  # at the start of every epoch
+        >>> loss = model(x0, x1)
+        >>> loss.backward()
+        >>> optimizer.step()
+        >>> int(model.memory_bank.bank_ptr)  # N dense projections enqueued
+        4
+    """
+
+    memory_bank: NNMemoryBankModule
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        feature_dim: int = 512,
+        prune_ratio: float = DEFAULT_PRUNE_RATIO,
+        *,
+        head: nn.Module | None = None,
+        predictor: nn.Module | None = None,
+        loss: nn.Module | None = None,
+        temperature: float | None = None,
+        memory_bank_size: int = 4096,
+        damage: Damage | None = None,
+        baseline: bool = False,
+        random_ratio: float = DEFAULT_RANDOM_RATIO,
+        prunable: Prunable = DEFAULT_PRUNABLE,
+        twin_norm: bool = True,
+        **deprecated_options: Any,
+    ) -> None:
+        feature_dim = check_feature_dim(feature_dim)
+        size = check_int(
+            "memory_bank_size",
+            memory_bank_size,
+            1,
+            what="a positive number of projections",
+            fix="NNCLR needs a support set; lightly's example uses 4096.",
+        )
+        if head is None:
+            head = NNCLRProjectionHead(feature_dim, feature_dim, 128)
+        head_dim = output_dim(check_module("head", head))
+        if head_dim is None:
+            raise ValueError(
+                "Cannot read the head's output dimension (it has no nn.Linear) to size "
+                "the support set. Use a head whose last nn.Linear gives the projection."
+            )
+        if predictor is None:
+            predictor = NNCLRPredictionHead(head_dim, feature_dim, head_dim)
+        reject_with_loss(loss, temperature=temperature)
+        if loss is None:
+            loss = NTXentLoss(temperature=0.1 if temperature is None else temperature)
+        elif memory_bank(check_module("loss", loss)) is not None:
+            raise ValueError(
+                "loss has a memory bank, but NNCLR's negatives are the batch's: its "
+                "support set is the adapter's own (memory_bank_size=). Use a loss "
+                "without one (e.g. NTXentLoss(memory_bank_size=0))."
+            )
+        # A plain tuple, which nn.Module allows before its __init__: _build reads it, so
+        # the bank exists when the base's __init__ makes the method state persistent.
+        self._bank_size = (size, head_dim)
+        super().__init__(
+            backbone,
+            head,
+            feature_dim,
+            prune_ratio,
+            loss=loss,
+            damage=damage,
+            baseline=baseline,
+            random_ratio=random_ratio,
+            prunable=prunable,
+            twin_norm=twin_norm,
+            predictor=check_module("predictor", predictor),
+            **deprecated_options,
+        )
+
+    def _build(self) -> None:
+        """The support set, lightly's ``NNMemoryBankModule``."""
+        self.memory_bank = NNMemoryBankModule(size=self._bank_size)
+
+    def forward(self, x0: Tensor, x1: Tensor) -> Tensor:
+        """The symmetric loss of one step; enqueues the dense projections ``z0``.
+
+        Args:
+            x0: First views, shape ``(N, ...)``: through the dense model; their
+                projections feed the support set.
+            x1: Second views of the same samples, same shape: through the twin.
+
+        Returns:
+            The loss, a scalar tensor.
+        """
+        (z0, p0), (z1, p1) = self._online(x0, x1, with_projection=True)
+        nn1 = self.memory_bank(z1.detach(), update=False)
+        nn0 = self.memory_bank(z0.detach(), update=p0.requires_grad)  # pre-step bank too
+        loss: Tensor = (self.loss(nn0, p1) + self.loss(nn1, p0)) / 2
+        return loss

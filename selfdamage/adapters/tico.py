@@ -1,0 +1,208 @@
+"""SDCLR on lightly's TiCo: a momentum target network and a running covariance."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lightly.loss import TiCoLoss
+from lightly.models.modules.heads import TiCoProjectionHead
+from torch import Tensor, nn
+
+from selfdamage._checks import check_module, check_real
+from selfdamage.adapters.base import (
+    MomentumAdapter,
+    check_feature_dim,
+    output_dim,
+    reject_with_loss,
+)
+from selfdamage.damage import Damage, Prunable
+from selfdamage.wrapper import DEFAULT_PRUNABLE, DEFAULT_PRUNE_RATIO, DEFAULT_RANDOM_RATIO
+
+__all__ = ["TiCoAdapter"]
+
+
+class TiCoAdapter(MomentumAdapter):
+    """Symmetric TiCo [1] with a self-damaged twin; ``forward`` returns the loss.
+
+    TiCo pulls an online projection towards the momentum network's projection of the
+    other view (transformation invariance) and pushes it away from a running covariance
+    ``C`` of past online projections (covariance contrast). Both views are online, one
+    through the dense encoder and one through the pruned twin; targets come from the
+    dense momentum encoder, without gradient::
+
+        z0, z1 = head(dense(x0)), head_twin(twin(x1))
+        k0, k1 = momentum_encoder(x0), momentum_encoder(x1)
+        loss = (L(z1, k0, update_covariance_matrix=False) + L(z0, k1)) / 2
+
+    with ``L`` lightly's ``TiCoLoss``. This is the *symmetric* form of TiCo: two online
+    passes and two momentum passes per step, where lightly's ``examples/pytorch/tico.py``
+    (and its ImageNet benchmark) makes one online pass and one momentum pass,
+    ``L(model(x0), momentum(x1))``. SDCLR needs two online passes, because one of them
+    goes through the twin: a single online pass would be either dense (no damage) or
+    damaged (no dense projection to compare it with). A step therefore costs about twice
+    the online and momentum compute of lightly's example. ``baseline=True`` gives
+    symmetric TiCo with the same head and loss (not lightly's asymmetric example): the
+    like-for-like baseline. SDCLR [0] defines only the SimCLR variant; damaging one of
+    TiCo's two online passes is this library's choice, following the paper's argument
+    that the idea applies to any two-branch method. The momentum encoder copies the
+    *dense* backbone and head; the twin never feeds it.
+
+    The running covariance ``C`` is the method's state and is updated once per step, as
+    in lightly's example, from the *dense* half only: ``C <- beta * C + (1 - beta) * B``
+    with ``B = z0^T z0 / N`` of the normalized dense projections. The twin half is
+    computed first, with ``update_covariance_matrix=False``, so both halves see ``C`` as
+    it was before the step (each half's covariance term uses ``beta * C + (1 - beta) *
+    B`` of its own projections, as ``TiCoLoss`` defines it). The twin's projections never
+    enter ``C``: it follows the dense model, the one that is evaluated, and the number of
+    updates per step is the base method's. The baseline updates ``C`` from ``z0`` too.
+    ``C`` is a buffer in the ``state_dict`` (``loss.C``, zeros of ``(D, D)`` at the start,
+    as lightly's lazy initialisation; see
+    :func:`~selfdamage.adapters.method_state.persist_method_state`), so a checkpoint
+    resumes it; evaluating the loss without gradient (``torch.no_grad()``) leaves it as it
+    is. Under DDP, pass ``loss=TiCoLoss(gather_distributed=True)``: DDP broadcasts
+    rank 0's buffers before every forward pass, so without gathering ``C`` follows rank
+    0's projections only.
+
+    - [0] SDCLR, 2021, https://arxiv.org/abs/2106.02990
+    - [1] TiCo, 2022, https://arxiv.org/abs/2206.10698
+
+    Args:
+        backbone: Any module mapping an input batch to ``feature_dim`` features per
+            sample; its output is flattened with ``flatten(start_dim=1)``, so include any
+            global pooling in it. Trained in place; also reachable as ``self.backbone``.
+        feature_dim: The backbone's number of output features (512 for a ResNet-18).
+        prune_ratio: Shorthand for ``damage=WeightDamage(prune_ratio, ...)``: fraction of
+            the prunable weights the twin loses, 0.9 on CIFAR and 0.3 on ImageNet-100 in
+            the SDCLR paper.
+        head: The projection head. Defaults to lightly's
+            ``TiCoProjectionHead(feature_dim, 4096, 256)``, the TiCo paper's sizes (hidden
+            width 4096). lightly's ``examples/pytorch/tico.py`` uses
+            ``TiCoProjectionHead(512, 1024, 256)``; pass
+            ``head=TiCoProjectionHead(feature_dim, 1024, 256)`` to match it.
+        loss: The loss, lightly's ``TiCoLoss`` (or a subclass: it is called with
+            ``update_covariance_matrix=False`` for the twin half). Defaults to
+            ``TiCoLoss(beta, rho)``.
+        beta: EMA coefficient of the running covariance of the default loss. Defaults to
+            0.9, the TiCo paper's and lightly's. Only without ``loss``.
+        rho: Weight of the covariance term of the default loss. Defaults to 8.0, the TiCo
+            paper's and lightly's. Only without ``loss``.
+        damage, baseline, random_ratio, prunable, twin_norm: The wrapper options, the
+            same on every adapter: see :class:`~selfdamage.adapters.SelfDamagingAdapter`.
+            ``baseline=True`` gives symmetric TiCo (twice the passes of lightly's
+            asymmetric example, see above), for baselines.
+        **deprecated_options: 0.1's spellings, see
+            :class:`~selfdamage.adapters.SelfDamagingAdapter`.
+
+    Raises:
+        TypeError: If ``backbone`` or ``head`` is not an ``nn.Module``, ``loss`` is not a
+            ``TiCoLoss``, or an option has the wrong type.
+        ValueError: If ``feature_dim`` is not positive, ``beta`` or ``rho`` is given with
+            ``loss``, ``beta`` is not in ``[0, 1]`` or ``rho`` is negative, the head's
+            output dimension cannot be read to size ``C``, or a wrapper option is out of
+            range.
+
+    Examples:
+        >>> import torch, torchvision
+        >>> from torch import nn
+        >>> from lightly.utils.scheduler import cosine_schedule
+        >>> resnet = torchvision.models.resnet18()
+        >>> backbone = nn.Sequential(*list(resnet.children())[:-1])  # (N, 512, 1, 1)
+        >>> model = TiCoAdapter(backbone, feature_dim=512, prune_ratio=0.9)
+        >>> optimizer = torch.optim.SGD(model.parameters(), lr=0.06)
+        >>> epochs, x0, x1 = 1, torch.randn(4, 3, 32, 32), torch.randn(4, 3, 32, 32)
+        >>> for epoch in range(epochs):
+        ...     model.refresh_mask()
+        ...     model.update_momentum(cosine_schedule(epoch, epochs, 0.996, 1.0))
+        ...     loss = model(x0, x1)
+        ...     loss.backward()
+        ...     optimizer.step()
+        ...     optimizer.zero_grad()
+        >>> model.state_dict()["loss.C"].shape  # the running covariance, updated once
+        torch.Size([256, 256])
+    """
+
+    loss: TiCoLoss
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        feature_dim: int = 512,
+        prune_ratio: float = DEFAULT_PRUNE_RATIO,
+        *,
+        head: nn.Module | None = None,
+        loss: TiCoLoss | None = None,
+        beta: float | None = None,
+        rho: float | None = None,
+        damage: Damage | None = None,
+        baseline: bool = False,
+        random_ratio: float = DEFAULT_RANDOM_RATIO,
+        prunable: Prunable = DEFAULT_PRUNABLE,
+        twin_norm: bool = True,
+        **deprecated_options: Any,
+    ) -> None:
+        feature_dim = check_feature_dim(feature_dim)
+        if head is None:
+            head = TiCoProjectionHead(feature_dim, 4096, 256)
+        if output_dim(check_module("head", head)) is None:
+            raise ValueError(
+                "Cannot read the head's output dimension (it has no nn.Linear) to size "
+                "TiCo's running covariance C. Use a head whose last nn.Linear gives the "
+                "projection."
+            )
+        reject_with_loss(loss, beta=beta, rho=rho)
+        if loss is None:
+            beta = check_real("beta", 0.9 if beta is None else beta, 0.0, 1.0)
+            rho = check_real("rho", 8.0 if rho is None else rho, 0.0)
+            loss = TiCoLoss(beta=beta, rho=rho)
+        elif not isinstance(check_module("loss", loss), TiCoLoss):
+            raise TypeError(
+                f"loss must be a lightly TiCoLoss, got {type(loss).__name__}: the adapter "
+                "calls it with update_covariance_matrix=False for the twin half. Pass "
+                "TiCoLoss(beta=..., rho=...)."
+            )
+        super().__init__(
+            backbone,
+            head,
+            feature_dim,
+            prune_ratio,
+            loss=loss,
+            damage=damage,
+            baseline=baseline,
+            random_ratio=random_ratio,
+            prunable=prunable,
+            twin_norm=twin_norm,
+            **deprecated_options,
+        )
+
+    def check_views(self, x0: object, x1: object) -> None:
+        """As :meth:`SelfDamagingAdapter.check_views`, and at least 2 samples, also in eval.
+
+        lightly's ``TiCoLoss`` needs them in any mode (it asserts a batch size above 1).
+
+        Raises:
+            ValueError: If the views fail the base check or hold one sample.
+        """
+        super().check_views(x0, x1)
+        if isinstance(x0, Tensor) and x0.shape[0] < 2:
+            raise ValueError(
+                f"x0 and x1 must hold at least 2 samples, got x0.shape[0]={x0.shape[0]}: "
+                "lightly's TiCoLoss needs a batch covariance, in training and in eval "
+                "mode. Use a larger batch (drop_last=True in the DataLoader)."
+            )
+
+    def forward(self, x0: Tensor, x1: Tensor) -> Tensor:
+        """The symmetric loss of one step; updates ``C`` once, from the dense half.
+
+        Args:
+            x0: First views, shape ``(N, ...)``: dense projection, and target for ``x1``.
+            x1: Second views of the same samples, same shape: twin projection, target
+                for ``x0``.
+
+        Returns:
+            The loss, a scalar tensor.
+        """
+        z0, z1 = self._online(x0, x1)
+        k0, k1 = self._targets(x0, x1)
+        twin_half: Tensor = self.loss(z1, k0, update_covariance_matrix=False)
+        dense_half: Tensor = self.loss(z0, k1, update_covariance_matrix=z0.requires_grad)
+        return (twin_half + dense_half) / 2
