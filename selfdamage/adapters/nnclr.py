@@ -12,7 +12,7 @@ from lightly.models.modules import (
 )
 from torch import Tensor, nn
 
-from selfdamage._checks import check_int, check_module
+from selfdamage._checks import check_bool, check_int, check_module
 from selfdamage.adapters.base import (
     SelfDamagingAdapter,
     check_feature_dim,
@@ -55,9 +55,10 @@ class NNCLRAdapter(SelfDamagingAdapter):
     The support set is ``self.memory_bank``, lightly's ``NNMemoryBankModule``, and is part
     of the ``state_dict`` (``memory_bank.bank``, ``memory_bank.bank_ptr``), so a
     checkpoint resumes it. Evaluating the loss without gradient (``torch.no_grad()``)
-    enqueues nothing. Under DDP, lightly's ``NNMemoryBankModule`` does not gather across
-    ranks and DDP broadcasts rank 0's buffers before every forward pass, so every rank
-    looks up rank 0's support set, fed by rank 0's dense projections.
+    enqueues nothing. Under DDP, pass ``gather_distributed=True``: every rank then enqueues
+    the dense projections of all ranks, and the support set is that of one process on the
+    whole batch. Without it DDP broadcasts rank 0's buffers before every forward pass, so
+    every rank looks up rank 0's support set, fed by rank 0's projections only.
 
     - [0] SDCLR, 2021, https://arxiv.org/abs/2106.02990
     - [1] NNCLR, 2021, https://arxiv.org/abs/2104.14548
@@ -88,6 +89,9 @@ class NNCLRAdapter(SelfDamagingAdapter):
             ImageNet). Keep it well below the number of training samples, or the support
             set holds a sample's own projection from the previous epoch. Also with
             ``loss``: the support set is the adapter's, not the loss's.
+        gather_distributed: Under DDP, enqueue the dense projections of all ranks
+            (lightly's ``MemoryBankModule(gather_distributed=True)``); pass it with a
+            loss that gathers too, ``NTXentLoss(gather_distributed=True)``.
         damage, baseline, random_ratio, prunable, twin_norm: The wrapper options, the
             same on every adapter: see :class:`~selfdamage.adapters.SelfDamagingAdapter`.
             ``baseline=True`` gives NNCLR as in lightly's example, ``z0`` enqueued.
@@ -131,6 +135,7 @@ class NNCLRAdapter(SelfDamagingAdapter):
         loss: nn.Module | None = None,
         temperature: float | None = None,
         memory_bank_size: int = 4096,
+        gather_distributed: bool = False,
         damage: Damage | None = None,
         baseline: bool = False,
         random_ratio: float = DEFAULT_RANDOM_RATIO,
@@ -139,6 +144,7 @@ class NNCLRAdapter(SelfDamagingAdapter):
         **deprecated_options: Any,
     ) -> None:
         feature_dim = check_feature_dim(feature_dim)
+        check_bool("gather_distributed", gather_distributed)
         size = check_int(
             "memory_bank_size",
             memory_bank_size,
@@ -182,6 +188,7 @@ class NNCLRAdapter(SelfDamagingAdapter):
             predictor=check_module("predictor", predictor),
             **deprecated_options,
         )
+        self.memory_bank.gather_distributed = gather_distributed
 
     def _build(self) -> None:
         """The support set, lightly's ``NNMemoryBankModule``."""

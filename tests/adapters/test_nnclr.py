@@ -217,6 +217,7 @@ class TestNNCLRAdapter:
             ({"memory_bank_size": 2.5}, TypeError, "memory_bank_size must be an int"),
             ({"head": nn.Identity()}, ValueError, "Cannot read the head's output dimension"),
             ({"predictor": "mlp"}, TypeError, "predictor must be a torch.nn.Module, got str"),
+            ({"gather_distributed": 1}, TypeError, "gather_distributed must be a bool"),
         ],
     )
     def test_invalid_arguments(
