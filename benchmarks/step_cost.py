@@ -19,6 +19,11 @@ ResNet-50 (``num_classes=128``). ``--grid`` times only ``plain`` and ``selfdamag
 damage at 0.9) over batch sizes x input sizes, a fresh model per configuration, and prints one
 row per configuration: the median ratio and the min-max of the per-round ratios.
 
+``--clock cpu`` times each step by the CPU time of the process (``time.process_time``)
+instead of the wall clock: on a machine shared with other jobs, with ``--threads 1``, it
+measures the work of a step, which other jobs' load hardly changes (wall-clock ratios
+under a load above the core count meant nothing in our runs).
+
 Run:
     python benchmarks/step_cost.py                 # CIFAR-style ResNet-18, batch 64
     python benchmarks/step_cost.py --rounds 3 --batch-size 128 --json out.json
@@ -26,6 +31,7 @@ Run:
     python benchmarks/step_cost.py --arch resnet50 --image-size 128 --batch-size 16 --no-reference
     python benchmarks/step_cost.py --grid --arch resnet18 --rounds 3
     python benchmarks/step_cost.py --grid --arch resnet50 --rounds 2 --skip 128x128
+    python benchmarks/step_cost.py --grid --arch resnet18 --threads 1 --clock cpu  # shared machine
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ from selfdamage import ChannelDamage, SelfDamagingWrapper
 from selfdamage.backbones import cifar_resnet18
 
 ARCHS = ("cifar_resnet18", "resnet18", "resnet50")
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 
 
 def build_model(arch: str, width: int = 64) -> torch.nn.Module:
@@ -69,6 +76,13 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=64, help="ResNet-18 width (64 = paper)")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's)")
+    parser.add_argument(
+        "--clock",
+        choices=CLOCKS,
+        default="wall",
+        help="wall: time.perf_counter; cpu: time.process_time (the process's CPU time)",
+    )
     parser.add_argument("--json", help="also write the results to this file")
     parser.add_argument(
         "--channel-ratios",
@@ -98,6 +112,10 @@ def main() -> None:
         help="grid configurations to leave out, e.g. 128x128 (batch 128, 128 px)",
     )
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.clock == "cpu" and args.device != "cpu":
+        parser.error("--clock cpu times CPU work only; use --clock wall with --device cuda")
     if args.grid:
         run_grid(args)
         return
@@ -141,7 +159,7 @@ def main() -> None:
             variants[name] = _sdclr_step(channel, criterion, x0, x1)
             optimizers.append(torch.optim.SGD(channel.parameters(), lr=1e-3, momentum=0.9))
 
-    times = _time_interleaved(variants, optimizers, args.rounds, device)
+    times = _time_interleaved(variants, optimizers, args.rounds, device, CLOCKS[args.clock])
 
     base = statistics.median(times["plain"])
     results = {
@@ -158,7 +176,7 @@ def main() -> None:
     print(
         f"{_describe(args.arch, args.width)}, batch {args.batch_size}, "
         f"{args.image_size}px, {args.device}, {torch.get_num_threads()} threads, "
-        f"{args.rounds} rounds"
+        f"{args.rounds} rounds, {args.clock} clock"
     )
     print(f"{'variant':<20}{'median s':>10}{'min-max s':>18}{'x plain':>10}{'per round':>11}")
     for name, r in results.items():
@@ -179,7 +197,8 @@ def run_grid(args: argparse.Namespace) -> None:
     skip = set(args.skip)
     print(
         f"{_describe(args.arch, args.width)}, weight damage 0.9, {args.device}, "
-        f"{torch.get_num_threads()} threads, {args.rounds} rounds per configuration"
+        f"{torch.get_num_threads()} threads, {args.rounds} rounds per configuration, "
+        f"{args.clock} clock"
     )
     print(
         f"{'batch':>5}{'px':>5}{'plain s':>9}{'sdclr s':>9}{'x plain':>9}{'per round':>11}"
@@ -203,7 +222,8 @@ def run_grid(args: argparse.Namespace) -> None:
                 "selfdamage": _sdclr_step(wrapper, criterion, x0, x1),
             }
             optimizer = torch.optim.SGD(wrapper.parameters(), lr=1e-3, momentum=0.9)
-            times = _time_interleaved(variants, [optimizer], args.rounds, device)
+            clock = CLOCKS[args.clock]
+            times = _time_interleaved(variants, [optimizer], args.rounds, device, clock)
             round_ratios = [a / b for a, b in zip(times["selfdamage"], times["plain"])]
             row = {
                 "batch_size": batch_size,
@@ -233,20 +253,21 @@ def _time_interleaved(
     optimizers: list[torch.optim.Optimizer],
     rounds: int,
     device: torch.device,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> dict[str, list[float]]:
     """Seconds per step of each variant, one warm-up step each, then ``rounds`` interleaved."""
 
     def timed(step: Callable[[], None]) -> float:
         if device.type == "cuda":
             torch.cuda.synchronize()
-        start = time.perf_counter()
+        start = clock()
         step()
         for optimizer in optimizers:  # only the stepped variant's parameters have gradients
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
         if device.type == "cuda":
             torch.cuda.synchronize()
-        return time.perf_counter() - start
+        return clock() - start
 
     for step in variants.values():  # warm-up
         timed(step)
