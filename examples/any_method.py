@@ -49,7 +49,7 @@ def train(method: str, args: argparse.Namespace, dataloader: DataLoader) -> None
     if method == "dino":  # lightly's examples/pytorch/dino.py
         optimizer: torch.optim.Optimizer = torch.optim.Adam(model.parameters(), lr=0.001)
     else:  # lightly's other examples
-        optimizer = torch.optim.SGD(model.parameters(), lr=0.06, momentum=0.9)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.06)
 
     epochs = args.epochs or (1 if args.fast else 3)
     total_steps, step = epochs * len(dataloader), 0
