@@ -18,13 +18,13 @@ from collections.abc import Iterator
 from typing import Any, cast
 
 import torch
-from lightly.models.modules.memory_bank import MemoryBankModule
 from lightly.models.utils import deactivate_requires_grad, update_momentum
 from torch import Tensor, nn
 
-from selfdamage._checks import check_bool, check_int, check_module, check_real
+from selfdamage._checks import check_bool, check_module, check_real
 from selfdamage._deprecated import deprecated, init_stacklevel, legacy_adapter_damage
 from selfdamage.adapters.method_state import persist_method_state
+from selfdamage.adapters.options import output_dim
 from selfdamage.damage import Damage, Prunable
 from selfdamage.wrapper import (
     DEFAULT_PRUNABLE,
@@ -382,39 +382,3 @@ class MomentumAdapter(SelfDamagingAdapter):
     def _momentum_pairs(self) -> Iterator[tuple[nn.Module, nn.Module]]:
         yield self._encoder.backbone, self.momentum_encoder.backbone
         yield self._encoder.head, self.momentum_encoder.head
-
-
-def check_feature_dim(feature_dim: object) -> int:
-    """Returns ``feature_dim`` if it is a positive int; raises otherwise."""
-    return check_int(
-        "feature_dim",
-        feature_dim,
-        1,
-        what="positive",
-        fix="Pass the number of features per sample that the backbone outputs "
-        "(512 for a ResNet-18).",
-    )
-
-
-def reject_with_loss(loss: nn.Module | None, **options: object) -> None:
-    """Raises if options of the default loss are set while a ``loss`` is given."""
-    given = [f"{name}={value!r}" for name, value in options.items() if value is not None]
-    if loss is not None and given:
-        raise ValueError(
-            f"{', '.join(given)} configures the default loss, but loss= was given too. "
-            f"Set it on your loss instead, or drop loss= to use the default loss."
-        )
-
-
-def output_dim(head: nn.Module) -> int | None:
-    """The ``out_features`` of the head's last ``nn.Linear``, or None if it has none."""
-    linears = [m for m in head.modules() if isinstance(m, nn.Linear)]
-    return linears[-1].out_features if linears else None
-
-
-def memory_bank(loss: nn.Module) -> MemoryBankModule | None:
-    """The loss's enabled lightly memory bank, or None if it has none."""
-    for module in loss.modules():
-        if isinstance(module, MemoryBankModule) and module.size[0] > 0:
-            return module
-    return None

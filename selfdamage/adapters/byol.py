@@ -9,11 +9,8 @@ from lightly.models.modules import BYOLPredictionHead, BYOLProjectionHead
 from torch import Tensor, nn
 
 from selfdamage._checks import check_module
-from selfdamage.adapters.base import (
-    MomentumAdapter,
-    check_feature_dim,
-    output_dim,
-)
+from selfdamage.adapters.base import MomentumAdapter
+from selfdamage.adapters.options import check_feature_dim, head_output_dim
 from selfdamage.damage import Damage, Prunable
 from selfdamage.wrapper import DEFAULT_PRUNABLE, DEFAULT_PRUNE_RATIO, DEFAULT_RANDOM_RATIO
 
@@ -113,13 +110,12 @@ class BYOLAdapter(MomentumAdapter):
             head = BYOLProjectionHead(feature_dim, 4096, 256)
         head = check_module("head", head)
         if predictor is None:
-            head_dim = output_dim(head)
-            if head_dim is None:
-                raise ValueError(
-                    "Cannot read the head's output dimension (it has no nn.Linear) to "
-                    "build the default predictor. Pass predictor=BYOLPredictionHead(D, "
-                    "4096, D) with D the head's output dimension."
-                )
+            head_dim = head_output_dim(
+                head,
+                needed_for="build the default predictor",
+                fix="Pass predictor=BYOLPredictionHead(D, 4096, D) with D the head's "
+                "output dimension.",
+            )
             predictor = BYOLPredictionHead(head_dim, 4096, head_dim)
         super().__init__(
             backbone,

@@ -13,7 +13,8 @@ from torch import Tensor, nn
 from torch.nn.utils.weight_norm import WeightNorm
 
 from selfdamage._checks import check_int, check_module
-from selfdamage.adapters.base import Encoder, MomentumAdapter, check_feature_dim, output_dim
+from selfdamage.adapters.base import Encoder, MomentumAdapter
+from selfdamage.adapters.options import check_feature_dim, head_output_dim, output_dim
 from selfdamage.damage import Damage, Prunable
 from selfdamage.wrapper import DEFAULT_PRUNABLE, DEFAULT_PRUNE_RATIO, DEFAULT_RANDOM_RATIO
 
@@ -147,13 +148,14 @@ class DINOAdapter(MomentumAdapter):
         head, teacher = _heads(feature_dim, head)
         head_dim = output_dim(head)
         if loss is None:
-            if head_dim is None:
-                raise ValueError(
-                    "Cannot read the head's output dimension (it has no nn.Linear) to build "
-                    "the default loss. Pass loss=DINOLoss(output_dim=D) with D the head's "
-                    "output dimension."
-                )
-            loss = DINOLoss(head_dim, warmup_teacher_temp_epochs=5)
+            loss = DINOLoss(
+                head_output_dim(
+                    head,
+                    needed_for="build the default loss",
+                    fix="Pass loss=DINOLoss(output_dim=D) with D the head's output dimension.",
+                ),
+                warmup_teacher_temp_epochs=5,
+            )
         loss = check_module("loss", loss)
         if isinstance(loss, DINOLoss) and head_dim not in (None, loss.center.shape[-1]):
             raise ValueError(

@@ -10,9 +10,10 @@ from lightly.models.modules import MoCoProjectionHead
 from torch import Tensor, nn
 
 from selfdamage._checks import check_int, check_module
-from selfdamage.adapters.base import (
-    MomentumAdapter,
+from selfdamage.adapters.base import MomentumAdapter
+from selfdamage.adapters.options import (
     check_feature_dim,
+    head_output_dim,
     memory_bank,
     output_dim,
     reject_with_loss,
@@ -148,7 +149,7 @@ class MoCoAdapter(MomentumAdapter):
         head_dim = output_dim(head)
         reject_with_loss(loss, temperature=temperature, memory_bank_size=memory_bank_size)
         if loss is None:
-            loss = _default_loss(head_dim, temperature, memory_bank_size)
+            loss = _default_loss(head, temperature, memory_bank_size)
         bank = memory_bank(check_module("loss", loss))
         if bank is not None and head_dim is not None and bank.size[1] != head_dim:
             raise ValueError(
@@ -200,16 +201,20 @@ class MoCoAdapter(MomentumAdapter):
 
 
 def _default_loss(
-    head_dim: int | None, temperature: float | None, memory_bank_size: int | None
+    head: nn.Module, temperature: float | None, memory_bank_size: int | None
 ) -> NTXentLoss:
     size = 4096 if memory_bank_size is None else memory_bank_size
     size = check_int("memory_bank_size", size, 0, what="a number of keys >= 0 (0 for no bank)")
-    if size > 0 and head_dim is None:
-        raise ValueError(
-            "Cannot read the head's output dimension (it has no nn.Linear) to size the "
-            "memory bank. Pass loss=NTXentLoss(memory_bank_size=(4096, output_dim)) "
-            "or memory_bank_size=0."
+    bank_size: int | tuple[int, int] = 0
+    if size > 0:
+        bank_size = (
+            size,
+            head_output_dim(
+                head,
+                needed_for="size the memory bank",
+                fix="Pass loss=NTXentLoss(memory_bank_size=(4096, output_dim)) or "
+                "memory_bank_size=0.",
+            ),
         )
-    bank_size: int | tuple[int, int] = 0 if size == 0 or head_dim is None else (size, head_dim)
     temperature = 0.2 if temperature is None else temperature
     return NTXentLoss(temperature=temperature, memory_bank_size=bank_size)

@@ -13,11 +13,11 @@ from lightly.models.modules import (
 from torch import Tensor, nn
 
 from selfdamage._checks import check_bool, check_int, check_module
-from selfdamage.adapters.base import (
-    SelfDamagingAdapter,
+from selfdamage.adapters.base import SelfDamagingAdapter
+from selfdamage.adapters.options import (
     check_feature_dim,
+    head_output_dim,
     memory_bank,
-    output_dim,
     reject_with_loss,
 )
 from selfdamage.damage import Damage, Prunable
@@ -154,12 +154,11 @@ class NNCLRAdapter(SelfDamagingAdapter):
         )
         if head is None:
             head = NNCLRProjectionHead(feature_dim, feature_dim, 128)
-        head_dim = output_dim(check_module("head", head))
-        if head_dim is None:
-            raise ValueError(
-                "Cannot read the head's output dimension (it has no nn.Linear) to size "
-                "the support set. Use a head whose last nn.Linear gives the projection."
-            )
+        head_dim = head_output_dim(
+            check_module("head", head),
+            needed_for="size the support set",
+            fix="Use a head whose last nn.Linear gives the projection.",
+        )
         if predictor is None:
             predictor = NNCLRPredictionHead(head_dim, feature_dim, head_dim)
         reject_with_loss(loss, temperature=temperature)

@@ -9,7 +9,8 @@ from lightly.models.modules import SimSiamPredictionHead, SimSiamProjectionHead
 from torch import Tensor, nn
 
 from selfdamage._checks import check_module
-from selfdamage.adapters.base import SelfDamagingAdapter, check_feature_dim, output_dim
+from selfdamage.adapters.base import SelfDamagingAdapter
+from selfdamage.adapters.options import check_feature_dim, head_output_dim
 from selfdamage.damage import Damage, Prunable
 from selfdamage.wrapper import DEFAULT_PRUNABLE, DEFAULT_PRUNE_RATIO, DEFAULT_RANDOM_RATIO
 
@@ -108,13 +109,12 @@ class SimSiamAdapter(SelfDamagingAdapter):
             head = SimSiamProjectionHead(feature_dim, feature_dim, 128)
         head = check_module("head", head)
         if predictor is None:
-            head_dim = output_dim(head)
-            if head_dim is None:
-                raise ValueError(
-                    "Cannot read the head's output dimension (it has no nn.Linear) to "
-                    "build the default predictor. Pass predictor=SimSiamPredictionHead(D, "
-                    "D // 2, D) with D the head's output dimension."
-                )
+            head_dim = head_output_dim(
+                head,
+                needed_for="build the default predictor",
+                fix="Pass predictor=SimSiamPredictionHead(D, D // 2, D) with D the head's "
+                "output dimension.",
+            )
             predictor = SimSiamPredictionHead(head_dim, max(1, head_dim // 2), head_dim)
         super().__init__(
             backbone,

@@ -9,10 +9,10 @@ from lightly.models.modules.heads import TiCoProjectionHead
 from torch import Tensor, nn
 
 from selfdamage._checks import check_module, check_real
-from selfdamage.adapters.base import (
-    MomentumAdapter,
+from selfdamage.adapters.base import MomentumAdapter
+from selfdamage.adapters.options import (
     check_feature_dim,
-    output_dim,
+    head_output_dim,
     reject_with_loss,
 )
 from selfdamage.damage import Damage, Prunable
@@ -143,12 +143,11 @@ class TiCoAdapter(MomentumAdapter):
         feature_dim = check_feature_dim(feature_dim)
         if head is None:
             head = TiCoProjectionHead(feature_dim, 4096, 256)
-        if output_dim(check_module("head", head)) is None:
-            raise ValueError(
-                "Cannot read the head's output dimension (it has no nn.Linear) to size "
-                "TiCo's running covariance C. Use a head whose last nn.Linear gives the "
-                "projection."
-            )
+        head_output_dim(
+            check_module("head", head),
+            needed_for="size TiCo's running covariance C",
+            fix="Use a head whose last nn.Linear gives the projection.",
+        )
         reject_with_loss(loss, beta=beta, rho=rho)
         if loss is None:
             beta = check_real("beta", 0.9 if beta is None else beta, 0.0, 1.0)

@@ -7,7 +7,8 @@ from typing import Any
 from torch import Tensor, nn
 
 from selfdamage._checks import check_module
-from selfdamage.adapters.base import SelfDamagingAdapter, check_feature_dim, memory_bank
+from selfdamage.adapters.base import SelfDamagingAdapter
+from selfdamage.adapters.options import check_feature_dim, memory_bank
 from selfdamage.damage import Damage, Prunable
 from selfdamage.wrapper import DEFAULT_PRUNABLE, DEFAULT_PRUNE_RATIO, DEFAULT_RANDOM_RATIO
 

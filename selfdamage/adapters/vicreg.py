@@ -8,7 +8,7 @@ from lightly.loss import VICRegLoss
 from lightly.models.modules.heads import VICRegProjectionHead
 from torch import nn
 
-from selfdamage.adapters.base import check_feature_dim
+from selfdamage.adapters.options import check_feature_dim
 from selfdamage.adapters.two_view import TwoViewAdapter
 from selfdamage.damage import Damage, Prunable
 from selfdamage.wrapper import DEFAULT_PRUNABLE, DEFAULT_PRUNE_RATIO, DEFAULT_RANDOM_RATIO

@@ -24,7 +24,7 @@ from selfdamage.adapters import (
     TiCoAdapter,
     VICRegAdapter,
 )
-from selfdamage.adapters.base import memory_bank
+from selfdamage.adapters.options import memory_bank
 
 from .helpers import FEATURES, tiny_backbone, views
 
