@@ -68,16 +68,21 @@ def check_twin_step(
     make_wrapper: Callable[[int], SelfDamagingWrapper],
     batch: tuple[Tensor, Tensor],
     tmp_path: Path,
+    *,
+    refresh: bool = True,
 ) -> None:
     """One DDP step of ``TwinStep`` equals one process on the whole batch: masks and gradients.
 
     ``make_wrapper(rank)`` builds the wrapper as rank ``rank`` would (seeding its own
     ``mask_seed``; DDP broadcasts rank 0's); the model must have no batch statistics, so DDP
-    is exactly one bigger batch. It must be a module-level function.
+    is exactly one bigger batch. It must be a module-level function. With ``refresh=False``
+    no rank refreshes after wrapping in DDP: the step runs on the masks built at
+    construction, rank 0's after DDP's broadcast.
     """
-    ranks = run(_twin_step_worker, tmp_path, make_wrapper, batch)
+    ranks = run(_twin_step_worker, tmp_path, make_wrapper, batch, refresh)
     wrapper = make_wrapper(0)
-    wrapper.refresh_mask()
+    if refresh:
+        wrapper.refresh_mask()
     TwinStep(wrapper)(*batch).backward()
     for name, mask in wrapper.named_masks():
         for result in ranks:
@@ -92,10 +97,12 @@ def _twin_step_worker(
     world: int,
     make_wrapper: Callable[[int], SelfDamagingWrapper],
     batch: tuple[Tensor, Tensor],
+    refresh: bool,
 ) -> dict[str, dict[str, Tensor]]:
     wrapper = make_wrapper(rank)
     ddp = DistributedDataParallel(TwinStep(wrapper))
-    wrapper.refresh_mask()
+    if refresh:
+        wrapper.refresh_mask()
     x0, x1 = (x.chunk(world)[rank] for x in batch)
     ddp(x0, x1).backward()
     return {

@@ -213,8 +213,10 @@ class ChannelDamage(Damage):
         kwargs: Mapping[str, Any],
     ) -> Any:
         """Runs the compact twin if it is active, else the masked twin."""
-        if self._compact is not None and self._compact.active:
-            return self._compact.forward(model, substitutes, masks, args, kwargs)
+        if self._compact is not None:
+            self._compact.check_masks(model, self.groups, masks)
+            if self._compact.active:
+                return self._compact.forward(model, substitutes, masks, args, kwargs)
         return super().twin_forward(model, substitutes, masks, args, kwargs)
 
     @property

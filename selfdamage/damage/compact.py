@@ -47,6 +47,7 @@ from selfdamage.damage.compact_copy import (
 )
 from selfdamage.damage.reports import dead_channels
 from selfdamage.damage.tracing import ChannelGroup
+from selfdamage.masks import apply_mask
 
 __all__ = ["CompactTwin"]
 
@@ -88,6 +89,8 @@ class CompactTwin:
         self._masked: frozenset[str] = frozenset()
         self._on_device: dict[torch.device, dict[str, tuple[Tensor, ...]]] = {}
         self._expected: list[torch.Size] | None = None
+        # Every group's dead channels as update() saw them, until the next twin pass checks.
+        self._unchecked: list[Tensor] | None = None
 
     # -- per refresh ---------------------------------------------------------------------
 
@@ -102,6 +105,7 @@ class CompactTwin:
         once per reason.
         """
         self._on_device = {}
+        self._unchecked = None
         try:
             if self._copy is None:
                 self._copy = meta_copy(model)
@@ -109,7 +113,8 @@ class CompactTwin:
             if self.protected is None:
                 self.protected = find_protected(model, self._copy, groups, self.example)
             keep = {i for i, g in enumerate(groups) if g.root not in self.protected}
-            dead = [dead_channels(g, masks) if i in keep else None for i, g in enumerate(groups)]
+            every = [dead_channels(g, masks) for g in groups]
+            dead = [d if i in keep else None for i, d in enumerate(every)]
             gather = plan_gather(model, groups, dead)
             resize(model, self._copy, gather, groups)
             shapes = output_shapes(self._copy, self.example)
@@ -129,6 +134,29 @@ class CompactTwin:
         )
         self.active = True
         self.fallback_reason = None
+        self._unchecked = every
+
+    @torch.no_grad()
+    def check_masks(
+        self, model: nn.Module, groups: Sequence[ChannelGroup], masks: Mapping[str, Tensor]
+    ) -> None:
+        """Rebuilds the copy if the masks changed in place since :meth:`update`.
+
+        Runs its check at the first twin pass after each update only (one look at the
+        masks per refresh, none per step). It catches DDP: wrapping a model in
+        ``DistributedDataParallel`` writes rank 0's parameters and buffers, masks
+        included, into every rank's tensors, with no ``refresh_mask()`` or
+        ``load_state_dict()`` to tell the strategy; ranks that started from different
+        weights would otherwise keep running a copy built from their own masks.
+        """
+        built_from, self._unchecked = self._unchecked, None
+        if built_from is None:
+            return
+        for group, dead in zip(groups, built_from):
+            if not torch.equal(dead_channels(group, masks), dead):
+                self.update(model, groups, masks)
+                self._unchecked = None
+                return
 
     def _fall_back(self, reason: str) -> None:
         self.active = False
@@ -183,7 +211,7 @@ class CompactTwin:
         for name, value in named:
             source = substitutes.get(name, value)
             if name in self._masked:
-                source = source * masks[name]
+                source = apply_mask(source, masks[name])
             mesh = gather.get(name)
             out = source if mesh is None else _Take.apply(source, mesh)
             tensors[name] = out

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from selfdamage import ChannelDamage, SelfDamagingWrapper
 from selfdamage.adapters import SimCLRAdapter
 from selfdamage.backbones import cifar_resnet18
+from selfdamage.damage import compact as compact_module
 from tests import ddp_harness
 from tests.damage.helpers import ChannelNet, channel_wrapper, images
 
@@ -364,11 +365,60 @@ def _ddp_wrapper(rank: int) -> SelfDamagingWrapper:
     return wrapper
 
 
+def _ddp_wrapper_own_weights(rank: int) -> SelfDamagingWrapper:
+    """Each rank starts from its own weights, so its masks at construction are its own."""
+    torch.manual_seed(rank)
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 6, 3), nn.Flatten(),
+        nn.Linear(216, 4),
+    )  # fmt: skip
+    damage = ChannelDamage(0.5, example_inputs=torch.randn(2, 3, 8, 8))
+    wrapper = SelfDamagingWrapper(model, damage=damage)
+    assert damage.compact_active
+    return wrapper
+
+
 class TestDistributed:
     def test_gradients_match_single_process(self, tmp_path: Path) -> None:
         gen = torch.Generator().manual_seed(7)
         batch = torch.randn(8, 3, 8, 8, generator=gen), torch.randn(8, 3, 8, 8, generator=gen)
         ddp_harness.check_twin_step(_ddp_wrapper, batch, tmp_path)
+
+    def test_masks_broadcast_by_ddp_rebuild_the_copy(self, tmp_path: Path) -> None:
+        # DDP writes rank 0's weights and masks into rank 1's tensors when it wraps the
+        # model; rank 1's compact copy, built from its own masks, must follow them.
+        own = [dict(_ddp_wrapper_own_weights(rank).named_masks()) for rank in (0, 1)]
+        assert any(not torch.equal(own[0][name], own[1][name]) for name in own[0])
+        gen = torch.Generator().manual_seed(7)
+        batch = torch.randn(8, 3, 8, 8, generator=gen), torch.randn(8, 3, 8, 8, generator=gen)
+        ddp_harness.check_twin_step(_ddp_wrapper_own_weights, batch, tmp_path, refresh=False)
+
+    def test_in_place_mask_writes_rebuild_the_copy_at_the_next_pass(self) -> None:
+        # What DDP's broadcast does, in one process: raw writes, no refresh, no load.
+        source, target = _ddp_wrapper_own_weights(0), _ddp_wrapper_own_weights(1)
+        with torch.no_grad():
+            for name, tensor in source.state_dict().items():
+                target.state_dict()[name].copy_(tensor)
+        x = torch.randn(4, 3, 8, 8, generator=torch.Generator().manual_seed(3))
+        torch.testing.assert_close(target.damaged(x), source.damaged(x), rtol=0, atol=0)
+
+    def test_masks_are_checked_once_per_refresh_not_per_step(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        wrapper = _ddp_wrapper_own_weights(0)
+        groups = len(wrapper.damage.groups)
+        calls: list[int] = []
+        real = compact_module.dead_channels
+        monkeypatch.setattr(compact_module, "dead_channels", lambda *a: calls.append(1) or real(*a))
+        x = torch.randn(2, 3, 8, 8)
+        for _ in range(3):
+            wrapper.damaged(x)
+        assert len(calls) == groups  # the first pass only
+        wrapper.refresh_mask()
+        assert len(calls) == 2 * groups  # update() reads the masks
+        for _ in range(3):
+            wrapper.damaged(x)
+        assert len(calls) == 3 * groups
 
 
 class TestTraining:
