@@ -3,7 +3,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from selfdamage.masks import global_magnitude_masks, kth_smallest, num_to_prune, smallest_k_mask
+from selfdamage.masks import (
+    apply_mask,
+    global_magnitude_masks,
+    kth_smallest,
+    num_to_prune,
+    smallest_k_mask,
+)
 
 
 class TestNumToPrune:
@@ -134,3 +140,25 @@ class TestGlobalMagnitudeMasks:
     def test_empty(self) -> None:
         with pytest.raises(ValueError, match="weights is empty"):
             global_magnitude_masks([], 0.5)
+
+
+class TestApplyMask:
+    @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.float16])
+    def test_keeps_or_zeroes_each_entry_with_its_sign(self, dtype: torch.dtype) -> None:
+        weight = torch.tensor([[1.5, -2.0], [-0.25, 3.0]], dtype=dtype, requires_grad=True)
+        mask = torch.tensor([[True, False], [False, True]])
+        out = apply_mask(weight, mask)
+        # The product's zeros keep the sign of the weight, as weight * mask gives them.
+        expected = torch.tensor([[1.5, -0.0], [-0.0, 3.0]], dtype=dtype)
+        assert out.dtype == dtype
+        assert torch.equal(out, expected)
+        assert torch.equal(torch.signbit(out), torch.signbit(expected))
+        out.backward(torch.tensor([[10.0, 20.0], [30.0, 40.0]], dtype=dtype))
+        assert torch.equal(weight.grad, torch.tensor([[10.0, 0.0], [0.0, 40.0]], dtype=dtype))
+
+    def test_bitwise_equal_to_the_bool_product_on_random_weights(self) -> None:
+        generator = torch.Generator().manual_seed(0)
+        weight = torch.randn(64, 32, 3, 3, generator=generator)
+        mask = torch.rand(weight.shape, generator=generator) > 0.9
+        assert torch.equal(apply_mask(weight, mask), weight * mask)
+        assert torch.equal(apply_mask(weight, mask), torch.where(mask, weight, weight * 0.0))

@@ -22,6 +22,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from selfdamage._checks import check_real
 from selfdamage.damage.reports import weight_channel_sparsity
 from selfdamage.damage.scope import all_frozen, is_frozen, weight_names, weight_transform
+from selfdamage.masks import apply_mask
 
 __all__ = [
     "Damage",
@@ -195,7 +196,7 @@ class Damage(abc.ABC):
             value = tensors.get(name)
             if value is None:
                 value = model.get_parameter(name)
-            tensors[name] = value * mask
+            tensors[name] = apply_mask(value, mask)
         return functional_call(model, tensors, args, dict(kwargs), strict=False)
 
     def masks_changed(self, model: nn.Module, masks: Mapping[str, Tensor]) -> None:  # noqa: B027
