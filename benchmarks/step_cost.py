@@ -19,6 +19,10 @@ ResNet-50 (``num_classes=128``). ``--grid`` times only ``plain`` and ``selfdamag
 damage at 0.9) over batch sizes x input sizes, a fresh model per configuration, and prints one
 row per configuration: the median ratio and the min-max of the per-round ratios.
 
+``--unmasked`` adds to the grid a diagnostic variant, ``unmasked``: the ``selfdamage`` step
+with a twin that skips the mask product (its own BatchNorm state, nothing pruned), so the
+cost of the mask product is the difference between the two.
+
 ``--clock cpu`` times each step by the CPU time of the process (``time.process_time``)
 instead of the wall clock: on a machine shared with other jobs, with ``--threads 1``, it
 measures the work of a step, which other jobs' load hardly changes (wall-clock ratios
@@ -32,6 +36,7 @@ Run:
     python benchmarks/step_cost.py --grid --arch resnet18 --rounds 3
     python benchmarks/step_cost.py --grid --arch resnet50 --rounds 2 --skip 128x128
     python benchmarks/step_cost.py --grid --arch resnet18 --threads 1 --clock cpu  # shared machine
+    python benchmarks/step_cost.py --grid --grid-batch-sizes 32 --grid-image-sizes 64 --unmasked
 """
 
 from __future__ import annotations
@@ -40,13 +45,14 @@ import argparse
 import json
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import torch
 import torchvision
 from lightly.loss import NTXentLoss
 
-from selfdamage import ChannelDamage, SelfDamagingWrapper
+from selfdamage import ChannelDamage, SelfDamagingWrapper, WeightDamage
 from selfdamage.backbones import cifar_resnet18
 
 ARCHS = ("cifar_resnet18", "resnet18", "resnet50")
@@ -58,7 +64,8 @@ def build_model(arch: str, width: int = 64) -> torch.nn.Module:
     if arch == "cifar_resnet18":
         return cifar_resnet18(width=width)
     if arch in ("resnet18", "resnet50"):
-        return getattr(torchvision.models, arch)(num_classes=128)
+        model: torch.nn.Module = getattr(torchvision.models, arch)(num_classes=128)
+        return model
     raise ValueError(f"arch={arch!r} is not one of {ARCHS}")
 
 
@@ -104,6 +111,11 @@ def main() -> None:
     )
     parser.add_argument("--grid-batch-sizes", type=int, nargs="+", default=[8, 32, 128])
     parser.add_argument("--grid-image-sizes", type=int, nargs="+", default=[32, 64, 128])
+    parser.add_argument(
+        "--unmasked",
+        action="store_true",
+        help="grid: also time a twin without the mask product (diagnostic)",
+    )
     parser.add_argument(
         "--skip",
         nargs="*",
@@ -202,7 +214,7 @@ def run_grid(args: argparse.Namespace) -> None:
     )
     print(
         f"{'batch':>5}{'px':>5}{'plain s':>9}{'sdclr s':>9}{'x plain':>9}{'per round':>11}"
-        f"{'round min-max':>15}"
+        f"{'round min-max':>15}" + (f"{'unmasked x':>12}{'per round':>11}" if args.unmasked else "")
     )
     rows = []
     for batch_size in args.grid_batch_sizes:
@@ -221,9 +233,16 @@ def run_grid(args: argparse.Namespace) -> None:
                 "plain": _plain_step(model, criterion, x0, x1),
                 "selfdamage": _sdclr_step(wrapper, criterion, x0, x1),
             }
-            optimizer = torch.optim.SGD(wrapper.parameters(), lr=1e-3, momentum=0.9)
+            optimizers = [torch.optim.SGD(wrapper.parameters(), lr=1e-3, momentum=0.9)]
+            if args.unmasked:
+                torch.manual_seed(0)
+                unmasked = SelfDamagingWrapper(
+                    build_model(args.arch, args.width), damage=_UnmaskedTwin(0.9)
+                ).to(device)
+                variants["unmasked"] = _sdclr_step(unmasked, criterion, x0, x1)
+                optimizers.append(torch.optim.SGD(unmasked.parameters(), lr=1e-3, momentum=0.9))
             clock = CLOCKS[args.clock]
-            times = _time_interleaved(variants, [optimizer], args.rounds, device, clock)
+            times = _time_interleaved(variants, optimizers, args.rounds, device, clock)
             round_ratios = [a / b for a, b in zip(times["selfdamage"], times["plain"])]
             row = {
                 "batch_size": batch_size,
@@ -234,23 +253,46 @@ def run_grid(args: argparse.Namespace) -> None:
             }
             row["ratio_to_plain"] = row["selfdamage_median_s"] / row["plain_median_s"]
             row["round_ratio"] = statistics.median(round_ratios)
-            rows.append(row)
             spread = f"{min(round_ratios):.3f}-{max(round_ratios):.3f}"
+            extra = ""
+            if args.unmasked:
+                unmasked_ratios = [a / b for a, b in zip(times["unmasked"], times["plain"])]
+                row["unmasked_median_s"] = statistics.median(times["unmasked"])
+                row["unmasked_ratio_to_plain"] = row["unmasked_median_s"] / row["plain_median_s"]
+                row["unmasked_round_ratio"] = statistics.median(unmasked_ratios)
+                extra = (
+                    f"{row['unmasked_ratio_to_plain']:>12.3f}{row['unmasked_round_ratio']:>11.3f}"
+                )
+            rows.append(row)
             print(
                 f"{batch_size:>5}{size:>5}{row['plain_median_s']:>9.3f}"
                 f"{row['selfdamage_median_s']:>9.3f}{row['ratio_to_plain']:>9.3f}"
-                f"{row['round_ratio']:>11.3f}{spread:>15}",
+                f"{row['round_ratio']:>11.3f}{spread:>15}{extra}",
                 flush=True,
             )
-            del wrapper, model, optimizer, x0, x1, variants
+            del wrapper, model, optimizers, x0, x1, variants
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"settings": vars(args), "grid": rows}, f, indent=2)
 
 
+class _UnmaskedTwin(WeightDamage):
+    """Weight damage whose twin pass skips the mask product: a diagnostic, not SDCLR."""
+
+    def twin_forward(
+        self,
+        model: torch.nn.Module,
+        substitutes: Mapping[str, torch.Tensor],
+        masks: Mapping[str, torch.Tensor],
+        args: tuple[Any, ...],
+        kwargs: Mapping[str, Any],
+    ) -> Any:
+        return super().twin_forward(model, substitutes, {}, args, kwargs)
+
+
 def _time_interleaved(
     variants: dict[str, Callable[[], None]],
-    optimizers: list[torch.optim.Optimizer],
+    optimizers: Sequence[torch.optim.Optimizer],
     rounds: int,
     device: torch.device,
     clock: Callable[[], float] = time.perf_counter,
