@@ -385,9 +385,22 @@ def nested_wrapper(module: nn.Module) -> str | None:
     return found
 
 
+@torch.no_grad()
 def _masks_loaded(module: nn.Module, _incompatible_keys: Any) -> None:
-    """Tells the strategy that a checkpoint replaced the masks."""
+    """Keeps the loaded masks ``bool``, 0 or 1 per byte; tells the strategy they changed.
+
+    ``load_state_dict(..., assign=True)`` installs the checkpoint's tensors as they are: a
+    mask of another dtype becomes ``mask != 0`` here, and a ``bool`` mask whose bytes are
+    not all 0 or 1 is rewritten with 0 and 1, so the twin multiplies by exactly 0 or 1.
+    """
     wrapper = cast(SelfDamagingWrapper, module)
+    for name in wrapper._masked_names:
+        mask = wrapper.masks.get_buffer(name)
+        if mask.dtype == torch.bool:
+            mask.copy_(mask.view(torch.uint8) != 0)
+        else:
+            path, _, attr = name.rpartition(".")
+            setattr(wrapper.masks.get_submodule(path), attr, mask != 0)
     wrapper.damage.masks_changed(wrapper.model, dict(wrapper.named_masks()))
 
 

@@ -162,3 +162,20 @@ class TestApplyMask:
         mask = torch.rand(weight.shape, generator=generator) > 0.9
         assert torch.equal(apply_mask(weight, mask), weight * mask)
         assert torch.equal(apply_mask(weight, mask), torch.where(mask, weight, weight * 0.0))
+
+    @pytest.mark.parametrize(
+        ("tensor", "mask"),
+        [
+            (torch.tensor([1.5, -2.0, 3.0]), torch.tensor([1.0, 0.0, 0.5])),  # a float mask
+            (torch.tensor([1.5, -2.0, 3.0]), torch.tensor([1, 0, 1], dtype=torch.float16)),
+            (torch.tensor([3, -2, 7], dtype=torch.int8), torch.tensor([True, False, True])),
+            (torch.tensor([True, True, False]), torch.tensor([True, False, True])),
+        ],
+    )
+    def test_other_dtypes_multiply_as_they_are(
+        self, tensor: torch.Tensor, mask: torch.Tensor
+    ) -> None:
+        out = apply_mask(tensor, mask)
+        expected = tensor * mask
+        assert out.dtype == expected.dtype and out.shape == expected.shape
+        assert torch.equal(out, expected)

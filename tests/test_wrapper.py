@@ -411,6 +411,28 @@ class TestCheckpoint:
         for (_, a), (_, b) in zip(wrapper.named_masks(), restored.named_masks()):
             assert torch.equal(a, b)
 
+    @pytest.mark.parametrize("stored", ["float", "bytes"])
+    def test_assigned_masks_are_bool_zero_or_one(self, net: SmallNet, stored: str) -> None:
+        # load_state_dict(assign=True) installs the checkpoint's mask tensors as they are.
+        wrapper = SelfDamagingWrapper(net, prune_ratio=0.6)
+        state = copy.deepcopy(wrapper.state_dict())
+        for key in [k for k in state if k.startswith("masks.")]:
+            if stored == "float":
+                state[key] = state[key].float()
+            else:  # a bool mask whose kept entries are stored as the byte 3, not 1
+                state[key] = (state[key].view(torch.uint8) * 3).view(torch.bool)
+        torch.manual_seed(5)
+        restored = SelfDamagingWrapper(SmallNet(), prune_ratio=0.6)
+        restored.load_state_dict(state, assign=True)
+        masks = dict(wrapper.named_masks())
+        for name, mask in restored.named_masks():
+            assert mask.dtype == torch.bool
+            assert torch.equal(mask.view(torch.uint8), masks[name].view(torch.uint8)), name
+        restored.eval()
+        x = images()
+        expected = reference_twin(restored.model, masks, twin_state(restored), x, train=False)
+        torch.testing.assert_close(restored.damaged(x), expected, rtol=1e-6, atol=1e-6)
+
     def test_resumed_training_continues_identically(self) -> None:
         def make(seed: int) -> tuple[SelfDamagingWrapper, torch.optim.Optimizer]:
             torch.manual_seed(seed)

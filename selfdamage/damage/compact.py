@@ -32,6 +32,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch._guards import detect_fake_mode
 from torch.func import functional_call
 from torch.nn.modules.batchnorm import _NormBase
 
@@ -78,6 +79,10 @@ class CompactTwin:
         torch.Size([2, 128])
     """
 
+    # Every group's dead channels as update() saw them, until the next twin pass checks;
+    # a class default too, for copies pickled before the check existed.
+    _unchecked: list[Tensor] | None = None
+
     def __init__(self, example_inputs: Any) -> None:
         self.example = to_meta(example_inputs)
         self.active = False
@@ -89,8 +94,7 @@ class CompactTwin:
         self._masked: frozenset[str] = frozenset()
         self._on_device: dict[torch.device, dict[str, tuple[Tensor, ...]]] = {}
         self._expected: list[torch.Size] | None = None
-        # Every group's dead channels as update() saw them, until the next twin pass checks.
-        self._unchecked: list[Tensor] | None = None
+        self._unchecked = None
 
     # -- per refresh ---------------------------------------------------------------------
 
@@ -147,16 +151,17 @@ class CompactTwin:
         ``DistributedDataParallel`` writes rank 0's parameters and buffers, masks
         included, into every rank's tensors, with no ``refresh_mask()`` or
         ``load_state_dict()`` to tell the strategy; ranks that started from different
-        weights would otherwise keep running a copy built from their own masks.
+        weights would otherwise keep running a copy built from their own masks. Masks
+        without values (``meta`` tensors, fake tensors as in ``torch.export``) leave the
+        check for a later pass.
         """
-        built_from, self._unchecked = self._unchecked, None
-        if built_from is None:
-            return
-        for group, dead in zip(groups, built_from):
+        if self._unchecked is None or not _readable(list(masks.values())):
+            return  # nothing to check, or masks without values (meta, fake): still pending
+        for group, dead in zip(groups, self._unchecked):
             if not torch.equal(dead_channels(group, masks), dead):
                 self.update(model, groups, masks)
-                self._unchecked = None
-                return
+                break
+        self._unchecked = None
 
     def _fall_back(self, reason: str) -> None:
         self.active = False
@@ -205,7 +210,8 @@ class CompactTwin:
                 for name, value in named
                 if name in self._gather
             }
-            self._on_device[device] = gather
+            if detect_fake_mode() is None:  # fake index tensors must not outlive the trace
+                self._on_device[device] = gather
         tensors: dict[str, Tensor] = {}
         written: list[tuple[Tensor, int, Tensor, Tensor]] = []
         for name, value in named:
@@ -247,6 +253,12 @@ class _Take(torch.autograd.Function):
         full = grad.new_zeros(ctx.shape)
         full[ctx.index] = grad
         return full, None
+
+
+def _readable(tensors: list[Tensor]) -> bool:
+    """Whether ``tensors`` hold values to look at: none on ``meta``, no fake tensor mode."""
+    on_meta = any(t.device.type == "meta" for t in tensors)
+    return not on_meta and detect_fake_mode(tensors) is None
 
 
 def _open_mesh(

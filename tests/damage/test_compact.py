@@ -14,6 +14,7 @@ import torch_pruning as tp
 import torchvision
 from fixtures.make_v0_1_checkpoints import tiny_model
 from torch import Tensor, nn
+from torch._subclasses.fake_tensor import FakeTensorMode
 
 from selfdamage import ChannelDamage, SelfDamagingWrapper
 from selfdamage.adapters import SimCLRAdapter
@@ -419,6 +420,36 @@ class TestDistributed:
         for _ in range(3):
             wrapper.damaged(x)
         assert len(calls) == 3 * groups
+
+    def test_a_pass_without_mask_values_leaves_the_check_pending(self) -> None:
+        x = torch.randn(2, 3, 8, 8)
+        meta = _ddp_wrapper_own_weights(0).to("meta")
+        assert meta.damaged(x.to("meta")).shape == (2, 4)
+        source, target = _ddp_wrapper_own_weights(0), _ddp_wrapper_own_weights(1)
+        with FakeTensorMode(allow_non_fake_inputs=True):
+            assert target.damaged(x).shape == (2, 4)
+        exported = torch.export.export(_TwinOnly(target).eval(), (x,))
+        assert exported.module()(x).shape == (2, 4)
+        with torch.no_grad():  # DDP's broadcast, after those passes
+            for name, tensor in source.state_dict().items():
+                target.state_dict()[name].copy_(tensor)
+        torch.testing.assert_close(target.damaged(x), source.damaged(x), rtol=0, atol=0)
+
+    def test_a_copy_pickled_before_the_check_existed_runs(self) -> None:
+        wrapper = _ddp_wrapper_own_weights(0)
+        del wrapper.damage._compact.__dict__["_unchecked"]  # as in 0.2.0's pickles
+        restored = pickle.loads(pickle.dumps(wrapper))
+        x = torch.randn(2, 3, 8, 8)
+        torch.testing.assert_close(restored.damaged(x), wrapper.damaged(x), rtol=0, atol=0)
+
+
+class _TwinOnly(nn.Module):
+    def __init__(self, wrapper: SelfDamagingWrapper) -> None:
+        super().__init__()
+        self.wrapper = wrapper
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.wrapper.damaged(x)
 
 
 class TestTraining:
