@@ -82,6 +82,8 @@ class BarlowTwinsAdapter(TwoViewAdapter):
         0.005
     """
 
+    _two_samples_because = "Barlow Twins normalizes each projection feature over the batch"
+
     def __init__(
         self,
         backbone: nn.Module,

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterator
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 import torch
 from lightly.models.utils import deactivate_requires_grad, update_momentum
@@ -156,6 +156,9 @@ class SelfDamagingAdapter(nn.Module):
     wrapper: SelfDamagingWrapper
     loss: nn.Module
 
+    # Why the method's loss needs 2 samples per view in any mode, or None if it does not.
+    _two_samples_because: ClassVar[str | None] = None
+
     def __init__(
         self,
         backbone: nn.Module,
@@ -264,7 +267,8 @@ class SelfDamagingAdapter(nn.Module):
 
         Raises:
             ValueError: If a view has no batch dimension, the batch sizes differ, a view
-                is empty, or it holds one sample while a ``BatchNorm1d`` trains.
+                is empty, or it holds one sample while a ``BatchNorm1d`` trains or for a
+                method whose loss needs two (TiCo, DCL).
         """
         sizes = {}
         for name, x in (("x0", x0), ("x1", x1)):
@@ -306,6 +310,12 @@ class SelfDamagingAdapter(nn.Module):
                     "sample has no variance. Use a larger batch (drop_last=True in the "
                     "DataLoader), or call .eval() to run with the running statistics."
                 )
+        if n0 < 2 and self._two_samples_because is not None:
+            raise ValueError(
+                f"x0 and x1 must hold at least 2 samples, got x0.shape[0]={n0}: "
+                f"{self._two_samples_because}, in training and in eval mode. Use a larger "
+                "batch (drop_last=True in the DataLoader)."
+            )
 
     def refresh_mask(self) -> None:
         """Re-prunes the twin from the current dense weights; call it once per epoch."""

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from selfdamage._checks import check_module
 from selfdamage.adapters.base import MomentumAdapter
-from selfdamage.adapters.options import check_feature_dim, head_output_dim
+from selfdamage.adapters.options import check_feature_dim, check_predictor, head_output_dim
 from selfdamage.damage import Damage, Prunable
 from selfdamage.wrapper import DEFAULT_PRUNABLE, DEFAULT_PRUNE_RATIO, DEFAULT_RANDOM_RATIO
 
@@ -67,7 +67,8 @@ class BYOLAdapter(MomentumAdapter):
         TypeError: If ``backbone``, ``head``, ``predictor`` or ``loss`` is not an
             ``nn.Module``, or an option has the wrong type.
         ValueError: If ``feature_dim`` is not positive, the projector's output dimension
-            cannot be read for the default predictor, or a wrapper option is out of range.
+            cannot be read for the default predictor, ``predictor`` does not map it to
+            itself, or a wrapper option is out of range.
 
     Examples:
         >>> import torch, torchvision
@@ -117,6 +118,7 @@ class BYOLAdapter(MomentumAdapter):
                 "output dimension.",
             )
             predictor = BYOLPredictionHead(head_dim, 4096, head_dim)
+        predictor = check_predictor(predictor, head)
         super().__init__(
             backbone,
             head,
@@ -129,7 +131,7 @@ class BYOLAdapter(MomentumAdapter):
             prunable=prunable,
             twin_norm=twin_norm,
             **deprecated_options,
-            predictor=check_module("predictor", predictor),
+            predictor=predictor,
         )
 
     def forward(self, x0: Tensor, x1: Tensor) -> Tensor:

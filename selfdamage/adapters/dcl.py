@@ -8,8 +8,11 @@ from lightly.loss import DCLLoss, DCLWLoss
 from lightly.models.modules import SimCLRProjectionHead
 from torch import nn
 
-from selfdamage._checks import check_real
-from selfdamage.adapters.options import check_feature_dim, reject_with_loss
+from selfdamage.adapters.options import (
+    check_feature_dim,
+    default_temperature,
+    reject_with_loss,
+)
 from selfdamage.adapters.two_view import TwoViewAdapter
 from selfdamage.damage import Damage, Prunable
 from selfdamage.wrapper import DEFAULT_PRUNABLE, DEFAULT_PRUNE_RATIO, DEFAULT_RANDOM_RATIO
@@ -88,6 +91,10 @@ class DCLAdapter(TwoViewAdapter):
     _default_loss: ClassVar[type[nn.Module]] = DCLLoss
     """The class of the default loss, built with ``temperature=``."""
 
+    _two_samples_because = (
+        "DCL contrasts each sample with the batch's other samples; with one, the loss is -inf"
+    )
+
     def __init__(
         self,
         backbone: nn.Module,
@@ -109,14 +116,7 @@ class DCLAdapter(TwoViewAdapter):
             head = SimCLRProjectionHead(feature_dim, feature_dim, 128)
         reject_with_loss(loss, temperature=temperature)
         if loss is None:
-            temperature = check_real(
-                "temperature",
-                0.1 if temperature is None else temperature,
-                0.0,
-                low_open=True,
-                fix="It divides the cosine similarities, e.g. 0.1.",
-            )
-            loss = self._default_loss(temperature=temperature)
+            loss = self._default_loss(temperature=default_temperature(temperature, 0.1))
         super().__init__(
             backbone,
             feature_dim,

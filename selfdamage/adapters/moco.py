@@ -13,6 +13,7 @@ from selfdamage._checks import check_int, check_module
 from selfdamage.adapters.base import MomentumAdapter
 from selfdamage.adapters.options import (
     check_feature_dim,
+    default_temperature,
     head_output_dim,
     memory_bank,
     output_dim,
@@ -100,8 +101,8 @@ class MoCoAdapter(MomentumAdapter):
     Raises:
         TypeError: If ``backbone``, ``head`` or ``loss`` is not an ``nn.Module``, or an
             option has the wrong type.
-        ValueError: If ``feature_dim`` is not positive, ``temperature`` or
-            ``memory_bank_size`` is given with ``loss``, ``memory_bank_size`` is
+        ValueError: If ``feature_dim`` or ``temperature`` is not positive, ``temperature``
+            or ``memory_bank_size`` is given with ``loss``, ``memory_bank_size`` is
             negative, the bank's dimension differs from the head's output, or the head's
             output dimension cannot be read for the default bank.
 
@@ -216,5 +217,4 @@ def _default_loss(
                 "memory_bank_size=0.",
             ),
         )
-    temperature = 0.2 if temperature is None else temperature
-    return NTXentLoss(temperature=temperature, memory_bank_size=bank_size)
+    return NTXentLoss(temperature=default_temperature(temperature, 0.2), memory_bank_size=bank_size)

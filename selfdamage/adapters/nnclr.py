@@ -16,6 +16,8 @@ from selfdamage._checks import check_bool, check_int, check_module
 from selfdamage.adapters.base import SelfDamagingAdapter
 from selfdamage.adapters.options import (
     check_feature_dim,
+    check_predictor,
+    default_temperature,
     head_output_dim,
     memory_bank,
     reject_with_loss,
@@ -101,9 +103,10 @@ class NNCLRAdapter(SelfDamagingAdapter):
     Raises:
         TypeError: If ``backbone``, ``head``, ``predictor`` or ``loss`` is not an
             ``nn.Module``, or an option has the wrong type.
-        ValueError: If ``feature_dim`` is not positive, ``temperature`` is given with
-            ``loss``, ``loss`` has a memory bank, ``memory_bank_size`` is not positive,
-            the head's output dimension cannot be read, or a wrapper option is out of
+        ValueError: If ``feature_dim`` or ``temperature`` is not positive,
+            ``temperature`` is given with ``loss``, ``loss`` has a memory bank,
+            ``memory_bank_size`` is not positive, the head's output dimension cannot be
+            read, ``predictor`` does not map it to itself, or a wrapper option is out of
             range.
 
     Examples:
@@ -161,9 +164,10 @@ class NNCLRAdapter(SelfDamagingAdapter):
         )
         if predictor is None:
             predictor = NNCLRPredictionHead(head_dim, feature_dim, head_dim)
+        predictor = check_predictor(predictor, head)
         reject_with_loss(loss, temperature=temperature)
         if loss is None:
-            loss = NTXentLoss(temperature=0.1 if temperature is None else temperature)
+            loss = NTXentLoss(temperature=default_temperature(temperature, 0.1))
         elif memory_bank(check_module("loss", loss)) is not None:
             raise ValueError(
                 "loss has a memory bank, but NNCLR's negatives are the batch's: its "

@@ -5,10 +5,12 @@ from __future__ import annotations
 from lightly.models.modules.memory_bank import MemoryBankModule
 from torch import nn
 
-from selfdamage._checks import check_int
+from selfdamage._checks import check_int, check_module, check_real
 
 __all__ = [
     "check_feature_dim",
+    "check_predictor",
+    "default_temperature",
     "head_output_dim",
     "memory_bank",
     "output_dim",
@@ -26,6 +28,48 @@ def check_feature_dim(feature_dim: object) -> int:
         fix="Pass the number of features per sample that the backbone outputs "
         "(512 for a ResNet-18).",
     )
+
+
+def default_temperature(temperature: object, default: float) -> float:
+    """The default loss's temperature: ``temperature`` if given (it must be > 0), else ``default``.
+
+    Examples:
+        >>> default_temperature(None, 0.2), default_temperature(0.5, 0.2)
+        (0.2, 0.5)
+    """
+    return check_real(
+        "temperature",
+        default if temperature is None else temperature,
+        0.0,
+        low_open=True,
+        fix=f"It divides the similarities; the default is {default}.",
+    )
+
+
+def check_predictor(predictor: object, head: nn.Module) -> nn.Module:
+    """Returns ``predictor`` if it maps the head's projections to projections of that size.
+
+    The loss compares each prediction with the other view's projection, so the
+    predictor's first and last ``nn.Linear`` must take and give the head's output size.
+    Sizes that cannot be read (no ``nn.Linear``) are not checked.
+
+    Raises:
+        TypeError: If ``predictor`` is not an ``nn.Module``.
+        ValueError: If the sizes differ.
+    """
+    predictor = check_module("predictor", predictor)
+    size = output_dim(head)
+    linears = [m for m in predictor.modules() if isinstance(m, nn.Linear)]
+    if size is None or not linears:
+        return predictor
+    takes, gives = linears[0].in_features, linears[-1].out_features
+    if (takes, gives) != (size, size):
+        raise ValueError(
+            f"predictor maps {takes} features to {gives}, but the head's projections have "
+            f"{size}: the loss compares each prediction with the other view's projection. "
+            f"Use a predictor from {size} to {size} features."
+        )
+    return predictor
 
 
 def reject_with_loss(loss: nn.Module | None, **options: object) -> None:

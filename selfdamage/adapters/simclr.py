@@ -8,7 +8,11 @@ from lightly.loss import NTXentLoss
 from lightly.models.modules import SimCLRProjectionHead
 from torch import nn
 
-from selfdamage.adapters.options import check_feature_dim, reject_with_loss
+from selfdamage.adapters.options import (
+    check_feature_dim,
+    default_temperature,
+    reject_with_loss,
+)
 from selfdamage.adapters.two_view import TwoViewAdapter
 from selfdamage.damage import Damage, Prunable
 from selfdamage.wrapper import DEFAULT_PRUNABLE, DEFAULT_PRUNE_RATIO, DEFAULT_RANDOM_RATIO
@@ -68,8 +72,9 @@ class SimCLRAdapter(TwoViewAdapter):
     Raises:
         TypeError: If ``backbone``, ``head`` or ``loss`` is not an ``nn.Module``, or an
             option has the wrong type.
-        ValueError: If ``feature_dim`` is not positive, ``temperature`` is given with
-            ``loss``, ``loss`` has a memory bank, or a wrapper option is out of range.
+        ValueError: If ``feature_dim`` or ``temperature`` is not positive,
+            ``temperature`` is given with ``loss``, ``loss`` has a memory bank, or a
+            wrapper option is out of range.
 
     Examples:
         >>> import torch, torchvision
@@ -110,7 +115,7 @@ class SimCLRAdapter(TwoViewAdapter):
             head = SimCLRProjectionHead(feature_dim, feature_dim, 128)
         reject_with_loss(loss, temperature=temperature)
         if loss is None:
-            loss = NTXentLoss(temperature=0.2 if temperature is None else temperature)
+            loss = NTXentLoss(temperature=default_temperature(temperature, 0.2))
         super().__init__(
             backbone,
             feature_dim,

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from selfdamage._checks import check_module
 from selfdamage.adapters.base import SelfDamagingAdapter
-from selfdamage.adapters.options import check_feature_dim, head_output_dim
+from selfdamage.adapters.options import check_feature_dim, check_predictor, head_output_dim
 from selfdamage.damage import Damage, Prunable
 from selfdamage.wrapper import DEFAULT_PRUNABLE, DEFAULT_PRUNE_RATIO, DEFAULT_RANDOM_RATIO
 
@@ -70,7 +70,8 @@ class SimSiamAdapter(SelfDamagingAdapter):
         TypeError: If ``backbone``, ``head``, ``predictor`` or ``loss`` is not an
             ``nn.Module``, or an option has the wrong type.
         ValueError: If ``feature_dim`` is not positive, the head's output dimension
-            cannot be read for the default predictor, or a wrapper option is out of range.
+            cannot be read for the default predictor, ``predictor`` does not map it to
+            itself, or a wrapper option is out of range.
 
     Examples:
         >>> import torch, torchvision
@@ -116,6 +117,7 @@ class SimSiamAdapter(SelfDamagingAdapter):
                 "output dimension.",
             )
             predictor = SimSiamPredictionHead(head_dim, max(1, head_dim // 2), head_dim)
+        predictor = check_predictor(predictor, head)
         super().__init__(
             backbone,
             head,
@@ -128,7 +130,7 @@ class SimSiamAdapter(SelfDamagingAdapter):
             prunable=prunable,
             twin_norm=twin_norm,
             **deprecated_options,
-            predictor=check_module("predictor", predictor),
+            predictor=predictor,
         )
 
     def forward(self, x0: Tensor, x1: Tensor) -> Tensor:

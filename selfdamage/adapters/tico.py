@@ -123,6 +123,8 @@ class TiCoAdapter(MomentumAdapter):
 
     loss: TiCoLoss
 
+    _two_samples_because = "lightly's TiCoLoss needs a batch covariance"
+
     def __init__(
         self,
         backbone: nn.Module,
@@ -172,22 +174,6 @@ class TiCoAdapter(MomentumAdapter):
             twin_norm=twin_norm,
             **deprecated_options,
         )
-
-    def check_views(self, x0: object, x1: object) -> None:
-        """As :meth:`SelfDamagingAdapter.check_views`, and at least 2 samples, also in eval.
-
-        lightly's ``TiCoLoss`` needs them in any mode (it asserts a batch size above 1).
-
-        Raises:
-            ValueError: If the views fail the base check or hold one sample.
-        """
-        super().check_views(x0, x1)
-        if isinstance(x0, Tensor) and x0.shape[0] < 2:
-            raise ValueError(
-                f"x0 and x1 must hold at least 2 samples, got x0.shape[0]={x0.shape[0]}: "
-                "lightly's TiCoLoss needs a batch covariance, in training and in eval "
-                "mode. Use a larger batch (drop_last=True in the DataLoader)."
-            )
 
     def forward(self, x0: Tensor, x1: Tensor) -> Tensor:
         """The symmetric loss of one step; updates ``C`` once, from the dense half.

@@ -84,6 +84,8 @@ class VICRegAdapter(TwoViewAdapter):
         (25.0, 25.0, 1.0)
     """
 
+    _two_samples_because = "VICReg's variance and covariance terms are statistics over the batch"
+
     def __init__(
         self,
         backbone: nn.Module,

@@ -43,7 +43,6 @@ ADAPTERS = [
 ]
 # Losses that need 2 samples per view in any mode: Barlow Twins and VICReg normalize over
 # the batch, DCL's one sample would have no negative.
-BATCH_LOSSES = (BarlowTwinsAdapter, VICRegAdapter, DCLAdapter, DCLWAdapter)
 Adapter = Any  # one of the classes above
 
 
@@ -254,14 +253,20 @@ class TestViewsCheck:
             adapter(x0, x1)
         after = _state(adapter)
         assert all(torch.equal(after[k], v) for k, v in before.items())
-        if cls in BATCH_LOSSES:  # the loss itself needs 2 samples, in eval mode too
-            return
         adapter.eval()
-        if cls is TiCoAdapter:  # lightly's TiCoLoss needs 2 samples in eval mode too
-            with pytest.raises(
-                ValueError, match=r"at least 2 samples.*TiCoLoss needs a batch covariance"
-            ):
+        needs_two = {  # the loss needs 2 samples in eval mode too (DCL's would be -inf)
+            TiCoAdapter: "TiCoLoss needs a batch covariance",
+            DCLAdapter: "DCL contrasts each sample with the batch's other samples",
+            DCLWAdapter: "DCL contrasts each sample with the batch's other samples",
+            VICRegAdapter: "VICReg's variance and covariance terms are statistics",
+            BarlowTwinsAdapter: "Barlow Twins normalizes each projection feature",
+        }
+        if cls in needs_two:
+            before = _state(adapter)
+            with pytest.raises(ValueError, match=f"at least 2 samples.*{needs_two[cls]}"):
                 adapter(x0, x1)
+            after = _state(adapter)
+            assert all(torch.equal(after[k], v) for k, v in before.items())
             return
         with torch.no_grad():
             assert torch.isfinite(adapter(x0, x1))  # eval mode: running statistics, fine
@@ -274,3 +279,25 @@ class TestViewsCheck:
         with pytest.raises(ValueError, match="same batch size"):
             adapter(torch.randn(4, 3, 16, 16), torch.randn(3, 3, 16, 16))
         assert int(adapter.loss.memory_bank.bank_ptr) == 0
+
+
+@pytest.mark.parametrize("cls", [SimCLRAdapter, MoCoAdapter, NNCLRAdapter, DCLAdapter])
+@pytest.mark.parametrize("temperature", [0.0, -0.1])
+def test_non_positive_temperature_is_rejected(cls: Adapter, temperature: float) -> None:
+    # lightly's NTXentLoss only rejects |temperature| < 1e-8: -0.1 would flip the objective.
+    with pytest.raises(ValueError, match=r"temperature must be > 0\.0, got temperature="):
+        cls(tiny_backbone(), FEATURES, temperature=temperature)
+
+
+@pytest.mark.parametrize("cls", [BYOLAdapter, SimSiamAdapter, NNCLRAdapter])
+@pytest.mark.parametrize(("takes", "gives"), [(8, 16), (16, 8)])
+def test_predictor_of_another_size_is_rejected_at_construction(
+    cls: Adapter, takes: int, gives: int
+) -> None:
+    head = nn.Sequential(nn.Linear(FEATURES, 32), nn.ReLU(), nn.Linear(32, 8))
+    predictor = nn.Sequential(nn.Linear(takes, 32), nn.ReLU(), nn.Linear(32, gives))
+    message = f"predictor maps {takes} features to {gives}, but the head's projections have 8"
+    with pytest.raises(ValueError, match=message):
+        cls(tiny_backbone(), FEATURES, 0.5, head=head, predictor=predictor)
+    fitting = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 8))
+    cls(tiny_backbone(), FEATURES, 0.5, head=head, predictor=fitting)(*views(4))
