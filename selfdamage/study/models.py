@@ -145,8 +145,8 @@ def build_model(
     channels = image_shape[0]
     backbone, feature_dim = build_backbone(backbone_name, width, channels)
     damage_strategy: Damage
-    if sdclr and damage == "channel":  # drawn only here: the seeded RNG must not shift
-        damage_strategy = ChannelDamage(prune_ratio, example_inputs=torch.randn(2, *image_shape))
+    if sdclr and damage == "channel":  # zeros: a draw would shift the heads' initial weights
+        damage_strategy = ChannelDamage(prune_ratio, example_inputs=torch.zeros(2, *image_shape))
     else:  # a baseline's twin, pruned after training for its damage AUROC, is weight-damaged
         damage_strategy = WeightDamage(prune_ratio)
     options: dict[str, Any] = {"damage": damage_strategy, "baseline": not sdclr}

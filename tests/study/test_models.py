@@ -48,12 +48,19 @@ def test_methods_are_the_table_and_registered_adapters() -> None:
     assert set(METHODS) <= set(ADAPTERS)
 
 
-def test_same_seed_same_initial_weights_for_baseline_and_sdclr() -> None:
-    options = {"seed": 3, "damage": "weight", "prune_ratio": 0.9, "temperature": 0.2}
-    a = build_model("simclr", "resnet18-cifar", 2, (1, 16, 16), sdclr=False, **options)  # type: ignore[arg-type]
-    b = build_model("simclr", "resnet18-cifar", 2, (1, 16, 16), sdclr=True, **options)  # type: ignore[arg-type]
-    wa = a.wrapper.model.backbone.state_dict()  # type: ignore[union-attr]
-    wb = b.wrapper.model.backbone.state_dict()  # type: ignore[union-attr]
+@pytest.mark.parametrize("method", ["simclr", "byol"])
+@pytest.mark.parametrize("damage", ["weight", "channel"])
+def test_same_seed_same_initial_weights_for_baseline_and_sdclr(method: str, damage: str) -> None:
+    # Every trained weight: backbone, head, predictor (BYOL). The baseline's twin is weight-
+    # damaged whatever --damage says, so the channel variant is compared with it.
+    temperature = 0.2 if method == "simclr" else None
+    options = {"seed": 3, "prune_ratio": 0.5, "temperature": temperature}
+    a = build_model(method, "resnet18-cifar", 2, (1, 16, 16), sdclr=False, damage="weight",
+                    **options)  # type: ignore[arg-type]  # fmt: skip
+    b = build_model(method, "resnet18-cifar", 2, (1, 16, 16), sdclr=True, damage=damage,
+                    **options)  # type: ignore[arg-type]  # fmt: skip
+    wa, wb = a.wrapper.model.state_dict(), b.wrapper.model.state_dict()
+    assert wa.keys() == wb.keys()
     for key, value in wa.items():
         assert torch.equal(wb[key], value), key
 
