@@ -15,6 +15,7 @@ from selfdamage._checkpoint import (
     architecture_error,
     decode_settings,
     encode_settings,
+    load_is_strict,
     settings_error,
 )
 from selfdamage._checks import check_bool, check_module
@@ -347,22 +348,25 @@ class SelfDamagingWrapper(nn.Module):
         unexpected_keys: list[str],
         error_msgs: list[str],
     ) -> None:
-        """Checks a strict load against the whole wrapper before anything is copied.
+        """Checks the load against the whole wrapper before anything is copied.
 
         Runs wherever the wrapper sits (at the root, inside an adapter or a
         LightningModule), so a checkpoint of another architecture fails with one clear
-        ``ValueError`` instead of a list of missing keys.
+        ``ValueError`` instead of a list of missing keys. ``strict`` is always True here
+        (``Module.load_state_dict`` passes True); the caller's value decides what is
+        checked: keys and shapes for a strict load, only shapes for a non-strict one,
+        which then reports missing and unexpected keys as usual.
         """
-        if strict:
-            own = {prefix + k: v for k, v in self.state_dict().items()}
-            given = {k: v for k, v in state_dict.items() if k.startswith(prefix)}
-            error = architecture_error(own, given, prefix)
-            if error is not None:
-                raise error
+        caller_strict = strict and load_is_strict()
+        own = {prefix + k: v for k, v in self.state_dict().items()}
+        given = {k: v for k, v in state_dict.items() if k.startswith(prefix)}
+        error = architecture_error(own, given, prefix, strict=caller_strict)
+        if error is not None:
+            raise error
         saved = state_dict.get(prefix + EXTRA_STATE_KEY)
         if saved is not None:
             self.set_extra_state(saved)  # before anything is copied
-        elif strict:  # a 0.1 checkpoint: no settings stored, accepted
+        elif caller_strict:  # a 0.1 checkpoint: no settings stored, accepted
             state_dict = {**state_dict, prefix + EXTRA_STATE_KEY: self.get_extra_state()}
         super()._load_from_state_dict(
             state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
