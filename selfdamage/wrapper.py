@@ -20,6 +20,8 @@ from selfdamage._checkpoint import (
 )
 from selfdamage._checks import check_bool, check_module
 from selfdamage._guards import check_placement, optimizer_error, warn_fully_masked
+from selfdamage._mask_load import MasksLoaded
+from selfdamage._mask_load import masks_loaded as _masks_loaded  # noqa: F401 (older pickles)
 from selfdamage._mirror import build_mirror, get_at
 from selfdamage._shorthands import DEFAULT_PRUNABLE as DEFAULT_PRUNABLE
 from selfdamage._shorthands import DEFAULT_PRUNE_RATIO as DEFAULT_PRUNE_RATIO
@@ -165,7 +167,7 @@ class SelfDamagingWrapper(nn.Module):
         seed = torch.randint(0, 2**62, (), dtype=torch.int64)
         self.register_buffer("mask_seed", seed)
         self.register_buffer("refresh_count", torch.zeros((), dtype=torch.int64))
-        self.register_load_state_dict_post_hook(_masks_loaded)
+        self.masks.register_load_state_dict_post_hook(MasksLoaded(self))
         self.refresh_mask()
         message = coverage_warning(model, self._masked_names, self.damage.settings.get("prunable"))
         if message is not None:
@@ -387,25 +389,6 @@ def nested_wrapper(module: nn.Module) -> str | None:
             found = name
             break
     return found
-
-
-@torch.no_grad()
-def _masks_loaded(module: nn.Module, _incompatible_keys: Any) -> None:
-    """Keeps the loaded masks ``bool``, 0 or 1 per byte; tells the strategy they changed.
-
-    ``load_state_dict(..., assign=True)`` installs the checkpoint's tensors as they are: a
-    mask of another dtype becomes ``mask != 0`` here, and a ``bool`` mask whose bytes are
-    not all 0 or 1 is rewritten with 0 and 1, so the twin multiplies by exactly 0 or 1.
-    """
-    wrapper = cast(SelfDamagingWrapper, module)
-    for name in wrapper._masked_names:
-        mask = wrapper.masks.get_buffer(name)
-        if mask.dtype == torch.bool:
-            mask.copy_(mask.view(torch.uint8) != 0)
-        else:
-            path, _, attr = name.rpartition(".")
-            setattr(wrapper.masks.get_submodule(path), attr, mask != 0)
-    wrapper.damage.masks_changed(wrapper.model, dict(wrapper.named_masks()))
 
 
 def _mask_leaves(model: nn.Module, param_names: list[str]) -> dict[str, nn.Module]:

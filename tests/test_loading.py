@@ -1,6 +1,8 @@
-"""Partial loads: ``load_state_dict(strict=False)``."""
+"""Partial loads: ``load_state_dict(strict=False)`` and loads of ``wrapper.masks`` alone."""
 
 from __future__ import annotations
+
+import copy
 
 import pytest
 import torch
@@ -8,6 +10,8 @@ from torch import Tensor, nn
 
 from selfdamage import SelfDamagingWrapper
 from selfdamage.adapters import SimCLRAdapter
+from tests.damage.helpers import channel_wrapper
+from tests.damage.helpers import images as channel_images
 from tests.test_wrapper import SmallNet, images, reference_twin, twin_state
 
 
@@ -88,3 +92,40 @@ class TestNonStrictLoad:
             wrapper.load_state_dict(given, strict=False)
         for key, value in wrapper.state_dict().items():
             assert torch.equal(value, before[key]), key
+
+
+class TestMasksOnlyLoad:
+    def test_compact_twin_follows_masks_loaded_into_wrapper_masks(self) -> None:
+        a, b = channel_wrapper(), channel_wrapper()
+        with torch.no_grad():  # other weights, hence other masks
+            b.model.stem[0].weight.mul_(torch.linspace(0.1, 2, 8).view(8, 1, 1, 1))
+            b.model.block[0].weight.mul_(torch.linspace(2, 0.1, 12).view(12, 1, 1, 1))
+        b.refresh_mask()
+        masked = channel_wrapper(compact=False)  # the reference: masks the twin at each pass
+        assert a.damage.compact_active
+        x = channel_images()
+        for wrapper in (a, b, masked):
+            wrapper.eval()
+        with torch.no_grad():
+            a.damaged(x)  # the first twin pass: the copy is built and checked
+            a.masks.load_state_dict(b.masks.state_dict())
+            masked.masks.load_state_dict(b.masks.state_dict())
+            torch.testing.assert_close(a.damaged(x), masked.damaged(x), rtol=1e-5, atol=1e-6)
+
+    def test_copies_notify_their_own_strategy(self) -> None:
+        a, b = channel_wrapper(), channel_wrapper()
+        with torch.no_grad():
+            b.model.stem[0].weight.mul_(torch.linspace(0.1, 2, 8).view(8, 1, 1, 1))
+        b.refresh_mask()
+        copied = copy.deepcopy(a)
+        masked = channel_wrapper(compact=False)
+        x = channel_images()
+        for wrapper in (a, copied, masked):
+            wrapper.eval()
+        with torch.no_grad():
+            expected_a = a.damaged(x)
+            copied.damaged(x)
+            copied.masks.load_state_dict(b.masks.state_dict())
+            masked.masks.load_state_dict(b.masks.state_dict())
+            torch.testing.assert_close(copied.damaged(x), masked.damaged(x), rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(a.damaged(x), expected_a, rtol=0, atol=0)
