@@ -8,7 +8,7 @@ from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
-from torch.nn.modules.batchnorm import _BatchNorm
+from torch.nn.modules.batchnorm import _BatchNorm, _NormBase
 
 from selfdamage._checkpoint import (
     EXTRA_STATE_KEY,
@@ -79,11 +79,12 @@ class SelfDamagingWrapper(nn.Module):
             the weights kept by magnitude, in ``[0, prune_ratio]``.
         prunable: Shorthand: module types whose ``.weight`` is pruned, or a predicate
             ``(qualified_name, module) -> bool``. By default every ``nn.Conv2d``.
-        twin_norm: If True, every normalization layer with running statistics (all
-            ``_BatchNorm`` subclasses, ``SyncBatchNorm`` included) gets, for the twin
-            only, its own affine parameters and running statistics, initialised from
-            the dense ones. If False, the twin uses the dense layers' parameters but
-            never updates their running statistics.
+        twin_norm: If True, every BatchNorm layer (all ``_BatchNorm`` subclasses,
+            ``SyncBatchNorm`` included) and every ``InstanceNorm`` layer with
+            ``track_running_stats=True`` gets, for the twin only, its own affine
+            parameters and running statistics, initialised from the dense ones. If
+            False, the twin uses the dense layers' parameters but never updates their
+            running statistics.
         damage: The damage strategy, bound to ``model`` here (one strategy per wrapper);
             None for ``WeightDamage(prune_ratio, random_ratio=..., prunable=...)``.
         **deprecated_options: 0.1's ``damage="weight"|"channel"`` with ``importance``,
@@ -154,7 +155,9 @@ class SelfDamagingWrapper(nn.Module):
         self._masked_names = self.damage.bind(model)
         self.masks = build_mirror(_mask_leaves(model, self._masked_names))
         norms = {
-            name: module for name, module in model.named_modules() if isinstance(module, _BatchNorm)
+            name: module
+            for name, module in model.named_modules()
+            if isinstance(module, _BatchNorm) or has_running_stats(module)  # InstanceNorm too
         }
         # A layer whose parameters are all frozen (a momentum copy) gets no twin state.
         twins = {name: m for name, m in norms.items() if twin_norm and not all_frozen(m)}
@@ -199,7 +202,7 @@ class SelfDamagingWrapper(nn.Module):
             twin = cast(TwinNorm, get_at(self.twin_norms, name))
             substitutes.update(twin.substitutes(name))
         for name in self._shared_norm_names:
-            norm = cast(_BatchNorm, self.model.get_submodule(name))
+            norm = cast(_NormBase, self.model.get_submodule(name))
             if norm.training and has_running_stats(norm):
                 substitutes.update(throwaway_statistics(norm, name))
         masks = {name: self.masks.get_buffer(name) for name in self._masked_names}
