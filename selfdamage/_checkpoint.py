@@ -11,16 +11,25 @@ loads as before.
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Mapping
+from types import FrameType
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-__all__ = ["architecture_error", "decode_settings", "encode_settings", "settings_error"]
+__all__ = [
+    "architecture_error",
+    "decode_settings",
+    "encode_settings",
+    "load_is_strict",
+    "settings_error",
+]
 
 EXTRA_STATE_KEY = "_extra_state"
 _PLAIN = (bool, int, float, str, type(None))
+_LOAD_STATE_DICT = nn.Module.load_state_dict.__code__
 
 
 def encode_settings(strategy: str, settings: Mapping[str, Any]) -> Tensor:
@@ -79,19 +88,41 @@ def settings_error(saved: Mapping[str, Any], own: Mapping[str, Any]) -> ValueErr
     )
 
 
+def load_is_strict() -> bool:
+    """The ``strict`` of the ``Module.load_state_dict`` call now running; True if none is.
+
+    ``Module.load_state_dict`` passes ``strict=True`` to every module's
+    ``_load_from_state_dict`` whatever its caller asked for, and applies the caller's
+    ``strict`` only to the missing and unexpected keys it reports after the load. A
+    module anywhere in the tree (the wrapper inside an adapter or a LightningModule,
+    whose ``load_from_checkpoint(..., strict=False)`` calls the root's
+    ``load_state_dict``) reads the caller's value from the innermost frame of that call.
+    """
+    frame: FrameType | None = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code is _LOAD_STATE_DICT:
+            return bool(frame.f_locals.get("strict", True))
+        frame = frame.f_back
+    return True
+
+
 def architecture_error(
-    own: Mapping[str, Any], given: Mapping[str, Any], prefix: str
+    own: Mapping[str, Any], given: Mapping[str, Any], prefix: str, *, strict: bool = True
 ) -> ValueError | None:
-    """The error for a strict load of a state dict of another architecture, or None.
+    """The error for a load of a state dict of another architecture, or None.
+
+    A strict load must match the keys and shapes; a non-strict load only the shapes of
+    the keys it shares with the wrapper (PyTorch rejects other shapes in both modes).
 
     Args:
         own: The wrapper's own state dict, keys with ``prefix``.
         given: The checkpoint's entries under ``prefix``.
         prefix: The wrapper's prefix in the load.
+        strict: Whether the load is strict.
     """
     optional = prefix + EXTRA_STATE_KEY  # absent from 0.1 checkpoints; not a shape
-    missing = [k for k in own if k not in given and k != optional]
-    unexpected = [k for k in given if k not in own]
+    missing = [k for k in own if k not in given and k != optional] if strict else []
+    unexpected = [k for k in given if k not in own] if strict else []
     mismatched = [
         f"{k}: checkpoint {tuple(v.shape)} vs wrapper {tuple(own[k].shape)}"
         for k, v in given.items()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
-from torch.nn.modules.batchnorm import _BatchNorm
+from torch.nn.modules.batchnorm import _NormBase
 
 __all__ = ["TwinNorm", "has_running_stats"]
 
@@ -20,18 +20,19 @@ _STATE_NAMES = ("weight", "bias", "running_mean", "running_var", "num_batches_tr
 def has_running_stats(module: nn.Module) -> bool:
     """Whether ``module`` is a normalization layer that keeps running statistics.
 
-    True for every ``_BatchNorm`` subclass (``BatchNorm1d/2d/3d``, ``SyncBatchNorm``,
-    lazy variants) that tracks running statistics.
+    True for every ``_NormBase`` subclass that tracks running statistics:
+    ``BatchNorm1d/2d/3d``, ``SyncBatchNorm``, lazy variants, and ``InstanceNorm1d/2d/3d``
+    with ``track_running_stats=True``.
 
     Examples:
         >>> has_running_stats(nn.BatchNorm2d(8)), has_running_stats(nn.LayerNorm(8))
         (True, False)
     """
-    return isinstance(module, _BatchNorm) and module.track_running_stats
+    return isinstance(module, _NormBase) and module.track_running_stats
 
 
 class TwinNorm(nn.Module):
-    """The twin's copy of one BatchNorm layer's parameters and running statistics.
+    """The twin's copy of one normalization layer's parameters and running statistics.
 
     Initialised as a copy of the dense layer's state. The twin's affine parameters are
     trained (they are registered parameters), and its running statistics are updated
@@ -53,7 +54,7 @@ class TwinNorm(nn.Module):
     running_var: Tensor | None
     num_batches_tracked: Tensor | None
 
-    def __init__(self, norm: _BatchNorm) -> None:
+    def __init__(self, norm: _NormBase) -> None:
         super().__init__()
         for name in ("weight", "bias"):
             value = getattr(norm, name)
@@ -78,7 +79,7 @@ class TwinNorm(nn.Module):
         }
 
 
-def throwaway_statistics(norm: _BatchNorm, prefix: str) -> dict[str, Tensor]:
+def throwaway_statistics(norm: _NormBase, prefix: str) -> dict[str, Tensor]:
     """Copies of a layer's running statistics, for a twin pass that must not update them.
 
     Used when the twin shares the dense normalization layers (``twin_norm=False``): the

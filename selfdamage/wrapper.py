@@ -8,17 +8,20 @@ from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
-from torch.nn.modules.batchnorm import _BatchNorm
+from torch.nn.modules.batchnorm import _BatchNorm, _NormBase
 
 from selfdamage._checkpoint import (
     EXTRA_STATE_KEY,
     architecture_error,
     decode_settings,
     encode_settings,
+    load_is_strict,
     settings_error,
 )
 from selfdamage._checks import check_bool, check_module
 from selfdamage._guards import check_placement, optimizer_error, warn_fully_masked
+from selfdamage._mask_load import MasksLoaded
+from selfdamage._mask_load import masks_loaded as _masks_loaded  # noqa: F401 (older pickles)
 from selfdamage._mirror import build_mirror, get_at
 from selfdamage._shorthands import DEFAULT_PRUNABLE as DEFAULT_PRUNABLE
 from selfdamage._shorthands import DEFAULT_PRUNE_RATIO as DEFAULT_PRUNE_RATIO
@@ -76,11 +79,12 @@ class SelfDamagingWrapper(nn.Module):
             the weights kept by magnitude, in ``[0, prune_ratio]``.
         prunable: Shorthand: module types whose ``.weight`` is pruned, or a predicate
             ``(qualified_name, module) -> bool``. By default every ``nn.Conv2d``.
-        twin_norm: If True, every normalization layer with running statistics (all
-            ``_BatchNorm`` subclasses, ``SyncBatchNorm`` included) gets, for the twin
-            only, its own affine parameters and running statistics, initialised from
-            the dense ones. If False, the twin uses the dense layers' parameters but
-            never updates their running statistics.
+        twin_norm: If True, every BatchNorm layer (all ``_BatchNorm`` subclasses,
+            ``SyncBatchNorm`` included) and every ``InstanceNorm`` layer with
+            ``track_running_stats=True`` gets, for the twin only, its own affine
+            parameters and running statistics, initialised from the dense ones. If
+            False, the twin uses the dense layers' parameters but never updates their
+            running statistics.
         damage: The damage strategy, bound to ``model`` here (one strategy per wrapper);
             None for ``WeightDamage(prune_ratio, random_ratio=..., prunable=...)``.
         **deprecated_options: 0.1's ``damage="weight"|"channel"`` with ``importance``,
@@ -151,7 +155,9 @@ class SelfDamagingWrapper(nn.Module):
         self._masked_names = self.damage.bind(model)
         self.masks = build_mirror(_mask_leaves(model, self._masked_names))
         norms = {
-            name: module for name, module in model.named_modules() if isinstance(module, _BatchNorm)
+            name: module
+            for name, module in model.named_modules()
+            if isinstance(module, _BatchNorm) or has_running_stats(module)  # InstanceNorm too
         }
         # A layer whose parameters are all frozen (a momentum copy) gets no twin state.
         twins = {name: m for name, m in norms.items() if twin_norm and not all_frozen(m)}
@@ -164,7 +170,7 @@ class SelfDamagingWrapper(nn.Module):
         seed = torch.randint(0, 2**62, (), dtype=torch.int64)
         self.register_buffer("mask_seed", seed)
         self.register_buffer("refresh_count", torch.zeros((), dtype=torch.int64))
-        self.register_load_state_dict_post_hook(_masks_loaded)
+        self.masks.register_load_state_dict_post_hook(MasksLoaded(self))
         self.refresh_mask()
         message = coverage_warning(model, self._masked_names, self.damage.settings.get("prunable"))
         if message is not None:
@@ -196,7 +202,7 @@ class SelfDamagingWrapper(nn.Module):
             twin = cast(TwinNorm, get_at(self.twin_norms, name))
             substitutes.update(twin.substitutes(name))
         for name in self._shared_norm_names:
-            norm = cast(_BatchNorm, self.model.get_submodule(name))
+            norm = cast(_NormBase, self.model.get_submodule(name))
             if norm.training and has_running_stats(norm):
                 substitutes.update(throwaway_statistics(norm, name))
         masks = {name: self.masks.get_buffer(name) for name in self._masked_names}
@@ -347,22 +353,25 @@ class SelfDamagingWrapper(nn.Module):
         unexpected_keys: list[str],
         error_msgs: list[str],
     ) -> None:
-        """Checks a strict load against the whole wrapper before anything is copied.
+        """Checks the load against the whole wrapper before anything is copied.
 
         Runs wherever the wrapper sits (at the root, inside an adapter or a
         LightningModule), so a checkpoint of another architecture fails with one clear
-        ``ValueError`` instead of a list of missing keys.
+        ``ValueError`` instead of a list of missing keys. ``strict`` is always True here
+        (``Module.load_state_dict`` passes True); the caller's value decides what is
+        checked: keys and shapes for a strict load, only shapes for a non-strict one,
+        which then reports missing and unexpected keys as usual.
         """
-        if strict:
-            own = {prefix + k: v for k, v in self.state_dict().items()}
-            given = {k: v for k, v in state_dict.items() if k.startswith(prefix)}
-            error = architecture_error(own, given, prefix)
-            if error is not None:
-                raise error
+        caller_strict = strict and load_is_strict()
+        own = {prefix + k: v for k, v in self.state_dict().items()}
+        given = {k: v for k, v in state_dict.items() if k.startswith(prefix)}
+        error = architecture_error(own, given, prefix, strict=caller_strict)
+        if error is not None:
+            raise error
         saved = state_dict.get(prefix + EXTRA_STATE_KEY)
         if saved is not None:
             self.set_extra_state(saved)  # before anything is copied
-        elif strict:  # a 0.1 checkpoint: no settings stored, accepted
+        elif caller_strict:  # a 0.1 checkpoint: no settings stored, accepted
             state_dict = {**state_dict, prefix + EXTRA_STATE_KEY: self.get_extra_state()}
         super()._load_from_state_dict(
             state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
@@ -383,25 +392,6 @@ def nested_wrapper(module: nn.Module) -> str | None:
             found = name
             break
     return found
-
-
-@torch.no_grad()
-def _masks_loaded(module: nn.Module, _incompatible_keys: Any) -> None:
-    """Keeps the loaded masks ``bool``, 0 or 1 per byte; tells the strategy they changed.
-
-    ``load_state_dict(..., assign=True)`` installs the checkpoint's tensors as they are: a
-    mask of another dtype becomes ``mask != 0`` here, and a ``bool`` mask whose bytes are
-    not all 0 or 1 is rewritten with 0 and 1, so the twin multiplies by exactly 0 or 1.
-    """
-    wrapper = cast(SelfDamagingWrapper, module)
-    for name in wrapper._masked_names:
-        mask = wrapper.masks.get_buffer(name)
-        if mask.dtype == torch.bool:
-            mask.copy_(mask.view(torch.uint8) != 0)
-        else:
-            path, _, attr = name.rpartition(".")
-            setattr(wrapper.masks.get_submodule(path), attr, mask != 0)
-    wrapper.damage.masks_changed(wrapper.model, dict(wrapper.named_masks()))
 
 
 def _mask_leaves(model: nn.Module, param_names: list[str]) -> dict[str, nn.Module]:

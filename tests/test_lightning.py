@@ -193,3 +193,18 @@ def test_callback_checks_the_optimizers() -> None:
     )
     with pytest.raises(ValueError, match=r"twin_norms\..*wrapper\.parameters\(\)"):
         trainer.fit(BareModelOptimizer(), DataLoader(views, batch_size=4))
+
+
+def test_load_from_checkpoint_without_masks_non_strict(tmp_path: Path) -> None:
+    # A pretrained-backbone checkpoint: only the backbone's weights, loaded with strict=False.
+    pretrained = SDCLR(seed=1)
+    backbone_keys = "model.wrapper.model.backbone."
+    state = {k: v for k, v in pretrained.state_dict().items() if k.startswith(backbone_keys)}
+    path = tmp_path / "backbone.ckpt"
+    torch.save({"state_dict": state, "pytorch-lightning_version": pl.__version__}, path)
+    masks = dict(SDCLR(seed=0).model.wrapper.named_masks())
+    restored = SDCLR.load_from_checkpoint(path, seed=0, strict=False)
+    for key, value in state.items():
+        assert torch.equal(restored.state_dict()[key], value), key
+    for name, mask in restored.model.wrapper.named_masks():
+        assert torch.equal(mask, masks[name]), name
