@@ -39,6 +39,7 @@ from torch.nn.modules.batchnorm import _NormBase
 from selfdamage.damage.compact_copy import (
     CompactUnsupported,
     Gather,
+    computed_weights,
     find_protected,
     meta_copy,
     output_shapes,
@@ -228,7 +229,11 @@ class CompactTwin:
                 written.append((source, dim, index.to(device), out))
         for dense, twin in zip(model.modules(), self._copy.modules()):
             twin.training = dense.training
-        result = functional_call(self._copy, tensors, args, dict(kwargs), strict=False)
+        try:
+            result = functional_call(self._copy, tensors, args, dict(kwargs), strict=False)
+        finally:  # weight_norm's computed weights: back to placeholders, no graph kept
+            for module, attr in computed_weights(self._copy):
+                setattr(module, attr, to_meta(getattr(module, attr)))
         if model.training and written:
             with torch.no_grad():
                 for full, dim, index, part in written:

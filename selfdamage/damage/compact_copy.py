@@ -24,6 +24,7 @@ from selfdamage.damage.tracing import ChannelGroup
 __all__ = [
     "CompactUnsupported",
     "Gather",
+    "computed_weights",
     "find_protected",
     "meta_copy",
     "output_shapes",
@@ -50,6 +51,17 @@ def to_meta(inputs: Any) -> Any:
     return inputs
 
 
+def computed_weights(model: nn.Module) -> list[tuple[nn.Module, str]]:
+    """``(module, name)`` of each weight ``torch.nn.utils.weight_norm`` computes (a plain
+    attribute, recomputed before every forward)."""
+    return [
+        (module, hook.name)
+        for module in model.modules()
+        for hook in module._forward_pre_hooks.values()
+        if isinstance(hook, WeightNorm)
+    ]
+
+
 def meta_copy(model: nn.Module) -> nn.Module:
     """A deep copy of ``model`` whose parameters and buffers are ``meta`` placeholders.
 
@@ -58,12 +70,7 @@ def meta_copy(model: nn.Module) -> nn.Module:
     graph.
     """
     memo: dict[int, Any] = {}
-    computed = [
-        getattr(module, hook.name)
-        for module in model.modules()
-        for hook in module._forward_pre_hooks.values()
-        if isinstance(hook, WeightNorm)
-    ]
+    computed = [getattr(module, name) for module, name in computed_weights(model)]
     for tensor in [*model.parameters(), *model.buffers(), *computed]:
         placeholder = torch.empty(tensor.shape, dtype=tensor.dtype, device="meta")
         memo[id(tensor)] = (

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from torch._subclasses.fake_tensor import FakeTensorMode
 
 from selfdamage import ChannelDamage, SelfDamagingWrapper
-from selfdamage.adapters import SimCLRAdapter
+from selfdamage.adapters import DINOAdapter, SimCLRAdapter
 from selfdamage.backbones import cifar_resnet18
 from selfdamage.damage import compact as compact_module
 from tests import ddp_harness
@@ -255,6 +255,32 @@ class TestState:
         assert isinstance(damage, ChannelDamage)
         assert not damage.compact_active and damage.fallback_reason is None
         assert damage.compact is False
+
+    def test_dino_adapter_copies_after_a_step(self) -> None:
+        """The copy's weight_norm weight (DINO's last layer) keeps no graph after a pass."""
+        torch.manual_seed(0)
+        backbone = nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+            nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        )  # fmt: skip
+        damage = ChannelDamage(0.5, example_inputs=images(2, 8))
+        adapter = DINOAdapter(backbone, 8, damage=damage)
+        assert damage.compact_active
+        adapter(images(4, 8), images(4, 8, seed=1)).backward()
+        copies = [copy.deepcopy(adapter), pickle.loads(pickle.dumps(adapter))]
+        for module in (adapter, *copies):
+            module.zero_grad()  # deepcopy copies .grad, pickle does not
+        x0, x1 = images(4, 8, seed=2), images(4, 8, seed=3)
+        expected = adapter(x0, x1)
+        expected.backward()
+        for other in copies:
+            assert other.damage.compact_active
+            loss = other(x0, x1)
+            loss.backward()
+            torch.testing.assert_close(loss, expected, rtol=0, atol=0)
+            for (name, a), b in zip(adapter.named_parameters(), other.parameters()):
+                torch.testing.assert_close(b.grad, a.grad, rtol=0, atol=0, msg=name)
 
     def test_adapter_features_keep_their_width(self) -> None:
         damage = ChannelDamage(0.5, example_inputs=torch.randn(2, 3, SIZE, SIZE))
