@@ -11,9 +11,9 @@ of every parameter are computed per dimension. At every twin pass
 state are *gathered* from the shared full-size tensors (``index_select``) and the copy is
 run with ``torch.func.functional_call``: gradients flow back into the shared weights
 (dead entries get zero gradient from the twin), and nothing is stored twice (the copy
-holds ``meta`` placeholders only). In training mode the twin's BatchNorm running
-statistics of the kept channels are written back after the pass; those of dead channels
-stay as they were.
+holds ``meta`` placeholders only). For each BatchNorm layer in training mode (its own
+mode, not the root module's) the twin's running statistics of the kept channels are
+written back after the pass; those of dead channels stay as they were.
 
 A group of channels is kept at full size in the copy (and masked, as in the masked twin)
 when removing it would change the model's output shape (its channels *are* the output,
@@ -213,6 +213,9 @@ class CompactTwin:
             }
             if detect_fake_mode() is None:  # fake index tensors must not outlive the trace
                 self._on_device[device] = gather
+        training: dict[str, bool] = {}  # each module's mode, root's or not (test-time BN)
+        for (path, dense), twin in zip(model.named_modules(), self._copy.modules()):
+            twin.training = training[path] = dense.training
         tensors: dict[str, Tensor] = {}
         written: list[tuple[Tensor, int, Tensor, Tensor]] = []
         for name, value in named:
@@ -224,17 +227,16 @@ class CompactTwin:
             tensors[name] = out
             dims = self._gather.get(name, ())
             stats = not isinstance(value, nn.Parameter) and out.is_floating_point()
-            if dims and stats and name in substitutes:  # running statistics, updated in place
+            updated = stats and name in substitutes and training[name.rpartition(".")[0]]
+            if dims and updated:  # running statistics of a training norm layer
                 dim, index = dims[0]
                 written.append((source, dim, index.to(device), out))
-        for dense, twin in zip(model.modules(), self._copy.modules()):
-            twin.training = dense.training
         try:
             result = functional_call(self._copy, tensors, args, dict(kwargs), strict=False)
         finally:  # weight_norm's computed weights: back to placeholders, no graph kept
             for module, attr in computed_weights(self._copy):
                 setattr(module, attr, to_meta(getattr(module, attr)))
-        if model.training and written:
+        if written:
             with torch.no_grad():
                 for full, dim, index, part in written:
                     full.index_copy_(dim, index, part)

@@ -530,6 +530,31 @@ class TestTraining:
             assert torch.equal(a, b), name
 
 
+def test_norm_layers_training_under_an_eval_root() -> None:
+    """Test-time BN adaptation: the twin's statistics move where each norm layer trains."""
+    compact, masked = channel_wrapper(), channel_wrapper(compact=False)
+    masked.load_state_dict(compact.state_dict())
+    before = {k: v.clone() for k, v in compact.twin_norms.state_dict().items()}
+    for wrapper in (compact, masked):
+        wrapper.eval()
+        for module in wrapper.model.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.train()
+        with torch.no_grad():
+            wrapper.damaged(images())
+    masks = dict(compact.named_masks())
+    moved = 0
+    for key, value in compact.twin_norms.state_dict().items():
+        if not key.endswith(("running_mean", "running_var")):
+            continue
+        layer = key.rsplit(".", 1)[0]
+        kept = masks.get(f"{layer}.weight", torch.ones_like(value, dtype=torch.bool))
+        reference = masked.twin_norms.state_dict()[key]
+        torch.testing.assert_close(value[kept], reference[kept], msg=key)
+        moved += int((value[kept] != before[key][kept]).sum())
+    assert moved > 0
+
+
 class _TrainOnlyHead(nn.Module):
     """A head that runs in training only, like GoogLeNet's auxiliary classifiers."""
 
