@@ -30,6 +30,7 @@ __all__ = [
     "output_shapes",
     "plan_gather",
     "resize",
+    "same_structure",
     "to_meta",
 ]
 
@@ -41,13 +42,15 @@ class CompactUnsupported(Exception):
     """The copy cannot be made; the message names the reason."""
 
 
-def to_meta(inputs: Any) -> Any:
+def to_meta(inputs: Any, dtype: torch.dtype | None = None) -> Any:
+    """``meta`` tensors of the inputs' shapes; floating ones of ``dtype`` if given."""
     if isinstance(inputs, Tensor):
-        return torch.empty(inputs.shape, dtype=inputs.dtype, device="meta")
+        cast = dtype is not None and inputs.is_floating_point()
+        return torch.empty(inputs.shape, dtype=dtype if cast else inputs.dtype, device="meta")
     if isinstance(inputs, dict):
-        return {k: to_meta(v) for k, v in inputs.items()}
+        return {k: to_meta(v, dtype) for k, v in inputs.items()}
     if isinstance(inputs, (tuple, list)):
-        return type(inputs)(to_meta(v) for v in inputs)
+        return type(inputs)(to_meta(v, dtype) for v in inputs)
     return inputs
 
 
@@ -60,6 +63,20 @@ def computed_weights(model: nn.Module) -> list[tuple[nn.Module, str]]:
         for hook in module._forward_pre_hooks.values()
         if isinstance(hook, WeightNorm)
     ]
+
+
+def same_structure(model: nn.Module, copy_: nn.Module) -> bool:
+    """Whether the copy still has the model's module types and tensor dtypes.
+
+    False after ``nn.SyncBatchNorm.convert_sync_batchnorm``, ``.half()``, ``.double()``
+    and the like on the model: the copy must then be made again.
+    """
+
+    def signature(root: nn.Module) -> list[tuple[type, list[torch.dtype]]]:
+        own = [(m, [*m._parameters.values(), *m._buffers.values()]) for m in root.modules()]
+        return [(type(m), [t.dtype for t in tensors if t is not None]) for m, tensors in own]
+
+    return signature(model) == signature(copy_)
 
 
 def meta_copy(model: nn.Module) -> nn.Module:

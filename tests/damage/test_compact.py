@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import pickle
 import warnings
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import torchvision
 from fixtures.make_v0_1_checkpoints import tiny_model
 from torch import Tensor, nn
 from torch._subclasses.fake_tensor import FakeTensorMode
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from selfdamage import ChannelDamage, SelfDamagingWrapper
 from selfdamage.adapters import DINOAdapter, SimCLRAdapter
@@ -282,6 +284,20 @@ class TestState:
             for (name, a), b in zip(adapter.named_parameters(), other.parameters()):
                 torch.testing.assert_close(b.grad, a.grad, rtol=0, atol=0, msg=name)
 
+    def test_dtype_change_keeps_the_compact_twin(self) -> None:
+        x = images()
+        masked = channel_wrapper(compact=False).double().eval()
+        for dtype in (torch.float16, torch.bfloat16, torch.float64):
+            wrapper = channel_wrapper().to(dtype)
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", RuntimeWarning)
+                wrapper.refresh_mask()
+            assert wrapper.damage.compact_active, wrapper.damage.fallback_reason  # type: ignore[attr-defined]
+        masked.load_state_dict(wrapper.state_dict())
+        wrapper.eval()
+        expected = masked.damaged(x.double())
+        torch.testing.assert_close(wrapper.damaged(x.double()), expected, rtol=1e-12, atol=1e-12)
+
     def test_adapter_features_keep_their_width(self) -> None:
         damage = ChannelDamage(0.5, example_inputs=torch.randn(2, 3, SIZE, SIZE))
         adapter = SimCLRAdapter(cifar_resnet18(width=16), feature_dim=128, damage=damage)
@@ -460,6 +476,37 @@ class TestDistributed:
             for name, tensor in source.state_dict().items():
                 target.state_dict()[name].copy_(tensor)
         torch.testing.assert_close(target.damaged(x), source.damaged(x), rtol=0, atol=0)
+
+    def test_sync_batch_norm_converted_after_wrapping_runs_in_the_copy(self) -> None:
+        # docs/distributed.rst: convert after building the adapter. On one process,
+        # SyncBatchNorm computes BatchNorm2d's numbers; which class runs is the difference.
+        wrappers = [
+            nn.SyncBatchNorm.convert_sync_batchnorm(channel_wrapper(compact=compact))
+            for compact in (True, False)
+        ]
+        wrappers[1].load_state_dict(wrappers[0].state_dict())
+        ran: list[Counter[str]] = []
+
+        def count(module: nn.Module, args: tuple[Tensor, ...]) -> None:
+            if isinstance(module, _BatchNorm) and not args[0].is_meta:  # not the copy's checks
+                ran[-1][type(module).__name__] += 1
+
+        outputs = []
+        for wrapper in wrappers:
+            ran.append(Counter())
+            hook = nn.modules.module.register_module_forward_pre_hook(count)
+            try:
+                outputs.append(wrapper.eval().damaged(images()))
+            finally:
+                hook.remove()
+        assert wrappers[0].damage.compact_active  # type: ignore[attr-defined]
+        assert ran[0] == ran[1] == {"SyncBatchNorm": 5}
+        norms = [
+            Counter(type(m) for m in model.modules() if isinstance(m, _BatchNorm))
+            for model in (wrappers[0].damage._compact._copy, wrappers[0].model)  # type: ignore[attr-defined]
+        ]
+        assert norms[0] == norms[1]
+        torch.testing.assert_close(outputs[0], outputs[1])
 
     def test_a_copy_pickled_before_the_check_existed_runs(self) -> None:
         wrapper = _ddp_wrapper_own_weights(0)
