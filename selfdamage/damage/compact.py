@@ -11,9 +11,11 @@ of every parameter are computed per dimension. At every twin pass
 state are *gathered* from the shared full-size tensors (``index_select``) and the copy is
 run with ``torch.func.functional_call``: gradients flow back into the shared weights
 (dead entries get zero gradient from the twin), and nothing is stored twice (the copy
-holds ``meta`` placeholders only). In training mode the twin's BatchNorm running
-statistics of the kept channels are written back after the pass; those of dead channels
-stay as they were.
+holds ``meta`` placeholders only). For each BatchNorm layer in training mode (its own
+mode, not the root module's) the twin's running statistics of the kept channels are
+written back after the pass; those of dead channels stay as they were. The copy is made
+again when the model's module types or dtypes change (``convert_sync_batchnorm``,
+``.double()``).
 
 A group of channels is kept at full size in the copy (and masked, as in the masked twin)
 when removing it would change the model's output shape (its channels *are* the output,
@@ -39,11 +41,13 @@ from torch.nn.modules.batchnorm import _NormBase
 from selfdamage.damage.compact_copy import (
     CompactUnsupported,
     Gather,
+    computed_weights,
     find_protected,
     meta_copy,
     output_shapes,
     plan_gather,
     resize,
+    same_structure,
     to_meta,
 )
 from selfdamage.damage.reports import dead_channels
@@ -104,24 +108,28 @@ class CompactTwin:
     ) -> None:
         """Rebuilds the copy's channel counts and the gather indices from ``masks``.
 
-        Called after every refresh and checkpoint load. On failure the twin falls back
-        to masking (:attr:`active` False, :attr:`fallback_reason` set) with a warning,
-        once per reason.
+        Called after every refresh and checkpoint load. The copy is made again when the
+        model's module types or tensor dtypes changed since it was made
+        (``convert_sync_batchnorm``, ``.double()``); the example inputs take the model's
+        floating dtype. On failure the twin falls back to masking (:attr:`active` False,
+        :attr:`fallback_reason` set) with a warning, once per reason.
         """
         self._on_device = {}
         self._unchecked = None
+        dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
+        example = to_meta(self.example, dtype)
         try:
-            if self._copy is None:
+            if self._copy is None or not same_structure(model, self._copy):
                 self._copy = meta_copy(model)
-                self._expected = output_shapes(self._copy, self.example)
+                self._expected = output_shapes(self._copy, example)
             if self.protected is None:
-                self.protected = find_protected(model, self._copy, groups, self.example)
+                self.protected = find_protected(model, self._copy, groups, example)
             keep = {i for i, g in enumerate(groups) if g.root not in self.protected}
             every = [dead_channels(g, masks) for g in groups]
             dead = [d if i in keep else None for i, d in enumerate(every)]
             gather = plan_gather(model, groups, dead)
             resize(model, self._copy, gather, groups)
-            shapes = output_shapes(self._copy, self.example)
+            shapes = output_shapes(self._copy, example)
             if shapes != self._expected:
                 raise CompactUnsupported(
                     f"the compact copy's output shapes {shapes} differ from the dense "
@@ -144,7 +152,7 @@ class CompactTwin:
     def check_masks(
         self, model: nn.Module, groups: Sequence[ChannelGroup], masks: Mapping[str, Tensor]
     ) -> None:
-        """Rebuilds the copy if the masks changed in place since :meth:`update`.
+        """Rebuilds the copy if the masks or the model changed since :meth:`update`.
 
         Runs its check at the first twin pass after each update only (one look at the
         masks per refresh, none per step). It catches DDP: wrapping a model in
@@ -153,14 +161,17 @@ class CompactTwin:
         ``load_state_dict()`` to tell the strategy; ranks that started from different
         weights would otherwise keep running a copy built from their own masks. Masks
         without values (``meta`` tensors, fake tensors as in ``torch.export``) leave the
-        check for a later pass.
+        check for a later pass. The model changes this way too when its BatchNorm layers
+        are converted to ``SyncBatchNorm`` after wrapping, as :doc:`/distributed` says to.
         """
         if self._unchecked is None or not _readable(list(masks.values())):
             return  # nothing to check, or masks without values (meta, fake): still pending
-        for group, dead in zip(groups, self._unchecked):
-            if not torch.equal(dead_channels(group, masks), dead):
-                self.update(model, groups, masks)
-                break
+        changed = self._copy is None or not same_structure(model, self._copy)
+        if changed or any(
+            not torch.equal(dead_channels(group, masks), dead)
+            for group, dead in zip(groups, self._unchecked)
+        ):
+            self.update(model, groups, masks)
         self._unchecked = None
 
     def _fall_back(self, reason: str) -> None:
@@ -212,6 +223,9 @@ class CompactTwin:
             }
             if detect_fake_mode() is None:  # fake index tensors must not outlive the trace
                 self._on_device[device] = gather
+        training: dict[str, bool] = {}  # each module's mode, root's or not (test-time BN)
+        for (path, dense), twin in zip(model.named_modules(), self._copy.modules()):
+            twin.training = training[path] = dense.training
         tensors: dict[str, Tensor] = {}
         written: list[tuple[Tensor, int, Tensor, Tensor]] = []
         for name, value in named:
@@ -223,13 +237,16 @@ class CompactTwin:
             tensors[name] = out
             dims = self._gather.get(name, ())
             stats = not isinstance(value, nn.Parameter) and out.is_floating_point()
-            if dims and stats and name in substitutes:  # running statistics, updated in place
+            updated = stats and name in substitutes and training[name.rpartition(".")[0]]
+            if dims and updated:  # running statistics of a training norm layer
                 dim, index = dims[0]
                 written.append((source, dim, index.to(device), out))
-        for dense, twin in zip(model.modules(), self._copy.modules()):
-            twin.training = dense.training
-        result = functional_call(self._copy, tensors, args, dict(kwargs), strict=False)
-        if model.training and written:
+        try:
+            result = functional_call(self._copy, tensors, args, dict(kwargs), strict=False)
+        finally:  # weight_norm's computed weights: back to placeholders, no graph kept
+            for module, attr in computed_weights(self._copy):
+                setattr(module, attr, to_meta(getattr(module, attr)))
+        if written:
             with torch.no_grad():
                 for full, dim, index, part in written:
                     full.index_copy_(dim, index, part)

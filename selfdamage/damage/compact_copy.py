@@ -24,11 +24,13 @@ from selfdamage.damage.tracing import ChannelGroup
 __all__ = [
     "CompactUnsupported",
     "Gather",
+    "computed_weights",
     "find_protected",
     "meta_copy",
     "output_shapes",
     "plan_gather",
     "resize",
+    "same_structure",
     "to_meta",
 ]
 
@@ -40,14 +42,41 @@ class CompactUnsupported(Exception):
     """The copy cannot be made; the message names the reason."""
 
 
-def to_meta(inputs: Any) -> Any:
+def to_meta(inputs: Any, dtype: torch.dtype | None = None) -> Any:
+    """``meta`` tensors of the inputs' shapes; floating ones of ``dtype`` if given."""
     if isinstance(inputs, Tensor):
-        return torch.empty(inputs.shape, dtype=inputs.dtype, device="meta")
+        cast = dtype is not None and inputs.is_floating_point()
+        return torch.empty(inputs.shape, dtype=dtype if cast else inputs.dtype, device="meta")
     if isinstance(inputs, dict):
-        return {k: to_meta(v) for k, v in inputs.items()}
+        return {k: to_meta(v, dtype) for k, v in inputs.items()}
     if isinstance(inputs, (tuple, list)):
-        return type(inputs)(to_meta(v) for v in inputs)
+        return type(inputs)(to_meta(v, dtype) for v in inputs)
     return inputs
+
+
+def computed_weights(model: nn.Module) -> list[tuple[nn.Module, str]]:
+    """``(module, name)`` of each weight ``torch.nn.utils.weight_norm`` computes (a plain
+    attribute, recomputed before every forward)."""
+    return [
+        (module, hook.name)
+        for module in model.modules()
+        for hook in module._forward_pre_hooks.values()
+        if isinstance(hook, WeightNorm)
+    ]
+
+
+def same_structure(model: nn.Module, copy_: nn.Module) -> bool:
+    """Whether the copy still has the model's module types and tensor dtypes.
+
+    False after ``nn.SyncBatchNorm.convert_sync_batchnorm``, ``.half()``, ``.double()``
+    and the like on the model: the copy must then be made again.
+    """
+
+    def signature(root: nn.Module) -> list[tuple[type, list[torch.dtype]]]:
+        own = [(m, [*m._parameters.values(), *m._buffers.values()]) for m in root.modules()]
+        return [(type(m), [t.dtype for t in tensors if t is not None]) for m, tensors in own]
+
+    return signature(model) == signature(copy_)
 
 
 def meta_copy(model: nn.Module) -> nn.Module:
@@ -58,12 +87,7 @@ def meta_copy(model: nn.Module) -> nn.Module:
     graph.
     """
     memo: dict[int, Any] = {}
-    computed = [
-        getattr(module, hook.name)
-        for module in model.modules()
-        for hook in module._forward_pre_hooks.values()
-        if isinstance(hook, WeightNorm)
-    ]
+    computed = [getattr(module, name) for module, name in computed_weights(model)]
     for tensor in [*model.parameters(), *model.buffers(), *computed]:
         placeholder = torch.empty(tensor.shape, dtype=tensor.dtype, device="meta")
         memo[id(tensor)] = (

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import pickle
 import warnings
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,9 +16,10 @@ import torchvision
 from fixtures.make_v0_1_checkpoints import tiny_model
 from torch import Tensor, nn
 from torch._subclasses.fake_tensor import FakeTensorMode
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from selfdamage import ChannelDamage, SelfDamagingWrapper
-from selfdamage.adapters import SimCLRAdapter
+from selfdamage.adapters import DINOAdapter, SimCLRAdapter
 from selfdamage.backbones import cifar_resnet18
 from selfdamage.damage import compact as compact_module
 from tests import ddp_harness
@@ -256,6 +258,46 @@ class TestState:
         assert not damage.compact_active and damage.fallback_reason is None
         assert damage.compact is False
 
+    def test_dino_adapter_copies_after_a_step(self) -> None:
+        """The copy's weight_norm weight (DINO's last layer) keeps no graph after a pass."""
+        torch.manual_seed(0)
+        backbone = nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+            nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        )  # fmt: skip
+        damage = ChannelDamage(0.5, example_inputs=images(2, 8))
+        adapter = DINOAdapter(backbone, 8, damage=damage)
+        assert damage.compact_active
+        adapter(images(4, 8), images(4, 8, seed=1)).backward()
+        copies = [copy.deepcopy(adapter), pickle.loads(pickle.dumps(adapter))]
+        for module in (adapter, *copies):
+            module.zero_grad()  # deepcopy copies .grad, pickle does not
+        x0, x1 = images(4, 8, seed=2), images(4, 8, seed=3)
+        expected = adapter(x0, x1)
+        expected.backward()
+        for other in copies:
+            assert other.damage.compact_active
+            loss = other(x0, x1)
+            loss.backward()
+            torch.testing.assert_close(loss, expected, rtol=0, atol=0)
+            for (name, a), b in zip(adapter.named_parameters(), other.parameters()):
+                torch.testing.assert_close(b.grad, a.grad, rtol=0, atol=0, msg=name)
+
+    def test_dtype_change_keeps_the_compact_twin(self) -> None:
+        x = images()
+        masked = channel_wrapper(compact=False).double().eval()
+        for dtype in (torch.float16, torch.bfloat16, torch.float64):
+            wrapper = channel_wrapper().to(dtype)
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", RuntimeWarning)
+                wrapper.refresh_mask()
+            assert wrapper.damage.compact_active, wrapper.damage.fallback_reason  # type: ignore[attr-defined]
+        masked.load_state_dict(wrapper.state_dict())
+        wrapper.eval()
+        expected = masked.damaged(x.double())
+        torch.testing.assert_close(wrapper.damaged(x.double()), expected, rtol=1e-12, atol=1e-12)
+
     def test_adapter_features_keep_their_width(self) -> None:
         damage = ChannelDamage(0.5, example_inputs=torch.randn(2, 3, SIZE, SIZE))
         adapter = SimCLRAdapter(cifar_resnet18(width=16), feature_dim=128, damage=damage)
@@ -435,6 +477,37 @@ class TestDistributed:
                 target.state_dict()[name].copy_(tensor)
         torch.testing.assert_close(target.damaged(x), source.damaged(x), rtol=0, atol=0)
 
+    def test_sync_batch_norm_converted_after_wrapping_runs_in_the_copy(self) -> None:
+        # docs/distributed.rst: convert after building the adapter. On one process,
+        # SyncBatchNorm computes BatchNorm2d's numbers; which class runs is the difference.
+        wrappers = [
+            nn.SyncBatchNorm.convert_sync_batchnorm(channel_wrapper(compact=compact))
+            for compact in (True, False)
+        ]
+        wrappers[1].load_state_dict(wrappers[0].state_dict())
+        ran: list[Counter[str]] = []
+
+        def count(module: nn.Module, args: tuple[Tensor, ...]) -> None:
+            if isinstance(module, _BatchNorm) and not args[0].is_meta:  # not the copy's checks
+                ran[-1][type(module).__name__] += 1
+
+        outputs = []
+        for wrapper in wrappers:
+            ran.append(Counter())
+            hook = nn.modules.module.register_module_forward_pre_hook(count)
+            try:
+                outputs.append(wrapper.eval().damaged(images()))
+            finally:
+                hook.remove()
+        assert wrappers[0].damage.compact_active  # type: ignore[attr-defined]
+        assert ran[0] == ran[1] == {"SyncBatchNorm": 5}
+        norms = [
+            Counter(type(m) for m in model.modules() if isinstance(m, _BatchNorm))
+            for model in (wrappers[0].damage._compact._copy, wrappers[0].model)  # type: ignore[attr-defined]
+        ]
+        assert norms[0] == norms[1]
+        torch.testing.assert_close(outputs[0], outputs[1])
+
     def test_a_copy_pickled_before_the_check_existed_runs(self) -> None:
         wrapper = _ddp_wrapper_own_weights(0)
         del wrapper.damage._compact.__dict__["_unchecked"]  # as in 0.2.0's pickles
@@ -502,6 +575,31 @@ class TestTraining:
         assert resumed.damage.compact_active  # type: ignore[attr-defined]
         for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
             assert torch.equal(a, b), name
+
+
+def test_norm_layers_training_under_an_eval_root() -> None:
+    """Test-time BN adaptation: the twin's statistics move where each norm layer trains."""
+    compact, masked = channel_wrapper(), channel_wrapper(compact=False)
+    masked.load_state_dict(compact.state_dict())
+    before = {k: v.clone() for k, v in compact.twin_norms.state_dict().items()}
+    for wrapper in (compact, masked):
+        wrapper.eval()
+        for module in wrapper.model.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.train()
+        with torch.no_grad():
+            wrapper.damaged(images())
+    masks = dict(compact.named_masks())
+    moved = 0
+    for key, value in compact.twin_norms.state_dict().items():
+        if not key.endswith(("running_mean", "running_var")):
+            continue
+        layer = key.rsplit(".", 1)[0]
+        kept = masks.get(f"{layer}.weight", torch.ones_like(value, dtype=torch.bool))
+        reference = masked.twin_norms.state_dict()[key]
+        torch.testing.assert_close(value[kept], reference[kept], msg=key)
+        moved += int((value[kept] != before[key][kept]).sum())
+    assert moved > 0
 
 
 class _TrainOnlyHead(nn.Module):
