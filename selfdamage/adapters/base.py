@@ -268,7 +268,7 @@ class SelfDamagingAdapter(nn.Module):
         Raises:
             ValueError: If a view has no batch dimension, the batch sizes differ, a view
                 is empty, or it holds one sample while a ``BatchNorm1d`` trains or for a
-                method whose loss needs two (TiCo, DCL).
+                method whose loss needs two (TiCo, DCL, DCLW, VICReg, Barlow Twins).
         """
         sizes = {}
         for name, x in (("x0", x0), ("x1", x1)):

@@ -98,7 +98,6 @@ class CompactTwin:
         self._masked: frozenset[str] = frozenset()
         self._on_device: dict[torch.device, dict[str, tuple[Tensor, ...]]] = {}
         self._expected: list[torch.Size] | None = None
-        self._unchecked = None
 
     # -- per refresh ---------------------------------------------------------------------
 
