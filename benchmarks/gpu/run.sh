@@ -36,8 +36,8 @@ repo=$(cd "$(dirname "$0")/../.." && pwd)
 [ -f "$kit/selfdamage.commit" ] || die "$kit/selfdamage.commit is missing; rerun benchmarks/gpu/prepare.sh $kit"
 read -r kit_commit kit_dirty <"$kit/selfdamage.commit" || true
 here=$(git -C "$repo" rev-parse HEAD 2>/dev/null || true)
-if [ -z "$here" ]; then
-  echo "run.sh: warning: $repo is no git checkout; cannot check that it is commit $kit_commit, the kit's wheel" >&2
+if [ -z "$here" ] || [ "$kit_commit" = unknown ]; then
+  echo "run.sh: warning: cannot check that this checkout (${here:-no git}) is the kit wheel's commit ($kit_commit)" >&2
 elif [ "$here" != "$kit_commit" ]; then
   die "the kit's selfdamage wheel is commit $kit_commit but this checkout is $here; rerun benchmarks/gpu/prepare.sh $kit here"
 fi
