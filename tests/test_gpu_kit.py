@@ -189,10 +189,15 @@ def test_tiny_run_builds_nothing(kit: Path, bare_python: Path, tmp_path: Path) -
     # The preflight's versions, in the log and in results.json; selfdamage is the kit's.
     preflight = results["evidence"]["preflight"]
     assert preflight["executable"] == str(bare_python) and preflight["matplotlib"] is None
-    for name in ("torch", "torchvision", "numpy", "tqdm", "lightly", "torch-pruning"):
-        assert preflight[name] == distribution(name).version, name
-        assert f"{name} {preflight[name]}" in (out / "evidence.log").read_text()
-    assert results["provenance"]["git_commit"] == (kit / "selfdamage.commit").read_text().split()[0]
+    from_kit = {w.name.split("-")[0]: w.name.split("-")[1] for w in (kit / "wheels").glob("*.whl")}
+    expected = {name: distribution(name).version for name in ("torch", "torchvision", "numpy")}
+    expected |= {"tqdm": distribution("tqdm").version, "lightly": from_kit["lightly"]}
+    expected |= {"torch-pruning": from_kit["torch_pruning"], "selfdamage": from_kit["selfdamage"]}
+    for name, version in expected.items():
+        assert preflight[name] == version, name
+        assert f"{name} {version}" in (out / "evidence.log").read_text()
+    commit = "-".join((kit / "selfdamage.commit").read_text().split())  # <commit>[-dirty]
+    assert results["provenance"]["git_commit"] == commit
     # The speed of the four steps on both models, on the CPU: no peak CUDA memory.
     performance = results["performance"]
     assert performance["clock"] == "time.perf_counter" and performance["amp"] is None

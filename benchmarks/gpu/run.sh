@@ -57,7 +57,7 @@ export PIP_CONFIG_FILE=/dev/null PIP_NO_INDEX=1 PIP_DISABLE_PIP_VERSION_CHECK=1
   "$kit"/wheels/*.whl || die "offline install of the kit's wheels failed (see above)"
 export PYTHONPATH="$scratch/site${PYTHONPATH:+:$PYTHONPATH}" MPLBACKEND=Agg
 # The installed copy is no git checkout: the provenance names the wheel's commit.
-SELFDAMAGE_GIT_COMMIT=$kit_commit
+SELFDAMAGE_GIT_COMMIT=$kit_commit${kit_dirty:+-$kit_dirty}
 export SELFDAMAGE_GIT_COMMIT
 
 preflight=(--site "$scratch/site" --json "$scratch/preflight.json")
