@@ -209,7 +209,7 @@ def test_tiny_run_builds_nothing(kit: Path, bare_python: Path, tmp_path: Path) -
             assert "error" not in record
             if "skipped" not in record:  # a loaded machine may run past the budget
                 assert record["median_ms"] > 0 and record["peak_memory_mib"] is None
-    assert "median_ms" in performance["models"][0]["variants"]["channel-0.5-masked"]
+    assert "median_ms" in performance["models"][0]["variants"]["plain"]
     assert "speed: CIFAR ResNet-18 (width 4), batch 8, 16 px, plain:" in done.stdout
 
 
