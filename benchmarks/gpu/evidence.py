@@ -1,5 +1,7 @@
-"""The GPU evidence study behind ``run.sh``: smoke run, plan, study, results into OUT.
+"""The GPU evidence study behind ``run.sh``: speed, smoke run, plan, study, results into OUT.
 
+0. The speed of a plain SimCLR step and of three SDCLR steps, with their peak memory
+   (``speed.py``; at most about 60 s, before the plan, which so accounts for it).
 1. A smoke study of the whole path with the planned number of parallel jobs (3 epochs),
    which also measures the epoch and evaluation wall times.
 2. A plan (:func:`selfdamage.study.budget.plan_study`): 300 epochs if they fit before the
@@ -8,14 +10,16 @@
    balanced reference over the class orders, 5 probe draws; then the table, the 95%
    intervals of SDCLR - baseline and the smallest effect this design can detect.
 
-OUT receives results.json (every run's record, the plan and the measurements inside) and
-groups.png; run.sh tees the log there. Checkpoints and per-run files stay in --scratch.
+OUT receives results.json (every run's record, ``performance``, and under ``evidence`` the
+preflight's versions, the plan and the measurements) and groups.png (skipped without
+matplotlib); run.sh tees the log there. Checkpoints and per-run files stay in --scratch.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import json
 import os
 import shutil
@@ -24,6 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import speed
 import torch
 
 from selfdamage.study import StudyConfig, format_table, run_study
@@ -41,6 +46,13 @@ def main(argv: list[str] | None = None) -> int:
         print("evidence.py: error: no CUDA GPU; use --tiny for a CPU smoke run", file=sys.stderr)
         return 2
     scratch, out = Path(args.scratch), Path(args.out)
+    preflight = json.loads(Path(args.preflight).read_text()) if args.preflight else None
+    chart = importlib.util.find_spec("matplotlib") is not None
+    if not chart:
+        print("matplotlib is not installed: the chart (groups.png) is skipped", flush=True)
+    print("== speed (a plain SimCLR step and three SDCLR steps)", flush=True)
+    performance = speed.measure(tiny=args.tiny)
+    print(f"speed: {performance['wall_s']:.0f} s", flush=True)
     jobs = args.jobs or (2 if args.tiny else CLASS_ORDERS * RUNS_PER_ORDER)
     base = StudyConfig(
         dataset="fashion-mnist",
@@ -54,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         probe_shots=20 if args.tiny else 100,
         probe_draws=1 if args.tiny else 5,
         checkpoint_every=50,
+        chart=chart,
         threads=max(1, (os.cpu_count() or 1) // jobs),  # the probes run on the CPU
         progress=False,
     )
@@ -105,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         f"--probe-draws {base.probe_draws}{' --max-steps 2' if args.tiny else ''} "
         f"--balanced-reference --device {base.device} --epochs {epochs} --class-orders {orders} "
         f"--jobs {min(jobs, orders * RUNS_PER_ORDER)} --threads {base.threads} "
-        "--checkpoint-every 50 --out OUT"
+        f"--checkpoint-every 50{'' if chart else ' --no-chart'} --out OUT"
     )
     print(f"replay: {replay}", flush=True)
 
@@ -119,7 +132,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"== study ({epochs} epochs, {orders} class orders, {study.jobs} jobs)", flush=True)
     results = run_study(study)
+    results["performance"] = performance
     results["evidence"] = {
+        "preflight": preflight,
         "measured": {"epoch_s": epoch_s, "eval_s": eval_s, "overhead_s": overhead_s},
         "budget_s": budget_s,
         "plan": plan.as_dict(),
@@ -129,10 +144,12 @@ def main(argv: list[str] | None = None) -> int:
     }
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=2))
-    shutil.copy(scratch / "study" / "groups.png", out / "groups.png")
+    if chart:
+        shutil.copy(scratch / "study" / "groups.png", out / "groups.png")
     print(format_table(results))
     print(_detectable(results["summary"]))
-    print(f"\nResults: {out / 'results.json'}, chart: {out / 'groups.png'}")
+    shown = out / "groups.png" if chart else "skipped (no matplotlib)"
+    print(f"\nResults: {out / 'results.json'}, chart: {shown}")
     return 0
 
 
@@ -156,6 +173,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--data-dir", required=True, help="the kit's fashion-mnist folder")
     parser.add_argument("--out", required=True, help="folder for results.json and groups.png")
     parser.add_argument("--scratch", required=True, help="folder for checkpoints and runs")
+    parser.add_argument("--preflight", help="the versions preflight.py found (JSON)")
     parser.add_argument("--deadline", type=float, required=True, help="unix time to end by")
     parser.add_argument("--tiny", action="store_true", help="CPU smoke run: 1 epoch, 2 steps")
     parser.add_argument("--epochs", type=int, help="replay: epochs instead of the plan's")

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The GPU evidence study, offline: installs this checkout and the kit's wheels into a
-# temporary folder, runs a short smoke study (the whole path, and the throughput with the
-# planned parallel jobs), fits the design into the time budget, runs the study.
+# The GPU evidence study, offline: installs the kit's wheels (this checkout's own wheel
+# included, built by prepare.sh: nothing is built here) into a temporary folder, checks
+# that the interpreter has everything (preflight, seconds), measures the step speed, runs a
+# short smoke study (the whole path, and the throughput with the planned parallel jobs),
+# fits the design into the time budget, runs the study.
 #   usage: run.sh KIT OUT [--tiny] [--epochs N] [--class-orders K] [--jobs J]
 #   KIT: made by prepare.sh. OUT: receives results.json, groups.png and evidence.log.
 #   --tiny: a CPU smoke run of the same path (1 epoch, 2 steps), no GPU needed.
@@ -20,7 +22,7 @@ for arg in "$@"; do [ "$arg" = --tiny ] && tiny=1; done
 
 [ -d "$kit" ] || die "kit folder '$kit' does not exist; make it with benchmarks/gpu/prepare.sh $kit on a machine with the package registries"
 kit=$(cd "$kit" && pwd)
-for wheel in lightly torch_pruning; do
+for wheel in lightly torch_pruning selfdamage; do
   compgen -G "$kit/wheels/$wheel-*.whl" >/dev/null \
     || die "no $wheel wheel in $kit/wheels; rerun benchmarks/gpu/prepare.sh $kit"
 done
@@ -28,32 +30,48 @@ for name in train-images-idx3-ubyte train-labels-idx1-ubyte t10k-images-idx3-uby
   [ -f "$kit/fashion-mnist/$name.gz" ] \
     || die "data file $kit/fashion-mnist/$name.gz is missing; rerun benchmarks/gpu/prepare.sh $kit"
 done
-python=${PYTHON:-python3}
-if [ "$tiny" = 0 ]; then
-  "$python" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" \
-    || die "no CUDA GPU visible to torch (nvidia-smi: $(nvidia-smi -L 2>&1 | head -1)); use --tiny for a CPU smoke run"
-fi
 
+# The kit's selfdamage wheel must be this checkout's commit (evidence.py comes from here).
 repo=$(cd "$(dirname "$0")/../.." && pwd)
+[ -f "$kit/selfdamage.commit" ] || die "$kit/selfdamage.commit is missing; rerun benchmarks/gpu/prepare.sh $kit"
+read -r kit_commit kit_dirty <"$kit/selfdamage.commit" || true
+here=$(git -C "$repo" rev-parse HEAD 2>/dev/null || true)
+if [ -z "$here" ] || [ "$kit_commit" = unknown ]; then
+  echo "run.sh: warning: cannot check that this checkout (${here:-no git}) is the kit wheel's commit ($kit_commit)" >&2
+elif [ "$here" != "$kit_commit" ]; then
+  die "the kit's selfdamage wheel is commit $kit_commit but this checkout is $here; rerun benchmarks/gpu/prepare.sh $kit here"
+fi
+[ -z "${kit_dirty:-}" ] || echo "run.sh: warning: the kit's wheel was built with uncommitted changes on top of $kit_commit" >&2
+
+python=${PYTHON:-python3}
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 scratch=$(mktemp -d "${TMPDIR:-/tmp}/selfdamage-gpu.XXXXXX")
 echo "run.sh: checkpoints and per-run files in $scratch"
 
-# Offline: no index, no find-links, no configuration that could name one.
+# Offline, wheels only: no index, no find-links, no configuration that could name one, no
+# source distribution (so no build backend: the interpreter needs neither setuptools nor wheel).
 unset PIP_INDEX_URL PIP_EXTRA_INDEX_URL PIP_FIND_LINKS
 export PIP_CONFIG_FILE=/dev/null PIP_NO_INDEX=1 PIP_DISABLE_PIP_VERSION_CHECK=1
-"$python" -m pip install -q --no-index --no-deps --no-build-isolation --target "$scratch/site" \
-  "$kit"/wheels/*.whl "$repo" || die "offline install failed (see above)"
-rm -rf "$repo/build"
+"$python" -m pip install -q --no-index --no-deps --only-binary :all: --target "$scratch/site" \
+  "$kit"/wheels/*.whl || die "offline install of the kit's wheels failed (see above)"
 export PYTHONPATH="$scratch/site${PYTHONPATH:+:$PYTHONPATH}" MPLBACKEND=Agg
-# The installed copy is no git checkout: record this one's commit (empty: none, null in JSON).
-SELFDAMAGE_GIT_COMMIT=$(git -C "$repo" rev-parse HEAD 2>/dev/null || true)
+# The installed copy is no git checkout: the provenance names the wheel's commit.
+SELFDAMAGE_GIT_COMMIT=$kit_commit${kit_dirty:+-$kit_dirty}
 export SELFDAMAGE_GIT_COMMIT
+
+preflight=(--site "$scratch/site" --json "$scratch/preflight.json")
+[ "$tiny" = 0 ] || preflight+=(--tiny)
+if ! "$python" "$repo/benchmarks/gpu/preflight.py" "${preflight[@]}" >"$scratch/preflight.log" 2>&1; then
+  tee "$out/evidence.log" <"$scratch/preflight.log" >&2
+  exit 2
+fi
+tee "$out/evidence.log" <"$scratch/preflight.log"
 
 set +e
 "$python" "$repo/benchmarks/gpu/evidence.py" --data-dir "$kit/fashion-mnist" --out "$out" \
-  --scratch "$scratch" --deadline $((start + budget_s)) "$@" 2>&1 | tee "$out/evidence.log"
+  --scratch "$scratch" --preflight "$scratch/preflight.json" --deadline $((start + budget_s)) \
+  "$@" 2>&1 | tee -a "$out/evidence.log"
 status=${PIPESTATUS[0]}
 set -e
 echo "run.sh: finished in $(($(date +%s) - start)) s with status $status; results in $out"

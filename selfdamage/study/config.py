@@ -215,6 +215,13 @@ class StudyConfig:
     progress: bool = _option(
         True, "no progress bars", group="output", flag="--no-progress", cli={"invert": True}
     )
+    chart: bool = _option(
+        True,
+        "no chart (groups.png), so matplotlib is not needed",
+        group="output",
+        flag="--no-chart",
+        cli={"invert": True},
+    )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "seeds", tuple(self.seeds))

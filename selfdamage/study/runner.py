@@ -81,7 +81,8 @@ def run_study(config: StudyConfig) -> dict[str, Any]:
     """Pretrains the base method and SDCLR on long-tailed data and evaluates both.
 
     Writes ``results.json`` (``settings``: the resolved configuration, ``provenance``,
-    every run with its wall time, the ``summary``), ``groups.png``, ``runs/*.json`` and
+    every run with its wall time, the ``summary``), ``groups.png`` (unless
+    ``config.chart`` is False), ``runs/*.json`` and
     ``checkpoints/*.pt`` to ``config.out_dir``.
 
     Returns:
@@ -92,14 +93,15 @@ def run_study(config: StudyConfig) -> dict[str, Any]:
             damage cannot reach), before any training.
         FileNotFoundError: If the dataset is missing; the message says how to get it.
         ImportError: If the ``study`` extra (matplotlib, tqdm) is missing, before any
-            training; the message says what to install.
+            training; the message says what to install. matplotlib is not needed with
+            ``chart=False``, tqdm not with ``progress=False``.
 
     Examples:
         >>> results = run_study(StudyConfig(out_dir="runs/longtail", epochs=1))  # doctest: +SKIP
         >>> results["summary"]["sdclr"]["few"]["mean"]  # doctest: +SKIP
     """
     config = config.resolved()
-    _check_study_extra(progress=config.progress)
+    _check_study_extra(progress=config.progress, chart=config.chart)
     out = Path(config.out_dir)
     (out / "runs").mkdir(parents=True, exist_ok=True)
     (out / "checkpoints").mkdir(exist_ok=True)
@@ -121,7 +123,8 @@ def run_study(config: StudyConfig) -> dict[str, Any]:
     provenance = _provenance(config, time.perf_counter() - start)
     results = {"settings": settings, "provenance": provenance, "runs": runs, "summary": summary}
     (out / "results.json").write_text(json.dumps(results, indent=2))
-    plot(summary, variants, out / "groups.png", title=title(settings))
+    if config.chart:
+        plot(summary, variants, out / "groups.png", title=title(settings))
     return results
 
 
@@ -242,8 +245,8 @@ def _resolved(value: T | None) -> T:
     return value
 
 
-def _check_study_extra(*, progress: bool) -> None:
-    needed = ["matplotlib"] + (["tqdm"] if progress else [])
+def _check_study_extra(*, progress: bool, chart: bool) -> None:
+    needed = (["matplotlib"] if chart else []) + (["tqdm"] if progress else [])
     missing = []
     for name in needed:
         try:

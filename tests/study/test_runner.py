@@ -50,6 +50,13 @@ class TestErrorsBeforeTraining:
         with pytest.raises(FileNotFoundError):  # got past the check, to the data
             run_study(StudyConfig(out_dir=str(tmp_path), data_dir="/nothing", progress=False))
 
+    def test_no_matplotlib_needed_without_chart(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setitem(sys.modules, "matplotlib", None)
+        with pytest.raises(FileNotFoundError):  # got past the check, to the data
+            run_study(StudyConfig(out_dir=str(tmp_path), data_dir="/nothing", chart=False))
+
     @needs_data
     def test_options_that_do_not_fit_fail_before_training(self, tmp_path: Path) -> None:
         # Channel damage cannot reach 0.9 on this backbone: the SDCLR model says so before
@@ -134,6 +141,14 @@ class TestStudy:
             a.pop("wall_time_s"), b.pop("wall_time_s")
             assert a == b, a["name"]  # bit-exact: every loss, metric and draw
         assert two["settings"]["jobs"] == 2 and two["settings"]["threads"] == 1
+
+    def test_without_chart_no_matplotlib_and_no_png(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setitem(sys.modules, "matplotlib", None)
+        results = run_study(StudyConfig(out_dir=str(tmp_path), epochs=1, chart=False, **TINY))
+        assert json.loads((tmp_path / "results.json").read_text()) == results
+        assert not (tmp_path / "groups.png").exists()
 
     def test_results_record_settings_and_provenance(self, tmp_path: Path) -> None:
         results = run_study(StudyConfig(out_dir=str(tmp_path), epochs=1, method="byol", **TINY))
