@@ -40,14 +40,6 @@ class Aliases:
     canonical: dict[str, str]
     tied: dict[str, tuple[str, ...]]
 
-    def others(self) -> dict[str, list[str]]:
-        """``{first name: every other name}`` for each tensor with more than one name."""
-        found: dict[str, list[str]] = {}
-        for name, first in self.canonical.items():
-            if name != first:
-                found.setdefault(first, []).append(name)
-        return found
-
 
 def find_aliases(model: nn.Module) -> Aliases:
     """The names under which ``model``'s parameters and buffers are reachable.
