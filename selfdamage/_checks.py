@@ -8,6 +8,7 @@ module imports nothing from the package, so any module may use it.
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Collection
 
@@ -32,7 +33,10 @@ def check_real(
     what: str = "",
     fix: str = "",
 ) -> float:
-    """``value`` as a ``float`` if it is a real number (not a bool) within the bounds.
+    """``value`` as a ``float`` if it is a finite real number (not a bool) within the bounds.
+
+    NaN and infinity are always rejected: NaN passes every comparison, and no argument
+    of the package means anything at infinity.
 
     Args:
         name: The argument's name, as the caller spells it.
@@ -48,7 +52,7 @@ def check_real(
 
     Raises:
         TypeError: If ``value`` is not a real number.
-        ValueError: If it is out of range.
+        ValueError: If it is NaN, infinite or out of range.
 
     Examples:
         >>> check_real("prune_ratio", 0.5, 0.0, 1.0, high_open=True)
@@ -57,10 +61,19 @@ def check_real(
         Traceback (most recent call last):
         ...
         ValueError: prune_ratio must be in [0.0, 1.0), got prune_ratio=1.0.
+        >>> check_real("prune_ratio", float("nan"), 0.0, 1.0, high_open=True)
+        Traceback (most recent call last):
+        ...
+        ValueError: prune_ratio must be a finite number in [0.0, 1.0), got prune_ratio=nan.
     """
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise _fail(TypeError, name, "a float", value, fix)
     number = float(value)
+    if not math.isfinite(number):
+        bounded = low is not None or high is not None
+        shown = f"({what})" if what else _range(low, high, low_open, high_open, high_name)
+        finite = f"a finite number {shown}" if what or bounded else "a finite number"
+        raise _fail(ValueError, name, finite, number, fix)
     too_low = low is not None and (number <= low if low_open else number < low)
     too_high = high is not None and (number >= high if high_open else number > high)
     if too_low or too_high:

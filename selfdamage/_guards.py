@@ -5,6 +5,8 @@
 - :func:`warn_fully_masked`: masks that remove a whole tensor (the twin may output a
   constant); one host sync, run at every refresh.
 - :func:`optimizer_error`: an optimizer that misses trainable parameters of the wrapper.
+- :func:`parallel_error`: a model already wrapped in ``DataParallel`` or
+  ``DistributedDataParallel``, at construction.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from collections.abc import Iterable
 import torch
 from torch import Tensor, nn
 
-__all__ = ["check_placement", "optimizer_error", "warn_fully_masked"]
+__all__ = ["check_placement", "optimizer_error", "parallel_error", "warn_fully_masked"]
 
 
 def check_placement(
@@ -97,4 +99,36 @@ def optimizer_error(
         f"{', '.join(missing[:5])}{more}. Build the optimizer from wrapper.parameters() (or "
         "the adapter's or LightningModule's parameters()), not model.parameters(): the "
         "twin's BatchNorm parameters live in the wrapper."
+    )
+
+
+def parallel_error(model: nn.Module) -> TypeError | None:
+    """The error for a model that is or holds a ``DataParallel`` or DDP module, or None.
+
+    The twin pass runs the model through ``torch.func.functional_call``, which refuses
+    ``nn.DataParallel``; DDP synchronizes gradients once per forward of the module it
+    wraps, but the wrapper would run it twice (dense and twin) before one backward. The
+    parallel module goes around the wrapper, or the adapter that holds it, instead.
+    """
+    parallel = (nn.DataParallel, nn.parallel.DistributedDataParallel)
+    found = next(((n, m) for n, m in model.named_modules() if isinstance(m, parallel)), None)
+    if found is None:
+        return None
+    name, module = found
+    kind = type(module).__name__
+    if isinstance(module, nn.DataParallel):
+        why = "torch.func.functional_call, which runs the twin pass, cannot run DataParallel"
+    else:
+        why = (
+            "DDP synchronizes gradients once per forward, and the wrapper would run it twice "
+            "(dense and twin pass) before one backward"
+        )
+    where = f"model is a {kind}" if not name else f"model holds a {kind} at {name!r}"
+    bare = "SelfDamagingWrapper(model.module)"
+    if name:
+        bare = f"model.{name} = model.{name}.module before wrapping"
+    return TypeError(
+        f"{where}: {why}. Wrap the bare model ({bare}), then wrap the wrapper, or the "
+        "adapter that holds it, in DistributedDataParallel, with the dense and the twin "
+        "pass in one forward (adapter(x0, x1)); see 'Distributed training' in the docs."
     )

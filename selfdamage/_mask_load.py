@@ -3,7 +3,8 @@
 A load post-hook on ``wrapper.masks`` runs :func:`masks_loaded` whenever the masks are
 loaded: with the whole wrapper (at the root, inside an adapter or a LightningModule) or
 alone (``a.masks.load_state_dict(b.masks.state_dict())``), so that state a strategy derives
-from the masks (the compact twin's copy and gather indices) never goes stale.
+from the masks (the compact twin's copy and gather indices) never goes stale, and a
+loaded mask that removes a whole tensor gets the warning a refresh gives.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import nn
+
+from selfdamage._guards import warn_fully_masked
 
 if TYPE_CHECKING:
     from selfdamage.wrapper import SelfDamagingWrapper
@@ -39,6 +42,8 @@ class MasksLoaded:
 def masks_loaded(module: nn.Module, _incompatible_keys: Any) -> None:
     """Keeps the loaded masks ``bool``, 0 or 1 per byte; tells the strategy they changed.
 
+    Warns, as ``refresh_mask()`` does, when a loaded mask removes a whole tensor.
+
     ``load_state_dict(..., assign=True)`` installs the checkpoint's tensors as they are: a
     mask of another dtype becomes ``mask != 0`` here, and a ``bool`` mask whose bytes are
     not all 0 or 1 is rewritten with 0 and 1, so the twin multiplies by exactly 0 or 1.
@@ -54,3 +59,4 @@ def masks_loaded(module: nn.Module, _incompatible_keys: Any) -> None:
             path, _, attr = name.rpartition(".")
             setattr(wrapper.masks.get_submodule(path), attr, mask != 0)
     wrapper.damage.masks_changed(wrapper.model, dict(wrapper.named_masks()))
+    warn_fully_masked(wrapper.named_masks(), wrapper._warned_fully_masked)

@@ -19,7 +19,12 @@ from selfdamage._checkpoint import (
     settings_error,
 )
 from selfdamage._checks import check_bool, check_module
-from selfdamage._guards import check_placement, optimizer_error, warn_fully_masked
+from selfdamage._guards import (
+    check_placement,
+    optimizer_error,
+    parallel_error,
+    warn_fully_masked,
+)
 from selfdamage._mask_load import MasksLoaded
 from selfdamage._mask_load import masks_loaded as _masks_loaded  # noqa: F401 (older pickles)
 from selfdamage._mirror import build_mirror, get_at
@@ -92,8 +97,9 @@ class SelfDamagingWrapper(nn.Module):
             in 0.2 with a ``DeprecationWarning``; pass ``damage=ChannelDamage(...)``.
 
     Raises:
-        TypeError: If ``model`` is not an ``nn.Module``, is already a wrapper, or an
-            argument has the wrong type.
+        TypeError: If ``model`` is not an ``nn.Module``, is already a wrapper, is or
+            holds a ``DataParallel`` or ``DistributedDataParallel`` (wrap the bare model,
+            then parallelize the wrapper), or an argument has the wrong type.
         ValueError: If a ratio is out of range, a shorthand is given together with
             ``damage``, the strategy is already bound, nothing is selected for
             masking, or the weights are not finite.
@@ -142,6 +148,9 @@ class SelfDamagingWrapper(nn.Module):
                 f"model contains a SelfDamagingWrapper at {nested!r}; a model can only "
                 "be wrapped once. Wrap the bare model instead."
             )
+        parallel = parallel_error(model)
+        if parallel is not None:
+            raise parallel
         self.twin_norm = check_bool("twin_norm", twin_norm)
         self.damage = resolve_damage(
             damage,

@@ -129,3 +129,35 @@ class TestMasksOnlyLoad:
             masked.masks.load_state_dict(b.masks.state_dict())
             torch.testing.assert_close(copied.damaged(x), masked.damaged(x), rtol=1e-5, atol=1e-6)
             torch.testing.assert_close(a.damaged(x), expected_a, rtol=0, atol=0)
+
+
+class TestFullyMaskedLoad:
+    """A loaded mask that removes a whole tensor warns as a refresh that computes one does."""
+
+    MESSAGE = r"the twin masks every entry of 'conv1\.weight'"
+
+    def test_refresh_warns(self) -> None:  # the reference behaviour
+        wrapper = SelfDamagingWrapper(SmallNet(), 0.5)
+        with torch.no_grad():
+            wrapper.model.conv1.weight.mul_(1e-6)  # all under the global threshold
+        with pytest.warns(UserWarning, match=self.MESSAGE):
+            wrapper.refresh_mask()
+
+    @pytest.mark.parametrize("assign", [False, True])
+    @pytest.mark.parametrize("masks_only", [False, True])
+    def test_load_warns(self, assign: bool, masks_only: bool) -> None:
+        torch.manual_seed(0)
+        wrapper = SelfDamagingWrapper(SmallNet(), 0.5)
+        state = clone_state(wrapper.masks if masks_only else wrapper)
+        key = "conv1.weight" if masks_only else "masks.conv1.weight"
+        state[key] = torch.zeros_like(state[key])
+        target = wrapper.masks if masks_only else wrapper
+        with pytest.warns(UserWarning, match=self.MESSAGE):
+            target.load_state_dict(state, assign=assign)
+        assert not bool(wrapper.masks.get_buffer("conv1.weight").any())
+
+    def test_load_of_partial_masks_is_silent(self, recwarn: pytest.WarningsRecorder) -> None:
+        torch.manual_seed(0)
+        wrapper = SelfDamagingWrapper(SmallNet(), 0.5)
+        wrapper.load_state_dict(clone_state(wrapper))
+        assert not [w for w in recwarn if "masks every entry" in str(w.message)]

@@ -507,6 +507,36 @@ class TestErrors:
         with pytest.raises(TypeError, match="contains a SelfDamagingWrapper at '0'"):
             SelfDamagingWrapper(nn.Sequential(wrapper))
 
+    def test_data_parallel_model(self, net: SmallNet) -> None:
+        parallel = nn.DataParallel(net)
+        with pytest.raises(
+            TypeError,
+            match=r"model is a DataParallel: torch\.func\.functional_call.*cannot run "
+            r"DataParallel\. Wrap the bare model \(SelfDamagingWrapper\(model\.module\)\), "
+            r"then wrap the wrapper.*in DistributedDataParallel",
+        ):
+            SelfDamagingWrapper(parallel)
+        SelfDamagingWrapper(parallel.module).damaged(torch.randn(2, 3, 8, 8))  # the advice
+
+    def test_data_parallel_inside_model(self, net: SmallNet) -> None:
+        model = nn.Sequential(nn.DataParallel(net))
+        with pytest.raises(
+            TypeError, match=r"holds a DataParallel at '0'.*model\.0 = model\.0\.module"
+        ):
+            SelfDamagingWrapper(model)
+
+    def test_distributed_data_parallel_model(self, net: SmallNet, tmp_path: Path) -> None:
+        store = f"file://{tmp_path / 'store'}"
+        torch.distributed.init_process_group("gloo", init_method=store, rank=0, world_size=1)
+        try:
+            parallel = nn.parallel.DistributedDataParallel(net)
+            with pytest.raises(
+                TypeError, match=r"model is a DistributedDataParallel: DDP synchronizes"
+            ):
+                SelfDamagingWrapper(parallel)
+        finally:
+            torch.distributed.destroy_process_group()
+
     def test_twin_norm_type(self, net: SmallNet) -> None:
         with pytest.raises(TypeError, match="twin_norm must be a bool"):
             SelfDamagingWrapper(net, twin_norm="yes")  # type: ignore[arg-type]

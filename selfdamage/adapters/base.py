@@ -252,25 +252,29 @@ class SelfDamagingAdapter(nn.Module):
         return out0, twin(x1, **kwargs)
 
     def check_views(self, x0: object, x1: object) -> None:
-        """Raises unless ``x0`` and ``x1`` are two non-empty batches of the same size.
+        """Raises unless ``x0`` and ``x1`` are two non-empty batches of the same shape.
 
         Both views' rows are positive pairs (row ``i`` of ``x0`` and of ``x1`` are views
         of one sample) and the momentum adapters enqueue one key per row, so a size
-        mismatch would give a loss from misaligned pairs. In training mode, a model with
+        mismatch would give a loss from misaligned pairs. The two views of a two-view
+        method come from the same transform, so they also have the same dtype and the
+        same shape (channels, height, width). In training mode, a model with
         ``nn.BatchNorm1d`` (lightly's SimCLR and BYOL heads) also needs 2 samples per
-        view: it normalizes each feature over the batch. Inputs that are not tensors
-        (a backbone taking a dict, say) are not checked.
+        view: it normalizes each feature over the batch. Inputs that are both not
+        tensors (a backbone taking a dict, say) are not checked.
 
         Args:
             x0: First views, shape ``(N, ...)``.
-            x1: Second views, shape ``(N, ...)``.
+            x1: Second views, of ``x0``'s shape and dtype.
 
         Raises:
-            ValueError: If a view has no batch dimension, the batch sizes differ, a view
-                is empty, or it holds one sample while a ``BatchNorm1d`` trains or for a
-                method whose loss needs two (TiCo, DCL, DCLW, VICReg, Barlow Twins).
+            TypeError: If one view is a tensor and the other is not.
+            ValueError: If a view has no batch dimension, the dtypes, batch sizes or
+                shapes differ, a view is empty, or it holds one sample while a
+                ``BatchNorm1d`` trains or for a method whose loss needs two (TiCo, DCL,
+                DCLW, VICReg, Barlow Twins).
         """
-        sizes = {}
+        tensors = {}
         for name, x in (("x0", x0), ("x1", x1)):
             if isinstance(x, Tensor):
                 if x.dim() == 0:
@@ -278,15 +282,36 @@ class SelfDamagingAdapter(nn.Module):
                         f"{name} must have a batch dimension, got {name}.shape=(). Pass a "
                         "batch of views of shape (N, ...), e.g. x.unsqueeze(0) for one sample."
                     )
-                sizes[name] = x.shape[0]
-        if len(sizes) < 2:
+                tensors[name] = x
+        if len(tensors) == 1:
+            given, tensor = next(iter(tensors.items()))
+            other, value = ("x1", x1) if given == "x0" else ("x0", x0)
+            raise TypeError(
+                f"{other} must be a torch.Tensor like {given}, got {type(value).__name__}. "
+                f"Stack the views of a batch into one tensor of {given}'s shape "
+                f"{tuple(tensor.shape)} (e.g. torch.stack)."
+            )
+        if not tensors:
             return
-        n0, n1 = sizes["x0"], sizes["x1"]
+        t0, t1 = tensors["x0"], tensors["x1"]
+        if t0.dtype != t1.dtype:
+            raise ValueError(
+                f"x0 and x1 must have the same dtype, got x0.dtype={t0.dtype} and "
+                f"x1.dtype={t1.dtype}. Make both views with the same transform, or convert "
+                "one (x1.to(x0.dtype))."
+            )
+        n0, n1 = t0.shape[0], t1.shape[0]
         if n0 != n1:
             raise ValueError(
                 f"x0 and x1 must have the same batch size, got x0.shape[0]={n0} and "
                 f"x1.shape[0]={n1}. Row i of x0 and of x1 must be two views of the same "
                 "sample: pass both views of one batch (e.g. (x0, x1), _, _ = batch)."
+            )
+        if t0.shape != t1.shape:
+            raise ValueError(
+                f"x0 and x1 must have the same shape, got x0.shape={tuple(t0.shape)} and "
+                f"x1.shape={tuple(t1.shape)}. The two views of a sample come from the same "
+                "transform: give both the same size and number of channels."
             )
         if n0 == 0:
             raise ValueError(

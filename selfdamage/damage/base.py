@@ -16,9 +16,9 @@ from typing import Any, Union
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from selfdamage._aliasing import call_per_slot, find_aliases
 from selfdamage._checks import check_real
 from selfdamage.damage.reports import weight_channel_sparsity
 from selfdamage.damage.scope import all_frozen, is_frozen, weight_names, weight_transform
@@ -100,6 +100,9 @@ class Damage(abc.ABC):
         """Binds the strategy to ``model``, once; returns the names of the masked parameters.
 
         Called by the wrapper on the bare model before anything else; runs :meth:`setup`.
+        A name that reaches a parameter through a shared submodule or a tied weight is
+        replaced by the parameter's first name (the one ``model.named_parameters()``
+        yields), so each parameter has one mask.
 
         Raises:
             ValueError: If the strategy is already bound (build one per wrapper), or
@@ -110,19 +113,21 @@ class Damage(abc.ABC):
                 f"this {type(self).__name__} is already bound to a model; a strategy damages "
                 f"one model. Build a new {type(self).__name__}(...) for each wrapper.",
             )
-        names = list(dict.fromkeys(self.setup(model)))
+        names = list(self.setup(model))
         if not names:
             raise ValueError(
                 f"{type(self).__name__}.setup() selected no parameter of "
                 f"{type(model).__name__} to mask; the twin would equal the dense model."
             )
-        known = dict(model.named_parameters())
+        known = {name for name, _ in model.named_parameters(remove_duplicate=False)}
         unknown = [name for name in names if name not in known]
         if unknown:
             raise ValueError(
                 f"{type(self).__name__}.setup() returned {unknown[:5]}, which are not "
                 "parameters of the model; return qualified names from model.named_parameters()."
             )
+        canonical = find_aliases(model).canonical
+        names = list(dict.fromkeys(canonical[name] for name in names))
         self._param_names = names
         return list(names)
 
@@ -179,11 +184,15 @@ class Damage(abc.ABC):
 
         The default multiplies each masked parameter (or its substitute) by its mask and
         calls ``torch.func.functional_call``, so gradients flow into the shared weights.
+        Each ``(module, attribute)`` slot is substituted once, a tied one with its
+        tensor's substitute: a submodule
+        reachable under two names or a tied weight leaves the dense model unchanged.
 
         Args:
             model: The bare model.
-            substitutes: Tensors to use instead of the model's own, by qualified name:
-                the twin's normalization parameters and running statistics.
+            substitutes: Tensors to use instead of the model's own, by qualified name
+                (each tensor's first name): the twin's normalization parameters and
+                running statistics.
             masks: ``{name: bool mask}`` for every masked parameter.
             args: The call's positional inputs.
             kwargs: The call's keyword inputs.
@@ -197,7 +206,7 @@ class Damage(abc.ABC):
             if value is None:
                 value = model.get_parameter(name)
             tensors[name] = apply_mask(value, mask)
-        return functional_call(model, tensors, args, dict(kwargs), strict=False)
+        return call_per_slot(model, tensors, find_aliases(model).tied, args, kwargs)
 
     def masks_changed(self, model: nn.Module, masks: Mapping[str, Tensor]) -> None:  # noqa: B027
         """Called after the masks changed (refresh or checkpoint load); does nothing by default.

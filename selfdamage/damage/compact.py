@@ -35,9 +35,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 from torch._guards import detect_fake_mode
-from torch.func import functional_call
 from torch.nn.modules.batchnorm import _NormBase
 
+from selfdamage._aliasing import call_per_slot, find_aliases
 from selfdamage.damage.compact_copy import (
     CompactUnsupported,
     Gather,
@@ -241,7 +241,8 @@ class CompactTwin:
                 dim, index = dims[0]
                 written.append((source, dim, index.to(device), out))
         try:
-            result = functional_call(self._copy, tensors, args, dict(kwargs), strict=False)
+            tied = find_aliases(self._copy).tied  # each slot once: shared submodules
+            result = call_per_slot(self._copy, tensors, tied, args, kwargs)
         finally:  # weight_norm's computed weights: back to placeholders, no graph kept
             for module, attr in computed_weights(self._copy):
                 setattr(module, attr, to_meta(getattr(module, attr)))

@@ -237,6 +237,51 @@ class TestViewsCheck:
         if cls is NNCLRAdapter:  # the support set: nothing enqueued
             assert int(adapter.memory_bank.bank_ptr) == 0
 
+    @pytest.mark.parametrize(
+        ("x1", "error", "message"),
+        [
+            (
+                lambda x0: list(x0),
+                TypeError,
+                "x1 must be a torch.Tensor like x0, got list. Stack the views of a batch "
+                "into one tensor of x0's shape (4, 3, 12, 12)",
+            ),
+            (
+                lambda x0: x0.double(),
+                ValueError,
+                "x0 and x1 must have the same dtype, got x0.dtype=torch.float32 and "
+                "x1.dtype=torch.float64.",
+            ),
+            (
+                lambda x0: x0[:, :1],
+                ValueError,
+                "x0 and x1 must have the same shape, got x0.shape=(4, 3, 12, 12) and "
+                "x1.shape=(4, 1, 12, 12).",
+            ),
+            (
+                lambda x0: x0[:, :, :8, :8],
+                ValueError,
+                "x0 and x1 must have the same shape, got x0.shape=(4, 3, 12, 12) and "
+                "x1.shape=(4, 3, 8, 8).",
+            ),
+        ],
+    )
+    def test_views_of_another_kind_fail_before_any_pass(
+        self, cls: Adapter, x1: Any, error: type[Exception], message: str
+    ) -> None:
+        adapter = cls(tiny_backbone(), FEATURES, 0.5, **small_heads(cls))
+        before = _state(adapter)
+        x0 = torch.randn(4, 3, 12, 12)
+        with pytest.raises(error, match=re.escape(message)):
+            adapter(x0, x1(x0))
+        with pytest.raises(TypeError, match=re.escape("x0 must be a torch.Tensor like x1")):
+            adapter([x0], x0)
+        after = _state(adapter)
+        assert all(torch.equal(after[k], v) for k, v in before.items())  # no BN update
+        bank = memory_bank(adapter.loss)
+        if bank is not None:  # MoCo: nothing enqueued
+            assert int(bank.bank_ptr) == 0
+
     def test_scalar_view_is_rejected(self, cls: Adapter) -> None:
         adapter = cls(tiny_backbone(), FEATURES, 0.5, **small_heads(cls))
         with pytest.raises(ValueError, match=re.escape("x0 must have a batch dimension")):
@@ -286,6 +331,13 @@ class TestViewsCheck:
 def test_non_positive_temperature_is_rejected(cls: Adapter, temperature: float) -> None:
     # lightly's NTXentLoss only rejects |temperature| < 1e-8: -0.1 would flip the objective.
     with pytest.raises(ValueError, match=r"temperature must be > 0\.0, got temperature="):
+        cls(tiny_backbone(), FEATURES, temperature=temperature)
+
+
+@pytest.mark.parametrize("cls", [SimCLRAdapter, MoCoAdapter, NNCLRAdapter, DCLAdapter])
+@pytest.mark.parametrize("temperature", [float("nan"), float("inf")])
+def test_non_finite_temperature_is_rejected(cls: Adapter, temperature: float) -> None:
+    with pytest.raises(ValueError, match=r"temperature must be a finite number > 0\.0, got"):
         cls(tiny_backbone(), FEATURES, temperature=temperature)
 
 

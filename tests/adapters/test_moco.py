@@ -179,14 +179,19 @@ class TestMoCoAdapter:
             (-0.1, ValueError, "m must be a momentum in"),
             (True, TypeError, "m must be a float, got m=True"),
             ("0.99", TypeError, "m must be a float"),
+            (float("nan"), ValueError, r"m must be a finite number \(a momentum in \[0, 1\]\)"),
+            (float("inf"), ValueError, "m must be a finite number"),
         ],
     )
     def test_update_momentum_rejects_bad_momentum(
         self, m: object, error: type[Exception], message: str
     ) -> None:
         adapter = MoCoAdapter(tiny_backbone(), FEATURES)
+        before = copy.deepcopy(adapter.momentum_encoder.state_dict())
         with pytest.raises(error, match=message):
             adapter.update_momentum(m)  # type: ignore[arg-type]
+        after = adapter.momentum_encoder.state_dict()
+        assert all(torch.equal(after[key], value) for key, value in before.items())
 
     def test_defaults(self) -> None:
         adapter = MoCoAdapter(tiny_backbone(), FEATURES)

@@ -135,6 +135,14 @@ MODELS: tuple[ZooModel, ...] = (
         channel_prunable=CONV_LINEAR,
     ),
     ZooModel("timm/regnetx_002", _timm("regnetx_002")),
+    # CoaT shares each stage's position-encoding convolutions between its blocks: the
+    # same submodules are reachable under several names (issue 19.1).
+    ZooModel(
+        "timm/coat_lite_tiny",
+        _timm("coat_lite_tiny", img_size=32),
+        prunable=CONV_LINEAR,
+        channel_prunable=CONV_LINEAR,
+    ),
 )
 """Every model of the zoo, torchvision's first."""
 
