@@ -5,6 +5,12 @@ subset from its class order. Nothing depends on its position in the schedule or 
 ``jobs``, and every run uses ``threads`` CPU threads, so ``jobs=2`` gives exactly the
 numbers of ``jobs=1``. Each run writes ``runs/<name>.json`` and
 ``checkpoints/<name>.pt``; the summary is made when all are done.
+
+Before any training, the study writes its resolved settings to ``settings.json``; a
+resumed study (``resume=True``) reads its finished runs and checkpoints back only if every
+setting that changes a run (all but :data:`~selfdamage.study.config.NOT_RUN_SETTINGS`) is
+the one stored there, and a new study first removes the run files it would overwrite, so
+the runs of two settings are never mixed.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ import numpy as np
 import torch
 
 from selfdamage import __version__
-from selfdamage.data import balanced_indices, longtail_indices
+from selfdamage.data import LongTailSplit, balanced_indices, longtail_indices
 from selfdamage.study.config import StudyConfig
 from selfdamage.study.data import StudyData, load_data
 from selfdamage.study.evaluation import evaluate
@@ -80,16 +86,21 @@ def schedule(config: StudyConfig) -> list[RunSpec]:
 def run_study(config: StudyConfig) -> dict[str, Any]:
     """Pretrains the base method and SDCLR on long-tailed data and evaluates both.
 
-    Writes ``results.json`` (``settings``: the resolved configuration, ``provenance``,
-    every run with its wall time, the ``summary``), ``groups.png``, ``runs/*.json`` and
-    ``checkpoints/*.pt`` to ``config.out_dir``.
+    Writes ``settings.json`` (the resolved configuration, before any training),
+    ``results.json`` (``settings``, ``provenance``, every run with its wall time, the
+    ``summary``), ``groups.png``, ``runs/*.json`` and ``checkpoints/*.pt`` to
+    ``config.out_dir``.
 
     Returns:
         The content of ``results.json``.
 
     Raises:
-        ValueError: If the options do not fit together (e.g. a prune ratio that channel
-            damage cannot reach), before any training.
+        ValueError: Before any training: if the options do not fit together or the data
+            (e.g. a prune ratio that channel damage cannot reach, more ``probe_shots``
+            than a class has, a batch larger than a training subset), ``out_dir`` is a
+            file or cannot be created, ``device`` is not available, or ``resume`` is set
+            and the study in ``out_dir`` has other settings that change a run (the
+            message lists them).
         FileNotFoundError: If the dataset is missing; the message says how to get it.
         ImportError: If the ``study`` extra (matplotlib, tqdm) is missing, before any
             training; the message says what to install.
@@ -100,13 +111,18 @@ def run_study(config: StudyConfig) -> dict[str, Any]:
     """
     config = config.resolved()
     _check_study_extra(progress=config.progress)
+    _check_device(config.device)
     out = Path(config.out_dir)
-    (out / "runs").mkdir(parents=True, exist_ok=True)
-    (out / "checkpoints").mkdir(exist_ok=True)
-    start = time.perf_counter()
     specs = schedule(config)
+    if config.resume:
+        _check_resumable(config, out, specs)
+    _make_folders(out)
+    start = time.perf_counter()
     data = _load(config)
     _preflight(config, data, specs)
+    if not config.resume:
+        _remove_previous_runs(out, specs)
+    (out / "settings.json").write_text(json.dumps(config.to_dict(), indent=2))
     if config.jobs == 1:
         with _threads(config.threads):
             runs = [run_one(config, spec, data) for spec in specs]
@@ -136,18 +152,7 @@ def run_one(config: StudyConfig, spec: RunSpec, data: StudyData) -> dict[str, An
         logger.info("%s: already evaluated, reading %s", spec.name, result_path)
         record: dict[str, Any] = json.loads(result_path.read_text())
         return record
-    split = longtail_indices(
-        data.train_labels,
-        config.imbalance_ratio,
-        class_order=spec.order,
-        seed=spec.order,
-        n_max=config.n_max,
-    )
-    if spec.variant == "balanced":
-        per_class = len(split.indices) // data.num_classes
-        indices = balanced_indices(data.train_labels, per_class, seed=spec.order)
-    else:
-        indices = split.indices
+    split, indices = _training_subset(config, spec, data)
     epoch_seconds: list[float] = []
     started = time.perf_counter()
     model = _model(config, data, spec).to(torch.device(config.device))
@@ -204,6 +209,23 @@ def run_one(config: StudyConfig, spec: RunSpec, data: StudyData) -> dict[str, An
     return record
 
 
+def _training_subset(
+    config: StudyConfig, spec: RunSpec, data: StudyData
+) -> tuple[LongTailSplit, np.ndarray]:
+    """The long-tailed split of the run's class order, and the run's training indices."""
+    split = longtail_indices(
+        data.train_labels,
+        config.imbalance_ratio,
+        class_order=spec.order,
+        seed=spec.order,
+        n_max=config.n_max,
+    )
+    if spec.variant == "balanced":
+        per_class = len(split.indices) // data.num_classes
+        return split, balanced_indices(data.train_labels, per_class, seed=spec.order)
+    return split, split.indices
+
+
 def _model(config: StudyConfig, data: StudyData, spec: RunSpec) -> Any:
     return build_model(
         config.method,
@@ -213,15 +235,125 @@ def _model(config: StudyConfig, data: StudyData, spec: RunSpec) -> Any:
         seed=spec.seed,
         sdclr=spec.variant == "sdclr",
         damage=config.damage,
-        prune_ratio=config.prune_ratio,
+        prune_ratio=_resolved(config.prune_ratio),
         temperature=config.temperature,
+        head=config.head,
     )
 
 
 def _preflight(config: StudyConfig, data: StudyData, specs: list[RunSpec]) -> None:
-    """Builds one model per variant, so that options that do not fit fail before training."""
+    """Checks the options against the data, builds every training subset and one model per
+    variant, so that options that do not fit fail before any training."""
+    smallest = int(torch.bincount(data.train_labels).min())
+    if config.probe_shots > smallest:
+        raise ValueError(
+            f"probe_shots must be in [0, {smallest}], got probe_shots={config.probe_shots}: "
+            f"the probe draws that many labeled images of every class from the training "
+            f"split, whose smallest class has {smallest}. Lower probe_shots (--probe-shots), "
+            "or pass 0 to use the whole training split."
+        )
+    for spec in {(spec.variant, spec.order): spec for spec in specs}.values():
+        _, indices = _training_subset(config, spec, data)
+        if config.batch_size > len(indices):
+            raise ValueError(
+                f"batch_size must be at most {len(indices)}, got batch_size="
+                f"{config.batch_size}: the training subset of {spec.name} has "
+                f"{len(indices)} images. Lower batch_size (--batch-size), or raise n_max "
+                "(--n-max) or lower imbalance_ratio for larger subsets."
+            )
     for spec in {spec.variant: spec for spec in specs}.values():
         _model(config, data, spec)
+
+
+def _check_device(device: str) -> None:
+    """Raises unless a tensor can be made on ``device`` (CUDA built in, a GPU there)."""
+    try:
+        torch.empty(0, device=device)
+    except (AssertionError, RuntimeError) as error:  # torch's two ways of saying it
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+        raise ValueError(
+            f"device must be available here, got device={device!r}: {reason}. Pick one "
+            "that is, e.g. device='cpu' (--device cpu)."
+        ) from None
+
+
+def _make_folders(out: Path) -> None:
+    """Creates ``out``, ``out/runs`` and ``out/checkpoints``; raises naming ``out_dir``."""
+    try:
+        (out / "runs").mkdir(parents=True, exist_ok=True)
+        (out / "checkpoints").mkdir(exist_ok=True)
+    except OSError as error:
+        if out.exists() and not out.is_dir():
+            raise ValueError(
+                f"out_dir must be a folder, got out_dir={str(out)!r}, which is a file. "
+                "Pass a folder for the results (--out), new or of an earlier study."
+            ) from None
+        raise ValueError(
+            f"out_dir must be a folder that can be created, got out_dir={str(out)!r}: "
+            f"{error.strerror or error} ({error.filename}). Pass another folder (--out)."
+        ) from None
+
+
+def _run_files(out: Path, specs: list[RunSpec]) -> list[Path]:
+    """The files of the schedule's runs that exist in ``out``."""
+    paths = [out / "runs" / f"{spec.name}.json" for spec in specs]
+    paths += [out / "checkpoints" / f"{spec.name}.pt" for spec in specs]
+    return [path for path in paths if path.exists()]
+
+
+def _check_resumable(config: StudyConfig, out: Path, specs: list[RunSpec]) -> None:
+    """Raises unless the study in ``out`` was started with every run setting of ``config``.
+
+    The settings are read from ``settings.json``, or from ``results.json`` for a study
+    written before ``settings.json`` existed. A folder without either and without run
+    files is a new study.
+    """
+    stored: dict[str, Any] | None = None
+    for name, key in (("settings.json", None), ("results.json", "settings")):
+        path = out / name
+        if path.is_file():
+            try:
+                content = json.loads(path.read_text())
+                stored = content if key is None else content[key]
+            except (OSError, ValueError, KeyError, TypeError) as error:
+                raise ValueError(
+                    f"resume=True, but the settings of the study in {str(out)!r} cannot be "
+                    f"read from {path} ({type(error).__name__}: {error}). Start it afresh "
+                    "without --resume, or use another out_dir (--out)."
+                ) from None
+            break
+    if stored is None:
+        files = _run_files(out, specs)
+        if files:
+            raise ValueError(
+                f"resume=True, but {str(out)!r} holds runs ({files[0]}, ...) without a "
+                "record of their settings (settings.json or results.json), so they cannot "
+                "be checked against these settings. Start the study afresh without "
+                "--resume, or in another out_dir (--out)."
+            )
+        return
+    differences = config.run_differences(stored)
+    if differences:
+        listed = "; ".join(
+            f"{name}: {before!r} there, {now!r} now" for name, (before, now) in differences.items()
+        )
+        raise ValueError(
+            f"resume=True, but the study in {str(out)!r} was started with other settings "
+            f"that change its runs: {listed}. Resuming would mix its runs with runs of "
+            "these settings. Resume with the settings in its settings.json, or start these "
+            "settings in another out_dir (--out), or afresh without --resume (which "
+            "replaces its runs)."
+        )
+
+
+def _remove_previous_runs(out: Path, specs: list[RunSpec]) -> None:
+    """Removes what a new study in ``out`` replaces: the schedule's run files, the summary.
+
+    A new study overwrites them run by run anyway; removing them first means that if it
+    stops early, no run of the previous settings is left to be resumed as one of these.
+    """
+    for path in [*_run_files(out, specs), out / "results.json", out / "groups.png"]:
+        path.unlink(missing_ok=True)
 
 
 def _load(config: StudyConfig) -> StudyData:

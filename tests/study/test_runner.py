@@ -10,8 +10,8 @@ import torch
 
 import selfdamage
 from selfdamage import study
-from selfdamage.study import StudyConfig, run_study
-from selfdamage.study.runner import RunSpec, schedule
+from selfdamage.study import StudyConfig, run_study, runner
+from selfdamage.study.runner import RunSpec, _check_resumable, _preflight, schedule
 
 from .helpers import TINY, needs_data
 
@@ -54,10 +54,50 @@ class TestErrorsBeforeTraining:
     def test_options_that_do_not_fit_fail_before_training(self, tmp_path: Path) -> None:
         # Channel damage cannot reach 0.9 on this backbone: the SDCLR model says so before
         # the baseline trains (0.1 trained the baseline first).
-        config = StudyConfig(out_dir=str(tmp_path), damage="channel", **TINY)
+        config = StudyConfig(out_dir=str(tmp_path), damage="channel", prune_ratio=0.9, **TINY)
         with pytest.raises(ValueError, match="max_channel_ratio"):
             run_study(config)
         assert list((tmp_path / "checkpoints").iterdir()) == []
+
+    @needs_data
+    def test_channel_damage_default_ratio_fits_the_default_study(self) -> None:
+        # The documented `selfdamage longtail --damage channel`: 0.9 fails for every method.
+        config = StudyConfig(damage="channel").resolved()
+        assert config.prune_ratio == 0.5
+        _preflight(config, runner._load(config), schedule(config))  # builds the SDCLR model
+
+    @needs_data
+    @pytest.mark.parametrize(
+        ("options", "match"),
+        [
+            ({"probe_shots": 6001}, r"probe_shots must be in \[0, 6000\], got probe_shots=6001"),
+            (  # 740: the long-tailed subset, sum(int(300 * 100 ** (-i / 9)) for i in range(10))
+                {"batch_size": 741},
+                r"batch_size must be at most 740, got batch_size=741: the training subset "
+                r"of baseline-order0-seed0 has 740 images",
+            ),
+        ],
+    )
+    def test_options_that_do_not_fit_the_data(
+        self, tmp_path: Path, options: dict[str, Any], match: str
+    ) -> None:
+        with pytest.raises(ValueError, match=match):
+            run_study(StudyConfig(out_dir=str(tmp_path), **{**TINY, **options}))
+        assert list((tmp_path / "checkpoints").iterdir()) == []
+
+    @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+    def test_unavailable_device(self, tmp_path: Path) -> None:
+        with pytest.raises(ValueError, match=r"device must be available here, got device='cuda'"):
+            run_study(StudyConfig(out_dir=str(tmp_path / "out"), device="cuda"))
+        assert not (tmp_path / "out").exists()
+
+    @pytest.mark.parametrize("where", ["file", "below a file"])
+    def test_out_dir_not_a_folder(self, tmp_path: Path, where: str) -> None:
+        (tmp_path / "file").write_text("")
+        out = tmp_path / "file" if where == "file" else tmp_path / "file" / "out"
+        match = "which is a file" if where == "file" else "must be a folder that can be created"
+        with pytest.raises(ValueError, match=rf"out_dir .*{match}"):
+            run_study(StudyConfig(out_dir=str(out)))
 
 
 class TestDeprecated:
@@ -154,3 +194,83 @@ class TestStudy:
         assert provenance["selfdamage"] == selfdamage.__version__
         for run in results["runs"]:
             assert run["wall_time_s"]["pretrain"] > 0 and len(run["wall_time_s"]["epochs"]) == 1
+
+
+class Stop(Exception):
+    """Raised in place of training, once everything before it has run."""
+
+
+class TestResumeChecks:
+    """A resume reads runs back only if they were made with the same run settings."""
+
+    def write_study(self, out: Path, **options: Any) -> None:
+        settings = StudyConfig(out_dir=str(out), **options).resolved().to_dict()
+        (out / "runs").mkdir(parents=True)
+        (out / "runs" / "baseline-order0-seed0.json").write_text("{}")
+        (out / "settings.json").write_text(json.dumps(settings))
+
+    def check(self, out: Path, **options: Any) -> None:
+        config = StudyConfig(out_dir=str(out), resume=True, **options).resolved()
+        _check_resumable(config, out, schedule(config))
+
+    def test_same_settings_and_other_performance_options(self, tmp_path: Path) -> None:
+        self.write_study(tmp_path, prune_ratio=0.9, jobs=1, threads=1)
+        self.check(tmp_path, jobs=2, threads=2, checkpoint_every=1, progress=False)
+
+    def test_other_settings_are_listed(self, tmp_path: Path) -> None:
+        self.write_study(tmp_path, prune_ratio=0.9)
+        with pytest.raises(ValueError) as info:
+            self.check(tmp_path, prune_ratio=0.5, head="reference")
+        message = str(info.value)
+        assert "head: 'lightly' there, 'reference' now; prune_ratio: 0.9 there, 0.5 now" in message
+        assert "Resuming would mix its runs" in message
+
+    def test_older_study_is_checked_against_its_results_json(self, tmp_path: Path) -> None:
+        self.write_study(tmp_path, epochs=3)
+        settings = json.loads((tmp_path / "settings.json").read_text())
+        del settings["head"]  # written before the head was an option
+        (tmp_path / "settings.json").unlink()
+        (tmp_path / "results.json").write_text(json.dumps({"settings": settings}))
+        self.check(tmp_path, epochs=3)
+        with pytest.raises(ValueError, match="epochs: 3 there, 4 now"):
+            self.check(tmp_path, epochs=4)
+
+    def test_runs_without_recorded_settings_are_refused(self, tmp_path: Path) -> None:
+        self.write_study(tmp_path)
+        (tmp_path / "settings.json").unlink()
+        with pytest.raises(ValueError, match="without a record of their settings"):
+            self.check(tmp_path)
+
+    def test_new_folder(self, tmp_path: Path) -> None:
+        self.check(tmp_path / "new")  # nothing to compare: a new study
+
+    def test_unreadable_settings(self, tmp_path: Path) -> None:
+        self.write_study(tmp_path)
+        (tmp_path / "settings.json").write_text("{")
+        with pytest.raises(ValueError, match="cannot be read from"):
+            self.check(tmp_path)
+
+    @needs_data
+    def test_new_study_replaces_the_previous_runs_before_training(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        self.write_study(tmp_path, prune_ratio=0.9, **TINY)
+        (tmp_path / "checkpoints").mkdir()
+        (tmp_path / "checkpoints" / "sdclr-order0-seed0.pt").write_text("")
+        (tmp_path / "results.json").write_text("{}")
+        (tmp_path / "runs" / "other.json").write_text("{}")  # not this schedule's
+
+        def stop(*args: Any) -> None:
+            raise Stop
+
+        monkeypatch.setattr(runner, "run_one", stop)
+        # A failing preflight leaves the previous study as it was.
+        with pytest.raises(ValueError, match="probe_shots"):
+            run_study(StudyConfig(out_dir=str(tmp_path), **{**TINY, "probe_shots": 10**5}))
+        assert (tmp_path / "runs" / "baseline-order0-seed0.json").exists()
+        with pytest.raises(Stop):
+            run_study(StudyConfig(out_dir=str(tmp_path), prune_ratio=0.5, **TINY))
+        assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["other.json"]
+        assert list((tmp_path / "checkpoints").iterdir()) == []
+        assert not (tmp_path / "results.json").exists()
+        assert json.loads((tmp_path / "settings.json").read_text())["prune_ratio"] == 0.5
