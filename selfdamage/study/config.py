@@ -7,15 +7,13 @@ Options whose right value depends on the method (``lr``, ``temperature``,
 ``optimizer``, ``weight_decay``) default to ``None``: "the method's default", looked up in
 :data:`~selfdamage.study.models.METHOD_TABLE` by :meth:`StudyConfig.resolved`; so does
 ``prune_ratio``, whose default depends on the damage (:data:`DAMAGE_PRUNE_RATIOS`).
-Every option but those of :data:`NOT_RUN_SETTINGS` changes what a run computes, and a
-resumed study must keep them (:meth:`StudyConfig.run_differences`).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,33 +24,12 @@ from selfdamage.study.data import DATASETS
 from selfdamage.study.models import BACKBONES, HEADS, METHOD_TABLE, METHODS, reference_head_error
 from selfdamage.study.training import OPTIMIZERS
 
-__all__ = [
-    "DAMAGES",
-    "DAMAGE_PRUNE_RATIOS",
-    "NOT_RUN_SETTINGS",
-    "StudyConfig",
-    "add_arguments",
-    "from_arguments",
-]
+__all__ = ["DAMAGES", "DAMAGE_PRUNE_RATIOS", "StudyConfig", "add_arguments", "from_arguments"]
 
 DAMAGE_PRUNE_RATIOS = {"weight": 0.9, "channel": 0.5}
 """The default ``prune_ratio`` of each damage: the paper's 0.9 for weight damage; 0.5 for
 channel damage, which cannot remove 90 % of a ResNet's channels (every layer keeps one)."""
 DAMAGES = tuple(DAMAGE_PRUNE_RATIOS)
-NOT_RUN_SETTINGS = (
-    "jobs",
-    "threads",
-    "checkpoint_every",
-    "progress",
-    "out_dir",
-    "resume",
-    "download",
-)
-"""The options that do not change what a run computes, so ``--resume`` may change them:
-how many runs train at once and with how many CPU threads (which can change the last bits
-of float sums, never the experiment), how often a checkpoint is written (resuming from any
-checkpoint continues exactly), progress bars, where the study is, resuming itself, and
-whether torchvision may fetch missing CIFAR files."""
 _Check = Callable[[str, Any], object]  # raises in selfdamage._checks' message form if bad
 
 
@@ -346,30 +323,6 @@ class StudyConfig:
         out = dataclasses.asdict(self)
         out["seeds"] = list(self.seeds)
         return out
-
-    def run_differences(self, stored: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
-        """The options that change a run and differ from ``stored``: ``{name: (stored, own)}``.
-
-        Args:
-            stored: Another configuration's :meth:`to_dict` (``settings.json``), both
-                resolved. An option missing from it (added in a later version) counts as
-                its default, or as equal if its default is resolved from other options;
-                options of :data:`NOT_RUN_SETTINGS` are not compared.
-
-        Examples:
-            >>> old = StudyConfig(prune_ratio=0.9, jobs=1).resolved().to_dict()
-            >>> StudyConfig(prune_ratio=0.5, jobs=2).resolved().run_differences(old)
-            {'prune_ratio': (0.9, 0.5)}
-        """
-        own = self.to_dict()
-        differences = {}
-        for f in dataclasses.fields(self):
-            if f.name in NOT_RUN_SETTINGS:
-                continue
-            before = stored.get(f.name, own[f.name] if f.default is None else f.default)
-            if before != own[f.name]:
-                differences[f.name] = (before, own[f.name])
-        return differences
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -19,7 +19,15 @@ from selfdamage.adapters import ADAPTERS, SDCLRProjectionHead, SelfDamagingAdapt
 from selfdamage.backbones import cifar_resnet18
 from selfdamage.damage import ChannelDamage, Damage, WeightDamage
 
-__all__ = ["BACKBONES", "HEADS", "METHODS", "METHOD_TABLE", "MethodSpec", "build_model"]
+__all__ = [
+    "BACKBONES",
+    "HEADS",
+    "METHODS",
+    "METHOD_TABLE",
+    "MethodSpec",
+    "build_model",
+    "reference_head_error",
+]
 
 BACKBONES = ("resnet18-cifar", "resnet18")
 HEADS = ("lightly", "reference")
@@ -180,8 +188,8 @@ def reference_head_error(method: str) -> str:
     """Why ``head="reference"`` does not apply to ``method``, and what does.
 
     Examples:
-        >>> reference_head_error("byol")[:45]
-        "head='reference' does not apply to method='b"
+        >>> reference_head_error("byol").split(",")[0]
+        "head='reference' does not apply to method='byol'"
     """
     takes = ", ".join(repr(name) for name, spec in METHOD_TABLE.items() if spec.reference_head)
     return (

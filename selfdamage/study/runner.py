@@ -6,11 +6,7 @@ subset from its class order. Nothing depends on its position in the schedule or 
 numbers of ``jobs=1``. Each run writes ``runs/<name>.json`` and
 ``checkpoints/<name>.pt``; the summary is made when all are done.
 
-Before any training, the study writes its resolved settings to ``settings.json``; a
-resumed study (``resume=True``) reads its finished runs and checkpoints back only if every
-setting that changes a run (all but :data:`~selfdamage.study.config.NOT_RUN_SETTINGS`) is
-the one stored there, and a new study first removes the run files it would overwrite, so
-the runs of two settings are never mixed.
+The folder's settings record, and what resuming checks: :mod:`~selfdamage.study.outputs`.
 """
 
 from __future__ import annotations
@@ -38,6 +34,13 @@ from selfdamage.study.config import StudyConfig
 from selfdamage.study.data import StudyData, load_data
 from selfdamage.study.evaluation import evaluate
 from selfdamage.study.models import METHOD_TABLE, build_model
+from selfdamage.study.outputs import (
+    check_resumable,
+    make_folders,
+    remove_previous_runs,
+    write_settings,
+)
+from selfdamage.study.preflight import check_device, check_fits_data
 from selfdamage.study.report import one_line, plot, summarize, title
 from selfdamage.study.training import TrainSettings, pretrain
 
@@ -111,18 +114,18 @@ def run_study(config: StudyConfig) -> dict[str, Any]:
     """
     config = config.resolved()
     _check_study_extra(progress=config.progress)
-    _check_device(config.device)
+    check_device(config.device)
     out = Path(config.out_dir)
     specs = schedule(config)
     if config.resume:
-        _check_resumable(config, out, specs)
-    _make_folders(out)
+        check_resumable(config, out, [spec.name for spec in specs])
+    make_folders(out)
     start = time.perf_counter()
     data = _load(config)
     _preflight(config, data, specs)
     if not config.resume:
-        _remove_previous_runs(out, specs)
-    (out / "settings.json").write_text(json.dumps(config.to_dict(), indent=2))
+        remove_previous_runs(out, [spec.name for spec in specs])
+    write_settings(config, out)
     if config.jobs == 1:
         with _threads(config.threads):
             runs = [run_one(config, spec, data) for spec in specs]
@@ -242,118 +245,13 @@ def _model(config: StudyConfig, data: StudyData, spec: RunSpec) -> Any:
 
 
 def _preflight(config: StudyConfig, data: StudyData, specs: list[RunSpec]) -> None:
-    """Checks the options against the data, builds every training subset and one model per
-    variant, so that options that do not fit fail before any training."""
-    smallest = int(torch.bincount(data.train_labels).min())
-    if config.probe_shots > smallest:
-        raise ValueError(
-            f"probe_shots must be in [0, {smallest}], got probe_shots={config.probe_shots}: "
-            f"the probe draws that many labeled images of every class from the training "
-            f"split, whose smallest class has {smallest}. Lower probe_shots (--probe-shots), "
-            "or pass 0 to use the whole training split."
-        )
-    for spec in {(spec.variant, spec.order): spec for spec in specs}.values():
-        _, indices = _training_subset(config, spec, data)
-        if config.batch_size > len(indices):
-            raise ValueError(
-                f"batch_size must be at most {len(indices)}, got batch_size="
-                f"{config.batch_size}: the training subset of {spec.name} has "
-                f"{len(indices)} images. Lower batch_size (--batch-size), or raise n_max "
-                "(--n-max) or lower imbalance_ratio for larger subsets."
-            )
+    """Checks the options against the data and builds one model per variant, so that
+    options that do not fit fail before any training."""
+    unique = {(spec.variant, spec.order): spec for spec in specs}.values()
+    subsets = {spec.name: len(_training_subset(config, spec, data)[1]) for spec in unique}
+    check_fits_data(config, data, subsets)
     for spec in {spec.variant: spec for spec in specs}.values():
         _model(config, data, spec)
-
-
-def _check_device(device: str) -> None:
-    """Raises unless a tensor can be made on ``device`` (CUDA built in, a GPU there)."""
-    try:
-        torch.empty(0, device=device)
-    except (AssertionError, RuntimeError) as error:  # torch's two ways of saying it
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
-        raise ValueError(
-            f"device must be available here, got device={device!r}: {reason}. Pick one "
-            "that is, e.g. device='cpu' (--device cpu)."
-        ) from None
-
-
-def _make_folders(out: Path) -> None:
-    """Creates ``out``, ``out/runs`` and ``out/checkpoints``; raises naming ``out_dir``."""
-    try:
-        (out / "runs").mkdir(parents=True, exist_ok=True)
-        (out / "checkpoints").mkdir(exist_ok=True)
-    except OSError as error:
-        if out.exists() and not out.is_dir():
-            raise ValueError(
-                f"out_dir must be a folder, got out_dir={str(out)!r}, which is a file. "
-                "Pass a folder for the results (--out), new or of an earlier study."
-            ) from None
-        raise ValueError(
-            f"out_dir must be a folder that can be created, got out_dir={str(out)!r}: "
-            f"{error.strerror or error} ({error.filename}). Pass another folder (--out)."
-        ) from None
-
-
-def _run_files(out: Path, specs: list[RunSpec]) -> list[Path]:
-    """The files of the schedule's runs that exist in ``out``."""
-    paths = [out / "runs" / f"{spec.name}.json" for spec in specs]
-    paths += [out / "checkpoints" / f"{spec.name}.pt" for spec in specs]
-    return [path for path in paths if path.exists()]
-
-
-def _check_resumable(config: StudyConfig, out: Path, specs: list[RunSpec]) -> None:
-    """Raises unless the study in ``out`` was started with every run setting of ``config``.
-
-    The settings are read from ``settings.json``, or from ``results.json`` for a study
-    written before ``settings.json`` existed. A folder without either and without run
-    files is a new study.
-    """
-    stored: dict[str, Any] | None = None
-    for name, key in (("settings.json", None), ("results.json", "settings")):
-        path = out / name
-        if path.is_file():
-            try:
-                content = json.loads(path.read_text())
-                stored = content if key is None else content[key]
-            except (OSError, ValueError, KeyError, TypeError) as error:
-                raise ValueError(
-                    f"resume=True, but the settings of the study in {str(out)!r} cannot be "
-                    f"read from {path} ({type(error).__name__}: {error}). Start it afresh "
-                    "without --resume, or use another out_dir (--out)."
-                ) from None
-            break
-    if stored is None:
-        files = _run_files(out, specs)
-        if files:
-            raise ValueError(
-                f"resume=True, but {str(out)!r} holds runs ({files[0]}, ...) without a "
-                "record of their settings (settings.json or results.json), so they cannot "
-                "be checked against these settings. Start the study afresh without "
-                "--resume, or in another out_dir (--out)."
-            )
-        return
-    differences = config.run_differences(stored)
-    if differences:
-        listed = "; ".join(
-            f"{name}: {before!r} there, {now!r} now" for name, (before, now) in differences.items()
-        )
-        raise ValueError(
-            f"resume=True, but the study in {str(out)!r} was started with other settings "
-            f"that change its runs: {listed}. Resuming would mix its runs with runs of "
-            "these settings. Resume with the settings in its settings.json, or start these "
-            "settings in another out_dir (--out), or afresh without --resume (which "
-            "replaces its runs)."
-        )
-
-
-def _remove_previous_runs(out: Path, specs: list[RunSpec]) -> None:
-    """Removes what a new study in ``out`` replaces: the schedule's run files, the summary.
-
-    A new study overwrites them run by run anyway; removing them first means that if it
-    stops early, no run of the previous settings is left to be resumed as one of these.
-    """
-    for path in [*_run_files(out, specs), out / "results.json", out / "groups.png"]:
-        path.unlink(missing_ok=True)
 
 
 def _load(config: StudyConfig) -> StudyData:
