@@ -103,8 +103,8 @@ def check_resumable(config: StudyConfig, out: Path, names: Sequence[str]) -> Non
             without a record.
     """
     stored: dict[str, Any] | None = None
-    for name, key in (("settings.json", None), ("results.json", "settings")):
-        path = out / name
+    for record, key in (("settings.json", None), ("results.json", "settings")):
+        path = out / record
         if path.is_file():
             try:
                 content = json.loads(path.read_text())
@@ -134,7 +134,7 @@ def check_resumable(config: StudyConfig, out: Path, names: Sequence[str]) -> Non
         raise ValueError(
             f"resume=True, but the study in {str(out)!r} was started with other settings "
             f"that change its runs: {listed}. Resuming would mix its runs with runs of "
-            "these settings. Resume with the settings in its settings.json, or start these "
+            f"these settings. Resume with the settings in its {record}, or start these "
             "settings in another out_dir (--out), or afresh without --resume (which "
             "replaces its runs)."
         )

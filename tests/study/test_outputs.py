@@ -88,7 +88,7 @@ class TestResumeChecks:
         (tmp_path / "settings.json").unlink()
         (tmp_path / "results.json").write_text(json.dumps({"settings": settings}))
         self.check(tmp_path, epochs=3)
-        with pytest.raises(ValueError, match="epochs: 3 there, 4 now"):
+        with pytest.raises(ValueError, match=r"epochs: 3 there, 4 now.* in its results\.json"):
             self.check(tmp_path, epochs=4)
 
     def test_runs_without_recorded_settings_are_refused(self, tmp_path: Path) -> None:
