@@ -4,11 +4,23 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+import torch
 from study.helpers import needs_data
 
 from selfdamage.cli import main
+from selfdamage.study import runner
+
+# A study that trains in seconds; the tests below must fail before it trains at all.
+TINY = ["--epochs", "1", "--max-steps", "1", "--width", "4", "--n-max", "300"]
+TINY += ["--batch-size", "64", "--probe-shots", "20", "--probe-draws", "1", "--no-progress"]
+TINY += ["--quiet"]
+
+
+class Stop(Exception):
+    """Raised in place of training, once every check before it has passed."""
 
 
 class TestCli:
@@ -42,6 +54,9 @@ class TestCli:
         results = json.loads((tmp_path / "results.json").read_text())
         assert results["settings"]["epochs"] == 1
         assert results["settings"]["lr"] == 0.5 and results["settings"]["temperature"] == 0.2
+        assert results["settings"]["head"] == "lightly"  # lightly's 2-layer head, the default
+        assert results["settings"]["prune_ratio"] == 0.9  # weight damage's default
+        assert json.loads((tmp_path / "settings.json").read_text()) == results["settings"]
         assert results["provenance"]["device"]
         assert results["summary"].keys() == {"baseline", "sdclr", "sdclr - baseline"}
         assert [r["variant"] for r in results["runs"]] == ["baseline", "sdclr"]
@@ -50,6 +65,18 @@ class TestCli:
             assert sum(run["class_counts"]) > 0 and len(run["losses"]) == 1
         assert (tmp_path / "groups.png").read_bytes()[:4] == b"\x89PNG"
         assert len(list((tmp_path / "checkpoints").glob("*.pt"))) == 2
+
+        # --resume with a setting that changes the runs stops, and changes nothing.
+        files = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+        with pytest.raises(SystemExit) as exit_info:
+            main([*args, "--prune-ratio", "0.5", "--resume", "--jobs", "2"])
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err
+        assert "prune_ratio: 0.9 there, 0.5 now. Resuming would mix" in err  # jobs may differ
+        assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == files
+        # With the same run settings, the finished runs are read back, not trained again.
+        assert main([*args, "--prune-ratio", "0.9", "--resume", "--threads", "1"]) == 0
+        assert json.loads((tmp_path / "results.json").read_text())["runs"] == results["runs"]
 
     def test_missing_study_extra_says_what_to_install(
         self, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
@@ -74,3 +101,88 @@ class TestCli:
         with pytest.raises(SystemExit):
             main(["longtail", "--method", "byol", "--temperature", "0.2", "--out", str(tmp_path)])
         assert "temperature does not apply to method='byol'" in capsys.readouterr().err
+
+
+class TestErrorsBeforeTraining:
+    """Every bad option stops the command with exit status 2 and a message that names the
+    option, the value and what is allowed, before any run trains."""
+
+    def fails(self, tmp_path: Path, capsys: pytest.CaptureFixture[str], *argv: str) -> str:
+        out = tmp_path / "out"
+        args = ["longtail", *TINY, "--out", str(out), *argv]  # a later --out wins
+        with pytest.raises(SystemExit) as exit_info:
+            main(args)
+        assert exit_info.value.code == 2
+        assert not list(out.glob("checkpoints/*")) and not list(out.glob("runs/*"))
+        err = capsys.readouterr().err
+        assert "Traceback" not in err
+        return err
+
+    def test_out_is_a_file(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        (tmp_path / "file").write_text("")
+        err = self.fails(tmp_path, capsys, "--out", str(tmp_path / "file"))
+        file = tmp_path / "file"
+        assert f"out_dir must be a folder, got out_dir='{file}', which is a file" in err
+        assert (tmp_path / "file").read_text() == ""
+
+    @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+    def test_device_without_gpu(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        err = self.fails(tmp_path, capsys, "--device", "cuda")
+        assert "device must be available here, got device='cuda'" in err
+        assert "--device cpu" in err
+
+    def test_device_not_a_device(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        err = self.fails(tmp_path, capsys, "--device", "gpu")
+        assert "device must be a torch device such as 'cpu', 'cuda'" in err
+
+    @needs_data
+    def test_probe_shots_beyond_the_data(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        err = self.fails(tmp_path, capsys, "--probe-shots", "100000")
+        assert "probe_shots must be in [0, 6000], got probe_shots=100000" in err
+        assert "per_class" not in err
+
+    def test_batch_size_one(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        err = self.fails(tmp_path, capsys, "--batch-size", "1")
+        assert "batch_size must be >= 2, got batch_size=1" in err
+        assert "drop_last" not in err and ".eval()" not in err
+
+    def test_same_seed_twice(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        err = self.fails(tmp_path, capsys, "--seeds", "0", "1", "0")
+        assert "seeds must be distinct, got seeds=[0, 1, 0]" in err
+
+    def test_reference_head_of_a_method_without_one(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        err = self.fails(tmp_path, capsys, "--method", "byol", "--head", "reference")
+        assert "head='reference' does not apply to method='byol'" in err
+
+
+def run_until_training(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *argv: str) -> Any:
+    """Runs the command up to its first run; returns that run's configuration."""
+    configs = []
+
+    def record(config: Any, *args: Any) -> None:
+        configs.append(config)
+        raise Stop
+
+    monkeypatch.setattr(runner, "run_one", record)
+    with pytest.raises(Stop):  # got past every check, to the first run
+        main(["longtail", *TINY, "--out", str(tmp_path), *argv])
+    return configs[0]
+
+
+@needs_data
+def test_channel_damage_runs_with_its_default_ratio(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The documented command; with 0.9 every method failed (channel damage cannot reach it).
+    assert run_until_training(tmp_path, monkeypatch, "--damage", "channel").prune_ratio == 0.5
+    assert json.loads((tmp_path / "settings.json").read_text())["prune_ratio"] == 0.5
+
+
+@needs_data
+def test_reference_head_is_recorded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert run_until_training(tmp_path, monkeypatch, "--head", "reference").head == "reference"
+    assert json.loads((tmp_path / "settings.json").read_text())["head"] == "reference"

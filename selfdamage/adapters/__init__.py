@@ -11,6 +11,8 @@
   :class:`DCLWAdapter` — Barlow Twins, VICReg, DCL and DCLW: a loss on the two projections.
 - :class:`TwoViewAdapter` — any method whose step is ``loss(z0, z1)`` on the two online
   projections, with your head and loss (the base of SimCLR and the four above).
+- :class:`SDCLRProjectionHead` — the SDCLR reference code's 3-layer projection head, to
+  pass as ``head=``.
 - :data:`ADAPTERS` — method name -> adapter class; :func:`register_adapter` adds one.
 - :class:`SelfDamagingAdapter`, :class:`MomentumAdapter`, :class:`Encoder` — the bases,
   for a method that is not a loss on two projections.
@@ -37,6 +39,7 @@ from selfdamage.adapters.base import Encoder, MomentumAdapter, SelfDamagingAdapt
 from selfdamage.adapters.byol import BYOLAdapter
 from selfdamage.adapters.dcl import DCLAdapter, DCLWAdapter
 from selfdamage.adapters.dino import DINOAdapter
+from selfdamage.adapters.heads import SDCLRProjectionHead
 from selfdamage.adapters.moco import MoCoAdapter
 from selfdamage.adapters.nnclr import NNCLRAdapter
 from selfdamage.adapters.registry import ADAPTERS, register_adapter
@@ -57,6 +60,7 @@ __all__ = [
     "MoCoAdapter",
     "MomentumAdapter",
     "NNCLRAdapter",
+    "SDCLRProjectionHead",
     "SelfDamagingAdapter",
     "SimCLRAdapter",
     "SimSiamAdapter",

@@ -5,7 +5,8 @@
 :func:`from_arguments`), and ``results.json`` stores it (:meth:`StudyConfig.to_dict`).
 Options whose right value depends on the method (``lr``, ``temperature``,
 ``optimizer``, ``weight_decay``) default to ``None``: "the method's default", looked up in
-:data:`~selfdamage.study.models.METHOD_TABLE` by :meth:`StudyConfig.resolved`.
+:data:`~selfdamage.study.models.METHOD_TABLE` by :meth:`StudyConfig.resolved`; so does
+``prune_ratio``, whose default depends on the damage (:data:`DAMAGE_PRUNE_RATIOS`).
 """
 
 from __future__ import annotations
@@ -20,12 +21,15 @@ import torch
 
 from selfdamage._checks import check_choice, check_int, check_real
 from selfdamage.study.data import DATASETS
-from selfdamage.study.models import BACKBONES, METHOD_TABLE, METHODS
+from selfdamage.study.models import BACKBONES, HEADS, METHOD_TABLE, METHODS, reference_head_error
 from selfdamage.study.training import OPTIMIZERS
 
-__all__ = ["DAMAGES", "StudyConfig", "add_arguments", "from_arguments"]
+__all__ = ["DAMAGES", "DAMAGE_PRUNE_RATIOS", "StudyConfig", "add_arguments", "from_arguments"]
 
-DAMAGES = ("weight", "channel")
+DAMAGE_PRUNE_RATIOS = {"weight": 0.9, "channel": 0.5}
+"""The default ``prune_ratio`` of each damage: the paper's 0.9 for weight damage; 0.5 for
+channel damage, which cannot remove 90 % of a ResNet's channels (every layer keeps one)."""
+DAMAGES = tuple(DAMAGE_PRUNE_RATIOS)
 _Check = Callable[[str, Any], object]  # raises in selfdamage._checks' message form if bad
 
 
@@ -39,6 +43,17 @@ def _positive(name: str, value: Any) -> None:
 
 def _non_negative(name: str, value: Any) -> None:
     check_int(name, value, 0)
+
+
+def _batch_size(name: str, value: Any) -> None:
+    check_int(
+        name,
+        value,
+        2,
+        what=">= 2",
+        fix="Every method contrasts or normalizes over the batch (BatchNorm in the heads), "
+        "which needs at least 2 samples; the paper's is 512.",
+    )
 
 
 def _optional(check: _Check) -> _Check:
@@ -56,6 +71,24 @@ def _seeds(name: str, value: Any) -> None:
         raise ValueError(f"{name} must name at least one seed, got {name}=[].")
     for i, seed in enumerate(value):
         check_int(f"{name}[{i}]", seed, 0)
+    twice = sorted({seed for seed in value if list(value).count(seed) > 1})
+    if twice:
+        raise ValueError(
+            f"{name} must be distinct, got {name}={list(value)}: seed(s) {twice} would train "
+            "the same runs again and count them twice. List each seed once."
+        )
+
+
+def _device(name: str, value: Any) -> None:
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a str, got {name}={value!r}.")
+    try:
+        torch.device(value)
+    except (RuntimeError, ValueError):
+        raise ValueError(
+            f"{name} must be a torch device such as 'cpu', 'cuda' or 'cuda:1', "
+            f"got {name}={value!r}."
+        ) from None
 
 
 def _option(
@@ -82,7 +115,8 @@ class StudyConfig:
 
     Options set to ``None`` take a default that depends on other options:
     ``lr``/``temperature``/``optimizer``/``weight_decay`` the method's (see :meth:`resolved`),
-    ``amp``/``channels_last`` on for CUDA only, ``threads`` torch's thread count.
+    ``prune_ratio`` the damage's (:data:`DAMAGE_PRUNE_RATIOS`), ``amp``/``channels_last``
+    on for CUDA only, ``threads`` torch's thread count.
 
     Raises:
         TypeError: If an option has a value of the wrong type.
@@ -131,8 +165,23 @@ class StudyConfig:
     )
     width: int = _option(8, "resnet18-cifar width (paper: 64)", group="model and training",
                          check=_positive)  # fmt: skip
-    prune_ratio: float = _option(
-        0.9, "the twin's prune ratio", group="model and training", check=_number(0.0, 1.0)
+    head: str = _option(
+        "lightly",
+        "projection head of every variant: the method's own from lightly, or the SDCLR "
+        "code's 3-layer head (methods "
+        + ", ".join(name for name, spec in METHOD_TABLE.items() if spec.reference_head)
+        + ")",
+        group="model and training",
+        choices=HEADS,
+    )
+    prune_ratio: float | None = _option(
+        None,
+        "the twin's prune ratio (default: the damage's: "
+        + ", ".join(f"{damage} {ratio}" for damage, ratio in DAMAGE_PRUNE_RATIOS.items())
+        + ")",
+        group="model and training",
+        check=_optional(_number(0.0, 1.0)),
+        cli={"type": float},
     )
     temperature: float | None = _option(
         None,
@@ -144,7 +193,7 @@ class StudyConfig:
     epochs: int = _option(30, "pretraining epochs per run", group="model and training",
                           check=_positive)  # fmt: skip
     batch_size: int = _option(
-        256, "pretraining batch size", group="model and training", check=_positive
+        256, "pretraining batch size", group="model and training", check=_batch_size
     )
     lr: float | None = _option(
         None,
@@ -176,7 +225,9 @@ class StudyConfig:
         "also train the base method on a balanced subset of the same size",
         group="model and training",
     )
-    device: str = _option("cpu", "where to train, e.g. cpu or cuda", group="model and training")
+    device: str = _option(
+        "cpu", "where to train, e.g. cpu or cuda", group="model and training", check=_device
+    )
     amp: bool | None = _option(
         None, "bf16 autocast in training (default: on for CUDA, off on CPU)", group="performance"
     )
@@ -208,7 +259,12 @@ class StudyConfig:
     )
     # output
     out_dir: str = _option("runs/longtail", "folder for results", group="output", flag="--out")
-    resume: bool = _option(False, "continue a run in --out", group="output")
+    resume: bool = _option(
+        False,
+        "continue the study in --out; only --jobs, --threads, --checkpoint-every, "
+        "--no-progress, --no-chart and --download may differ from its settings",
+        group="output",
+    )
     checkpoint_every: int = _option(
         10, "checkpoint every K epochs, and at the last", group="output", check=_positive
     )
@@ -238,6 +294,8 @@ class StudyConfig:
                     f"{name} does not apply to method={self.method!r}, got "
                     f"{name}={getattr(self, name)!r}; leave it unset."
                 )
+        if self.head == "reference" and not METHOD_TABLE[self.method].reference_head:
+            raise ValueError(reference_head_error(self.method))
 
     def resolved(self) -> StudyConfig:
         """The same configuration with every ``None`` that has a default filled in.
@@ -252,6 +310,8 @@ class StudyConfig:
         for name, default in METHOD_TABLE[self.method].defaults.items():
             if getattr(self, name) is None:
                 values[name] = default
+        if self.prune_ratio is None:
+            values["prune_ratio"] = DAMAGE_PRUNE_RATIOS[self.damage]
         cuda = torch.device(self.device).type == "cuda"
         for name in ("amp", "channels_last"):
             if getattr(self, name) is None:

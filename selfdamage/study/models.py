@@ -15,13 +15,24 @@ from typing import Any
 import torch
 from torch import nn
 
-from selfdamage.adapters import ADAPTERS, SelfDamagingAdapter
+from selfdamage.adapters import ADAPTERS, SDCLRProjectionHead, SelfDamagingAdapter
 from selfdamage.backbones import cifar_resnet18
 from selfdamage.damage import ChannelDamage, Damage, WeightDamage
 
-__all__ = ["BACKBONES", "METHODS", "METHOD_TABLE", "MethodSpec", "build_model"]
+__all__ = [
+    "BACKBONES",
+    "HEADS",
+    "METHODS",
+    "METHOD_TABLE",
+    "MethodSpec",
+    "build_model",
+    "reference_head_error",
+]
 
 BACKBONES = ("resnet18-cifar", "resnet18")
+HEADS = ("lightly", "reference")
+"""The projection heads: the method's own (lightly's) or the SDCLR reference code's
+(:class:`~selfdamage.adapters.SDCLRProjectionHead`)."""
 
 
 @dataclass(frozen=True)
@@ -38,6 +49,9 @@ class MethodSpec:
         adapter_options: Keyword arguments that :func:`build_model` passes to this
             method's adapter besides the common ones; settings of the study, not options
             of it (NNCLR's support set sized for the study's small training sets).
+        reference_head: Whether ``head="reference"`` applies: the method's own head is a
+            projection from the features to 128 dimensions with a hidden layer as wide
+            as the features, which the SDCLR code's head replaces like for like.
 
     Examples:
         >>> METHOD_TABLE["simclr"].defaults["lr"]
@@ -48,6 +62,7 @@ class MethodSpec:
 
     defaults: Mapping[str, float | str | None]
     adapter_options: Mapping[str, Any] = field(default_factory=dict)
+    reference_head: bool = False
 
 
 # The SDCLR paper's scripts.
@@ -65,8 +80,8 @@ _CONTRASTIVE: dict[str, float | str | None] = {
 _SMALL_SUPPORT_SET = {"memory_bank_size": 1024}
 
 METHOD_TABLE: dict[str, MethodSpec] = {
-    "simclr": MethodSpec(_CONTRASTIVE),
-    "moco": MethodSpec(_CONTRASTIVE),
+    "simclr": MethodSpec(_CONTRASTIVE, reference_head=True),
+    "moco": MethodSpec(_CONTRASTIVE, reference_head=True),
     "byol": MethodSpec({**_CONTRASTIVE, "temperature": None}),
     # The papers' optimizer (LARS), base learning rate (per 256 samples) and weight decay;
     # lightly's LARS adapts every parameter, where the papers exclude biases and norms.
@@ -77,8 +92,8 @@ METHOD_TABLE: dict[str, MethodSpec] = {
         {"lr": 0.2, "temperature": None, "optimizer": "lars", "weight_decay": 1e-6}
     ),
     # Trained as SimCLR (lightly's benchmarks do), at DCLLoss's temperature (lightly's example).
-    "dcl": MethodSpec({**_CONTRASTIVE, "temperature": 0.1}),
-    "dclw": MethodSpec({**_CONTRASTIVE, "temperature": 0.1}),
+    "dcl": MethodSpec({**_CONTRASTIVE, "temperature": 0.1}, reference_head=True),
+    "dclw": MethodSpec({**_CONTRASTIVE, "temperature": 0.1}, reference_head=True),
     # SimSiam's CIFAR-10 setting (paper, appendix): SGD, lr 0.03 at batch size 256, wd 5e-4.
     "simsiam": MethodSpec(
         {"lr": 0.03, "temperature": None, "optimizer": "sgd", "weight_decay": 5e-4}
@@ -87,7 +102,7 @@ METHOD_TABLE: dict[str, MethodSpec] = {
     # Its teacher and student temperatures (0.04, 0.1) are the loss's own, not this option.
     "dino": MethodSpec({"lr": 0.03, "temperature": None, "optimizer": "sgd", "weight_decay": 1e-4}),
     # lightly's benchmarks train NNCLR with SimCLR's optimizer and temperature.
-    "nnclr": MethodSpec(_CONTRASTIVE, adapter_options=_SMALL_SUPPORT_SET),
+    "nnclr": MethodSpec(_CONTRASTIVE, adapter_options=_SMALL_SUPPORT_SET, reference_head=True),
     # TiCo's Imagenette benchmark in lightly trains with SGD and weight decay 1e-4, like BYOL.
     "tico": MethodSpec({**_CONTRASTIVE, "temperature": None}),
 }
@@ -121,6 +136,7 @@ def build_model(
     damage: str,
     prune_ratio: float,
     temperature: float | None,
+    head: str = "lightly",
 ) -> SelfDamagingAdapter:
     """The adapter of one run; the same initial weights for every variant of a seed.
 
@@ -134,6 +150,12 @@ def build_model(
         damage: ``"weight"`` or ``"channel"`` (structured) damage of the twin.
         prune_ratio: The twin's prune ratio.
         temperature: The loss temperature; ``None`` for a method without one.
+        head: One of :data:`HEADS`: ``"lightly"``, the adapter's default head, or
+            ``"reference"``, ``SDCLRProjectionHead(feature_dim, feature_dim, 128)`` (for a
+            method with ``reference_head`` in :data:`METHOD_TABLE`), for every variant.
+
+    Raises:
+        ValueError: If ``head="reference"`` is asked for a method without it.
 
     Examples:
         >>> model = build_model("simclr", "resnet18-cifar", 4, (1, 28, 28), seed=0,
@@ -153,6 +175,26 @@ def build_model(
     options |= METHOD_TABLE[method].adapter_options
     if temperature is not None:
         options["temperature"] = temperature
+    if head == "reference":
+        if not METHOD_TABLE[method].reference_head:
+            raise ValueError(reference_head_error(method))
+        options["head"] = SDCLRProjectionHead(feature_dim, feature_dim, 128)
     # Registered adapters share the call (backbone, feature_dim, **options); the base's differs.
     adapter: Callable[..., SelfDamagingAdapter] = ADAPTERS[method]
     return adapter(backbone, feature_dim, **options)
+
+
+def reference_head_error(method: str) -> str:
+    """Why ``head="reference"`` does not apply to ``method``, and what does.
+
+    Examples:
+        >>> reference_head_error("byol").split(",")[0]
+        "head='reference' does not apply to method='byol'"
+    """
+    takes = ", ".join(repr(name) for name, spec in METHOD_TABLE.items() if spec.reference_head)
+    return (
+        f"head='reference' does not apply to method={method!r}, whose own head has other "
+        "sizes or feeds a predictor; the SDCLR code's head replaces a 128-d projection "
+        f"head like for like, in methods {takes}. Leave head unset (lightly's head) or "
+        "pick one of those methods."
+    )

@@ -5,6 +5,8 @@ subset from its class order. Nothing depends on its position in the schedule or 
 ``jobs``, and every run uses ``threads`` CPU threads, so ``jobs=2`` gives exactly the
 numbers of ``jobs=1``. Each run writes ``runs/<name>.json`` and
 ``checkpoints/<name>.pt``; the summary is made when all are done.
+
+The folder's settings record, and what resuming checks: :mod:`~selfdamage.study.outputs`.
 """
 
 from __future__ import annotations
@@ -27,11 +29,18 @@ import numpy as np
 import torch
 
 from selfdamage import __version__
-from selfdamage.data import balanced_indices, longtail_indices
+from selfdamage.data import LongTailSplit, balanced_indices, longtail_indices
 from selfdamage.study.config import StudyConfig
 from selfdamage.study.data import StudyData, load_data
 from selfdamage.study.evaluation import evaluate
 from selfdamage.study.models import METHOD_TABLE, build_model
+from selfdamage.study.outputs import (
+    check_resumable,
+    make_folders,
+    remove_previous_runs,
+    write_settings,
+)
+from selfdamage.study.preflight import check_device, check_fits_data
 from selfdamage.study.report import one_line, plot, summarize, title
 from selfdamage.study.training import TrainSettings, pretrain
 
@@ -80,17 +89,21 @@ def schedule(config: StudyConfig) -> list[RunSpec]:
 def run_study(config: StudyConfig) -> dict[str, Any]:
     """Pretrains the base method and SDCLR on long-tailed data and evaluates both.
 
-    Writes ``results.json`` (``settings``: the resolved configuration, ``provenance``,
-    every run with its wall time, the ``summary``), ``groups.png`` (unless
-    ``config.chart`` is False), ``runs/*.json`` and
+    Writes ``settings.json`` (the resolved configuration, before any training),
+    ``results.json`` (``settings``, ``provenance``, every run with its wall time, the
+    ``summary``), ``groups.png`` (unless ``config.chart`` is False), ``runs/*.json`` and
     ``checkpoints/*.pt`` to ``config.out_dir``.
 
     Returns:
         The content of ``results.json``.
 
     Raises:
-        ValueError: If the options do not fit together (e.g. a prune ratio that channel
-            damage cannot reach), before any training.
+        ValueError: Before any training: if the options do not fit together or the data
+            (e.g. a prune ratio that channel damage cannot reach, more ``probe_shots``
+            than a class has, a batch larger than a training subset), ``out_dir`` is a
+            file or cannot be created, ``device`` is not available, or ``resume`` is set
+            and the study in ``out_dir`` has other settings that change a run (the
+            message lists them).
         FileNotFoundError: If the dataset is missing; the message says how to get it.
         ImportError: If the ``study`` extra (matplotlib, tqdm) is missing, before any
             training; the message says what to install. matplotlib is not needed with
@@ -102,13 +115,18 @@ def run_study(config: StudyConfig) -> dict[str, Any]:
     """
     config = config.resolved()
     _check_study_extra(progress=config.progress, chart=config.chart)
+    check_device(config.device)
     out = Path(config.out_dir)
-    (out / "runs").mkdir(parents=True, exist_ok=True)
-    (out / "checkpoints").mkdir(exist_ok=True)
-    start = time.perf_counter()
     specs = schedule(config)
+    if config.resume:
+        check_resumable(config, out, [spec.name for spec in specs])
+    make_folders(out)
+    start = time.perf_counter()
     data = _load(config)
     _preflight(config, data, specs)
+    if not config.resume:
+        remove_previous_runs(out, [spec.name for spec in specs])
+    write_settings(config, out)
     if config.jobs == 1:
         with _threads(config.threads):
             runs = [run_one(config, spec, data) for spec in specs]
@@ -139,18 +157,7 @@ def run_one(config: StudyConfig, spec: RunSpec, data: StudyData) -> dict[str, An
         logger.info("%s: already evaluated, reading %s", spec.name, result_path)
         record: dict[str, Any] = json.loads(result_path.read_text())
         return record
-    split = longtail_indices(
-        data.train_labels,
-        config.imbalance_ratio,
-        class_order=spec.order,
-        seed=spec.order,
-        n_max=config.n_max,
-    )
-    if spec.variant == "balanced":
-        per_class = len(split.indices) // data.num_classes
-        indices = balanced_indices(data.train_labels, per_class, seed=spec.order)
-    else:
-        indices = split.indices
+    split, indices = _training_subset(config, spec, data)
     epoch_seconds: list[float] = []
     started = time.perf_counter()
     model = _model(config, data, spec).to(torch.device(config.device))
@@ -207,6 +214,23 @@ def run_one(config: StudyConfig, spec: RunSpec, data: StudyData) -> dict[str, An
     return record
 
 
+def _training_subset(
+    config: StudyConfig, spec: RunSpec, data: StudyData
+) -> tuple[LongTailSplit, np.ndarray]:
+    """The long-tailed split of the run's class order, and the run's training indices."""
+    split = longtail_indices(
+        data.train_labels,
+        config.imbalance_ratio,
+        class_order=spec.order,
+        seed=spec.order,
+        n_max=config.n_max,
+    )
+    if spec.variant == "balanced":
+        per_class = len(split.indices) // data.num_classes
+        return split, balanced_indices(data.train_labels, per_class, seed=spec.order)
+    return split, split.indices
+
+
 def _model(config: StudyConfig, data: StudyData, spec: RunSpec) -> Any:
     return build_model(
         config.method,
@@ -216,13 +240,18 @@ def _model(config: StudyConfig, data: StudyData, spec: RunSpec) -> Any:
         seed=spec.seed,
         sdclr=spec.variant == "sdclr",
         damage=config.damage,
-        prune_ratio=config.prune_ratio,
+        prune_ratio=_resolved(config.prune_ratio),
         temperature=config.temperature,
+        head=config.head,
     )
 
 
 def _preflight(config: StudyConfig, data: StudyData, specs: list[RunSpec]) -> None:
-    """Builds one model per variant, so that options that do not fit fail before training."""
+    """Checks the options against the data and builds one model per variant, so that
+    options that do not fit fail before any training."""
+    unique = {(spec.variant, spec.order): spec for spec in specs}.values()
+    subsets = {spec.name: len(_training_subset(config, spec, data)[1]) for spec in unique}
+    check_fits_data(config, data, subsets)
     for spec in {spec.variant: spec for spec in specs}.values():
         _model(config, data, spec)
 

@@ -71,6 +71,27 @@ class TestValidation:
             ({"temperature": 0.0}, r"temperature must be > 0\.0, got temperature=0\.0"),
             ({"seeds": (0, -1)}, r"seeds\[1\] must be >= 0, got seeds\[1\]=-1"),
             ({"method": "byol", "temperature": 0.2}, "temperature does not apply to method='byol'"),
+            (
+                {"batch_size": 1},
+                r"batch_size must be >= 2, got batch_size=1\. Every method contrasts or "
+                r"normalizes over the batch",
+            ),
+            (
+                {"seeds": (0, 1, 0)},
+                r"seeds must be distinct, got seeds=\[0, 1, 0\]: seed\(s\) \[0\] would train",
+            ),
+            (
+                {"device": "gpu"},
+                r"device must be a torch device such as 'cpu', 'cuda' or 'cuda:1', "
+                r"got device='gpu'\.",
+            ),
+            ({"head": "mlp"}, r"head must be one of 'lightly', 'reference', got head='mlp'\."),
+            (
+                {"method": "byol", "head": "reference"},
+                r"head='reference' does not apply to method='byol'.* in methods 'simclr', "
+                r"'moco', 'dcl', 'dclw', 'nnclr'\.",
+            ),
+            ({"prune_ratio": -0.1}, r"prune_ratio must be in \[0\.0, 1\.0\)"),
         ],
     )
     def test_bad_options(self, kwargs: dict[str, Any], match: str) -> None:
@@ -82,6 +103,7 @@ class TestValidation:
         [
             ({"width": True}, "width must be an int, got width=True"),
             ({"lr": "0.1"}, "lr must be a float, got lr='0.1'"),
+            ({"device": 0}, "device must be a str, got device=0"),
         ],
     )
     def test_wrong_types(self, kwargs: dict[str, Any], match: str) -> None:
@@ -107,6 +129,14 @@ class TestResolved:
 
     def test_explicit_values_win(self) -> None:
         assert StudyConfig(lr=0.1, temperature=0.5).resolved().lr == 0.1
+
+    def test_prune_ratio_is_the_damages(self) -> None:
+        # 0.9 of the paper for weight damage; channel damage cannot reach 0.9 on a ResNet.
+        assert StudyConfig().prune_ratio is None
+        assert StudyConfig().resolved().prune_ratio == 0.9
+        assert StudyConfig(damage="channel").resolved().prune_ratio == 0.5
+        assert StudyConfig(damage="channel", prune_ratio=0.3).resolved().prune_ratio == 0.3
+        assert StudyConfig(prune_ratio=0.0).resolved().prune_ratio == 0.0
 
     def test_every_method_has_every_method_dependent_option(self) -> None:
         keys = {frozenset(spec.defaults) for spec in METHOD_TABLE.values()}
@@ -152,6 +182,11 @@ class TestCommandLine:
         config = parse("--jobs", "2", "--threads", "1", "--checkpoint-every", "5", "--no-amp")
         assert (config.jobs, config.threads, config.checkpoint_every) == (2, 1, 5)
         assert config.amp is False and config.channels_last is None
+
+    def test_damage_head_and_prune_ratio(self) -> None:
+        assert parse("--damage", "channel").resolved().prune_ratio == 0.5
+        assert parse("--damage", "channel", "--prune-ratio", "0.9").resolved().prune_ratio == 0.9
+        assert parse().head == "lightly" and parse("--head", "reference").head == "reference"
 
     def test_choices_are_checked_by_argparse(self, capsys: pytest.CaptureFixture[str]) -> None:
         with pytest.raises(SystemExit):

@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
+from lightly.models.modules import SimCLRProjectionHead
 
 from selfdamage.adapters import (
     ADAPTERS,
@@ -12,6 +15,7 @@ from selfdamage.adapters import (
     DINOAdapter,
     MoCoAdapter,
     NNCLRAdapter,
+    SDCLRProjectionHead,
     SimCLRAdapter,
     SimSiamAdapter,
     TiCoAdapter,
@@ -73,3 +77,40 @@ def test_nnclr_support_set_fits_the_study_data() -> None:
     assert isinstance(model, NNCLRAdapter)
     assert model.memory_bank.size[0] <= smallest / 3
     assert model.loss.temperature == 0.2  # the study's temperature reaches the loss
+
+
+class TestHead:
+    def build(self, method: str, head: str, *, sdclr: bool, damage: str = "weight") -> Any:
+        temperature = METHOD_TABLE[method].defaults["temperature"]
+        return build_model(method, "resnet18-cifar", 2, (1, 16, 16), seed=0, sdclr=sdclr,
+                           damage=damage, prune_ratio=0.5, temperature=temperature,
+                           head=head)  # fmt: skip
+
+    def test_default_is_the_methods_own(self) -> None:
+        assert type(self.build("simclr", "lightly", sdclr=True).wrapper.model.head) is (
+            SimCLRProjectionHead
+        )
+
+    @pytest.mark.parametrize(
+        "method", [name for name, spec in METHOD_TABLE.items() if spec.reference_head]
+    )
+    @pytest.mark.parametrize("sdclr", [False, True])
+    def test_reference_head_for_baseline_and_sdclr(self, method: str, sdclr: bool) -> None:
+        model = self.build(method, "reference", sdclr=sdclr)
+        head = model.wrapper.model.head
+        assert isinstance(head, SDCLRProjectionHead)
+        linears = [m for m in head.layers if isinstance(m, torch.nn.Linear)]
+        assert [(m.in_features, m.out_features) for m in linears] == [(16, 16), (16, 16), (16, 128)]
+        twins = {name for name, _ in model.wrapper.twin_norms.named_modules()}
+        assert ({"head.layers.1", "head.layers.4", "head.layers.7"} <= twins) is sdclr
+
+    @pytest.mark.parametrize("damage", ["weight", "channel"])
+    def test_reference_head_same_initial_weights(self, damage: str) -> None:
+        a = self.build("simclr", "reference", sdclr=False).wrapper.model.state_dict()
+        b = self.build("simclr", "reference", sdclr=True, damage=damage).wrapper.model.state_dict()
+        assert a.keys() == b.keys()
+        assert all(torch.equal(b[key], value) for key, value in a.items())
+
+    def test_method_without_reference_head(self) -> None:
+        with pytest.raises(ValueError, match="head='reference' does not apply to method='byol'"):
+            self.build("byol", "reference", sdclr=True)

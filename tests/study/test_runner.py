@@ -10,8 +10,8 @@ import torch
 
 import selfdamage
 from selfdamage import study
-from selfdamage.study import StudyConfig, run_study
-from selfdamage.study.runner import RunSpec, schedule
+from selfdamage.study import StudyConfig, run_study, runner
+from selfdamage.study.runner import RunSpec, _preflight, schedule
 
 from .helpers import TINY, needs_data
 
@@ -61,10 +61,50 @@ class TestErrorsBeforeTraining:
     def test_options_that_do_not_fit_fail_before_training(self, tmp_path: Path) -> None:
         # Channel damage cannot reach 0.9 on this backbone: the SDCLR model says so before
         # the baseline trains (0.1 trained the baseline first).
-        config = StudyConfig(out_dir=str(tmp_path), damage="channel", **TINY)
+        config = StudyConfig(out_dir=str(tmp_path), damage="channel", prune_ratio=0.9, **TINY)
         with pytest.raises(ValueError, match="max_channel_ratio"):
             run_study(config)
         assert list((tmp_path / "checkpoints").iterdir()) == []
+
+    @needs_data
+    def test_channel_damage_default_ratio_fits_the_default_study(self) -> None:
+        # The documented `selfdamage longtail --damage channel`: 0.9 fails for every method.
+        config = StudyConfig(damage="channel").resolved()
+        assert config.prune_ratio == 0.5
+        _preflight(config, runner._load(config), schedule(config))  # builds the SDCLR model
+
+    @needs_data
+    @pytest.mark.parametrize(
+        ("options", "match"),
+        [
+            ({"probe_shots": 6001}, r"probe_shots must be in \[0, 6000\], got probe_shots=6001"),
+            (  # 740: the long-tailed subset, sum(int(300 * 100 ** (-i / 9)) for i in range(10))
+                {"batch_size": 741},
+                r"batch_size must be at most 740, got batch_size=741: the training subset "
+                r"of baseline-order0-seed0 has 740 images",
+            ),
+        ],
+    )
+    def test_options_that_do_not_fit_the_data(
+        self, tmp_path: Path, options: dict[str, Any], match: str
+    ) -> None:
+        with pytest.raises(ValueError, match=match):
+            run_study(StudyConfig(out_dir=str(tmp_path), **{**TINY, **options}))
+        assert list((tmp_path / "checkpoints").iterdir()) == []
+
+    @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+    def test_unavailable_device(self, tmp_path: Path) -> None:
+        with pytest.raises(ValueError, match=r"device must be available here, got device='cuda'"):
+            run_study(StudyConfig(out_dir=str(tmp_path / "out"), device="cuda"))
+        assert not (tmp_path / "out").exists()
+
+    @pytest.mark.parametrize("where", ["file", "below a file"])
+    def test_out_dir_not_a_folder(self, tmp_path: Path, where: str) -> None:
+        (tmp_path / "file").write_text("")
+        out = tmp_path / "file" if where == "file" else tmp_path / "file" / "out"
+        match = "which is a file" if where == "file" else "must be a folder that can be created"
+        with pytest.raises(ValueError, match=rf"out_dir .*{match}"):
+            run_study(StudyConfig(out_dir=str(out)))
 
 
 class TestDeprecated:

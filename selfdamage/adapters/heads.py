@@ -1,0 +1,82 @@
+"""The SDCLR authors' projection head, for a like-for-like comparison with their code."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from selfdamage._checks import check_int
+
+__all__ = ["SDCLRProjectionHead"]
+
+
+class SDCLRProjectionHead(nn.Module):
+    """The 3-layer projection head of the SDCLR reference code [0].
+
+    ``Linear -> BatchNorm1d -> ReLU -> Linear -> BatchNorm1d -> ReLU -> Linear -> BatchNorm1d``:
+    the first ``nn.Linear`` has a bias, the other two have none, and every one is followed
+    by a ``BatchNorm1d`` (with affine parameters), the last one included; there is no ReLU
+    after the last. These are the layers of ``proj_head`` in the authors'
+    ``models/resnet_prune_multibn.py`` (``fc1, bn1, relu, fc2, bn2, relu, fc3, bn3``), which
+    their CIFAR scripts build as ``proj_head(512, 128)``. lightly's
+    ``SimCLRProjectionHead(512, 512, 128)``, the default head of
+    :class:`~selfdamage.adapters.SimCLRAdapter`, has two layers instead, both without bias.
+
+    Pass it as ``head=`` to an adapter. The adapter wraps the head together with the
+    backbone, so its Linear weights are shared by the dense and the damaged branch, and
+    (with ``twin_norm=True``, the default) each of its three BatchNorm layers gets the
+    twin's own parameters and running statistics: the reference code's "dual BN". The
+    default ``prunable=(nn.Conv2d,)`` leaves its Linear weights unpruned, as the
+    reference code does.
+
+    The reference code's baseline (SimCLR without ``--prune_dual_bn``) used a different,
+    2-layer head (``proj_head`` in its ``models/utils.py``); pass this head to both the
+    baseline and SDCLR for a comparison in which only the twin differs.
+
+    - [0] SDCLR, 2021, https://arxiv.org/abs/2106.02990, code:
+      https://github.com/VITA-Group/SDCLR
+
+    Args:
+        input_dim: Features per sample from the backbone (512 for a ResNet-18).
+        hidden_dim: Width of the two hidden layers (the reference code: ``input_dim``).
+        output_dim: Size of the projection (the reference code's CIFAR scripts: 128).
+
+    Attributes:
+        layers: The ``nn.Sequential`` of the eight layers above, indexed 0 to 7.
+
+    Raises:
+        TypeError: If a size is not an int.
+        ValueError: If a size is not positive.
+
+    Examples:
+        >>> import torch, torchvision
+        >>> from torch import nn
+        >>> from selfdamage.adapters import SimCLRAdapter
+        >>> resnet = torchvision.models.resnet18()
+        >>> backbone = nn.Sequential(*list(resnet.children())[:-1])  # (N, 512, 1, 1)
+        >>> head = SDCLRProjectionHead(input_dim=512, hidden_dim=512, output_dim=128)
+        >>> model = SimCLRAdapter(backbone, feature_dim=512, prune_ratio=0.9, head=head)
+        >>> loss = model(torch.randn(4, 3, 32, 32), torch.randn(4, 3, 32, 32))
+        >>> head(torch.randn(4, 512)).shape
+        torch.Size([4, 128])
+    """
+
+    def __init__(self, input_dim: int = 512, hidden_dim: int = 512, output_dim: int = 128) -> None:
+        super().__init__()
+        sizes = {"input_dim": input_dim, "hidden_dim": hidden_dim, "output_dim": output_dim}
+        for name, size in sizes.items():
+            check_int(name, size, 1, what="a positive integer")
+        self.layers = nn.Sequential(
+            nn.Linear(input_dim, hidden_dim, bias=True),
+            nn.BatchNorm1d(hidden_dim),
+            nn.ReLU(),
+            nn.Linear(hidden_dim, hidden_dim, bias=False),
+            nn.BatchNorm1d(hidden_dim),
+            nn.ReLU(),
+            nn.Linear(hidden_dim, output_dim, bias=False),
+            nn.BatchNorm1d(output_dim),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        """The projection of features ``x`` of shape ``(N, input_dim)``: ``(N, output_dim)``."""
+        out: Tensor = self.layers(x)
+        return out
