@@ -27,11 +27,13 @@ import numpy as np
 import torch
 
 from selfdamage import __version__
-from selfdamage.data import balanced_indices, longtail_indices
+from selfdamage.data import balanced_indices
 from selfdamage.study.config import StudyConfig
-from selfdamage.study.data import StudyData, load_data
+from selfdamage.study.data import OWN_DATASETS, StudyData, load_data
 from selfdamage.study.evaluation import evaluate
 from selfdamage.study.models import METHOD_TABLE, build_model
+from selfdamage.study.own_data import load_own_data
+from selfdamage.study.profile import describe_data, group_thresholds, probe_shots, training_split
 from selfdamage.study.report import one_line, plot, summarize, title
 from selfdamage.study.training import TrainSettings, pretrain
 
@@ -106,6 +108,7 @@ def run_study(config: StudyConfig) -> dict[str, Any]:
     start = time.perf_counter()
     specs = schedule(config)
     data = _load(config)
+    data_info = describe_data(config, data)
     _preflight(config, data, specs)
     if config.jobs == 1:
         with _threads(config.threads):
@@ -120,8 +123,9 @@ def run_study(config: StudyConfig) -> dict[str, Any]:
     settings = config.to_dict()
     provenance = _provenance(config, time.perf_counter() - start)
     results = {"settings": settings, "provenance": provenance, "runs": runs, "summary": summary}
+    results["data"] = data_info
     (out / "results.json").write_text(json.dumps(results, indent=2))
-    plot(summary, variants, out / "groups.png", title=title(settings))
+    plot(summary, variants, out / "groups.png", title=title(settings, data_info))
     return results
 
 
@@ -136,15 +140,17 @@ def run_one(config: StudyConfig, spec: RunSpec, data: StudyData) -> dict[str, An
         logger.info("%s: already evaluated, reading %s", spec.name, result_path)
         record: dict[str, Any] = json.loads(result_path.read_text())
         return record
-    split = longtail_indices(
-        data.train_labels,
-        config.imbalance_ratio,
-        class_order=spec.order,
-        seed=spec.order,
-        n_max=config.n_max,
-    )
+    split = training_split(config, data.train_labels, spec.order)
     if spec.variant == "balanced":
         per_class = len(split.indices) // data.num_classes
+        rarest = int(torch.bincount(data.train_labels).min())
+        if per_class > rarest:
+            logger.warning(
+                "%s: a balanced subset of the same size needs %d images per class, the "
+                "rarest class has %d; the balanced reference uses %d per class",
+                spec.name, per_class, rarest, rarest,
+            )  # fmt: skip
+            per_class = rarest
         indices = balanced_indices(data.train_labels, per_class, seed=spec.order)
     else:
         indices = split.indices
@@ -181,8 +187,9 @@ def run_one(config: StudyConfig, spec: RunSpec, data: StudyData) -> dict[str, An
         split.class_counts,
         torch.from_numpy(np.array(split.indices)),
         with_damage=spec.variant != "balanced",
-        probe_shots=config.probe_shots,
+        probe_shots=probe_shots(config, data.train_labels),
         probe_draws=config.probe_draws,
+        thresholds=group_thresholds(config),
     )
     done = time.perf_counter()
     record = {
@@ -225,6 +232,8 @@ def _preflight(config: StudyConfig, data: StudyData, specs: list[RunSpec]) -> No
 
 
 def _load(config: StudyConfig) -> StudyData:
+    if config.dataset in OWN_DATASETS:
+        return load_own_data(config)
     return load_data(
         config.dataset,
         config.data_dir,
@@ -271,7 +280,7 @@ class _threads:
         torch.set_num_threads(self.before)
 
 
-_WORKER_DATA: dict[tuple[str, str | None, str], StudyData] = {}  # one dataset per process
+_WORKER_DATA: dict[tuple[str | None, ...], StudyData] = {}  # one dataset per process
 
 
 def _init_worker(level: int) -> None:
@@ -285,7 +294,7 @@ def _init_worker(level: int) -> None:
 def _run_in_worker(config: StudyConfig, spec: RunSpec) -> dict[str, Any]:
     if config.threads is not None:
         torch.set_num_threads(config.threads)
-    key = (config.dataset, config.data_dir, config.backbone)
+    key = (config.dataset, config.data_dir, config.train_list, config.backbone)
     if key not in _WORKER_DATA:
         _WORKER_DATA[key] = _load(config)
     return run_one(config, spec, _WORKER_DATA[key])
