@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from lightly.transforms import SimCLRViewTransform
-from PIL import Image
 from lightly.transforms.multi_view_transform import MultiViewTransform
+from PIL import Image
 from torchvision import transforms as T
 
 __all__ = [

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol, Union, cast
+from typing import Any, Literal, Protocol, Union, cast
 
 from torch import Tensor
 
@@ -75,7 +75,7 @@ class StudyData:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     classes: tuple[str, ...] | None = None
-    view_options: dict[str, float] = field(default_factory=dict)
+    view_options: dict[str, Any] = field(default_factory=dict)
 
     @property
     def image_shape(self) -> tuple[int, int, int]:

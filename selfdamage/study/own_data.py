@@ -40,7 +40,15 @@ from selfdamage.data import (
 from selfdamage.study.config import StudyConfig
 from selfdamage.study.data import Images, StudyData
 
-__all__ = ["MAX_DEFAULT_SIZE", "STATS_SAMPLE", "DecodedImages", "load_own_data", "read_samples"]
+__all__ = [
+    "MAX_DEFAULT_SIZE",
+    "STATS_SAMPLE",
+    "DecodeImage",
+    "DecodedImages",
+    "image_stats",
+    "load_own_data",
+    "read_samples",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -200,7 +208,8 @@ class DecodeImage:
     def __call__(self, image: Image.Image) -> Tensor:
         if image.size != (self.size, self.size):
             image = TF.center_crop(TF.resize(image, self.size), [self.size, self.size])
-        return TF.pil_to_tensor(image)
+        tensor: Tensor = TF.pil_to_tensor(image)
+        return tensor
 
 
 class DecodedImages:
@@ -247,7 +256,8 @@ class DecodedImages:
         """Every image, decoded into one ``uint8`` tensor ``(N, C, H, W)``."""
         out = torch.empty(self.shape, dtype=torch.uint8)
         started, done = time.perf_counter(), 0
-        bar = _progress_bar(progress, total=len(out), desc=f"decoding {self.dataset.samples.source}")
+        source = self.dataset.samples.source
+        bar = _progress_bar(progress, total=len(out), desc=f"decoding {source}")
         for batch in self.batches(range(len(out)), 256):
             out[done : done + len(batch)] = batch
             done += len(batch)
@@ -256,8 +266,8 @@ class DecodedImages:
         if bar is not None:
             bar.close()
         seconds = time.perf_counter() - started
-        logger.info("decoded %d images of %s in %.1f s (%.0f images/s)", len(out),
-                    self.dataset.samples.source, seconds, len(out) / max(seconds, 1e-9))  # fmt: skip
+        logger.info("decoded %d images of %s in %.1f s (%.0f images/s)", len(out), source,
+                    seconds, len(out) / max(seconds, 1e-9))  # fmt: skip
         return out
 
 

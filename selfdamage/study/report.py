@@ -144,8 +144,7 @@ def format_data(info: dict[str, Any]) -> str:
     shape = "x".join(str(v) for v in info["image_shape"])
     groups = info["groups"]
     lines = [
-        f"data: {info['source']}, {sum(counts)} training images in {len(counts)} classes, "
-        f"{shape}",
+        f"data: {info['source']}, {sum(counts)} training images in {len(counts)} classes, {shape}",
         f"class sizes trained on ({how}; imbalance ratio {info['imbalance_ratio']:.1f}):",
         *("  " + line for line in bar_chart(counts, info["classes"])),
         f"groups: {info['group_rule']}: Many {len(groups['many'])}, Medium "

@@ -115,9 +115,8 @@ def pretrain(
     memory_format = torch.channels_last if settings.channels_last else torch.contiguous_format
     if settings.channels_last:
         model.to(memory_format=torch.channels_last)
-    views = BatchViews(
-        data.image_shape[-1], mean=data.mean, std=data.std, **data.view_options
-    ).to(device)
+    size = data.image_shape[-1]
+    views = BatchViews(size, mean=data.mean, std=data.std, **data.view_options).to(device)
     optimizer = build_optimizer(
         settings.optimizer,
         model.parameters(),

@@ -117,7 +117,7 @@ class TestReadImageList:
         assert "gone/4.png" in message and "gone/5.png" not in message  # the first five
 
     def test_missing_list_file(self, tmp_path: Path) -> None:
-        with pytest.raises(FileNotFoundError, match="list file .*nope.txt does not exist"):
+        with pytest.raises(FileNotFoundError, match=r"list file .*nope\.txt does not exist"):
             read_image_list(tmp_path / "nope.txt", tmp_path)
 
     def test_empty_list_file(self, tmp_path: Path) -> None:
@@ -169,7 +169,7 @@ class TestImageModes:
     def test_unreadable_image(self, tmp_path: Path) -> None:
         (tmp_path / "train" / "cat").mkdir(parents=True)
         (tmp_path / "train" / "cat" / "broken.png").write_bytes(b"not a png")
-        with pytest.raises(ValueError, match="broken.png is not a readable image"):
+        with pytest.raises(ValueError, match=r"broken\.png is not a readable image"):
             image_modes(scan_image_folder(tmp_path))
 
 
@@ -188,7 +188,7 @@ class TestDatasets:
                                  transform=image_views(8, color=False))  # fmt: skip
         loader = DataLoader(train, batch_size=5, num_workers=2)
         (view0, view1), labels, indices = next(iter(loader))
-        assert view0.shape == (5, 1, 8, 8)
+        assert view0.shape == view1.shape == (5, 1, 8, 8)
         assert labels.tolist() == [0, 0, 0, 1, 1] and indices.tolist() == [0, 1, 2, 3, 4]
 
     def test_no_transform_gives_the_converted_image(self, tmp_path: Path) -> None:

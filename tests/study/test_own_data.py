@@ -93,7 +93,7 @@ class TestLoad:
         config = StudyConfig(dataset="list", train_list=str(moved), test_list=str(test))
         assert len(read_samples(config)[1]) == 2
         config = StudyConfig(dataset="list", train_list=str(train), test_list=str(test))
-        with pytest.raises(FileNotFoundError, match="6 of the 6 images listed in .*train.txt"):
+        with pytest.raises(FileNotFoundError, match=r"6 of the 6 images listed in .*train\.txt"):
             read_samples(config)
 
 

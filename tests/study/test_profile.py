@@ -79,7 +79,7 @@ class TestGroups:
 
     def test_empty_group_fails_before_training(self) -> None:
         config = StudyConfig(**FOLDER, groups="counts")
-        with pytest.raises(ValueError, match="Few group is empty.*--group-thresholds"):
+        with pytest.raises(ValueError, match=r"Few group is empty.*--group-thresholds"):
             describe_data(config, _data([300, 200, 50], [5] * 3))
 
 
