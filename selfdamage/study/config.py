@@ -335,7 +335,7 @@ class StudyConfig:
         return dataclasses.replace(self, **values)
 
     def to_dict(self) -> dict[str, Any]:
-        """The options as plain JSON types (``seeds`` a list).
+        """The options as plain JSON types (``seeds`` and other tuples lists).
 
         Examples:
             >>> StudyConfig().to_dict()["seeds"]
@@ -343,6 +343,9 @@ class StudyConfig:
         """
         out = dataclasses.asdict(self)
         out["seeds"] = list(self.seeds)
+        for name in ("group_thresholds", "mean", "std"):
+            if out[name] is not None:
+                out[name] = list(out[name])
         return out
 
 

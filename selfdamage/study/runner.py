@@ -145,11 +145,12 @@ def run_one(config: StudyConfig, spec: RunSpec, data: StudyData) -> dict[str, An
         per_class = len(split.indices) // data.num_classes
         rarest = int(torch.bincount(data.train_labels).min())
         if per_class > rarest:
-            logger.warning(
-                "%s: a balanced subset of the same size needs %d images per class, the "
-                "rarest class has %d; the balanced reference uses %d per class",
-                spec.name, per_class, rarest, rarest,
-            )  # fmt: skip
+            warnings.warn(
+                f"{spec.name}: a balanced subset as large as the long-tailed one needs "
+                f"{per_class} images per class, the rarest class has {rarest}; the balanced "
+                f"reference uses {rarest} per class (a smaller set).",
+                stacklevel=2,
+            )
             per_class = rarest
         indices = balanced_indices(data.train_labels, per_class, seed=spec.order)
     else:

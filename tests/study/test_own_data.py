@@ -147,12 +147,16 @@ _RUN = TINY | {"batch_size": 8, "epochs": 1, "max_steps": 1, "probe_shots": 2, "
 class TestWholeStudy:
     def test_folder_natural_long_tail(self, tmp_path: Path) -> None:
         write_folder(tmp_path / "data", TRAIN, {"a": 4, "b": 2, "c": 1}, mode="RGB")
-        config = _folder(tmp_path / "data", out_dir=str(tmp_path / "out"), **_RUN)
-        results = run_study(config)
+        config = _folder(
+            tmp_path / "data", out_dir=str(tmp_path / "out"), balanced_reference=True, **_RUN
+        )
+        with pytest.warns(UserWarning, match="the balanced reference uses 3 per class"):
+            results = run_study(config)
         info = results["data"]
         assert info["profile"] == "natural" and info["class_counts"] == [12, 6, 3]
         assert info["imbalance_ratio"] == 4.0 and info["test_balanced"] is False
         assert info["groups"] == {"many": [0], "medium": [1], "few": [2]}
+        assert [run["variant"] for run in results["runs"]] == ["baseline", "sdclr", "balanced"]
         for run in results["runs"]:
             assert run["class_counts"] == [12, 6, 3] and "balanced_accuracy" in run
         table = format_table(results)
