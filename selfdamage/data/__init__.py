@@ -22,16 +22,18 @@ from selfdamage.data.datasets import (
     load_cifar,
     load_fashion_mnist,
 )
-from selfdamage.data.image_files import (
-    IMAGE_EXTENSIONS,
+from selfdamage.data.image_datasets import (
     ImageFileDataset,
     ImageListDataset,
-    ImageSamples,
     LongTailImageFolder,
+    open_image,
+)
+from selfdamage.data.image_files import (
+    IMAGE_EXTENSIONS,
+    ImageSamples,
     check_splits,
     find_test_split,
     image_modes,
-    open_image,
     read_image_list,
     scan_image_folder,
 )

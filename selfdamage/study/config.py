@@ -19,7 +19,8 @@ from typing import Any
 import torch
 
 from selfdamage._checks import check_choice, check_int, check_real
-from selfdamage.study.data import DATASETS, OWN_DATASETS
+from selfdamage.study.data import DATASETS
+from selfdamage.study.data_options import check_own_data, check_thresholds, own_data_types
 from selfdamage.study.models import BACKBONES, METHOD_TABLE, METHODS
 from selfdamage.study.training import OPTIMIZERS
 
@@ -145,7 +146,7 @@ class StudyConfig:
         (100, 20),
         "--groups counts: Many above the first, Few below the second training count",
         group="data",
-        check=lambda name, value: _thresholds(name, value),
+        check=check_thresholds,
         cli={"type": int, "nargs": 2},
     )
     image_size: int | None = _option(
@@ -296,7 +297,7 @@ class StudyConfig:
     )
 
     def __post_init__(self) -> None:
-        _own_data_types(self)
+        own_data_types(self)
         object.__setattr__(self, "seeds", tuple(self.seeds))
         object.__setattr__(self, "out_dir", str(self.out_dir))
         if self.data_dir is not None:
@@ -311,7 +312,7 @@ class StudyConfig:
                     f"{name} does not apply to method={self.method!r}, got "
                     f"{name}={getattr(self, name)!r}; leave it unset."
                 )
-        _check_own_data(self)
+        check_own_data(self)
 
     def resolved(self) -> StudyConfig:
         """The same configuration with every ``None`` that has a default filled in.
@@ -347,67 +348,6 @@ class StudyConfig:
             if out[name] is not None:
                 out[name] = list(out[name])
         return out
-
-
-def _thresholds(name: str, value: Any) -> None:
-    if len(value) != 2:
-        raise ValueError(f"{name} must be (many_above, few_below), got {name}={value!r}.")
-    for i, count in enumerate(value):
-        check_int(f"{name}[{i}]", count, 0)
-    if value[1] > value[0]:
-        raise ValueError(
-            f"{name} must be (many_above, few_below) with few_below <= many_above, e.g. "
-            f"(100, 20), got {name}={tuple(value)!r}."
-        )
-
-
-def _own_data_types(config: StudyConfig) -> None:
-    """Lists from the command line or JSON become tuples, paths strings."""
-    for name in ("group_thresholds", "mean", "std"):
-        if getattr(config, name) is not None:
-            object.__setattr__(config, name, tuple(getattr(config, name)))
-    for name in ("train_list", "test_list", "image_root"):
-        if getattr(config, name) is not None:
-            object.__setattr__(config, name, str(getattr(config, name)))
-
-
-def _check_own_data(config: StudyConfig) -> None:
-    """The options of ``dataset="folder"`` and ``"list"`` that must go together."""
-    if config.dataset == "folder" and config.data_dir is None:
-        raise ValueError(
-            "dataset='folder' needs data_dir (--data-dir DIR), the folder holding "
-            "DIR/train/CLASS/* and DIR/test/CLASS/*."
-        )
-    if config.dataset == "list" and (config.train_list is None or config.test_list is None):
-        raise ValueError(
-            "dataset='list' needs train_list and test_list (--train-list FILE --test-list "
-            f"FILE), got train_list={config.train_list!r}, test_list={config.test_list!r}."
-        )
-    if config.dataset not in OWN_DATASETS:
-        for name in ("train_list", "test_list", "image_root", "image_size", "mean", "std"):
-            if getattr(config, name) is not None:
-                raise ValueError(
-                    f"{name} applies to dataset='folder' or 'list', got dataset="
-                    f"{config.dataset!r} and {name}={getattr(config, name)!r}; leave it unset."
-                )
-    natural = config.profile == "natural" or (
-        config.profile == "auto" and config.dataset in OWN_DATASETS
-    )
-    if natural and config.class_orders > 1:
-        raise ValueError(
-            f"class_orders={config.class_orders} needs a subsampled profile: with "
-            "profile='natural' the classes keep the sizes they have, so there is one class "
-            "order; set class_orders=1, or profile='exponential' (or step, pareto)."
-        )
-    if (config.mean is None) != (config.std is None) or (
-        config.mean is not None and config.std is not None and len(config.mean) != len(config.std)
-    ):
-        raise ValueError(
-            "mean and std go together, one value per channel, got "
-            f"mean={config.mean!r}, std={config.std!r}."
-        )
-    if config.std is not None and any(v <= 0 for v in config.std):
-        raise ValueError(f"std must be > 0 for every channel, got std={config.std!r}.")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

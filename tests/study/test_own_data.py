@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import torch
 
-import selfdamage.data.image_files as image_files
+import selfdamage.data.image_datasets as image_datasets
 from selfdamage.study import StudyConfig, format_table, run_study
 from selfdamage.study.own_data import DecodedImages, image_stats, load_own_data, read_samples
 
@@ -116,13 +116,13 @@ class TestStreaming:
         write_folder(tmp_path, TRAIN, TEST)
         train, _ = read_samples(_folder(tmp_path))
         opened: list[str] = []
-        real = image_files.open_image
+        real = image_datasets.open_image
 
         def counting(path: str, mode: str) -> Any:
             opened.append(path)
             return real(path, mode)
 
-        monkeypatch.setattr(image_files, "open_image", counting)
+        monkeypatch.setattr(image_datasets, "open_image", counting)
         images = DecodedImages(train, 8, "L", workers=0)
         first = next(images.batches(range(len(train)), 4))
         assert first.shape == (4, 1, 8, 8) and len(opened) == 4
