@@ -147,7 +147,7 @@ class StudyConfig:
         "--groups counts: Many above the first, Few below the second training count",
         group="data",
         check=check_thresholds,
-        cli={"type": int, "nargs": 2},
+        cli={"type": int, "nargs": 2, "metavar": ("MANY_ABOVE", "FEW_BELOW")},
     )
     image_size: int | None = _option(
         None,
@@ -374,7 +374,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             kwargs |= {"action": argparse.BooleanOptionalAction, "default": None}
         else:
             kwargs |= {"type": cli.get("type", type(f.default)), "metavar": f.name.upper()}
-            kwargs |= {key: cli[key] for key in ("nargs", "choices") if key in cli}
+            kwargs |= {key: cli[key] for key in ("nargs", "choices", "metavar") if key in cli}
             if meta["choices"] is not None:
                 kwargs["choices"] = meta["choices"]
             if "choices" in kwargs:
