@@ -24,6 +24,7 @@ NEEDS_DATA = {
     "ddp",
     "mine_tail_samples",
     "any_method",
+    "own_data",
 }
 SELF_CONTAINED = {"wrap_backbones", "custom_damage"}
 

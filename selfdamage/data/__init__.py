@@ -7,6 +7,9 @@
 - :class:`ImageTensorDataset` — a dataset over image tensors, serving PIL images.
 - :class:`TwoViewDataset` — ``(view0, view1, label)`` items for contrastive learning;
   :func:`small_grayscale_transform` — its default views for 28x28 grayscale images.
+- :class:`LongTailImageFolder`, :class:`ImageListDataset` — your own images on disk
+  (an image folder, or ``path label`` list files), checked, as ``(views, label, index)``
+  items; :func:`image_views` — two SimCLR views of any size.
 """
 
 from __future__ import annotations
@@ -19,6 +22,21 @@ from selfdamage.data.datasets import (
     load_cifar,
     load_fashion_mnist,
 )
+from selfdamage.data.image_datasets import (
+    ImageFileDataset,
+    ImageListDataset,
+    LongTailImageFolder,
+    open_image,
+)
+from selfdamage.data.image_files import (
+    IMAGE_EXTENSIONS,
+    ImageSamples,
+    check_splits,
+    find_test_split,
+    image_modes,
+    read_image_list,
+    scan_image_folder,
+)
 from selfdamage.data.longtail import (
     Labels,
     LongTailSplit,
@@ -30,7 +48,9 @@ from selfdamage.data.longtail import (
 from selfdamage.data.transforms import (
     FASHION_MNIST_MEAN,
     FASHION_MNIST_STD,
+    image_views,
     small_grayscale_transform,
+    view_settings,
 )
 
 __all__ = [
@@ -38,15 +58,28 @@ __all__ = [
     "FASHION_MNIST_DIRS",
     "FASHION_MNIST_MEAN",
     "FASHION_MNIST_STD",
+    "IMAGE_EXTENSIONS",
+    "ImageFileDataset",
+    "ImageListDataset",
+    "ImageSamples",
     "ImageTensorDataset",
     "Labels",
+    "LongTailImageFolder",
     "LongTailSplit",
     "Profile",
     "TwoViewDataset",
     "balanced_indices",
+    "check_splits",
+    "find_test_split",
+    "image_modes",
+    "image_views",
     "load_cifar",
     "load_fashion_mnist",
     "longtail_counts",
     "longtail_indices",
+    "open_image",
+    "read_image_list",
+    "scan_image_folder",
     "small_grayscale_transform",
+    "view_settings",
 ]

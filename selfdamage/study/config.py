@@ -13,100 +13,43 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from selfdamage._checks import check_choice, check_int, check_real
+from selfdamage.study._option_fields import (
+    check_batch_size,
+    check_device_name,
+    check_non_negative,
+    check_positive,
+    check_seeds,
+    choice,
+    number,
+    option,
+    optional,
+)
 from selfdamage.study.data import DATASETS
+from selfdamage.study.data_options import check_own_data, check_thresholds, own_data_types
 from selfdamage.study.models import BACKBONES, HEADS, METHOD_TABLE, METHODS, reference_head_error
 from selfdamage.study.training import OPTIMIZERS
 
-__all__ = ["DAMAGES", "DAMAGE_PRUNE_RATIOS", "StudyConfig", "add_arguments", "from_arguments"]
+__all__ = [
+    "DAMAGES",
+    "DAMAGE_PRUNE_RATIOS",
+    "GROUP_RULES",
+    "PROFILES",
+    "StudyConfig",
+    "add_arguments",
+    "from_arguments",
+]
 
 DAMAGE_PRUNE_RATIOS = {"weight": 0.9, "channel": 0.5}
 """The default ``prune_ratio`` of each damage: the paper's 0.9 for weight damage; 0.5 for
 channel damage, which cannot remove 90 % of a ResNet's channels (every layer keeps one)."""
 DAMAGES = tuple(DAMAGE_PRUNE_RATIOS)
-_Check = Callable[[str, Any], object]  # raises in selfdamage._checks' message form if bad
-
-
-def _choice(allowed: Sequence[str]) -> _Check:
-    return lambda name, value: check_choice(name, value, allowed)
-
-
-def _positive(name: str, value: Any) -> None:
-    check_int(name, value, 1, what="a positive integer")
-
-
-def _non_negative(name: str, value: Any) -> None:
-    check_int(name, value, 0)
-
-
-def _batch_size(name: str, value: Any) -> None:
-    check_int(
-        name,
-        value,
-        2,
-        what=">= 2",
-        fix="Every method contrasts or normalizes over the batch (BatchNorm in the heads), "
-        "which needs at least 2 samples; the paper's is 512.",
-    )
-
-
-def _optional(check: _Check) -> _Check:
-    return lambda name, value: None if value is None else check(name, value)
-
-
-def _number(low: float, high: float | None = None, *, low_open: bool = False) -> _Check:
-    return lambda name, value: check_real(
-        name, value, low, high, low_open=low_open, high_open=high is not None
-    )
-
-
-def _seeds(name: str, value: Any) -> None:
-    if not value:
-        raise ValueError(f"{name} must name at least one seed, got {name}=[].")
-    for i, seed in enumerate(value):
-        check_int(f"{name}[{i}]", seed, 0)
-    twice = sorted({seed for seed in value if list(value).count(seed) > 1})
-    if twice:
-        raise ValueError(
-            f"{name} must be distinct, got {name}={list(value)}: seed(s) {twice} would train "
-            "the same runs again and count them twice. List each seed once."
-        )
-
-
-def _device(name: str, value: Any) -> None:
-    if not isinstance(value, str):
-        raise TypeError(f"{name} must be a str, got {name}={value!r}.")
-    try:
-        torch.device(value)
-    except (RuntimeError, ValueError):
-        raise ValueError(
-            f"{name} must be a torch device such as 'cpu', 'cuda' or 'cuda:1', "
-            f"got {name}={value!r}."
-        ) from None
-
-
-def _option(
-    default: Any,
-    help: str,
-    *,
-    group: str,
-    check: _Check | None = None,
-    choices: Sequence[str] | None = None,
-    flag: str | None = None,
-    cli: dict[str, Any] | None = None,
-) -> Any:
-    """A dataclass field whose metadata holds what the command line and the checks need."""
-    if choices is not None:
-        check = _choice(choices)
-    metadata: dict[str, Any] = {"help": help, "group": group, "check": check}
-    metadata |= {"choices": choices, "flag": flag, "cli": cli or {}}
-    return field(default=default, metadata=metadata)
+PROFILES = ("auto", "natural", "exponential", "step", "pareto")
+GROUP_RULES = ("thirds", "counts")
 
 
 @dataclass(frozen=True)
@@ -134,38 +77,116 @@ class StudyConfig:
     """
 
     # data
-    dataset: str = _option("fashion-mnist", "the dataset", group="data", choices=DATASETS)
-    data_dir: str | None = _option(
+    dataset: str = option("fashion-mnist", "the dataset", group="data", choices=DATASETS)
+    data_dir: str | None = option(
         None,
-        "dataset folder (default for Fashion-MNIST: /usr/share/datasets/fashion-mnist)",
+        "dataset folder (default for Fashion-MNIST: /usr/share/datasets/fashion-mnist); for "
+        "--dataset folder: DIR with DIR/train/CLASS/* and DIR/test/CLASS/* (or val/)",
         group="data",
         cli={"type": str},
     )
-    download: bool = _option(False, "let torchvision fetch CIFAR", group="data")
-    imbalance_ratio: float = _option(
-        100.0, "largest over smallest class size", group="data", check=_number(1.0)
+    train_list: str | None = option(
+        None,
+        "--dataset list: the training list file, one 'relative/path label' line per image",
+        group="data",
+        cli={"type": str},
     )
-    n_max: int | None = _option(
+    test_list: str | None = option(
+        None, "--dataset list: the test list file", group="data", cli={"type": str}
+    )
+    image_root: str | None = option(
+        None,
+        "--dataset list: the folder the listed paths are relative to (default: the "
+        "training list's folder)",
+        group="data",
+        cli={"type": str},
+    )
+    profile: str = option(
+        "auto",
+        "class sizes: 'natural' uses the training split as it is; exponential/step/pareto "
+        "subsample it to --imbalance-ratio and --n-max (default auto: natural for folder "
+        "and list, exponential for the built-in datasets)",
+        group="data",
+        choices=PROFILES,
+    )
+    groups: str = option(
+        "thirds",
+        "Many/Medium/Few: thirds of the classes by training count, or counts: by "
+        "--group-thresholds (ImageNet-LT's rule)",
+        group="data",
+        choices=GROUP_RULES,
+    )
+    group_thresholds: tuple[int, int] = option(
+        (100, 20),
+        "--groups counts: Many above the first, Few below the second training count",
+        group="data",
+        check=check_thresholds,
+        cli={"type": int, "nargs": 2, "metavar": ("MANY_ABOVE", "FEW_BELOW")},
+    )
+    image_size: int | None = option(
+        None,
+        "folder/list: training resolution in pixels (default: the images' median shorter "
+        "side, at most 64)",
+        group="data",
+        check=optional(check_positive),
+        cli={"type": int},
+    )
+    image_mode: str = option(
+        "auto",
+        "folder/list: convert every image to L (grayscale) or RGB (default: the images' "
+        "own; mixed modes are an error)",
+        group="data",
+        choices=("auto", "L", "RGB"),
+    )
+    mean: tuple[float, ...] | None = option(
+        None,
+        "folder/list: per-channel normalization mean in [0, 1] (default: from 1000 "
+        "training images)",
+        group="data",
+        cli={"type": float, "nargs": "+"},
+    )
+    std: tuple[float, ...] | None = option(
+        None,
+        "folder/list: per-channel normalization std (default: from 1000 training images)",
+        group="data",
+        cli={"type": float, "nargs": "+"},
+    )
+    workers: int = option(
+        2, "folder/list: processes decoding images", group="data", check=check_non_negative
+    )
+    cache_mb: int = option(
+        2048,
+        "folder/list: decoded images are kept in memory up to this many MiB; a larger set "
+        "streams from disk",
+        group="data",
+        check=check_non_negative,
+    )
+    download: bool = option(False, "let torchvision fetch CIFAR", group="data")
+    imbalance_ratio: float = option(
+        100.0, "largest over smallest class size", group="data", check=number(1.0)
+    )
+    n_max: int | None = option(
         1500,
         "size of the largest class; 0: all samples",
         group="data",
-        check=_optional(_positive),
+        check=optional(check_positive),
         cli={"type": int, "zero_is_none": True},
     )
-    class_orders: int = _option(
-        1, "class orders (head/tail); order k is drawn with seed k", group="data", check=_positive
+    class_orders: int = option(
+        1,
+        "class orders (head/tail); order k is drawn with seed k",
+        group="data",
+        check=check_positive,
     )
     # model and training
-    method: str = _option("simclr", "the base method", group="model and training", choices=METHODS)
-    damage: str = _option(
-        "weight", "the twin's damage", group="model and training", choices=DAMAGES
-    )
-    backbone: str = _option(
+    method: str = option("simclr", "the base method", group="model and training", choices=METHODS)
+    damage: str = option("weight", "the twin's damage", group="model and training", choices=DAMAGES)
+    backbone: str = option(
         "resnet18-cifar", "the backbone", group="model and training", choices=BACKBONES
     )
-    width: int = _option(8, "resnet18-cifar width (paper: 64)", group="model and training",
-                         check=_positive)  # fmt: skip
-    head: str = _option(
+    width: int = option(8, "resnet18-cifar width (paper: 64)", group="model and training",
+                         check=check_positive)  # fmt: skip
+    head: str = option(
         "lightly",
         "projection head of every variant: the method's own from lightly, or the SDCLR "
         "code's 3-layer head (methods "
@@ -174,104 +195,107 @@ class StudyConfig:
         group="model and training",
         choices=HEADS,
     )
-    prune_ratio: float | None = _option(
+    prune_ratio: float | None = option(
         None,
         "the twin's prune ratio (default: the damage's: "
         + ", ".join(f"{damage} {ratio}" for damage, ratio in DAMAGE_PRUNE_RATIOS.items())
         + ")",
         group="model and training",
-        check=_optional(_number(0.0, 1.0)),
+        check=optional(number(0.0, 1.0)),
         cli={"type": float},
     )
-    temperature: float | None = _option(
+    temperature: float | None = option(
         None,
         "loss temperature",
         group="model and training",
-        check=_optional(_number(0.0, low_open=True)),
+        check=optional(number(0.0, low_open=True)),
         cli={"type": float},
     )
-    epochs: int = _option(30, "pretraining epochs per run", group="model and training",
-                          check=_positive)  # fmt: skip
-    batch_size: int = _option(
-        256, "pretraining batch size", group="model and training", check=_batch_size
+    epochs: int = option(30, "pretraining epochs per run", group="model and training",
+                          check=check_positive)  # fmt: skip
+    batch_size: int = option(
+        256, "pretraining batch size", group="model and training", check=check_batch_size
     )
-    lr: float | None = _option(
+    lr: float | None = option(
         None,
         "learning rate at batch size 256",
         group="model and training",
-        check=_optional(_number(0.0)),
+        check=optional(number(0.0)),
         cli={"type": float},
     )
-    optimizer: str | None = _option(
+    optimizer: str | None = option(
         None,
         "the optimizer (lr scaled from batch size 256)",
         group="model and training",
-        check=_optional(_choice(OPTIMIZERS)),
+        check=optional(choice(OPTIMIZERS)),
         cli={"type": str, "choices": OPTIMIZERS},
     )
-    weight_decay: float | None = _option(
+    weight_decay: float | None = option(
         None,
         "weight decay",
         group="model and training",
-        check=_optional(_number(0.0)),
+        check=optional(number(0.0)),
         cli={"type": float},
     )
-    seeds: tuple[int, ...] = _option(
-        (0,), "training seeds", group="model and training", check=_seeds,
+    seeds: tuple[int, ...] = option(
+        (0,), "training seeds", group="model and training", check=check_seeds,
         cli={"type": int, "nargs": "+"},
     )  # fmt: skip
-    balanced_reference: bool = _option(
+    balanced_reference: bool = option(
         False,
         "also train the base method on a balanced subset of the same size",
         group="model and training",
     )
-    device: str = _option(
-        "cpu", "where to train, e.g. cpu or cuda", group="model and training", check=_device
+    device: str = option(
+        "cpu",
+        "where to train, e.g. cpu or cuda",
+        group="model and training",
+        check=check_device_name,
     )
-    amp: bool | None = _option(
+    amp: bool | None = option(
         None, "bf16 autocast in training (default: on for CUDA, off on CPU)", group="performance"
     )
-    channels_last: bool | None = _option(
+    channels_last: bool | None = option(
         None, "channels-last memory format (default: on for CUDA, off on CPU)", group="performance"
     )
-    jobs: int = _option(1, "runs trained at once, in parallel processes", group="performance",
-                        check=_positive)  # fmt: skip
-    threads: int | None = _option(
+    jobs: int = option(1, "runs trained at once, in parallel processes", group="performance",
+                        check=check_positive)  # fmt: skip
+    threads: int | None = option(
         None,
         "CPU threads of every run, whatever --jobs is (default: torch's thread count here)",
         group="performance",
-        check=_optional(_positive),
+        check=optional(check_positive),
         cli={"type": int},
     )
-    max_steps: int | None = _option(
+    max_steps: int | None = option(
         None,
         "steps per epoch at most (smoke tests)",
         group="model and training",
-        check=_optional(_positive),
+        check=optional(check_positive),
         cli={"type": int},
     )
     # evaluation
-    probe_shots: int = _option(
-        100, "labels per class; 0: all", group="evaluation", check=_non_negative
+    probe_shots: int = option(
+        100, "labels per class; 0: all", group="evaluation", check=check_non_negative
     )
-    probe_draws: int = _option(
-        5, "labeled subsets drawn; metrics are averaged", group="evaluation", check=_positive
+    probe_draws: int = option(
+        5, "labeled subsets drawn; metrics are averaged", group="evaluation", check=check_positive
     )
     # output
-    out_dir: str = _option("runs/longtail", "folder for results", group="output", flag="--out")
-    resume: bool = _option(
+    out_dir: str = option("runs/longtail", "folder for results", group="output", flag="--out")
+    resume: bool = option(
         False,
         "continue the study in --out; only --jobs, --threads, --checkpoint-every, "
         "--no-progress, --no-chart and --download may differ from its settings",
         group="output",
     )
-    checkpoint_every: int = _option(
-        10, "checkpoint every K epochs, and at the last", group="output", check=_positive
+    checkpoint_every: int = option(
+        10, "checkpoint every K epochs, and at the last", group="output", check=check_positive
     )
-    progress: bool = _option(
+    progress: bool = option(
         True, "no progress bars", group="output", flag="--no-progress", cli={"invert": True}
     )
-    chart: bool = _option(
+    chart: bool = option(
         True,
         "no chart (groups.png), so matplotlib is not needed",
         group="output",
@@ -280,6 +304,7 @@ class StudyConfig:
     )
 
     def __post_init__(self) -> None:
+        own_data_types(self)
         object.__setattr__(self, "seeds", tuple(self.seeds))
         object.__setattr__(self, "out_dir", str(self.out_dir))
         if self.data_dir is not None:
@@ -296,6 +321,7 @@ class StudyConfig:
                 )
         if self.head == "reference" and not METHOD_TABLE[self.method].reference_head:
             raise ValueError(reference_head_error(self.method))
+        check_own_data(self)
 
     def resolved(self) -> StudyConfig:
         """The same configuration with every ``None`` that has a default filled in.
@@ -321,7 +347,7 @@ class StudyConfig:
         return dataclasses.replace(self, **values)
 
     def to_dict(self) -> dict[str, Any]:
-        """The options as plain JSON types (``seeds`` a list).
+        """The options as plain JSON types (``seeds`` and other tuples lists).
 
         Examples:
             >>> StudyConfig().to_dict()["seeds"]
@@ -329,6 +355,9 @@ class StudyConfig:
         """
         out = dataclasses.asdict(self)
         out["seeds"] = list(self.seeds)
+        for name in ("group_thresholds", "mean", "std"):
+            if out[name] is not None:
+                out[name] = list(out[name])
         return out
 
 
@@ -356,7 +385,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             kwargs |= {"action": argparse.BooleanOptionalAction, "default": None}
         else:
             kwargs |= {"type": cli.get("type", type(f.default)), "metavar": f.name.upper()}
-            kwargs |= {key: cli[key] for key in ("nargs", "choices") if key in cli}
+            kwargs |= {key: cli[key] for key in ("nargs", "choices", "metavar") if key in cli}
             if meta["choices"] is not None:
                 kwargs["choices"] = meta["choices"]
             if "choices" in kwargs:

@@ -1,18 +1,47 @@
-"""The study's data: loading a dataset as ``uint8`` tensors with its normalization stats."""
+"""The study's data: a dataset as ``uint8`` images with its normalization stats.
+
+The built-in datasets are loaded whole as tensors (:func:`load_data`); your own images
+(``"folder"``, ``"list"``) are decoded once into tensors too when they fit the cache, and
+stream from disk otherwise (:mod:`selfdamage.study.own_data`).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, cast
+from typing import Any, Literal, Protocol, Union, cast
 
 from torch import Tensor
 
 from selfdamage.data import load_cifar, load_fashion_mnist
 
-__all__ = ["DATASETS", "StudyData", "load_data"]
+__all__ = ["BUILT_IN", "DATASETS", "OWN_DATASETS", "ImageSource", "StudyData", "load_data"]
 
-DATASETS = ("fashion-mnist", "cifar10", "cifar100")
+BUILT_IN = ("fashion-mnist", "cifar10", "cifar100")
+"""The datasets the study loads by name."""
+
+OWN_DATASETS = ("folder", "list")
+"""Your own images: an image folder, or list files of ``path label`` lines."""
+
+DATASETS = BUILT_IN + OWN_DATASETS
+
+
+class ImageSource(Protocol):
+    """Images that are read batch by batch rather than held in memory (a streamed set).
+
+    ``shape`` is ``(N, C, H, W)``; :meth:`batches` yields ``uint8`` image batches.
+    """
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]: ...
+
+    def batches(self, indices: Sequence[int], batch_size: int) -> Iterator[Tensor]:
+        """The images ``indices``, in that order, as ``uint8`` batches ``(B, C, H, W)``."""
+        ...
+
+
+Images = Union[Tensor, ImageSource]
 
 _STATS = {  # per-channel mean and std of the training images, in [0, 1]
     "fashion-mnist": ((0.2860,), (0.3530,)),
@@ -23,7 +52,12 @@ _STATS = {  # per-channel mean and std of the training images, in [0, 1]
 
 @dataclass(frozen=True)
 class StudyData:
-    """A labeled dataset as tensors: ``uint8`` images ``(N, C, H, W)`` and labels.
+    """A labeled dataset: ``uint8`` images ``(N, C, H, W)`` and labels.
+
+    The images are a tensor in memory, or an :class:`ImageSource` that reads them batch
+    by batch (a set larger than the cache). ``classes`` names the classes;
+    ``view_options`` are extra arguments of the training views
+    (:class:`~selfdamage.data.batch_views.BatchViews`), e.g. blur for large images.
 
     Examples:
         >>> import torch
@@ -33,13 +67,15 @@ class StudyData:
         (1, 2, 2)
     """
 
-    train_images: Tensor
+    train_images: Images
     train_labels: Tensor
-    test_images: Tensor
+    test_images: Images
     test_labels: Tensor
     num_classes: int
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    classes: tuple[str, ...] | None = None
+    view_options: dict[str, Any] = field(default_factory=dict)
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -54,7 +90,7 @@ def load_data(
     """Loads the train and test splits of ``dataset``, images as ``(N, C, H, W)``.
 
     Args:
-        dataset: One of :data:`DATASETS`.
+        dataset: One of :data:`BUILT_IN`.
         data_dir: The dataset folder; ``None`` reads Fashion-MNIST from the Debian package.
         download: Let torchvision fetch CIFAR into ``data_dir``.
         three_channels: Repeat a grayscale channel three times (for torchvision's ResNet).

@@ -1,9 +1,13 @@
 """The study's evaluation protocol for one pretrained model.
 
 - a linear probe on frozen dense features, trained on a *balanced* labeled subset of the
-  training split (``probe_shots`` per class, ``probe_draws`` draws), tested on the test split;
-- Many / Medium / Few accuracy by class frequency in the long-tailed subset, and the
+  training split (``probe_shots`` per class, at most the rarest class's size,
+  ``probe_draws`` draws), tested on the test split as given;
+- Many / Medium / Few accuracy by class frequency in the long-tailed subset (thirds of
+  the classes, or count thresholds), each the mean of its classes' accuracies, and the
   standard deviation of the three ("balancedness");
+- on an imbalanced test split, also the class-balanced accuracy (the mean of the
+  per-class accuracies) next to the plain one;
 - kNN accuracy with the same balanced labeled subsets as memory;
 - the AUROC of damage scores (dense vs twin disagreement) for telling Few-class samples of
   the long-tailed set from the others.
@@ -12,7 +16,7 @@
 from __future__ import annotations
 
 import statistics
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -22,11 +26,14 @@ from torch import Tensor, nn
 from selfdamage.adapters import SelfDamagingAdapter
 from selfdamage.data import balanced_indices
 from selfdamage.evaluation import auroc, damage_scores, group_accuracy, knn_predict, linear_probe
-from selfdamage.study.data import StudyData
+from selfdamage.study.data import Images, StudyData
 
-__all__ = ["METRICS", "evaluate"]
+__all__ = ["EXTRA_METRICS", "METRICS", "evaluate"]
 
 METRICS = ("accuracy", "many", "medium", "few", "balancedness", "knn", "damage_auroc")
+
+EXTRA_METRICS = ("balanced_accuracy",)
+"""Metrics only some runs have: the class-balanced accuracy of an imbalanced test split."""
 
 
 def evaluate(
@@ -38,6 +45,7 @@ def evaluate(
     with_damage: bool,
     probe_shots: int,
     probe_draws: int,
+    thresholds: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
     """Every metric of :data:`METRICS` for ``model``, averaged over the probe draws.
 
@@ -48,19 +56,28 @@ def evaluate(
         longtail: Indices of the long-tailed subset (for the damage AUROC).
         with_damage: Measure the damage AUROC (for the baseline, with its final weights
             pruned, since it never trained a twin).
-        probe_shots: Labeled samples per class; 0 uses the whole training split.
+        probe_shots: Labeled samples per class, at most the rarest training class's
+            size; 0 uses the whole training split.
         probe_draws: Number of labeled subsets drawn.
+        thresholds: ``(many_above, few_below)`` training counts for the groups, or None
+            for thirds of the classes.
 
     Returns:
         The metrics, plus ``probe_draws`` (each draw's metrics) and ``groups`` (the classes
-        of each group); ``damage_auroc`` is ``None`` without ``with_damage``.
+        of each group); ``damage_auroc`` is ``None`` without ``with_damage``. With an
+        imbalanced test split, also ``balanced_accuracy``.
+
+    Raises:
+        ValueError: If ``probe_shots`` exceeds the rarest training class.
 
     Examples:
         >>> metrics = evaluate(model, data, counts, indices, with_damage=True,
         ...     probe_shots=100, probe_draws=5)  # doctest: +SKIP
     """
     model.eval()
-    test_features = _embed(model, data.test_images, data)
+    test_counts = torch.bincount(data.test_labels, minlength=data.num_classes)
+    imbalanced_test = bool((test_counts != test_counts[0]).any())
+    test_features = _embed(model, data.test_images, torch.arange(len(data.test_labels)), data)
     if probe_shots == 0:
         draws = [np.arange(len(data.train_labels))]
     else:
@@ -70,21 +87,25 @@ def evaluate(
         ]
     needed = torch.as_tensor(np.unique(np.concatenate(draws)))
     features = torch.zeros(len(data.train_labels), test_features.shape[1])
-    features[needed] = _embed(model, data.train_images[needed], data)
+    features[needed] = _embed(model, data.train_images, needed, data)
 
     per_draw: list[dict[str, float]] = []
     for d, idx in enumerate(draws):
         idx_t = torch.from_numpy(np.array(idx))
         train_f, train_y = features[idx_t], data.train_labels[idx_t]
         groups = group_accuracy(
-            linear_probe(train_f, train_y, test_features, seed=d), data.test_labels, class_counts
+            linear_probe(train_f, train_y, test_features, seed=d),
+            data.test_labels,
+            class_counts,
+            thresholds=thresholds,
         )
         knn = knn_predict(train_f, train_y, test_features, k=min(200, len(idx)))
         knn_acc = float((knn == data.test_labels).float().mean())
         per_draw.append({**_group_metrics(groups.to_dict()), "knn": knn_acc})
-    metrics: dict[str, Any] = {
-        m: statistics.fmean(d[m] for d in per_draw) for m in METRICS if m != "damage_auroc"
-    }
+        if imbalanced_test:
+            per_draw[-1]["balanced_accuracy"] = statistics.fmean(groups.per_class)
+    names = [m for m in METRICS + EXTRA_METRICS if m in per_draw[0]]
+    metrics: dict[str, Any] = {m: statistics.fmean(d[m] for d in per_draw) for m in names}
     metrics["probe_draws"] = per_draw
     metrics["groups"] = {
         key: groups.to_dict()[f"{key}_classes"] for key in ("many", "medium", "few")
@@ -93,25 +114,33 @@ def evaluate(
     if with_damage:
         if model.baseline:
             model.refresh_mask()  # the baseline's twin: its final weights, pruned
-        images = data.train_images[longtail]
-        scores = damage_scores(model.wrapper, _batches(images, data, model))
+        scores = damage_scores(model.wrapper, _batches(data.train_images, longtail, data, model))
         few = torch.isin(data.train_labels[longtail], torch.as_tensor(metrics["groups"]["few"]))
         metrics["damage_auroc"] = auroc(scores, few)
     return metrics
 
 
 @torch.no_grad()
-def _embed(model: SelfDamagingAdapter, images: Tensor, data: StudyData) -> Tensor:
-    return torch.cat([model.embed(x) for x in _batches(images, data, model)]).cpu()
+def _embed(model: SelfDamagingAdapter, images: Images, indices: Tensor, data: StudyData) -> Tensor:
+    return torch.cat([model.embed(x) for x in _batches(images, indices, data, model)]).cpu()
 
 
-def _batches(images: Tensor, data: StudyData, model: nn.Module) -> Iterator[Tensor]:
-    """Normalized float batches of ``uint8`` images, on the model's device."""
+def _batches(
+    images: Images, indices: Tensor, data: StudyData, model: nn.Module
+) -> Iterator[Tensor]:
+    """Normalized float batches of the ``uint8`` images ``indices``, on the model's device."""
     device = next(model.parameters()).device
     mean = torch.tensor(data.mean, device=device).view(1, -1, 1, 1)
     std = torch.tensor(data.std, device=device).view(1, -1, 1, 1)
-    for start in range(0, len(images), 1024):
-        yield (images[start : start + 1024].to(device).float() / 255 - mean) / std
+    if isinstance(images, Tensor):
+        chosen = images[indices]
+        batches: Iterable[Tensor] = (
+            chosen[start : start + 1024] for start in range(0, len(chosen), 1024)
+        )
+    else:
+        batches = images.batches(indices.tolist(), 256)
+    for batch in batches:
+        yield (batch.to(device).float() / 255 - mean) / std
 
 
 def _group_metrics(groups: dict[str, Any]) -> dict[str, float]:

@@ -1,4 +1,8 @@
-"""The study's report: the summary over runs, the terminal table and the chart."""
+"""The study's report: the summary over runs, the terminal table and the chart.
+
+Below the table, the data the study found (:func:`format_data`): its source, the class
+profile as a text bar chart, the grouping rule, the labeled subset, the test split.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +11,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from selfdamage.study.evaluation import METRICS
+from selfdamage.study.evaluation import EXTRA_METRICS, METRICS
+from selfdamage.study.profile import bar_chart
 from selfdamage.study.stats import half_width, mean_std
 
-__all__ = ["format_table", "plot", "summarize"]
+__all__ = ["format_data", "format_table", "plot", "summarize"]
 
 DIFFERENCE = "sdclr - baseline"
 
@@ -32,6 +37,9 @@ def summarize(runs: list[dict[str, Any]], variants: Sequence[str]) -> dict[str, 
     for variant in variants:
         chosen = [r for r in runs if r["variant"] == variant]
         summary[variant] = {m: mean_std([r[m] for r in chosen]) for m in METRICS}
+        for m in EXTRA_METRICS:
+            if any(m in r for r in chosen):
+                summary[variant][m] = mean_std([r.get(m) for r in chosen])
         summary[variant]["runs"] = len(chosen)
     by_key = {(r["variant"], r["order"], r["seed"]): r for r in runs}
     pairs = [
@@ -43,7 +51,8 @@ def summarize(runs: list[dict[str, Any]], variants: Sequence[str]) -> dict[str, 
         return summary
     orders = sorted({b["order"] for _, b in pairs})
     difference: dict[str, Any] = {}
-    for m in METRICS[:-1]:
+    extra = [m for m in EXTRA_METRICS if all(m in a and m in b for a, b in pairs)]
+    for m in list(METRICS[:-1]) + extra:
         difference[m] = mean_std([a[m] - b[m] for a, b in pairs])
         per_order = [
             statistics.fmean(a[m] - b[m] for a, b in pairs if b["order"] == o) for o in orders
@@ -76,10 +85,14 @@ def format_table(results: dict[str, Any]) -> str:
     """
     summary = results["summary"]
     header = ["", "overall", "many", "medium", "few", "std", "kNN", "damage AUROC"]
+    metrics = list(METRICS)
+    if any("balanced_accuracy" in stats for stats in summary.values()):
+        header.insert(2, "balanced")
+        metrics.insert(1, "balanced_accuracy")
     rows = [header]
     for variant, stats in summary.items():
         if variant != "gap_closed":
-            rows.append([variant] + [_cell(stats.get(m)) for m in METRICS])
+            rows.append([variant] + [_cell(stats.get(m)) for m in metrics])
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = ["  ".join(cell.rjust(w) for cell, w in zip(row, widths)) for row in rows]
     lines.insert(1, "-" * len(lines[0]))
@@ -93,6 +106,65 @@ def format_table(results: dict[str, Any]) -> str:
             for name, value in (("overall", gap["accuracy"]), ("Few", gap["few"]))
         )
         lines.append(f"\nimbalance gap (balanced - baseline) closed by SDCLR: {closed}")
+    if "data" in results:
+        lines.append("\n" + format_data(results["data"]))
+    return "\n".join(lines)
+
+
+def format_data(info: dict[str, Any]) -> str:
+    """The data the study found, as text: source, class profile chart, groups, probe, test.
+
+    Args:
+        info: ``results["data"]``, from :func:`~selfdamage.study.profile.describe_data`.
+
+    Examples:
+        >>> info = {"source": "image folder pets", "classes": ["cat", "dog", "eel"],
+        ...     "profile": "natural", "class_counts": [50, 10, 5], "imbalance_ratio": 10.0,
+        ...     "group_rule": "thirds of the classes by training images (rarest third: Few)",
+        ...     "groups": {"many": [0], "medium": [1], "few": [2]}, "probe_shots": 5,
+        ...     "probe_shots_capped": True, "test_counts": [20, 20, 4],
+        ...     "test_balanced": False, "image_shape": [3, 32, 32]}
+        >>> print(format_data(info))
+        data: image folder pets, 65 training images in 3 classes, 3x32x32
+        class sizes trained on (natural long tail, as found; imbalance ratio 10.0):
+          cat  ████████████████████████████████████████ 50
+          dog  ████████ 10
+          eel  ████ 5
+        groups: thirds of the classes by training images (rarest third: Few): Many 1, Medium 1, Few 1 classes
+        probe and kNN: 5 labeled images per class (capped by the rarest training class)
+        test split: 44 images, imbalanced (4 to 20 per class): 'balanced' is the mean of the per-class accuracies; 'overall' counts every image; Many/Medium/Few are class-balanced
+    """  # noqa: E501
+    counts = info["class_counts"]
+    profile = info["profile"]
+    how = (
+        "natural long tail, as found"
+        if profile == "natural"
+        else f"{profile} profile subsampled from the training split, class order 0"
+    )
+    shape = "x".join(str(v) for v in info["image_shape"])
+    groups = info["groups"]
+    lines = [
+        f"data: {info['source']}, {sum(counts)} training images in {len(counts)} classes, {shape}",
+        f"class sizes trained on ({how}; imbalance ratio {info['imbalance_ratio']:.1f}):",
+        *("  " + line for line in bar_chart(counts, info["classes"])),
+        f"groups: {info['group_rule']}: Many {len(groups['many'])}, Medium "
+        f"{len(groups['medium'])}, Few {len(groups['few'])} classes",
+    ]
+    shots = info["probe_shots"]
+    if shots == 0:
+        lines.append("probe and kNN: every training image labeled")
+    else:
+        capped = " (capped by the rarest training class)" if info["probe_shots_capped"] else ""
+        lines.append(f"probe and kNN: {shots} labeled images per class{capped}")
+    test = info["test_counts"]
+    if info["test_balanced"]:
+        lines.append(f"test split: {sum(test)} images, {test[0]} per class")
+    else:
+        lines.append(
+            f"test split: {sum(test)} images, imbalanced ({min(test)} to {max(test)} per "
+            "class): 'balanced' is the mean of the per-class accuracies; 'overall' counts "
+            "every image; Many/Medium/Few are class-balanced"
+        )
     return "\n".join(lines)
 
 
@@ -128,16 +200,21 @@ def one_line(run: dict[str, Any]) -> str:
     return ", ".join(f"{m} {100 * run[m]:.1f}" for m in METRICS if run.get(m) is not None)
 
 
-def title(settings: dict[str, Any]) -> str:
+def title(settings: dict[str, Any], data: dict[str, Any] | None = None) -> str:
     """The chart's title: dataset, ratio, method, epochs, seeds and class orders.
+
+    With ``data`` (``results["data"]``) of a natural long tail, its measured ratio.
 
     Examples:
         >>> title({"dataset": "fashion-mnist", "imbalance_ratio": 100.0, "method": "simclr",
         ...     "epochs": 30, "seeds": [0], "class_orders": 1})
         'fashion-mnist-LT (ratio 100), simclr, 30 epochs, 1 seed(s) x 1 class order(s)'
     """
+    name = f"{settings['dataset']}-LT (ratio {settings['imbalance_ratio']:g})"
+    if data is not None and data["profile"] == "natural":
+        name = f"{settings['dataset']} (natural, ratio {data['imbalance_ratio']:.1f})"
     return (
-        f"{settings['dataset']}-LT (ratio {settings['imbalance_ratio']:g}), {settings['method']}, "
+        f"{name}, {settings['method']}, "
         f"{settings['epochs']} epochs, {len(settings['seeds'])} seed(s) x "
         f"{settings['class_orders']} class order(s)"
     )

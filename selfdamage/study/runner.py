@@ -29,9 +29,9 @@ import numpy as np
 import torch
 
 from selfdamage import __version__
-from selfdamage.data import LongTailSplit, balanced_indices, longtail_indices
+from selfdamage.data import LongTailSplit, balanced_indices
 from selfdamage.study.config import StudyConfig
-from selfdamage.study.data import StudyData, load_data
+from selfdamage.study.data import OWN_DATASETS, StudyData, load_data
 from selfdamage.study.evaluation import evaluate
 from selfdamage.study.models import METHOD_TABLE, build_model
 from selfdamage.study.outputs import (
@@ -40,7 +40,9 @@ from selfdamage.study.outputs import (
     remove_previous_runs,
     write_settings,
 )
+from selfdamage.study.own_data import load_own_data
 from selfdamage.study.preflight import check_device, check_fits_data
+from selfdamage.study.profile import describe_data, group_thresholds, probe_shots, training_split
 from selfdamage.study.report import one_line, plot, summarize, title
 from selfdamage.study.training import TrainSettings, pretrain
 
@@ -123,6 +125,7 @@ def run_study(config: StudyConfig) -> dict[str, Any]:
     make_folders(out)
     start = time.perf_counter()
     data = _load(config)
+    data_info = describe_data(config, data)
     _preflight(config, data, specs)
     if not config.resume:
         remove_previous_runs(out, [spec.name for spec in specs])
@@ -140,9 +143,10 @@ def run_study(config: StudyConfig) -> dict[str, Any]:
     settings = config.to_dict()
     provenance = _provenance(config, time.perf_counter() - start)
     results = {"settings": settings, "provenance": provenance, "runs": runs, "summary": summary}
+    results["data"] = data_info
     (out / "results.json").write_text(json.dumps(results, indent=2))
     if config.chart:
-        plot(summary, variants, out / "groups.png", title=title(settings))
+        plot(summary, variants, out / "groups.png", title=title(settings, data_info))
     return results
 
 
@@ -191,8 +195,9 @@ def run_one(config: StudyConfig, spec: RunSpec, data: StudyData) -> dict[str, An
         split.class_counts,
         torch.from_numpy(np.array(split.indices)),
         with_damage=spec.variant != "balanced",
-        probe_shots=config.probe_shots,
+        probe_shots=probe_shots(config, data.train_labels),
         probe_draws=config.probe_draws,
+        thresholds=group_thresholds(config),
     )
     done = time.perf_counter()
     record = {
@@ -217,18 +222,20 @@ def run_one(config: StudyConfig, spec: RunSpec, data: StudyData) -> dict[str, An
 def _training_subset(
     config: StudyConfig, spec: RunSpec, data: StudyData
 ) -> tuple[LongTailSplit, np.ndarray]:
-    """The long-tailed split of the run's class order, and the run's training indices."""
-    split = longtail_indices(
-        data.train_labels,
-        config.imbalance_ratio,
-        class_order=spec.order,
-        seed=spec.order,
-        n_max=config.n_max,
-    )
+    """The long-tailed split of the run's class order, and the run's training indices.
+
+    The balanced reference is as large as the long-tailed subset, or smaller where the rarest
+    class has fewer images than that needs per class (:func:`_preflight` warns).
+    """
+    split = training_split(config, data.train_labels, spec.order)
     if spec.variant == "balanced":
-        per_class = len(split.indices) // data.num_classes
+        per_class = min(len(split.indices) // data.num_classes, _rarest(data))
         return split, balanced_indices(data.train_labels, per_class, seed=spec.order)
     return split, split.indices
+
+
+def _rarest(data: StudyData) -> int:
+    return int(torch.bincount(data.train_labels).min())
 
 
 def _model(config: StudyConfig, data: StudyData, spec: RunSpec) -> Any:
@@ -250,13 +257,26 @@ def _preflight(config: StudyConfig, data: StudyData, specs: list[RunSpec]) -> No
     """Checks the options against the data and builds one model per variant, so that
     options that do not fit fail before any training."""
     unique = {(spec.variant, spec.order): spec for spec in specs}.values()
-    subsets = {spec.name: len(_training_subset(config, spec, data)[1]) for spec in unique}
+    subsets = {}
+    for spec in unique:
+        split, indices = _training_subset(config, spec, data)
+        subsets[spec.name] = len(indices)
+        wanted = len(split.indices) // data.num_classes
+        if spec.variant == "balanced" and wanted > _rarest(data):
+            warnings.warn(
+                f"{spec.name}: a balanced subset as large as the long-tailed one needs "
+                f"{wanted} images per class, the rarest class has {_rarest(data)}; the "
+                f"balanced reference uses {_rarest(data)} per class (a smaller set).",
+                stacklevel=3,
+            )
     check_fits_data(config, data, subsets)
     for spec in {spec.variant: spec for spec in specs}.values():
         _model(config, data, spec)
 
 
 def _load(config: StudyConfig) -> StudyData:
+    if config.dataset in OWN_DATASETS:
+        return load_own_data(config)
     return load_data(
         config.dataset,
         config.data_dir,
@@ -303,7 +323,7 @@ class _threads:
         torch.set_num_threads(self.before)
 
 
-_WORKER_DATA: dict[tuple[str, str | None, str], StudyData] = {}  # one dataset per process
+_WORKER_DATA: dict[tuple[str | None, ...], StudyData] = {}  # one dataset per process
 
 
 def _init_worker(level: int) -> None:
@@ -317,7 +337,7 @@ def _init_worker(level: int) -> None:
 def _run_in_worker(config: StudyConfig, spec: RunSpec) -> dict[str, Any]:
     if config.threads is not None:
         torch.set_num_threads(config.threads)
-    key = (config.dataset, config.data_dir, config.backbone)
+    key = (config.dataset, config.data_dir, config.train_list, config.backbone)
     if key not in _WORKER_DATA:
         _WORKER_DATA[key] = _load(config)
     return run_one(config, spec, _WORKER_DATA[key])

@@ -16,7 +16,7 @@ import logging
 import math
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from selfdamage.adapters import MomentumAdapter, SelfDamagingAdapter
 from selfdamage.data.batch_views import BatchViews
-from selfdamage.study.data import StudyData
+from selfdamage.study.data import Images, StudyData
 
 __all__ = ["OPTIMIZERS", "TrainSettings", "build_optimizer", "lr_factor", "pretrain"]
 
@@ -70,6 +70,10 @@ def pretrain(
 ) -> list[float]:
     """Pretrains ``model`` on ``data.train_images[indices]``; returns the loss per epoch.
 
+    Images in memory are moved to the model's device once; streamed images
+    (:class:`~selfdamage.study.data.ImageSource`) are read batch by batch in the same
+    order. Each epoch's log line gives its loss and training images per second.
+
     The method's optimizer (:func:`build_optimizer`; SGD with momentum 0.9 by default), the
     learning rate scaled linearly from batch size 256, a linear
     warm-up over a tenth of the epochs (at most 10) and a cosine decay per step, as in the
@@ -95,12 +99,15 @@ def pretrain(
         ...     checkpoint=Path("run.pt"), resume=False, seed=0)  # doctest: +SKIP
     """
     device = next(model.parameters()).device
-    images = data.train_images[indices].to(device)
+    images: Images = data.train_images
+    if isinstance(images, Tensor):
+        images = images[indices].to(device)
+    count = len(indices)
     batch_size, epochs = settings.batch_size, settings.epochs
-    steps = len(images) // batch_size
+    steps = count // batch_size
     if steps == 0:
         raise ValueError(
-            f"batch_size={batch_size} is larger than the training subset ({len(images)} "
+            f"batch_size={batch_size} is larger than the training subset ({count} "
             "samples); lower batch_size."
         )
     if settings.max_steps is not None:
@@ -108,7 +115,8 @@ def pretrain(
     memory_format = torch.channels_last if settings.channels_last else torch.contiguous_format
     if settings.channels_last:
         model.to(memory_format=torch.channels_last)
-    views = BatchViews(images.shape[-1], mean=data.mean, std=data.std).to(device)
+    size = data.image_shape[-1]
+    views = BatchViews(size, mean=data.mean, std=data.std, **data.view_options).to(device)
     optimizer = build_optimizer(
         settings.optimizer,
         model.parameters(),
@@ -136,10 +144,11 @@ def pretrain(
         model.train()
         model.refresh_mask()
         gen = torch.Generator(device=device).manual_seed(seed * 1_000_003 + epoch)
-        order = torch.randperm(len(images), device=device, generator=gen)
+        order = torch.randperm(count, device=device, generator=gen)
         epoch_loss = torch.zeros((), device=device)
-        for step in range(steps):
-            batch = images[order[step * batch_size : (step + 1) * batch_size]].float() / 255
+        batches = _epoch_batches(images, indices, order, batch_size, steps)
+        for step, uint8 in enumerate(batches):
+            batch = uint8.to(device, non_blocking=True).float() / 255
             x0, x1 = views(batch, generator=gen), views(batch, generator=gen)
             if settings.channels_last:
                 x0 = x0.contiguous(memory_format=memory_format)
@@ -156,11 +165,13 @@ def pretrain(
             if bar is not None:
                 bar.update(1)
         losses.append(float(epoch_loss) / steps)  # the epoch's one host-device sync
+        seconds = time.perf_counter() - started
         if epoch_seconds is not None:
-            epoch_seconds.append(time.perf_counter() - started)
+            epoch_seconds.append(seconds)
         if bar is not None:
             bar.set_postfix(epoch=f"{epoch + 1}/{epochs}", loss=f"{losses[-1]:.4f}")
-        logger.info("%s: epoch %d/%d, loss %.4f", name, epoch + 1, epochs, losses[-1])
+        logger.info("%s: epoch %d/%d, loss %.4f, %.0f images/s", name, epoch + 1, epochs,
+                    losses[-1], steps * batch_size / max(seconds, 1e-9))  # fmt: skip
         if (epoch + 1) % settings.checkpoint_every == 0 or epoch + 1 == epochs:
             state = {
                 "model": model.state_dict(),
@@ -175,6 +186,22 @@ def pretrain(
     if settings.channels_last:
         model.to(memory_format=torch.contiguous_format)
     return losses
+
+
+def _epoch_batches(
+    images: Images, indices: Tensor, order: Tensor, batch_size: int, steps: int
+) -> Iterator[Tensor]:
+    """An epoch's ``uint8`` batches: slices of ``images`` in memory, or read from disk.
+
+    In memory, ``images`` is already the training subset on the device; streamed, it is
+    the whole split and ``indices[order]`` picks the subset's images.
+    """
+    if isinstance(images, Tensor):
+        for step in range(steps):
+            yield images[order[step * batch_size : (step + 1) * batch_size]]
+    else:
+        chosen = indices[order[: steps * batch_size].cpu()].tolist()
+        yield from images.batches(chosen, batch_size)
 
 
 OPTIMIZERS = ("sgd", "lars", "adamw")

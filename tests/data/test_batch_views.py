@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from selfdamage.data.batch_views import BatchViews
+from selfdamage.data.batch_views import BatchViews, _gaussian_blur
 
 
 def gen(seed: int = 0) -> torch.Generator:
@@ -70,3 +70,66 @@ class TestBatchViews:
     def test_bad_arguments(self, kwargs: dict[str, object], match: str) -> None:
         with pytest.raises(ValueError, match=match):
             BatchViews(**kwargs)  # type: ignore[arg-type]
+
+
+class TestColourAndBlur:
+    """The augmentations of colour and larger images (off by default)."""
+
+    def _plain(self, **kwargs: float) -> BatchViews:
+        # No crop change (min_scale 1 still draws an aspect ratio: use a constant image).
+        options = {"flip_prob": 0.0, "jitter_prob": 0.0, "mean": (0, 0, 0), "std": (1, 1, 1)}
+        return BatchViews(8, min_scale=1.0, **(options | kwargs))  # type: ignore[arg-type]
+
+    def test_grayscale_is_the_luma(self) -> None:
+        colour = torch.tensor([0.2, 0.6, 1.0]).view(1, 3, 1, 1).expand(4, 3, 8, 8)
+        out = self._plain(grayscale_prob=1.0)(colour, generator=gen())
+        luma = 0.299 * 0.2 + 0.587 * 0.6 + 0.114 * 1.0  # ITU-R 601, by hand
+        torch.testing.assert_close(out, torch.full_like(out, luma))
+
+    def test_saturation_keeps_gray_gray(self) -> None:
+        gray = torch.full((4, 3, 8, 8), 0.4)
+        out = self._plain(jitter_prob=1.0, brightness=0.0, contrast=0.0, saturation=0.9)(
+            gray, generator=gen()
+        )
+        torch.testing.assert_close(out, gray)
+
+    def test_saturation_scales_the_distance_to_gray(self) -> None:
+        colour = torch.tensor([0.3, 0.5, 0.7]).view(1, 3, 1, 1).expand(64, 3, 8, 8)
+        out = self._plain(jitter_prob=1.0, brightness=0.0, contrast=0.0, saturation=0.5)(
+            colour, generator=gen()
+        )
+        luma = 0.299 * 0.3 + 0.587 * 0.5 + 0.114 * 0.7  # nothing reaches 0 or 1: no clamping
+        factor = (out[:, 0, 0, 0] - luma) / (0.3 - luma)  # the same factor for every channel
+        torch.testing.assert_close((out[:, 2, 0, 0] - luma) / (0.7 - luma), factor)
+        assert factor.min() >= 0.5 - 1e-5 and factor.max() <= 1.5 + 1e-5
+
+    def test_blur_of_an_impulse_is_a_normalized_symmetric_gaussian(self) -> None:
+        image = torch.zeros(1, 3, 64, 64)
+        image[:, :, 32, 32] = 1.0
+        out = _gaussian_blur(image, torch.tensor([1.5]), 64)
+        assert float(out[0, 0].sum()) == pytest.approx(1.0, abs=1e-5)
+        radius = 64 // 20
+        offsets = torch.arange(-radius, radius + 1, dtype=torch.float32)
+        kernel = torch.exp(-(offsets**2) / (2 * 1.5**2))
+        kernel /= kernel.sum()
+        expected = kernel.view(-1, 1) * kernel.view(1, -1)  # separable, by hand
+        window = out[0, 0, 32 - radius : 33 + radius, 32 - radius : 33 + radius]
+        torch.testing.assert_close(window, expected)
+
+    def test_default_options_draw_nothing_more(self) -> None:
+        # The new options off: the generator is left where the old views left it.
+        images = torch.rand(8, 3, 16, 16)
+        plain, with_options = gen(), gen()
+        BatchViews(16)(images, generator=plain)
+        BatchViews(16, saturation=0.0, grayscale_prob=0.0, blur_prob=0.0)(
+            images, generator=with_options
+        )
+        assert torch.equal(plain.get_state(), with_options.get_state())
+        BatchViews(16, blur_prob=0.5)(images, generator=with_options)
+        BatchViews(16)(images, generator=plain)
+        assert not torch.equal(plain.get_state(), with_options.get_state())
+
+    @pytest.mark.parametrize("name", ["grayscale_prob", "blur_prob"])
+    def test_bad_probability(self, name: str) -> None:
+        with pytest.raises(ValueError, match=name):
+            BatchViews(16, **{name: 1.5})  # type: ignore[arg-type]

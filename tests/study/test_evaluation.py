@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import pytest
 import torch
 from torch import nn
 
@@ -78,3 +82,74 @@ class TestEvaluate:
         )  # fmt: skip
         assert int(model.wrapper.refresh_count) == refreshes + 1
         assert 0.0 <= metrics["damage_auroc"] <= 1.0
+
+
+class _Streamed:
+    """An ImageSource over a tensor: the images are only reachable batch by batch."""
+
+    def __init__(self, images: torch.Tensor) -> None:
+        self._images = images
+        self.shape = tuple(images.shape)
+        self.read = 0
+
+    def batches(self, indices: Sequence[int], batch_size: int) -> Iterator[torch.Tensor]:
+        for start in range(0, len(indices), batch_size):
+            chosen = list(indices[start : start + batch_size])
+            self.read += len(chosen)
+            yield self._images[torch.tensor(chosen)]
+
+
+class TestOwnData:
+    def test_streamed_images_give_the_same_metrics(self) -> None:
+        data = _data()
+        streamed = StudyData(
+            _Streamed(data.train_images), data.train_labels, _Streamed(data.test_images),
+            data.test_labels, 3, data.mean, data.std,
+        )  # fmt: skip
+        kwargs: dict[str, Any] = {"with_damage": True, "probe_shots": 5, "probe_draws": 2}
+        expected = evaluate(_model(baseline=True), data, (20, 8, 2), torch.arange(60), **kwargs)
+        got = evaluate(_model(baseline=True), streamed, (20, 8, 2), torch.arange(60), **kwargs)
+        for name in METRICS:
+            assert got[name] == pytest.approx(expected[name], abs=1e-6), name
+        assert streamed.test_images.read == 30  # type: ignore[union-attr]
+
+    def test_imbalanced_test_split_adds_balanced_accuracy(self) -> None:
+        # Classes 1 and 2 look the same: the probe gives both one answer, so one of them
+        # is always right and the other always wrong; class 0 is always right.
+        train_y = torch.arange(3).repeat_interleave(6)
+        test_y = torch.tensor([0] * 10 + [1] * 10 + [2] * 2)
+        halves = {0: (20, 20), 1: (220, 20), 2: (220, 20)}
+
+        def images(labels: torch.Tensor) -> torch.Tensor:
+            out = torch.empty(len(labels), 1, 4, 4, dtype=torch.uint8)
+            for i, label in enumerate(labels.tolist()):
+                out[i, :, :, :2], out[i, :, :, 2:] = halves[label]
+            return out
+
+        data = StudyData(images(train_y), train_y, images(test_y), test_y, 3, (0.5,), (0.25,))
+        metrics = evaluate(
+            _model(baseline=True), data, (6, 6, 6), torch.arange(18),
+            with_damage=False, probe_shots=3, probe_draws=1,
+        )  # fmt: skip
+        # Per class: 1, and 1 and 0 for classes 1 and 2 in some order: mean 2/3 either way.
+        assert metrics["balanced_accuracy"] == pytest.approx(2 / 3)
+        assert metrics["accuracy"] in (pytest.approx(20 / 22), pytest.approx(12 / 22))
+
+    def test_balanced_test_split_has_no_balanced_accuracy(self) -> None:
+        metrics = evaluate(
+            _model(baseline=True), _data(), (20, 8, 2), torch.arange(60),
+            with_damage=False, probe_shots=5, probe_draws=1,
+        )  # fmt: skip
+        assert "balanced_accuracy" not in metrics
+
+    def test_count_thresholds_group_the_classes(self) -> None:
+        metrics = evaluate(
+            _model(baseline=True), _data(), (200, 50, 10), torch.arange(60),
+            with_damage=False, probe_shots=5, probe_draws=1, thresholds=(100, 20),
+        )  # fmt: skip
+        assert metrics["groups"] == {"many": [0], "medium": [1], "few": [2]}
+        with pytest.raises(ValueError, match="the Few group is empty"):
+            evaluate(
+                _model(baseline=True), _data(), (200, 50, 30), torch.arange(60),
+                with_damage=False, probe_shots=5, probe_draws=1, thresholds=(100, 20),
+            )  # fmt: skip

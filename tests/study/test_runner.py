@@ -127,7 +127,7 @@ class TestDeprecated:
         assert StudyConfig(**options).resolved().temperature is None
 
     def test_old_names_importable(self) -> None:
-        assert study.DATASETS == ("fashion-mnist", "cifar10", "cifar100")
+        assert study.DATASETS == ("fashion-mnist", "cifar10", "cifar100", "folder", "list")
         methods = ("simclr", "moco", "byol", "barlowtwins", "vicreg", "dcl", "dclw")
         assert (*methods, "simsiam", "dino", "nnclr", "tico") == study.METHODS
         assert study.BACKBONES == ("resnet18-cifar", "resnet18")

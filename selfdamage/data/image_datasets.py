@@ -1,0 +1,153 @@
+"""Your own images as datasets: ``(views, label, index)`` items for a contrastive pipeline.
+
+:class:`LongTailImageFolder` reads an image folder, :class:`ImageListDataset` list files
+(both checked as :mod:`selfdamage.data.image_files` describes);
+:class:`ImageFileDataset` serves any :class:`~selfdamage.data.image_files.ImageSamples`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from torch.utils.data import Dataset
+
+from selfdamage.data.image_files import ImageSamples, read_image_list, scan_image_folder
+
+__all__ = ["ImageFileDataset", "ImageListDataset", "LongTailImageFolder", "open_image"]
+
+
+def open_image(path: str, mode: str) -> Image.Image:
+    """Decodes one image with PIL, converted to ``mode`` (``"L"`` or ``"RGB"``).
+
+    Examples:
+        >>> open_image("cat.png", "RGB").mode  # doctest: +SKIP
+        'RGB'
+    """
+    with Image.open(path) as image:
+        return image.convert(mode)
+
+
+class ImageFileDataset(Dataset[tuple[Any, int, int]]):
+    """Image files with labels as a dataset of ``(transform(image), label, index)``.
+
+    ``index`` is the item's position in the dataset, for methods and analyses that
+    need it (e.g. a per-sample memory or damage scores). With a two-view transform
+    (:func:`~selfdamage.data.image_views`, or lightly's ``SimCLRTransform``) the first
+    element is the list of two views, as lightly's training loops expect.
+
+    Args:
+        samples: The images and their labels.
+        transform: Maps the PIL image to what the item holds; ``None`` returns the image.
+        image_mode: ``"L"`` or ``"RGB"``: every image is converted to it when read.
+
+    Raises:
+        ValueError: If ``image_mode`` is not ``"L"`` or ``"RGB"``.
+
+    Examples:
+        >>> samples = ImageSamples(("a.png",), np.array([0]), ("cat",), "x")
+        >>> len(ImageFileDataset(samples))
+        1
+    """
+
+    def __init__(
+        self,
+        samples: ImageSamples,
+        transform: Callable[[Image.Image], Any] | None = None,
+        *,
+        image_mode: str = "RGB",
+    ) -> None:
+        if image_mode not in ("L", "RGB"):
+            raise ValueError(
+                f"image_mode must be 'L' (grayscale) or 'RGB', got image_mode={image_mode!r}."
+            )
+        self.samples = samples
+        self.transform = transform
+        self.image_mode = image_mode
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """Class names, indexed by class id."""
+        return self.samples.classes
+
+    @property
+    def targets(self) -> np.ndarray:
+        """The label of every item."""
+        return self.samples.labels
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[Any, int, int]:
+        image = open_image(self.samples.paths[index], self.image_mode)
+        item = image if self.transform is None else self.transform(image)
+        return item, int(self.samples.labels[index]), index
+
+
+class LongTailImageFolder(ImageFileDataset):
+    """One split of an image folder, ``root/split/CLASS/IMAGE``, as ``(views, label, index)``.
+
+    The split is read as it is (a natural long tail stays as found); subsample it with
+    :func:`~selfdamage.data.longtail_indices` and ``torch.utils.data.Subset`` to impose a
+    profile. Files that are not images are skipped with a warning.
+
+    Args:
+        root: The dataset folder.
+        split: Its sub-folder: ``"train"``, ``"test"``, ``"val"``.
+        transform: Maps a PIL image to the item, e.g. ``image_views(64)`` for two views.
+        image_mode: ``"L"`` or ``"RGB"``; every image is converted to it.
+
+    Raises:
+        FileNotFoundError: If the split folder is missing.
+        ValueError: If it has no class folders, or a class folder has no images.
+
+    Examples:
+        >>> from selfdamage.data import image_views
+        >>> train = LongTailImageFolder("my_images", "train",
+        ...     transform=image_views(64))  # doctest: +SKIP
+        >>> (view0, view1), label, index = train[0]  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "train",
+        *,
+        transform: Callable[[Image.Image], Any] | None = None,
+        image_mode: str = "RGB",
+    ) -> None:
+        super().__init__(scan_image_folder(root, split), transform, image_mode=image_mode)
+
+
+class ImageListDataset(ImageFileDataset):
+    """The images of a list file (``relative/path label`` lines) as ``(views, label, index)``.
+
+    Args:
+        list_file: The list file, e.g. ImageNet-LT's ``ImageNet_LT_train.txt``.
+        image_root: The folder its paths are relative to.
+        transform: Maps a PIL image to the item, e.g. ``image_views(224)`` for two views.
+        image_mode: ``"L"`` or ``"RGB"``; every image is converted to it.
+
+    Raises:
+        FileNotFoundError: If the list file or images it lists do not exist.
+        ValueError: If a line does not parse.
+
+    Examples:
+        >>> from selfdamage.data import image_views
+        >>> train = ImageListDataset("ImageNet_LT_train.txt", "imagenet",
+        ...     transform=image_views(224))  # doctest: +SKIP
+        >>> (view0, view1), label, index = train[0]  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        list_file: str | Path,
+        image_root: str | Path,
+        *,
+        transform: Callable[[Image.Image], Any] | None = None,
+        image_mode: str = "RGB",
+    ) -> None:
+        super().__init__(read_image_list(list_file, image_root), transform, image_mode=image_mode)

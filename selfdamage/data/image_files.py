@@ -1,0 +1,294 @@
+"""Your own images on disk: image folders and list files, read and checked.
+
+Two layouts are read, the ones long-tail benchmarks and torchvision use:
+
+- an **image folder** (torchvision's ``ImageFolder``): ``ROOT/train/CLASS/*.png`` and
+  ``ROOT/test/CLASS/*.png`` (or ``ROOT/val/...``), one sub-folder per class, class ids
+  in sorted order of the folder names (:func:`scan_image_folder`);
+- a **list file** (ImageNet-LT, Places-LT, iNaturalist): one ``relative/path label``
+  line per image, paths relative to an image root (:func:`read_image_list`).
+
+Both give an :class:`ImageSamples` (paths, labels, class names), checked before any
+training: a missing or empty folder, a class without images, a line that does not
+parse, a path that does not exist and a split whose classes differ from the other's all
+raise an error that names the path and the fix (:func:`check_splits`,
+:func:`image_modes`). :mod:`selfdamage.data.image_datasets` serves them as datasets.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "ImageSamples",
+    "check_splits",
+    "find_test_split",
+    "image_modes",
+    "read_image_list",
+    "scan_image_folder",
+]
+
+logger = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".pgm", ".png", ".ppm", ".tif", ".tiff",
+                    ".webp")  # fmt: skip
+"""File name endings read as images (case-insensitive), as torchvision's ``ImageFolder``."""
+
+_GRAY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "F"})
+_SHOWN = 5  # paths quoted in an error message
+
+
+@dataclass(frozen=True, eq=False)
+class ImageSamples:
+    """Image files and their labels: one split of a dataset on disk.
+
+    Attributes:
+        paths: The image files.
+        labels: Class id of every image, ``int64``, ids ``0 .. len(classes) - 1``.
+        classes: Class names, indexed by class id (folder names, or the list file's
+            labels as text).
+        source: The folder or list file the samples come from (for messages).
+
+    Examples:
+        >>> samples = ImageSamples(("a.png", "b.png"), np.array([0, 1]), ("cat", "dog"), "x")
+        >>> samples.class_counts().tolist()
+        [1, 1]
+    """
+
+    paths: Sequence[str]
+    labels: np.ndarray
+    classes: tuple[str, ...]
+    source: str
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def class_counts(self) -> np.ndarray:
+        """Images per class, indexed by class id."""
+        return np.bincount(self.labels, minlength=len(self.classes))
+
+
+def scan_image_folder(root: str | Path, split: str = "train") -> ImageSamples:
+    """The images of ``root/split/CLASS/...``, class ids in sorted order of ``CLASS``.
+
+    Files whose names do not end in one of :data:`IMAGE_EXTENSIONS` are skipped, with one
+    warning that counts them. Sub-folders of a class folder are searched too.
+
+    Args:
+        root: The dataset folder.
+        split: The split's sub-folder, e.g. ``"train"``, ``"test"`` or ``"val"``.
+
+    Raises:
+        FileNotFoundError: If ``root/split`` is not a folder.
+        ValueError: If it has no class folders, or a class folder has no images.
+
+    Examples:
+        >>> samples = scan_image_folder("my_images", "train")  # doctest: +SKIP
+        >>> samples.classes  # doctest: +SKIP
+        ('cat', 'dog')
+    """
+    folder = Path(root) / split
+    if not folder.is_dir():
+        raise FileNotFoundError(
+            f"{folder} is not a folder. An image folder holds {Path(root) / 'train'}/CLASS/"
+            f"IMAGE and {Path(root) / 'test'}/CLASS/IMAGE (or val/ instead of test/); "
+            "check --data-dir."
+        )
+    classes = tuple(sorted(entry.name for entry in os.scandir(folder) if entry.is_dir()))
+    if not classes:
+        raise ValueError(
+            f"{folder} has no class folders: put the images of each class into their own "
+            f"sub-folder, e.g. {folder / 'CLASS_NAME' / 'image.png'}."
+        )
+    paths: list[str] = []
+    labels: list[int] = []
+    skipped: Counter[str] = Counter()
+    for label, name in enumerate(classes):
+        found = 0
+        for directory, subdirs, files in os.walk(folder / name):
+            subdirs.sort()
+            for file in sorted(files):
+                if file.lower().endswith(IMAGE_EXTENSIONS):
+                    paths.append(os.path.join(directory, file))
+                    found += 1
+                else:
+                    skipped[Path(file).suffix.lower() or file] += 1
+        if found == 0:
+            raise ValueError(
+                f"class folder {folder / name} has no images (files ending in "
+                f"{', '.join(IMAGE_EXTENSIONS)}); add images or remove the folder."
+            )
+        labels.extend([label] * found)
+    if skipped:
+        kinds = ", ".join(f"{count} {kind!r}" for kind, count in skipped.most_common(_SHOWN))
+        warnings.warn(
+            f"skipped {sum(skipped.values())} files in {folder} that are not images "
+            f"({kinds}); only {', '.join(IMAGE_EXTENSIONS)} are read.",
+            stacklevel=2,
+        )
+    return ImageSamples(paths, np.asarray(labels, dtype=np.int64), classes, str(folder))
+
+
+def find_test_split(root: str | Path) -> str:
+    """The name of the test split of an image folder: ``"test"``, else ``"val"``.
+
+    Raises:
+        FileNotFoundError: If ``root`` has neither.
+
+    Examples:
+        >>> find_test_split("my_images")  # doctest: +SKIP
+        'test'
+    """
+    for split in ("test", "val"):
+        if (Path(root) / split).is_dir():
+            return split
+    raise FileNotFoundError(
+        f"{root} has no test/ or val/ folder: the study measures on a labeled test split, "
+        f"laid out like the training one ({Path(root) / 'test'}/CLASS/IMAGE)."
+    )
+
+
+def read_image_list(
+    list_file: str | Path, image_root: str | Path, *, classes: Sequence[str] | None = None
+) -> ImageSamples:
+    """The images of a list file: one ``relative/path label`` line per image.
+
+    The format of ImageNet-LT, Places-LT and iNaturalist's published splits. Paths are
+    relative to ``image_root`` and may hold spaces (the label is the last field); labels
+    are integers ``>= 0``; empty lines are skipped. Class ids are the labels' rank in
+    sorted order, so labels ``0 .. C-1`` keep their values.
+
+    Args:
+        list_file: The list file.
+        image_root: The folder the paths are relative to.
+        classes: Class names (labels as text) to use instead of the file's own, e.g. the
+            training list's for a test list.
+
+    Raises:
+        FileNotFoundError: If the list file is missing, or paths in it do not exist (the
+            message lists the first few).
+        ValueError: If a line does not parse (the message names the file and line) or
+            the file lists no image.
+
+    Examples:
+        >>> samples = read_image_list("ImageNet_LT_train.txt", "imagenet")  # doctest: +SKIP
+    """
+    list_path, root = Path(list_file), Path(image_root)
+    if not list_path.is_file():
+        raise FileNotFoundError(f"list file {list_path} does not exist; check its path.")
+    paths: list[str] = []
+    raw: list[int] = []
+    with list_path.open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            fields = line.strip().rsplit(maxsplit=1)
+            if len(fields) != 2 or not fields[1].isdigit():
+                raise ValueError(
+                    f"{list_path}, line {number}: expected 'relative/path label' with an "
+                    f"integer label >= 0, got {line.strip()!r}."
+                )
+            paths.append(str(root / fields[0]))
+            raw.append(int(fields[1]))
+    if not paths:
+        raise ValueError(f"list file {list_path} lists no image: it needs 'path label' lines.")
+    missing = [p for p in paths if not os.path.isfile(p)]
+    if missing:
+        shown = "\n  ".join(missing[:_SHOWN])
+        raise FileNotFoundError(
+            f"{len(missing)} of the {len(paths)} images listed in {list_path} do not exist "
+            f"under --image-root {root}, e.g.:\n  {shown}\nCheck --image-root (the folder "
+            "the paths are relative to)."
+        )
+    names = tuple(str(label) for label in sorted(set(raw))) if classes is None else classes
+    ids = {name: i for i, name in enumerate(names)}
+    unknown = sorted({str(label) for label in raw} - set(ids), key=int)
+    if unknown:
+        raise ValueError(
+            f"{list_path} has labels that the training split lacks: {unknown[:_SHOWN]}; "
+            "every test class needs training images."
+        )
+    labels = np.asarray([ids[str(label)] for label in raw], dtype=np.int64)
+    return ImageSamples(paths, labels, tuple(names), str(list_path))
+
+
+def check_splits(train: ImageSamples, test: ImageSamples, *, min_train: int = 2) -> None:
+    """Checks that both splits have the same classes and every class ``min_train`` images.
+
+    Raises:
+        ValueError: If a class is missing from one split, or has fewer than
+            ``min_train`` training images; the message names the classes and the fix.
+
+    Examples:
+        >>> a = ImageSamples(("x", "y"), np.array([0, 0]), ("cat",), "train")
+        >>> check_splits(a, ImageSamples(("z",), np.array([0]), ("cat",), "test"))
+    """
+    for first, second in ((test, train), (train, test)):
+        missing = sorted(set(first.classes) - set(second.classes))
+        if missing:
+            raise ValueError(
+                f"classes {missing[:_SHOWN]} are in {first.source} but not in "
+                f"{second.source}; both splits need the same classes (add their images, "
+                "or remove the classes from both)."
+            )
+    counts = train.class_counts()
+    small = [f"{train.classes[c]} ({counts[c]})" for c in np.flatnonzero(counts < min_train)]
+    if small:
+        raise ValueError(
+            f"classes with fewer than {min_train} training images in {train.source}: "
+            f"{', '.join(small[:_SHOWN])}; every class needs at least {min_train} (for a "
+            "labeled subset and the groups): add images or remove these classes."
+        )
+
+
+def image_modes(
+    samples: ImageSamples, *, mixed_ok: bool = False
+) -> tuple[str, list[tuple[int, int]]]:
+    """Opens every image's header: the split's colour kind and every image's size.
+
+    Args:
+        samples: The images to check.
+        mixed_ok: Allow grayscale and colour images together (they will be converted).
+
+    Returns:
+        ``"L"`` if every image is grayscale, ``"RGB"`` if any is in colour, and the
+        ``(width, height)`` of every image.
+
+    Raises:
+        ValueError: If a file is not a readable image, or (unless ``mixed_ok``)
+            grayscale and colour images are mixed (the message counts both and shows one
+            of each).
+
+    Examples:
+        >>> mode, sizes = image_modes(samples)  # doctest: +SKIP
+    """
+    kinds: dict[str, list[str]] = {"L": [], "RGB": []}
+    sizes: list[tuple[int, int]] = []
+    for path in samples.paths:
+        try:
+            with Image.open(path) as image:
+                mode, size = image.mode, image.size
+        except (OSError, ValueError) as error:
+            raise ValueError(
+                f"{path} is not a readable image ({error}); remove or replace it."
+            ) from error
+        kinds["L" if mode in _GRAY_MODES else "RGB"].append(path)
+        sizes.append(size)
+    if kinds["L"] and kinds["RGB"] and not mixed_ok:
+        raise ValueError(
+            f"{samples.source} mixes grayscale and colour images: {len(kinds['L'])} "
+            f"grayscale (e.g. {kinds['L'][0]}) and {len(kinds['RGB'])} colour (e.g. "
+            f"{kinds['RGB'][0]}); convert them to one mode, or pass image_mode='RGB' "
+            "(--image-mode RGB) or 'L' to convert every image when it is read."
+        )
+    return ("RGB" if kinds["RGB"] else "L"), sizes

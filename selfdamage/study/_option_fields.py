@@ -1,0 +1,95 @@
+"""The study options' dataclass fields and the checks they run.
+
+:func:`option` makes a :class:`~selfdamage.study.config.StudyConfig` field whose metadata
+holds the command-line help, group and flag and the value check; the ``check_*`` functions
+and the :func:`choice`, :func:`number` and :func:`optional` factories are those checks, in
+:mod:`selfdamage._checks`' message form.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import field
+from typing import Any
+
+import torch
+
+from selfdamage._checks import check_choice, check_int, check_real
+
+Check = Callable[[str, Any], object]  # raises in selfdamage._checks' message form if bad
+
+
+def choice(allowed: Sequence[str]) -> Check:
+    return lambda name, value: check_choice(name, value, allowed)
+
+
+def check_positive(name: str, value: Any) -> None:
+    check_int(name, value, 1, what="a positive integer")
+
+
+def check_non_negative(name: str, value: Any) -> None:
+    check_int(name, value, 0)
+
+
+def check_batch_size(name: str, value: Any) -> None:
+    check_int(
+        name,
+        value,
+        2,
+        what=">= 2",
+        fix="Every method contrasts or normalizes over the batch (BatchNorm in the heads), "
+        "which needs at least 2 samples; the paper's is 512.",
+    )
+
+
+def optional(check: Check) -> Check:
+    return lambda name, value: None if value is None else check(name, value)
+
+
+def number(low: float, high: float | None = None, *, low_open: bool = False) -> Check:
+    return lambda name, value: check_real(
+        name, value, low, high, low_open=low_open, high_open=high is not None
+    )
+
+
+def check_seeds(name: str, value: Any) -> None:
+    if not value:
+        raise ValueError(f"{name} must name at least one seed, got {name}=[].")
+    for i, seed in enumerate(value):
+        check_int(f"{name}[{i}]", seed, 0)
+    twice = sorted({seed for seed in value if list(value).count(seed) > 1})
+    if twice:
+        raise ValueError(
+            f"{name} must be distinct, got {name}={list(value)}: seed(s) {twice} would train "
+            "the same runs again and count them twice. List each seed once."
+        )
+
+
+def check_device_name(name: str, value: Any) -> None:
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a str, got {name}={value!r}.")
+    try:
+        torch.device(value)
+    except (RuntimeError, ValueError):
+        raise ValueError(
+            f"{name} must be a torch device such as 'cpu', 'cuda' or 'cuda:1', "
+            f"got {name}={value!r}."
+        ) from None
+
+
+def option(
+    default: Any,
+    help: str,
+    *,
+    group: str,
+    check: Check | None = None,
+    choices: Sequence[str] | None = None,
+    flag: str | None = None,
+    cli: dict[str, Any] | None = None,
+) -> Any:
+    """A dataclass field whose metadata holds what the command line and the checks need."""
+    if choices is not None:
+        check = choice(choices)
+    metadata: dict[str, Any] = {"help": help, "group": group, "check": check}
+    metadata |= {"choices": choices, "flag": flag, "cli": cli or {}}
+    return field(default=default, metadata=metadata)
