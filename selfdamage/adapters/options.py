@@ -1,13 +1,16 @@
-"""The adapters' constructor options: their checks, and what their defaults are sized from."""
+"""The adapters' constructor options: the wrapper options, their checks, and default sizes."""
 
 from __future__ import annotations
 
 from lightly.models.modules.memory_bank import MemoryBankModule
 from torch import nn
+from typing_extensions import TypedDict
 
 from selfdamage._checks import check_int, check_module, check_real
+from selfdamage.damage import Damage, Prunable
 
 __all__ = [
+    "WrapperOptions",
     "check_feature_dim",
     "check_predictor",
     "default_temperature",
@@ -16,6 +19,42 @@ __all__ = [
     "output_dim",
     "reject_with_loss",
 ]
+
+
+class WrapperOptions(TypedDict, total=False):
+    """The wrapper options: keyword arguments that every adapter takes and passes on unchanged.
+
+    Every adapter's signature ends in ``**options: Unpack[WrapperOptions]``; together with
+    the positional ``prune_ratio`` they mean exactly what they mean on
+    :class:`~selfdamage.wrapper.SelfDamagingWrapper`, and they are documented here once.
+
+    - ``damage``: the damage strategy (:mod:`selfdamage.damage`), or None (the default) for
+      ``WeightDamage(prune_ratio, random_ratio=..., prunable=...)``. A
+      :class:`~selfdamage.damage.ChannelDamage` takes ``example_inputs`` of the *backbone*;
+      the adapter traces the whole encoder with them.
+    - ``baseline``: if True, no twin in training: the plain method, both online passes
+      through the dense model, for fair baselines. The wrapper and its strategy still
+      exist, so the baseline's damaged twin can be evaluated after training
+      (``refresh_mask()``, then ``wrapper.damaged(x)``); it has no twin normalization
+      state (no parameter goes unused, which DDP would reject). Default False.
+    - ``random_ratio``: shorthand, the part of ``prune_ratio`` pruned at random instead of
+      by magnitude. Default 0.
+    - ``prunable``: shorthand, the module types whose weight is pruned, or a predicate
+      ``(name, module) -> bool`` over names like ``backbone.0``, ``head.layers.0`` and
+      ``predictor.layers.0``. Default ``(nn.Conv2d,)``.
+    - ``twin_norm``: if True (the default), the twin has its own BatchNorm parameters and
+      statistics.
+
+    0.1's spellings (``damage=True|False|"weight"|"channel"`` and the channel options
+    ``example_inputs``, ``importance``, ``ignored_layers``, ``max_channel_ratio``) are
+    still accepted with a ``DeprecationWarning``.
+    """
+
+    damage: Damage | None
+    baseline: bool
+    random_ratio: float
+    prunable: Prunable
+    twin_norm: bool
 
 
 def check_feature_dim(feature_dim: object) -> int:

@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from lightly.loss import VICRegLoss
 from lightly.models.modules.heads import VICRegProjectionHead
 from torch import nn
 
-from selfdamage.adapters.options import check_feature_dim
-from selfdamage.adapters.two_view import TwoViewAdapter
-from selfdamage.damage import Damage, Prunable
-from selfdamage.wrapper import DEFAULT_PRUNABLE, DEFAULT_PRUNE_RATIO, DEFAULT_RANDOM_RATIO
+from selfdamage.adapters.registry import register_adapter
+from selfdamage.adapters.two_view import DefaultsTwoView
 
 __all__ = ["VICRegAdapter"]
 
 
-class VICRegAdapter(TwoViewAdapter):
+@register_adapter("vicreg")
+class VICRegAdapter(DefaultsTwoView):
     """VICReg [1] with a self-damaged twin; ``forward`` returns the loss.
 
     VICReg makes two online passes per step and pulls their projections together
@@ -39,13 +36,8 @@ class VICRegAdapter(TwoViewAdapter):
     - [1] VICReg, 2022, https://arxiv.org/abs/2105.04906
 
     Args:
-        backbone: Any module mapping an input batch to ``feature_dim`` features per
-            sample; its output is flattened with ``flatten(start_dim=1)``, so include any
-            global pooling in it. Trained in place; also reachable as ``self.backbone``.
-        feature_dim: The backbone's number of output features (512 for a ResNet-18).
-        prune_ratio: Shorthand for ``damage=WeightDamage(prune_ratio, ...)``: fraction of
-            the prunable weights the twin loses, 0.9 on CIFAR and 0.3 on ImageNet-100 in
-            the SDCLR paper.
+        backbone, feature_dim, prune_ratio, **options: As on every adapter, see
+            :class:`~selfdamage.adapters.SelfDamagingAdapter`.
         head: The projection head. Defaults to lightly's
             ``VICRegProjectionHead(feature_dim, 2048, 2048, num_layers=2)``, the sizes of
             lightly's ``examples/pytorch/vicreg.py`` (Linear, BatchNorm, ReLU, Linear). The
@@ -56,11 +48,6 @@ class VICRegAdapter(TwoViewAdapter):
             (invariance ``lambda_param=25``, variance ``mu_param=25``, covariance
             ``nu_param=1``). For other weights, or ``gather_distributed=True`` under DDP,
             pass ``loss=VICRegLoss(...)``.
-        damage, baseline, random_ratio, prunable, twin_norm: The wrapper options, the
-            same on every adapter: see :class:`~selfdamage.adapters.SelfDamagingAdapter`.
-            ``baseline=True`` gives the plain method, for baselines.
-        **deprecated_options: 0.1's spellings, see
-            :class:`~selfdamage.adapters.SelfDamagingAdapter`.
 
     Raises:
         TypeError: If ``backbone``, ``head`` or ``loss`` is not an ``nn.Module``, or an
@@ -86,34 +73,12 @@ class VICRegAdapter(TwoViewAdapter):
 
     _two_samples_because = "VICReg's variance and covariance terms are statistics over the batch"
 
-    def __init__(
-        self,
-        backbone: nn.Module,
-        feature_dim: int = 512,
-        prune_ratio: float = DEFAULT_PRUNE_RATIO,
-        *,
-        head: nn.Module | None = None,
-        loss: nn.Module | None = None,
-        damage: Damage | None = None,
-        baseline: bool = False,
-        random_ratio: float = DEFAULT_RANDOM_RATIO,
-        prunable: Prunable = DEFAULT_PRUNABLE,
-        twin_norm: bool = True,
-        **deprecated_options: Any,
-    ) -> None:
-        feature_dim = check_feature_dim(feature_dim)
-        if head is None:
-            head = VICRegProjectionHead(feature_dim, 2048, 2048, num_layers=2)
-        super().__init__(
-            backbone,
-            feature_dim,
-            prune_ratio,
-            head=head,
-            loss=VICRegLoss() if loss is None else loss,
-            damage=damage,
-            baseline=baseline,
-            random_ratio=random_ratio,
-            prunable=prunable,
-            twin_norm=twin_norm,
-            **deprecated_options,
-        )
+    @staticmethod
+    def default_head(feature_dim: int) -> nn.Module:
+        """lightly's ``VICRegProjectionHead(feature_dim, 2048, 2048, num_layers=2)``."""
+        return VICRegProjectionHead(feature_dim, 2048, 2048, num_layers=2)
+
+    @staticmethod
+    def default_loss(head: nn.Module) -> nn.Module:
+        """lightly's ``VICRegLoss()``."""
+        return VICRegLoss()
