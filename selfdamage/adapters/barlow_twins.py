@@ -48,23 +48,14 @@ class BarlowTwinsAdapter(DefaultsTwoView):
             ``loss=BarlowTwinsLoss(lambda_param=..., gather_distributed=...)``.
 
     Raises:
-        TypeError: If ``backbone``, ``head`` or ``loss`` is not an ``nn.Module``, or an
-            option has the wrong type.
-        ValueError: If ``feature_dim`` is not positive, ``loss`` has a memory bank, or a
-            wrapper option is out of range.
+        TypeError: As on every adapter.
+        ValueError: As on every adapter; or ``loss`` has a memory bank.
 
     Examples:
         >>> import torch, torchvision
-        >>> from torch import nn
-        >>> resnet = torchvision.models.resnet18()
-        >>> backbone = nn.Sequential(*list(resnet.children())[:-1])  # (N, 512, 1, 1)
+        >>> backbone = torch.nn.Sequential(*list(torchvision.models.resnet18().children())[:-1])
         >>> model = BarlowTwinsAdapter(backbone, feature_dim=512, prune_ratio=0.9)
-        >>> optimizer = torch.optim.SGD(model.parameters(), lr=0.06)
-        >>> x0, x1 = torch.randn(4, 3, 32, 32), torch.randn(4, 3, 32, 32)  # two views
-        >>> model.refresh_mask()  # at the start of every epoch
-        >>> loss = model(x0, x1)
-        >>> loss.backward()
-        >>> optimizer.step()
+        >>> loss = model(torch.randn(4, 3, 32, 32), torch.randn(4, 3, 32, 32))
         >>> model.loss.lambda_param
         0.005
     """
@@ -74,9 +65,11 @@ class BarlowTwinsAdapter(DefaultsTwoView):
     @staticmethod
     def default_head(feature_dim: int) -> nn.Module:
         """lightly's ``BarlowTwinsProjectionHead(feature_dim, 2048, 2048)``."""
-        return BarlowTwinsProjectionHead(feature_dim, 2048, 2048)
+        module: nn.Module = BarlowTwinsProjectionHead(feature_dim, 2048, 2048)
+        return module
 
     @staticmethod
     def default_loss(head: nn.Module) -> nn.Module:
         """lightly's ``BarlowTwinsLoss()``."""
-        return BarlowTwinsLoss()
+        module: nn.Module = BarlowTwinsLoss()
+        return module

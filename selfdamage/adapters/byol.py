@@ -53,28 +53,15 @@ class BYOLAdapter(MomentumAdapter):
             Defaults to lightly's ``NegativeCosineSimilarity()``.
 
     Raises:
-        TypeError: If ``backbone``, ``head``, ``predictor`` or ``loss`` is not an
-            ``nn.Module``, or an option has the wrong type.
-        ValueError: If ``feature_dim`` is not positive, the projector's output dimension
-            cannot be read for the default predictor, ``predictor`` does not map it to
-            itself, or a wrapper option is out of range.
+        TypeError: As on every adapter.
+        ValueError: As on every adapter, which also covers the predictor.
 
     Examples:
         >>> import torch, torchvision
-        >>> from torch import nn
-        >>> from lightly.utils.scheduler import cosine_schedule
-        >>> resnet = torchvision.models.resnet18()
-        >>> backbone = nn.Sequential(*list(resnet.children())[:-1])  # (N, 512, 1, 1)
+        >>> backbone = torch.nn.Sequential(*list(torchvision.models.resnet18().children())[:-1])
         >>> model = BYOLAdapter(backbone, feature_dim=512, prune_ratio=0.9)
-        >>> optimizer = torch.optim.SGD(model.parameters(), lr=0.06)
-        >>> epochs, x0, x1 = 1, torch.randn(4, 3, 32, 32), torch.randn(4, 3, 32, 32)
-        >>> for epoch in range(epochs):
-        ...     model.refresh_mask()
-        ...     model.update_momentum(cosine_schedule(epoch, epochs, 0.996, 1.0))
-        ...     loss = model(x0, x1)
-        ...     loss.backward()
-        ...     optimizer.step()
-        ...     optimizer.zero_grad()
+        >>> model.update_momentum(0.99)  # every step, before the forward pass
+        >>> loss = model(torch.randn(4, 3, 32, 32), torch.randn(4, 3, 32, 32))
         >>> -1.0 <= loss.item() <= 1.0
         True
     """
@@ -97,7 +84,8 @@ class BYOLAdapter(MomentumAdapter):
     @staticmethod
     def default_head(feature_dim: int) -> nn.Module:
         """lightly's ``BYOLProjectionHead(feature_dim, 4096, 256)``."""
-        return BYOLProjectionHead(feature_dim, 4096, 256)
+        module: nn.Module = BYOLProjectionHead(feature_dim, 4096, 256)
+        return module
 
     @staticmethod
     def default_predictor(head: nn.Module, feature_dim: int) -> nn.Module:
@@ -105,15 +93,16 @@ class BYOLAdapter(MomentumAdapter):
         head_dim = head_output_dim(
             head,
             needed_for="build the default predictor",
-            fix="Pass predictor=BYOLPredictionHead(D, 4096, D) with D the head's "
-            "output dimension.",
+            fix="Pass predictor=BYOLPredictionHead(D, 4096, D) with D the head's output dimension.",
         )
-        return BYOLPredictionHead(head_dim, 4096, head_dim)
+        module: nn.Module = BYOLPredictionHead(head_dim, 4096, head_dim)
+        return module
 
     @staticmethod
     def default_loss(head: nn.Module) -> nn.Module:
         """lightly's ``NegativeCosineSimilarity()``."""
-        return NegativeCosineSimilarity()
+        module: nn.Module = NegativeCosineSimilarity()
+        return module
 
     def forward(self, x0: Tensor, x1: Tensor) -> Tensor:
         """The symmetric loss of one step.

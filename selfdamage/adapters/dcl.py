@@ -49,24 +49,15 @@ class DCLAdapter(TemperatureTwoView):
             ImageNet benchmark use. Only without ``loss``.
 
     Raises:
-        TypeError: If ``backbone``, ``head`` or ``loss`` is not an ``nn.Module``, or an
-            option has the wrong type.
-        ValueError: If ``feature_dim`` or ``temperature`` is not positive,
-            ``temperature`` is given with ``loss``, ``loss`` has a memory bank, or a
-            wrapper option is out of range.
+        TypeError: As on every adapter.
+        ValueError: As on every adapter; or ``temperature`` is not positive or is given with
+            ``loss``, or ``loss`` has a memory bank.
 
     Examples:
         >>> import torch, torchvision
-        >>> from torch import nn
-        >>> resnet = torchvision.models.resnet18()
-        >>> backbone = nn.Sequential(*list(resnet.children())[:-1])  # (N, 512, 1, 1)
+        >>> backbone = torch.nn.Sequential(*list(torchvision.models.resnet18().children())[:-1])
         >>> model = DCLAdapter(backbone, feature_dim=512, prune_ratio=0.9)
-        >>> optimizer = torch.optim.SGD(model.parameters(), lr=0.06)
-        >>> x0, x1 = torch.randn(4, 3, 32, 32), torch.randn(4, 3, 32, 32)  # two views
-        >>> model.refresh_mask()  # at the start of every epoch
-        >>> loss = model(x0, x1)
-        >>> loss.backward()
-        >>> optimizer.step()
+        >>> loss = model(torch.randn(4, 3, 32, 32), torch.randn(4, 3, 32, 32))
         >>> model.loss.temperature
         0.1
     """
@@ -80,7 +71,8 @@ class DCLAdapter(TemperatureTwoView):
     @staticmethod
     def default_head(feature_dim: int) -> nn.Module:
         """lightly's ``SimCLRProjectionHead(feature_dim, feature_dim, 128)``."""
-        return SimCLRProjectionHead(feature_dim, feature_dim, 128)
+        module: nn.Module = SimCLRProjectionHead(feature_dim, feature_dim, 128)
+        return module
 
 
 @register_adapter("dclw")
@@ -106,17 +98,11 @@ class DCLWAdapter(DCLAdapter):
             default, as lightly's example and benchmark. Only without ``loss``.
 
     Raises:
-        TypeError: If ``backbone``, ``head`` or ``loss`` is not an ``nn.Module``, or an
-            option has the wrong type.
-        ValueError: If ``feature_dim`` or ``temperature`` is not positive,
-            ``temperature`` is given with ``loss``, ``loss`` has a memory bank, or a
-            wrapper option is out of range.
+        TypeError, ValueError: As :class:`DCLAdapter`.
 
     Examples:
         >>> import torch, torchvision
-        >>> from torch import nn
-        >>> resnet = torchvision.models.resnet18()
-        >>> backbone = nn.Sequential(*list(resnet.children())[:-1])  # (N, 512, 1, 1)
+        >>> backbone = torch.nn.Sequential(*list(torchvision.models.resnet18().children())[:-1])
         >>> model = DCLWAdapter(backbone, feature_dim=512, prune_ratio=0.9)
         >>> loss = model(torch.randn(4, 3, 32, 32), torch.randn(4, 3, 32, 32))
         >>> type(model.loss).__name__, model.loss.temperature

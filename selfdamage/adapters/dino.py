@@ -98,11 +98,9 @@ class DINOAdapter(MomentumAdapter):
             with ``D`` the ``out_features`` of the head's last ``nn.Linear``.
 
     Raises:
-        TypeError: If ``backbone``, ``head`` or ``loss`` is not an ``nn.Module``, or an
-            option has the wrong type.
-        ValueError: If ``feature_dim`` is not positive, the head's output dimension
-            cannot be read for the default loss or differs from a ``DINOLoss``'s, or a
-            wrapper option is out of range.
+        TypeError: As on every adapter.
+        ValueError: As on every adapter; or the head's output dimension cannot be read for
+            the default loss or differs from a ``DINOLoss``'s.
 
     Examples:
         >>> import torch, torchvision
@@ -138,7 +136,13 @@ class DINOAdapter(MomentumAdapter):
         feature_dim = check_feature_dim(feature_dim)
         head, teacher = self._heads(feature_dim, head)
         super().__init__(
-            backbone, feature_dim, prune_ratio, head=head, loss=loss, momentum_head=teacher, **options
+            backbone,
+            feature_dim,
+            prune_ratio,
+            head=head,
+            loss=loss,
+            momentum_head=teacher,
+            **options,
         )
 
     @staticmethod
@@ -150,12 +154,13 @@ class DINOAdapter(MomentumAdapter):
         """
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", "`torch.nn.utils.weight_norm` is deprecated")
-            return DINOProjectionHead(feature_dim, *_HEAD_SIZES, freeze_last_layer=1)
+            module: nn.Module = DINOProjectionHead(feature_dim, *_HEAD_SIZES, freeze_last_layer=1)
+            return module
 
     @staticmethod
     def default_loss(head: nn.Module) -> nn.Module:
         """``DINOLoss(D, warmup_teacher_temp_epochs=5)``, ``D`` the head's output dimension."""
-        return DINOLoss(
+        module: nn.Module = DINOLoss(
             head_output_dim(
                 head,
                 needed_for="build the default loss",
@@ -163,6 +168,7 @@ class DINOAdapter(MomentumAdapter):
             ),
             warmup_teacher_temp_epochs=5,
         )
+        return module
 
     def check_loss(self, loss: nn.Module, head: nn.Module) -> None:
         """Raises if a ``DINOLoss`` centers outputs of another size than the head's."""

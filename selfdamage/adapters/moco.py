@@ -90,29 +90,18 @@ class MoCoAdapter(MomentumAdapter):
             (the MoCo papers use 65536 on ImageNet). Only without ``loss``.
 
     Raises:
-        TypeError: If ``backbone``, ``head`` or ``loss`` is not an ``nn.Module``, or an
-            option has the wrong type.
-        ValueError: If ``feature_dim`` or ``temperature`` is not positive, ``temperature``
-            or ``memory_bank_size`` is given with ``loss``, ``memory_bank_size`` is
-            negative, the bank's dimension differs from the head's output, or the head's
-            output dimension cannot be read for the default bank.
+        TypeError: As on every adapter.
+        ValueError: As on every adapter; or ``temperature`` is not positive,
+            ``temperature`` or ``memory_bank_size`` is given with ``loss``,
+            ``memory_bank_size`` is negative, the bank's dimension differs from the head's
+            output, or the head's output dimension cannot be read for the default bank.
 
     Examples:
         >>> import torch, torchvision
-        >>> from torch import nn
-        >>> from lightly.utils.scheduler import cosine_schedule
-        >>> resnet = torchvision.models.resnet18()
-        >>> backbone = nn.Sequential(*list(resnet.children())[:-1])  # (N, 512, 1, 1)
+        >>> backbone = torch.nn.Sequential(*list(torchvision.models.resnet18().children())[:-1])
         >>> model = MoCoAdapter(backbone, feature_dim=512, prune_ratio=0.9)
-        >>> optimizer = torch.optim.SGD(model.parameters(), lr=0.06)
-        >>> epochs, x0, x1 = 1, torch.randn(4, 3, 32, 32), torch.randn(4, 3, 32, 32)
-        >>> for epoch in range(epochs):
-        ...     model.refresh_mask()
-        ...     model.update_momentum(cosine_schedule(epoch, epochs, 0.996, 1.0))
-        ...     loss = model(x0, x1)
-        ...     loss.backward()
-        ...     optimizer.step()
-        ...     optimizer.zero_grad()
+        >>> model.update_momentum(0.99)  # every step, before the forward pass
+        >>> loss = model(torch.randn(4, 3, 32, 32), torch.randn(4, 3, 32, 32))
         >>> int(model.loss.memory_bank.bank_ptr)  # 2N keys enqueued, once
         8
     """
@@ -138,7 +127,8 @@ class MoCoAdapter(MomentumAdapter):
     @staticmethod
     def default_head(feature_dim: int) -> nn.Module:
         """lightly's ``MoCoProjectionHead(feature_dim, feature_dim, 128)``."""
-        return MoCoProjectionHead(feature_dim, feature_dim, 128)
+        module: nn.Module = MoCoProjectionHead(feature_dim, feature_dim, 128)
+        return module
 
     @staticmethod
     def default_loss(
@@ -162,7 +152,8 @@ class MoCoAdapter(MomentumAdapter):
                 ),
             )
         temperature = default_temperature(temperature, 0.2)
-        return NTXentLoss(temperature=temperature, memory_bank_size=bank_size)
+        module: nn.Module = NTXentLoss(temperature=temperature, memory_bank_size=bank_size)
+        return module
 
     def check_loss(self, loss: nn.Module, head: nn.Module) -> None:
         """Raises if the loss's memory bank holds keys of another size than the head's."""
@@ -201,4 +192,3 @@ class MoCoAdapter(MomentumAdapter):
             )
         loss: Tensor = self.loss(torch.cat([q0, q1]), torch.cat([k1, k0]))
         return loss
-

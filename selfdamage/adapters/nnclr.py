@@ -92,26 +92,16 @@ class NNCLRAdapter(SelfDamagingAdapter):
             loss that gathers too, ``NTXentLoss(gather_distributed=True)``.
 
     Raises:
-        TypeError: If ``backbone``, ``head``, ``predictor`` or ``loss`` is not an
-            ``nn.Module``, or an option has the wrong type.
-        ValueError: If ``feature_dim`` or ``temperature`` is not positive,
-            ``temperature`` is given with ``loss``, ``loss`` has a memory bank,
-            ``memory_bank_size`` is not positive, the head's output dimension cannot be
-            read, ``predictor`` does not map it to itself, or a wrapper option is out of
-            range.
+        TypeError: As on every adapter.
+        ValueError: As on every adapter; or ``temperature`` is not positive or is given with
+            ``loss``, ``loss`` has a memory bank, ``memory_bank_size`` is not positive, or
+            the head's output dimension cannot be read.
 
     Examples:
         >>> import torch, torchvision
-        >>> from torch import nn
-        >>> resnet = torchvision.models.resnet18()
-        >>> backbone = nn.Sequential(*list(resnet.children())[:-1])  # (N, 512, 1, 1)
+        >>> backbone = torch.nn.Sequential(*list(torchvision.models.resnet18().children())[:-1])
         >>> model = NNCLRAdapter(backbone, feature_dim=512, prune_ratio=0.9)
-        >>> optimizer = torch.optim.SGD(model.parameters(), lr=0.06)
-        >>> x0, x1 = torch.randn(4, 3, 32, 32), torch.randn(4, 3, 32, 32)  # two views
-        >>> model.refresh_mask()  # at the start of every epoch
-        >>> loss = model(x0, x1)
-        >>> loss.backward()
-        >>> optimizer.step()
+        >>> loss = model(torch.randn(4, 3, 32, 32), torch.randn(4, 3, 32, 32))
         >>> int(model.memory_bank.bank_ptr)  # N dense projections enqueued
         4
     """
@@ -160,7 +150,8 @@ class NNCLRAdapter(SelfDamagingAdapter):
     @staticmethod
     def default_head(feature_dim: int) -> nn.Module:
         """lightly's ``NNCLRProjectionHead(feature_dim, feature_dim, 128)``."""
-        return NNCLRProjectionHead(feature_dim, feature_dim, 128)
+        module: nn.Module = NNCLRProjectionHead(feature_dim, feature_dim, 128)
+        return module
 
     @staticmethod
     def default_predictor(head: nn.Module, feature_dim: int) -> nn.Module:
@@ -170,12 +161,14 @@ class NNCLRAdapter(SelfDamagingAdapter):
             needed_for="size the support set",
             fix="Use a head whose last nn.Linear gives the projection.",
         )
-        return NNCLRPredictionHead(head_dim, feature_dim, head_dim)
+        module: nn.Module = NNCLRPredictionHead(head_dim, feature_dim, head_dim)
+        return module
 
     @staticmethod
     def default_loss(head: nn.Module, temperature: float | None = None) -> nn.Module:
         """``NTXentLoss(temperature)``, by default at 0.1 (the NNCLR paper's)."""
-        return NTXentLoss(temperature=default_temperature(temperature, 0.1))
+        module: nn.Module = NTXentLoss(temperature=default_temperature(temperature, 0.1))
+        return module
 
     def check_loss(self, loss: nn.Module, head: nn.Module) -> None:
         """Raises if ``loss`` has a memory bank: the support set is the adapter's own."""

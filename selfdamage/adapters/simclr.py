@@ -53,11 +53,9 @@ class SimCLRAdapter(TemperatureTwoView):
             ``temperature=0.5`` to match it. Only without ``loss``.
 
     Raises:
-        TypeError: If ``backbone``, ``head`` or ``loss`` is not an ``nn.Module``, or an
-            option has the wrong type.
-        ValueError: If ``feature_dim`` or ``temperature`` is not positive,
-            ``temperature`` is given with ``loss``, ``loss`` has a memory bank, or a
-            wrapper option is out of range.
+        TypeError: As on every adapter.
+        ValueError: As on every adapter; or ``temperature`` is not positive or is given with
+            ``loss``, or ``loss`` has a memory bank.
 
     Examples:
         >>> import torch, torchvision
@@ -83,4 +81,5 @@ class SimCLRAdapter(TemperatureTwoView):
     @staticmethod
     def default_head(feature_dim: int) -> nn.Module:
         """lightly's ``SimCLRProjectionHead(feature_dim, feature_dim, 128)``."""
-        return SimCLRProjectionHead(feature_dim, feature_dim, 128)
+        module: nn.Module = SimCLRProjectionHead(feature_dim, feature_dim, 128)
+        return module

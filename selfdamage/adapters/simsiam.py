@@ -54,24 +54,13 @@ class SimSiamAdapter(SelfDamagingAdapter):
             Defaults to lightly's ``NegativeCosineSimilarity()``.
 
     Raises:
-        TypeError: If ``backbone``, ``head``, ``predictor`` or ``loss`` is not an
-            ``nn.Module``, or an option has the wrong type.
-        ValueError: If ``feature_dim`` is not positive, the head's output dimension
-            cannot be read for the default predictor, ``predictor`` does not map it to
-            itself, or a wrapper option is out of range.
+        TypeError, ValueError: As on every adapter, with the predictor.
 
     Examples:
         >>> import torch, torchvision
-        >>> from torch import nn
-        >>> resnet = torchvision.models.resnet18()
-        >>> backbone = nn.Sequential(*list(resnet.children())[:-1])  # (N, 512, 1, 1)
+        >>> backbone = torch.nn.Sequential(*list(torchvision.models.resnet18().children())[:-1])
         >>> model = SimSiamAdapter(backbone, feature_dim=512, prune_ratio=0.9)
-        >>> optimizer = torch.optim.SGD(model.parameters(), lr=0.06)
-        >>> x0, x1 = torch.randn(4, 3, 32, 32), torch.randn(4, 3, 32, 32)  # two views
-        >>> model.refresh_mask()  # at the start of every epoch
-        >>> loss = model(x0, x1)  # one dense pass, one twin pass
-        >>> loss.backward()
-        >>> optimizer.step()
+        >>> loss = model(torch.randn(4, 3, 32, 32), torch.randn(4, 3, 32, 32))  # dense, twin
         >>> -1.0 <= loss.item() <= 1.0
         True
     """
@@ -79,7 +68,8 @@ class SimSiamAdapter(SelfDamagingAdapter):
     @staticmethod
     def default_head(feature_dim: int) -> nn.Module:
         """lightly's ``SimSiamProjectionHead(feature_dim, feature_dim, 128)``."""
-        return SimSiamProjectionHead(feature_dim, feature_dim, 128)
+        module: nn.Module = SimSiamProjectionHead(feature_dim, feature_dim, 128)
+        return module
 
     @staticmethod
     def default_predictor(head: nn.Module, feature_dim: int) -> nn.Module:
@@ -90,12 +80,14 @@ class SimSiamAdapter(SelfDamagingAdapter):
             fix="Pass predictor=SimSiamPredictionHead(D, D // 2, D) with D the head's "
             "output dimension.",
         )
-        return SimSiamPredictionHead(head_dim, max(1, head_dim // 2), head_dim)
+        module: nn.Module = SimSiamPredictionHead(head_dim, max(1, head_dim // 2), head_dim)
+        return module
 
     @staticmethod
     def default_loss(head: nn.Module) -> nn.Module:
         """lightly's ``NegativeCosineSimilarity()``."""
-        return NegativeCosineSimilarity()
+        module: nn.Module = NegativeCosineSimilarity()
+        return module
 
     def forward(self, x0: Tensor, x1: Tensor) -> Tensor:
         """The symmetric loss of one step.

@@ -81,29 +81,17 @@ class TiCoAdapter(MomentumAdapter):
             paper's and lightly's. Only without ``loss``.
 
     Raises:
-        TypeError: If ``backbone`` or ``head`` is not an ``nn.Module``, ``loss`` is not a
-            ``TiCoLoss``, or an option has the wrong type.
-        ValueError: If ``feature_dim`` is not positive, ``beta`` or ``rho`` is given with
-            ``loss``, ``beta`` is not in ``[0, 1]`` or ``rho`` is negative, the head's
-            output dimension cannot be read to size ``C``, or a wrapper option is out of
-            range.
+        TypeError: As on every adapter; or ``loss`` is not a ``TiCoLoss``.
+        ValueError: As on every adapter; or ``beta`` or ``rho`` is given with ``loss``,
+            ``beta`` is not in ``[0, 1]`` or ``rho`` is negative, or the head's output
+            dimension cannot be read to size ``C``.
 
     Examples:
         >>> import torch, torchvision
-        >>> from torch import nn
-        >>> from lightly.utils.scheduler import cosine_schedule
-        >>> resnet = torchvision.models.resnet18()
-        >>> backbone = nn.Sequential(*list(resnet.children())[:-1])  # (N, 512, 1, 1)
+        >>> backbone = torch.nn.Sequential(*list(torchvision.models.resnet18().children())[:-1])
         >>> model = TiCoAdapter(backbone, feature_dim=512, prune_ratio=0.9)
-        >>> optimizer = torch.optim.SGD(model.parameters(), lr=0.06)
-        >>> epochs, x0, x1 = 1, torch.randn(4, 3, 32, 32), torch.randn(4, 3, 32, 32)
-        >>> for epoch in range(epochs):
-        ...     model.refresh_mask()
-        ...     model.update_momentum(cosine_schedule(epoch, epochs, 0.996, 1.0))
-        ...     loss = model(x0, x1)
-        ...     loss.backward()
-        ...     optimizer.step()
-        ...     optimizer.zero_grad()
+        >>> model.update_momentum(0.99)  # every step, before the forward pass
+        >>> loss = model(torch.randn(4, 3, 32, 32), torch.randn(4, 3, 32, 32))
         >>> model.state_dict()["loss.C"].shape  # the running covariance, updated once
         torch.Size([256, 256])
     """
@@ -138,10 +126,13 @@ class TiCoAdapter(MomentumAdapter):
     @staticmethod
     def default_head(feature_dim: int) -> nn.Module:
         """lightly's ``TiCoProjectionHead(feature_dim, 4096, 256)``."""
-        return TiCoProjectionHead(feature_dim, 4096, 256)
+        module: nn.Module = TiCoProjectionHead(feature_dim, 4096, 256)
+        return module
 
     @staticmethod
-    def default_loss(head: nn.Module, beta: float | None = None, rho: float | None = None) -> TiCoLoss:
+    def default_loss(
+        head: nn.Module, beta: float | None = None, rho: float | None = None
+    ) -> TiCoLoss:
         """lightly's ``TiCoLoss(beta, rho)``, by default ``beta=0.9`` and ``rho=8.0``."""
         beta = check_real("beta", 0.9 if beta is None else beta, 0.0, 1.0)
         rho = check_real("rho", 8.0 if rho is None else rho, 0.0)

@@ -17,7 +17,7 @@ from selfdamage.adapters.options import (
 )
 from selfdamage.wrapper import DEFAULT_PRUNE_RATIO
 
-__all__ = ["TwoViewAdapter"]
+__all__ = ["DefaultsTwoView", "TwoViewAdapter"]
 
 
 class TwoViewAdapter(SelfDamagingAdapter):
@@ -57,10 +57,8 @@ class TwoViewAdapter(SelfDamagingAdapter):
             the twin's projections).
 
     Raises:
-        TypeError: If ``backbone``, ``head`` or ``loss`` is not an ``nn.Module`` (or is
-            missing), or an option has the wrong type.
-        ValueError: If ``feature_dim`` is not positive, ``loss`` has a memory bank, or a
-            wrapper option is out of range.
+        TypeError: As on every adapter; ``head`` and ``loss`` are needed.
+        ValueError: As on every adapter; or ``loss`` has a memory bank.
 
     Examples:
         >>> import torch, torchvision
@@ -132,7 +130,22 @@ class TwoViewAdapter(SelfDamagingAdapter):
 
 
 class DefaultsTwoView(TwoViewAdapter):
-    """A :class:`TwoViewAdapter` with a default head and loss: Barlow Twins', VICReg's."""
+    """A :class:`TwoViewAdapter` whose head and loss default to the method's.
+
+    The base of a named two-view method: declare :meth:`default_head` and
+    :meth:`default_loss`, and register the class (Barlow Twins and VICReg are this).
+
+    Examples:
+        >>> import torch
+        >>> from lightly.loss import NTXentLoss
+        >>> class Contrastive(DefaultsTwoView):
+        ...     default_head = staticmethod(lambda feature_dim: nn.Linear(feature_dim, 8))
+        ...     default_loss = staticmethod(lambda head: NTXentLoss())
+        >>> backbone = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1))
+        >>> model = Contrastive(backbone, 4, prune_ratio=0.5)
+        >>> model(torch.randn(2, 3, 8, 8), torch.randn(2, 3, 8, 8)).shape
+        torch.Size([])
+    """
 
     def __init__(
         self,
