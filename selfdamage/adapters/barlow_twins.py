@@ -34,8 +34,9 @@ class BarlowTwinsAdapter(DefaultsTwoView):
     - [1] Barlow Twins, 2021, https://arxiv.org/abs/2103.03230
 
     Args:
-        backbone, feature_dim, prune_ratio, **options: As on every adapter, see
-            :class:`~selfdamage.adapters.SelfDamagingAdapter`.
+        backbone, feature_dim, prune_ratio: As on every adapter, see
+            :class:`~selfdamage.adapters.SelfDamagingAdapter`, as are the wrapper
+            options (``**options``).
         head: The projection head. Defaults to lightly's
             ``BarlowTwinsProjectionHead(feature_dim, 2048, 2048)``, the sizes of lightly's
             ``examples/pytorch/barlowtwins.py`` (three Linear layers, BatchNorm and ReLU

@@ -22,103 +22,21 @@ from lightly.models.utils import deactivate_requires_grad, update_momentum
 from torch import Tensor, nn
 from typing_extensions import Unpack
 
-from selfdamage._checks import check_bool, check_module, check_real
-from selfdamage._deprecated import deprecated, init_stacklevel, legacy_adapter_damage
+from selfdamage._checks import check_module, check_real
+from selfdamage._deprecated import deprecated, init_stacklevel
+from selfdamage.adapters.encoder import Encoder
 from selfdamage.adapters.method_state import persist_method_state
 from selfdamage.adapters.options import (
     WrapperOptions,
     check_feature_dim,
     check_predictor,
     output_dim,
+    read_wrapper_options,
 )
 from selfdamage.damage import Damage
-from selfdamage.wrapper import (
-    DEFAULT_PRUNABLE,
-    DEFAULT_PRUNE_RATIO,
-    DEFAULT_RANDOM_RATIO,
-    SelfDamagingWrapper,
-    nested_wrapper,
-    resolve_damage,
-)
+from selfdamage.wrapper import DEFAULT_PRUNE_RATIO, SelfDamagingWrapper, nested_wrapper
 
 __all__ = ["Encoder", "MomentumAdapter", "SelfDamagingAdapter"]
-
-_WRAPPER_DEFAULTS: dict[str, Any] = {
-    "damage": None,
-    "baseline": False,
-    "random_ratio": DEFAULT_RANDOM_RATIO,
-    "prunable": DEFAULT_PRUNABLE,
-    "twin_norm": True,
-}
-"""The defaults of :class:`~selfdamage.adapters.options.WrapperOptions`, the wrapper's."""
-
-
-class Encoder(nn.Module):
-    """``backbone -> flatten(start_dim=1) -> head [-> predictor]``: what the twin is made of.
-
-    Its qualified names (``backbone.*``, ``head.*``, ``predictor.*``) are the names that a
-    ``prunable`` predicate sees and the keys under ``wrapper.model.`` in a checkpoint.
-
-    Args:
-        backbone: Maps an input batch to features of shape ``(N, feature_dim)``, or to any
-            shape with ``feature_dim`` entries per sample after ``flatten(start_dim=1)``.
-        head: The projection head.
-        feature_dim: The backbone's number of features per sample.
-        predictor: BYOL's prediction head, applied after ``head``; None for no predictor.
-    """
-
-    predictor: nn.Module | None
-
-    def __init__(
-        self,
-        backbone: nn.Module,
-        head: nn.Module,
-        feature_dim: int,
-        predictor: nn.Module | None = None,
-    ) -> None:
-        super().__init__()
-        self.backbone = backbone
-        self.head = head
-        self.predictor = predictor
-        self.feature_dim = feature_dim
-
-    def features(self, x: Tensor) -> Tensor:
-        """The backbone's output flattened to ``(N, feature_dim)``.
-
-        Raises:
-            ValueError: If the flattened output does not have ``feature_dim`` columns.
-        """
-        features: Tensor = self.backbone(x).flatten(start_dim=1)
-        if features.shape[1] != self.feature_dim:
-            raise ValueError(
-                f"The backbone's output flattens to {features.shape[1]} features per sample "
-                f"but feature_dim={self.feature_dim}. Pass the backbone's output size as "
-                "feature_dim; a backbone that returns a feature map (N, C, H, W) needs its "
-                "global pooling included, e.g. nn.Sequential(*children, nn.AdaptiveAvgPool2d(1))."
-            )
-        return features
-
-    def forward(
-        self, x: Tensor, *, with_projection: bool = False
-    ) -> Tensor | tuple[Tensor, Tensor]:
-        """The projection, or the prediction where there is a predictor.
-
-        Args:
-            x: An input batch.
-            with_projection: Return ``(projection, prediction)`` from the same pass, for
-                methods that use both (SimSiam's stop-gradient targets, NNCLR's support
-                set). Needs a predictor.
-        """
-        projection: Tensor = self.head(self.features(x))
-        if self.predictor is None:
-            if with_projection:
-                raise ValueError(
-                    "with_projection=True returns (projection, prediction), but this "
-                    "encoder has no predictor."
-                )
-            return projection
-        prediction: Tensor = self.predictor(projection)
-        return (projection, prediction) if with_projection else prediction
 
 
 class SelfDamagingAdapter(nn.Module):
@@ -188,8 +106,15 @@ class SelfDamagingAdapter(nn.Module):
                 f"backbone contains a SelfDamagingWrapper at {nested or 'its root'!r}; the "
                 "adapter builds its own wrapper. Pass the bare backbone (wrapper.model)."
             )
-        encoder = Encoder(backbone, head, feature_dim, predictor)
-        self.wrapper = self._wrap(encoder, prune_ratio, {**_WRAPPER_DEFAULTS, **options})
+        wrapper_options = read_wrapper_options(
+            prune_ratio, options, stacklevel=init_stacklevel(self)
+        )
+        self.baseline, self._legacy_flag = wrapper_options.baseline, wrapper_options.legacy_flag
+        self.wrapper = SelfDamagingWrapper(
+            Encoder(backbone, head, feature_dim, predictor),
+            twin_norm=wrapper_options.twin_norm and not self.baseline,
+            damage=wrapper_options.damage,
+        )
         self.loss = loss
         persist_method_state(self, output_dim(head))  # banks, TiCo's C: in the state_dict
 
@@ -244,26 +169,6 @@ class SelfDamagingAdapter(nn.Module):
         if predictor is None:
             predictor = self.default_predictor(head, feature_dim)
         return None if predictor is None else check_predictor(predictor, head)
-
-    def _wrap(
-        self, encoder: Encoder, prune_ratio: float, options: dict[str, Any]
-    ) -> SelfDamagingWrapper:
-        """The wrapper of ``encoder``; ``options`` are the wrapper options with defaults."""
-        check_bool("twin_norm", options["twin_norm"])
-        check_bool("baseline", options["baseline"])
-        damage, self.baseline, self._legacy_flag = legacy_adapter_damage(
-            options.pop("damage"), options.pop("baseline"), stacklevel=init_stacklevel(self)
-        )
-        twin_norm = options.pop("twin_norm") and not self.baseline
-        strategy = resolve_damage(
-            damage,
-            prune_ratio=prune_ratio,
-            random_ratio=options.pop("random_ratio"),
-            prunable=options.pop("prunable"),
-            deprecated_options=options,
-            stacklevel=init_stacklevel(self),
-        )
-        return SelfDamagingWrapper(encoder, twin_norm=twin_norm, damage=strategy)
 
     @property
     def damage(self) -> Damage:

@@ -38,8 +38,9 @@ class BYOLAdapter(MomentumAdapter):
     - [1] BYOL, 2020, https://arxiv.org/abs/2006.07733
 
     Args:
-        backbone, feature_dim, prune_ratio, **options: As on every adapter, see
-            :class:`~selfdamage.adapters.SelfDamagingAdapter`.
+        backbone, feature_dim, prune_ratio: As on every adapter, see
+            :class:`~selfdamage.adapters.SelfDamagingAdapter`, as are the wrapper
+            options (``**options``).
         head: The projection head (BYOL's projector). Defaults to lightly's
             ``BYOLProjectionHead(feature_dim, 4096, 256)``, the BYOL paper's sizes (hidden
             width 4096). lightly's ``examples/pytorch/byol.py`` uses a narrower hidden

@@ -35,8 +35,9 @@ class DCLAdapter(TemperatureTwoView):
     - [1] DCL, 2021, https://arxiv.org/abs/2110.06848
 
     Args:
-        backbone, feature_dim, prune_ratio, **options: As on every adapter, see
-            :class:`~selfdamage.adapters.SelfDamagingAdapter`.
+        backbone, feature_dim, prune_ratio: As on every adapter, see
+            :class:`~selfdamage.adapters.SelfDamagingAdapter`, as are the wrapper
+            options (``**options``).
         head: The projection head. Defaults to lightly's
             ``SimCLRProjectionHead(feature_dim, feature_dim, 128)``, as lightly's
             ``examples/pytorch/dcl.py`` (``SimCLRProjectionHead(512, 512, 128)``): DCL
@@ -89,7 +90,8 @@ class DCLWAdapter(DCLAdapter):
     - [1] DCL, 2021, https://arxiv.org/abs/2110.06848
 
     Args:
-        backbone, feature_dim, prune_ratio, head, **options: As :class:`DCLAdapter`.
+        backbone, feature_dim, prune_ratio, head: As :class:`DCLAdapter`, as are the
+            wrapper options (``**options``).
         loss: The loss, called as ``loss(z0, z1)`` on ``(N, D)`` projections. Defaults to
             ``DCLWLoss(temperature, sigma=0.5)``: ``sigma`` is lightly's default and that
             of its DCLW benchmark; for another, or ``gather_distributed=True`` under DDP,

@@ -86,8 +86,9 @@ class DINOAdapter(MomentumAdapter):
     - [1] DINO, 2021, https://arxiv.org/abs/2104.14294
 
     Args:
-        backbone, feature_dim, prune_ratio, **options: As on every adapter, see
-            :class:`~selfdamage.adapters.SelfDamagingAdapter`.
+        backbone, feature_dim, prune_ratio: As on every adapter, see
+            :class:`~selfdamage.adapters.SelfDamagingAdapter`, as are the wrapper
+            options (``**options``).
         head: The student head. Defaults to lightly's ``DINOProjectionHead(feature_dim,
             512, 64, 2048, freeze_last_layer=1)``, the sizes of lightly's
             ``examples/pytorch/dino.py`` (the DINO paper uses 2048, 256 and 65536). A

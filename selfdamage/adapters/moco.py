@@ -68,8 +68,9 @@ class MoCoAdapter(MomentumAdapter):
     - [2] MoCo v2, 2020, https://arxiv.org/abs/2003.04297
 
     Args:
-        backbone, feature_dim, prune_ratio, **options: As on every adapter, see
-            :class:`~selfdamage.adapters.SelfDamagingAdapter`; ``baseline=True``
+        backbone, feature_dim, prune_ratio: As on every adapter, see
+            :class:`~selfdamage.adapters.SelfDamagingAdapter`, as are the wrapper
+            options (``**options``); ``baseline=True``
             gives symmetric MoCo v2 (twice the passes of lightly's asymmetric example,
             see above), for baselines.
         head: The projection head. Defaults to lightly's

@@ -66,8 +66,9 @@ class NNCLRAdapter(SelfDamagingAdapter):
     - [1] NNCLR, 2021, https://arxiv.org/abs/2104.14548
 
     Args:
-        backbone, feature_dim, prune_ratio, **options: As on every adapter, see
-            :class:`~selfdamage.adapters.SelfDamagingAdapter`; ``baseline=True``
+        backbone, feature_dim, prune_ratio: As on every adapter, see
+            :class:`~selfdamage.adapters.SelfDamagingAdapter`, as are the wrapper
+            options (``**options``); ``baseline=True``
             gives NNCLR as in lightly's example, ``z0`` enqueued.
         head: The projection head. Defaults to lightly's
             ``NNCLRProjectionHead(feature_dim, feature_dim, 128)``, the sizes of lightly's

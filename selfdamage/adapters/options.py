@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any, NamedTuple
+
 from lightly.models.modules.memory_bank import MemoryBankModule
 from torch import nn
 from typing_extensions import TypedDict
 
-from selfdamage._checks import check_int, check_module, check_real
+from selfdamage._checks import check_bool, check_int, check_module, check_real
+from selfdamage._deprecated import legacy_adapter_damage
 from selfdamage.damage import Damage, Prunable
+from selfdamage.wrapper import DEFAULT_PRUNABLE, DEFAULT_RANDOM_RATIO, resolve_damage
 
 __all__ = [
     "WrapperOptions",
@@ -17,6 +21,7 @@ __all__ = [
     "head_output_dim",
     "memory_bank",
     "output_dim",
+    "read_wrapper_options",
     "reject_with_loss",
 ]
 
@@ -55,6 +60,48 @@ class WrapperOptions(TypedDict, total=False):
     random_ratio: float
     prunable: Prunable
     twin_norm: bool
+
+
+class ReadOptions(NamedTuple):
+    """What :class:`WrapperOptions` mean: the strategy, the switches, 0.1's damage flag."""
+
+    damage: Damage
+    baseline: bool
+    twin_norm: bool
+    legacy_flag: bool | None  # 0.1's adapter.damage bool, None for the current spelling
+
+
+def read_wrapper_options(
+    prune_ratio: float, options: WrapperOptions | dict[str, Any], *, stacklevel: int
+) -> ReadOptions:
+    """The damage strategy and switches that ``prune_ratio`` and the wrapper options mean.
+
+    Args:
+        prune_ratio: The adapter's ``prune_ratio``.
+        options: The wrapper options given (any of :class:`WrapperOptions`, and 0.1's
+            spellings); the others take the wrapper's defaults.
+        stacklevel: The caller's ``init_stacklevel(adapter)``: points 0.1's
+            ``DeprecationWarning`` at the user's line.
+
+    Raises:
+        TypeError: If an option has the wrong type or is not an option.
+        ValueError: If an option is out of range or a shorthand comes with ``damage``.
+    """
+    given: dict[str, Any] = dict(options)
+    twin_norm = check_bool("twin_norm", given.pop("twin_norm", True))
+    baseline = check_bool("baseline", given.pop("baseline", False))
+    damage, baseline, legacy_flag = legacy_adapter_damage(
+        given.pop("damage", None), baseline, stacklevel=stacklevel + 1
+    )
+    strategy = resolve_damage(
+        damage,
+        prune_ratio=prune_ratio,
+        random_ratio=given.pop("random_ratio", DEFAULT_RANDOM_RATIO),
+        prunable=given.pop("prunable", DEFAULT_PRUNABLE),
+        deprecated_options=given,
+        stacklevel=stacklevel + 1,
+    )
+    return ReadOptions(strategy, baseline, twin_norm, legacy_flag)
 
 
 def check_feature_dim(feature_dim: object) -> int:

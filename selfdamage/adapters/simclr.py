@@ -37,9 +37,10 @@ class SimCLRAdapter(TemperatureTwoView):
     - [1] SimCLR, 2020, https://arxiv.org/abs/2002.05709
 
     Args:
-        backbone, feature_dim, prune_ratio, **options: As on every adapter, see
-            :class:`~selfdamage.adapters.SelfDamagingAdapter` (``feature_dim`` 512 for a
-            ResNet-18, the paper's CIFAR backbone); ``baseline=True`` gives plain SimCLR.
+        backbone, feature_dim, prune_ratio: As on every adapter, see
+            :class:`~selfdamage.adapters.SelfDamagingAdapter`, as are the wrapper
+            options (``**options``); ``feature_dim`` is 512 for a ResNet-18, the paper's
+            CIFAR backbone, and ``baseline=True`` gives plain SimCLR.
         head: The projection head. Defaults to lightly's
             ``SimCLRProjectionHead(feature_dim, feature_dim, 128)`` (hidden width as wide
             as the input, with BatchNorm, to 128-d: the SimCLR paper's sizes and lightly's

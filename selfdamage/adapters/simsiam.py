@@ -40,8 +40,9 @@ class SimSiamAdapter(SelfDamagingAdapter):
     - [1] SimSiam, 2021, https://arxiv.org/abs/2011.10566
 
     Args:
-        backbone, feature_dim, prune_ratio, **options: As on every adapter, see
-            :class:`~selfdamage.adapters.SelfDamagingAdapter`.
+        backbone, feature_dim, prune_ratio: As on every adapter, see
+            :class:`~selfdamage.adapters.SelfDamagingAdapter`, as are the wrapper
+            options (``**options``).
         head: The projection head. Defaults to lightly's
             ``SimSiamProjectionHead(feature_dim, feature_dim, 128)``, the sizes of lightly's
             ``examples/pytorch/simsiam.py`` (``SimSiamProjectionHead(512, 512, 128)``; the

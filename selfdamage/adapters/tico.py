@@ -63,8 +63,9 @@ class TiCoAdapter(MomentumAdapter):
     - [1] TiCo, 2022, https://arxiv.org/abs/2206.10698
 
     Args:
-        backbone, feature_dim, prune_ratio, **options: As on every adapter, see
-            :class:`~selfdamage.adapters.SelfDamagingAdapter`; ``baseline=True``
+        backbone, feature_dim, prune_ratio: As on every adapter, see
+            :class:`~selfdamage.adapters.SelfDamagingAdapter`, as are the wrapper
+            options (``**options``); ``baseline=True``
             gives symmetric TiCo (twice the passes of lightly's asymmetric example, see
             above), for baselines.
         head: The projection head. Defaults to lightly's

@@ -48,8 +48,9 @@ class TwoViewAdapter(SelfDamagingAdapter):
     - [0] SDCLR, 2021, https://arxiv.org/abs/2106.02990
 
     Args:
-        backbone, feature_dim, prune_ratio, **options: As on every adapter, see
-            :class:`~selfdamage.adapters.SelfDamagingAdapter`; ``baseline=True`` gives the
+        backbone, feature_dim, prune_ratio: As on every adapter, see
+            :class:`~selfdamage.adapters.SelfDamagingAdapter`, as are the wrapper
+            options (``**options``); ``baseline=True`` gives the
             plain method, for baselines.
         head: The projection head, applied to the flattened features of both views.
         loss: The loss, called as ``loss(z0, z1)`` on the two ``(N, D)`` projections and

@@ -36,8 +36,9 @@ class VICRegAdapter(DefaultsTwoView):
     - [1] VICReg, 2022, https://arxiv.org/abs/2105.04906
 
     Args:
-        backbone, feature_dim, prune_ratio, **options: As on every adapter, see
-            :class:`~selfdamage.adapters.SelfDamagingAdapter`.
+        backbone, feature_dim, prune_ratio: As on every adapter, see
+            :class:`~selfdamage.adapters.SelfDamagingAdapter`, as are the wrapper
+            options (``**options``).
         head: The projection head. Defaults to lightly's
             ``VICRegProjectionHead(feature_dim, 2048, 2048, num_layers=2)``, the sizes of
             lightly's ``examples/pytorch/vicreg.py`` (Linear, BatchNorm, ReLU, Linear). The

@@ -8,7 +8,7 @@ it never inherits another method's settings by accident.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -153,6 +153,4 @@ def build_model(
     options |= METHOD_TABLE[method].adapter_options
     if temperature is not None:
         options["temperature"] = temperature
-    # Registered adapters share the call (backbone, feature_dim, **options); the base's differs.
-    adapter: Callable[..., SelfDamagingAdapter] = ADAPTERS[method]
-    return adapter(backbone, feature_dim, **options)
+    return ADAPTERS[method](backbone, feature_dim, **options)
