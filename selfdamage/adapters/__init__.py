@@ -13,7 +13,8 @@
   projections, with your head and loss (the base of SimCLR and the four above).
 - :class:`SDCLRProjectionHead` — the SDCLR reference code's 3-layer projection head, to
   pass as ``head=``.
-- :data:`ADAPTERS` — method name -> adapter class; :func:`register_adapter` adds one.
+- :data:`ADAPTERS` — method name -> adapter class; each adapter registers itself with
+  :func:`register_adapter` where it is defined.
 - :class:`SelfDamagingAdapter`, :class:`MomentumAdapter`, :class:`Encoder` — the bases,
   for a method that is not a loss on two projections.
 
@@ -22,8 +23,10 @@ loss; SDCLR sends one of them through the damaged twin (``wrapper.damaged``) and
 through the dense model, and changes nothing else, so a step costs what a step of the base
 method costs. ``baseline=True`` gives the base method itself, for fair baselines.
 
-Common interface: ``Adapter(backbone, feature_dim, prune_ratio, *, head=, loss=, damage=,
-baseline=, random_ratio=, prunable=, twin_norm=)``; ``loss = adapter(x0, x1)``;
+Common interface: ``Adapter(backbone, feature_dim, prune_ratio, *, head=, loss=, ...,
+**options)`` with the method's own options and the wrapper options (``damage=``,
+``baseline=``, ``random_ratio=``, ``prunable=``, ``twin_norm=``:
+:class:`~selfdamage.adapters.options.WrapperOptions`); ``loss = adapter(x0, x1)``;
 ``adapter.refresh_mask()`` once per epoch; ``adapter.embed(x)`` for dense features;
 ``adapter.wrapper`` (the :class:`~selfdamage.wrapper.SelfDamagingWrapper`),
 ``adapter.damage`` (the strategy), ``adapter.baseline`` and ``adapter.backbone``. MoCo,

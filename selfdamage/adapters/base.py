@@ -1,8 +1,8 @@
 """The adapters' public bases: the wrapped encoder, the two online passes, momentum.
 
-Subclass :class:`SelfDamagingAdapter` (or :class:`MomentumAdapter`) to bring a fourth
-two-branch method to SDCLR, and register it in :data:`~selfdamage.adapters.ADAPTERS`;
-the recipe is in :doc:`/architecture`.
+Subclass :class:`SelfDamagingAdapter` (or :class:`MomentumAdapter`) to bring another
+two-branch method to SDCLR, and register it with
+:func:`~selfdamage.adapters.register_adapter`; the recipe is in :doc:`/architecture`.
 
 Every adapter wraps ONE module, :class:`Encoder` (``backbone -> flatten(1) -> head``, plus
 BYOL's predictor), in a :class:`~selfdamage.wrapper.SelfDamagingWrapper`. The heads'
@@ -20,137 +20,61 @@ from typing import Any, ClassVar, cast
 import torch
 from lightly.models.utils import deactivate_requires_grad, update_momentum
 from torch import Tensor, nn
+from typing_extensions import Unpack
 
-from selfdamage._checks import check_bool, check_module, check_real
-from selfdamage._deprecated import deprecated, init_stacklevel, legacy_adapter_damage
+from selfdamage._checks import check_module, check_real
+from selfdamage._deprecated import deprecated, init_stacklevel
+from selfdamage.adapters.encoder import Encoder
 from selfdamage.adapters.method_state import persist_method_state
-from selfdamage.adapters.options import output_dim
-from selfdamage.damage import Damage, Prunable
-from selfdamage.wrapper import (
-    DEFAULT_PRUNABLE,
-    DEFAULT_PRUNE_RATIO,
-    DEFAULT_RANDOM_RATIO,
-    SelfDamagingWrapper,
-    nested_wrapper,
-    resolve_damage,
+from selfdamage.adapters.options import (
+    WrapperOptions,
+    check_feature_dim,
+    check_predictor,
+    output_dim,
+    read_wrapper_options,
 )
+from selfdamage.damage import Damage
+from selfdamage.wrapper import DEFAULT_PRUNE_RATIO, SelfDamagingWrapper, nested_wrapper
 
 __all__ = ["Encoder", "MomentumAdapter", "SelfDamagingAdapter"]
-
-
-class Encoder(nn.Module):
-    """``backbone -> flatten(start_dim=1) -> head [-> predictor]``: what the twin is made of.
-
-    Its qualified names (``backbone.*``, ``head.*``, ``predictor.*``) are the names that a
-    ``prunable`` predicate sees and the keys under ``wrapper.model.`` in a checkpoint.
-
-    Args:
-        backbone: Maps an input batch to features of shape ``(N, feature_dim)``, or to any
-            shape with ``feature_dim`` entries per sample after ``flatten(start_dim=1)``.
-        head: The projection head.
-        feature_dim: The backbone's number of features per sample.
-        predictor: BYOL's prediction head, applied after ``head``; None for no predictor.
-    """
-
-    predictor: nn.Module | None
-
-    def __init__(
-        self,
-        backbone: nn.Module,
-        head: nn.Module,
-        feature_dim: int,
-        predictor: nn.Module | None = None,
-    ) -> None:
-        super().__init__()
-        self.backbone = backbone
-        self.head = head
-        self.predictor = predictor
-        self.feature_dim = feature_dim
-
-    def features(self, x: Tensor) -> Tensor:
-        """The backbone's output flattened to ``(N, feature_dim)``.
-
-        Raises:
-            ValueError: If the flattened output does not have ``feature_dim`` columns.
-        """
-        features: Tensor = self.backbone(x).flatten(start_dim=1)
-        if features.shape[1] != self.feature_dim:
-            raise ValueError(
-                f"The backbone's output flattens to {features.shape[1]} features per sample "
-                f"but feature_dim={self.feature_dim}. Pass the backbone's output size as "
-                "feature_dim; a backbone that returns a feature map (N, C, H, W) needs its "
-                "global pooling included, e.g. nn.Sequential(*children, nn.AdaptiveAvgPool2d(1))."
-            )
-        return features
-
-    def forward(
-        self, x: Tensor, *, with_projection: bool = False
-    ) -> Tensor | tuple[Tensor, Tensor]:
-        """The projection, or the prediction where there is a predictor.
-
-        Args:
-            x: An input batch.
-            with_projection: Return ``(projection, prediction)`` from the same pass, for
-                methods that use both (SimSiam's stop-gradient targets, NNCLR's support
-                set). Needs a predictor.
-        """
-        projection: Tensor = self.head(self.features(x))
-        if self.predictor is None:
-            if with_projection:
-                raise ValueError(
-                    "with_projection=True returns (projection, prediction), but this "
-                    "encoder has no predictor."
-                )
-            return projection
-        prediction: Tensor = self.predictor(projection)
-        return (projection, prediction) if with_projection else prediction
 
 
 class SelfDamagingAdapter(nn.Module):
     """Base of the adapters: one wrapped :class:`Encoder`, a loss, and the wrapper options.
 
-    A subclass builds its default heads and loss, calls ``super().__init__`` and
-    implements ``forward(x0, x1) -> loss``, typically from :meth:`_online` (one dense
-    pass, one twin pass). The wrapper options below mean exactly what they mean on
-    :class:`~selfdamage.wrapper.SelfDamagingWrapper`; every adapter takes them, and this
-    is where they are documented.
+    A method is a subclass that declares its defaults at class level (:meth:`default_head`,
+    :meth:`default_loss` and, with a predictor, :meth:`default_predictor`) and implements
+    ``forward(x0, x1) -> loss``, typically from :meth:`_online` (one dense pass, one twin
+    pass). Options of its own go in its ``__init__``, which passes everything else on:
+    ``super().__init__(backbone, feature_dim, prune_ratio, head=head, loss=loss,
+    **options)``. Modules it derives from the networks (a support set) are built after that
+    call, as in any ``nn.Module``; :class:`MomentumAdapter` builds the momentum copy.
+    Register the class with :func:`~selfdamage.adapters.register_adapter`; the recipe is in
+    :doc:`/architecture`.
 
     Args:
         backbone: Any module mapping an input batch to ``feature_dim`` features per
             sample; its output is flattened with ``flatten(start_dim=1)``, so include any
             global pooling in it. Trained in place; also reachable as ``self.backbone``.
-        head: The projection head.
-        feature_dim: The backbone's number of output features per sample.
+        feature_dim: The backbone's number of output features per sample (512 for a
+            ResNet-18).
         prune_ratio: Shorthand for ``damage=WeightDamage(prune_ratio, ...)``: fraction of
             the prunable weights the twin loses, 0.9 on CIFAR and 0.3 on ImageNet-100 in
             the SDCLR paper.
-        loss: The loss module.
-        damage: The damage strategy (:mod:`selfdamage.damage`), or None for the
-            shorthands ``prune_ratio``, ``random_ratio``, ``prunable``. A
-            :class:`~selfdamage.damage.ChannelDamage` takes ``example_inputs`` of the
-            *backbone*; the adapter traces the whole encoder with them.
-        baseline: If True, no twin in training: the plain method, both online passes
-            through the dense model, for fair baselines (MoCo in its symmetric form, see
-            :class:`~selfdamage.adapters.MoCoAdapter`). The wrapper and its strategy
-            still exist, so the baseline's damaged twin can be evaluated after training
-            (``refresh_mask()``, then ``wrapper.damaged(x)``); it has no twin
-            normalization state (no parameter goes unused, which DDP would reject).
-        random_ratio: Shorthand: part of ``prune_ratio`` pruned at random instead of by
-            magnitude.
-        prunable: Shorthand: module types whose weight is pruned, or a predicate
-            ``(name, module) -> bool`` over names like ``backbone.0``, ``head.layers.0``
-            and ``predictor.layers.0``.
-        twin_norm: If True, the twin has its own BatchNorm parameters and statistics.
-        predictor: BYOL-style prediction head after ``head``, or None.
-        **deprecated_options: 0.1's ``damage=True|False|"weight"|"channel"`` and channel
-            options (``example_inputs``, ``importance``, ``ignored_layers``,
-            ``max_channel_ratio``): accepted in 0.2 with a ``DeprecationWarning``.
+        head: The projection head; None for the method's :meth:`default_head`.
+        loss: The loss module; None for the method's :meth:`default_loss`.
+        predictor: A prediction head after ``head``, for a method with a predictor
+            (BYOL, SimSiam, NNCLR); None for its :meth:`default_predictor`.
+        **options: The wrapper options ``damage``, ``baseline``, ``random_ratio``,
+            ``prunable`` and ``twin_norm``, the same on every adapter and documented once:
+            :class:`~selfdamage.adapters.options.WrapperOptions`.
 
     Raises:
-        TypeError: If ``backbone`` is not an ``nn.Module`` or contains a wrapper, or an
-            option has the wrong type.
-        ValueError: If a wrapper option is out of range, or a shorthand is given
-            together with ``damage``.
+        TypeError: If ``backbone``, ``head``, ``predictor`` or ``loss`` is not an
+            ``nn.Module``, ``backbone`` contains a wrapper, or an option has the wrong type.
+        ValueError: If ``feature_dim`` is not positive, a default cannot be sized from the
+            head, ``predictor`` does not map the head's output to itself, a wrapper option is
+            out of range, or a shorthand is given together with ``damage``.
     """
 
     wrapper: SelfDamagingWrapper
@@ -162,55 +86,89 @@ class SelfDamagingAdapter(nn.Module):
     def __init__(
         self,
         backbone: nn.Module,
-        head: nn.Module,
-        feature_dim: int,
+        feature_dim: int = 512,
         prune_ratio: float = DEFAULT_PRUNE_RATIO,
         *,
-        loss: nn.Module,
-        damage: Damage | None = None,
-        baseline: bool = False,
-        random_ratio: float = DEFAULT_RANDOM_RATIO,
-        prunable: Prunable = DEFAULT_PRUNABLE,
-        twin_norm: bool = True,
+        head: nn.Module | None = None,
+        loss: nn.Module | None = None,
         predictor: nn.Module | None = None,
-        **deprecated_options: Any,
+        **options: Unpack[WrapperOptions],
     ) -> None:
         super().__init__()
+        feature_dim = check_feature_dim(feature_dim)
+        head = self.resolve_head(feature_dim, head)
+        predictor = self._predictor(head, feature_dim, predictor)
+        loss = check_module("loss", self.default_loss(head) if loss is None else loss)
+        self.check_loss(loss, head)
         nested = nested_wrapper(check_module("backbone", backbone))
         if nested is not None:
             raise TypeError(
                 f"backbone contains a SelfDamagingWrapper at {nested or 'its root'!r}; the "
                 "adapter builds its own wrapper. Pass the bare backbone (wrapper.model)."
             )
-        check_bool("twin_norm", twin_norm)
-        check_bool("baseline", baseline)
-        damage, self.baseline, self._legacy_flag = legacy_adapter_damage(
-            damage, baseline, stacklevel=init_stacklevel(self)
+        wrapper_options = read_wrapper_options(
+            prune_ratio, options, stacklevel=init_stacklevel(self)
         )
-        strategy = resolve_damage(
-            damage,
-            prune_ratio=prune_ratio,
-            random_ratio=random_ratio,
-            prunable=prunable,
-            deprecated_options=deprecated_options,
-            stacklevel=init_stacklevel(self),
-        )
+        self.baseline, self._legacy_flag = wrapper_options.baseline, wrapper_options.legacy_flag
         self.wrapper = SelfDamagingWrapper(
             Encoder(backbone, head, feature_dim, predictor),
-            twin_norm=twin_norm and not self.baseline,
-            damage=strategy,
+            twin_norm=wrapper_options.twin_norm and not self.baseline,
+            damage=wrapper_options.damage,
         )
         self.loss = loss
-        self._build()
         persist_method_state(self, output_dim(head))  # banks, TiCo's C: in the state_dict
 
-    def _build(self) -> None:
-        """Builds what a method derives from the wrapped encoder; called once, last in ``__init__``.
+    @classmethod
+    def resolve_head(cls, feature_dim: int, head: nn.Module | None) -> nn.Module:
+        """``head``, or the method's :meth:`default_head` for ``feature_dim`` if it is None.
 
-        Does nothing here; :class:`MomentumAdapter` builds its momentum copy. Override
-        it rather than ``__init__`` to add such modules, so the wrapper options keep
-        one typed signature.
+        For an ``__init__`` that sizes a default from the head before passing it on.
+
+        Raises:
+            TypeError: If ``head`` is not an ``nn.Module``.
+            ValueError: If ``feature_dim`` is not positive.
         """
+        if head is None:
+            head = cls.default_head(check_feature_dim(feature_dim))
+        return check_module("head", head)
+
+    @staticmethod
+    def default_head(feature_dim: int) -> nn.Module:
+        """The method's projection head for ``feature_dim`` input features.
+
+        Raises:
+            TypeError: Here, where there is no default head: pass ``head=``.
+        """
+        raise TypeError("head must be a torch.nn.Module, got None; pass head=.")
+
+    @staticmethod
+    def default_predictor(head: nn.Module, feature_dim: int) -> nn.Module | None:
+        """The method's prediction head after ``head``; None (here) for no predictor."""
+        return None
+
+    @staticmethod
+    def default_loss(head: nn.Module) -> nn.Module:
+        """The method's loss, for the projections of ``head``.
+
+        Raises:
+            TypeError: Here, where there is no default loss: pass ``loss=``.
+        """
+        raise TypeError("loss must be a torch.nn.Module, got None; pass loss=.")
+
+    def check_loss(self, loss: nn.Module, head: nn.Module) -> None:
+        """Raises if ``loss`` does not fit the method or ``head``; accepts any loss here."""
+
+    def _predictor(
+        self, head: nn.Module, feature_dim: int, predictor: nn.Module | None
+    ) -> nn.Module | None:
+        """``predictor`` or the default one, checked; None for a method without one."""
+        if type(self).default_predictor is SelfDamagingAdapter.default_predictor:
+            if predictor is not None:
+                raise TypeError("got an unexpected keyword argument 'predictor'")
+            return None
+        if predictor is None:
+            predictor = self.default_predictor(head, feature_dim)
+        return None if predictor is None else check_predictor(predictor, head)
 
     @property
     def damage(self) -> Damage:
@@ -368,17 +326,36 @@ class MomentumAdapter(SelfDamagingAdapter):
     The copy is made of the dense modules only, never of the wrapper, so masks and twin
     state are not in it; its parameters do not require gradients. It excludes BYOL's
     predictor: its parameters mirror ``backbone`` and ``head`` one to one. Takes the
-    arguments of :class:`SelfDamagingAdapter`.
+    arguments of :class:`SelfDamagingAdapter`, and:
+
+    Args:
+        momentum_head: The momentum copy of the head, built by the method (DINO's teacher
+            head); None for a deep copy of the head.
     """
 
     momentum_encoder: Encoder
 
-    def _build(self) -> None:
-        """The momentum copy of the dense backbone and head, without gradients."""
+    def __init__(
+        self,
+        backbone: nn.Module,
+        feature_dim: int = 512,
+        prune_ratio: float = DEFAULT_PRUNE_RATIO,
+        *,
+        head: nn.Module | None = None,
+        loss: nn.Module | None = None,
+        predictor: nn.Module | None = None,
+        momentum_head: nn.Module | None = None,
+        **options: Unpack[WrapperOptions],
+    ) -> None:
+        super().__init__(
+            backbone, feature_dim, prune_ratio, head=head, loss=loss, predictor=predictor, **options
+        )
+        dense = self._encoder
+        if momentum_head is None:
+            momentum_head = copy.deepcopy(dense.head)
+        momentum_head = check_module("momentum_head", momentum_head)
         self.momentum_encoder = Encoder(
-            copy.deepcopy(self._encoder.backbone),
-            copy.deepcopy(self._encoder.head),
-            self._encoder.feature_dim,
+            copy.deepcopy(dense.backbone), momentum_head, dense.feature_dim
         )
         deactivate_requires_grad(self.momentum_encoder)
 

@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from lightly.loss import NegativeCosineSimilarity
 from lightly.models.modules import BYOLPredictionHead, BYOLProjectionHead
 from torch import Tensor, nn
+from typing_extensions import Unpack
 
-from selfdamage._checks import check_module
 from selfdamage.adapters.base import MomentumAdapter
-from selfdamage.adapters.options import check_feature_dim, check_predictor, head_output_dim
-from selfdamage.damage import Damage, Prunable
-from selfdamage.wrapper import DEFAULT_PRUNABLE, DEFAULT_PRUNE_RATIO, DEFAULT_RANDOM_RATIO
+from selfdamage.adapters.options import WrapperOptions, head_output_dim
+from selfdamage.adapters.registry import register_adapter
+from selfdamage.wrapper import DEFAULT_PRUNE_RATIO
 
 __all__ = ["BYOLAdapter"]
 
 
+@register_adapter("byol")
 class BYOLAdapter(MomentumAdapter):
     """BYOL [1] with a self-damaged twin on the online side; ``forward`` returns the loss.
 
@@ -39,13 +38,9 @@ class BYOLAdapter(MomentumAdapter):
     - [1] BYOL, 2020, https://arxiv.org/abs/2006.07733
 
     Args:
-        backbone: Any module mapping an input batch to ``feature_dim`` features per
-            sample; its output is flattened with ``flatten(start_dim=1)``, so include any
-            global pooling in it. Trained in place; also reachable as ``self.backbone``.
-        feature_dim: The backbone's number of output features (512 for a ResNet-18).
-        prune_ratio: Shorthand for ``damage=WeightDamage(prune_ratio, ...)``: fraction of
-            the prunable weights the twin loses, 0.9 on CIFAR and 0.3 on ImageNet-100 in
-            the SDCLR paper.
+        backbone, feature_dim, prune_ratio: As on every adapter, see
+            :class:`~selfdamage.adapters.SelfDamagingAdapter`, as are the wrapper
+            options (``**options``).
         head: The projection head (BYOL's projector). Defaults to lightly's
             ``BYOLProjectionHead(feature_dim, 4096, 256)``, the BYOL paper's sizes (hidden
             width 4096). lightly's ``examples/pytorch/byol.py`` uses a narrower hidden
@@ -57,35 +52,17 @@ class BYOLAdapter(MomentumAdapter):
             lightly's ``examples/pytorch/byol.py`` uses hidden width 1024.
         loss: The loss, called as ``loss(predictions, targets)`` on ``(N, D)`` tensors.
             Defaults to lightly's ``NegativeCosineSimilarity()``.
-        damage, baseline, random_ratio, prunable, twin_norm: The wrapper options, the
-            same on every adapter: see :class:`~selfdamage.adapters.SelfDamagingAdapter`.
-            ``baseline=True`` gives the plain method, for baselines.
-        **deprecated_options: 0.1's spellings, see
-            :class:`~selfdamage.adapters.SelfDamagingAdapter`.
 
     Raises:
-        TypeError: If ``backbone``, ``head``, ``predictor`` or ``loss`` is not an
-            ``nn.Module``, or an option has the wrong type.
-        ValueError: If ``feature_dim`` is not positive, the projector's output dimension
-            cannot be read for the default predictor, ``predictor`` does not map it to
-            itself, or a wrapper option is out of range.
+        TypeError: As on every adapter.
+        ValueError: As on every adapter, which also covers the predictor.
 
     Examples:
         >>> import torch, torchvision
-        >>> from torch import nn
-        >>> from lightly.utils.scheduler import cosine_schedule
-        >>> resnet = torchvision.models.resnet18()
-        >>> backbone = nn.Sequential(*list(resnet.children())[:-1])  # (N, 512, 1, 1)
+        >>> backbone = torch.nn.Sequential(*list(torchvision.models.resnet18().children())[:-1])
         >>> model = BYOLAdapter(backbone, feature_dim=512, prune_ratio=0.9)
-        >>> optimizer = torch.optim.SGD(model.parameters(), lr=0.06)
-        >>> epochs, x0, x1 = 1, torch.randn(4, 3, 32, 32), torch.randn(4, 3, 32, 32)
-        >>> for epoch in range(epochs):
-        ...     model.refresh_mask()
-        ...     model.update_momentum(cosine_schedule(epoch, epochs, 0.996, 1.0))
-        ...     loss = model(x0, x1)
-        ...     loss.backward()
-        ...     optimizer.step()
-        ...     optimizer.zero_grad()
+        >>> model.update_momentum(0.99)  # every step, before the forward pass
+        >>> loss = model(torch.randn(4, 3, 32, 32), torch.randn(4, 3, 32, 32))
         >>> -1.0 <= loss.item() <= 1.0
         True
     """
@@ -99,40 +76,34 @@ class BYOLAdapter(MomentumAdapter):
         head: nn.Module | None = None,
         predictor: nn.Module | None = None,
         loss: nn.Module | None = None,
-        damage: Damage | None = None,
-        baseline: bool = False,
-        random_ratio: float = DEFAULT_RANDOM_RATIO,
-        prunable: Prunable = DEFAULT_PRUNABLE,
-        twin_norm: bool = True,
-        **deprecated_options: Any,
+        **options: Unpack[WrapperOptions],
     ) -> None:
-        feature_dim = check_feature_dim(feature_dim)
-        if head is None:
-            head = BYOLProjectionHead(feature_dim, 4096, 256)
-        head = check_module("head", head)
-        if predictor is None:
-            head_dim = head_output_dim(
-                head,
-                needed_for="build the default predictor",
-                fix="Pass predictor=BYOLPredictionHead(D, 4096, D) with D the head's "
-                "output dimension.",
-            )
-            predictor = BYOLPredictionHead(head_dim, 4096, head_dim)
-        predictor = check_predictor(predictor, head)
         super().__init__(
-            backbone,
-            head,
-            feature_dim,
-            prune_ratio,
-            loss=NegativeCosineSimilarity() if loss is None else check_module("loss", loss),
-            damage=damage,
-            baseline=baseline,
-            random_ratio=random_ratio,
-            prunable=prunable,
-            twin_norm=twin_norm,
-            **deprecated_options,
-            predictor=predictor,
+            backbone, feature_dim, prune_ratio, head=head, predictor=predictor, loss=loss, **options
         )
+
+    @staticmethod
+    def default_head(feature_dim: int) -> nn.Module:
+        """lightly's ``BYOLProjectionHead(feature_dim, 4096, 256)``."""
+        module: nn.Module = BYOLProjectionHead(feature_dim, 4096, 256)
+        return module
+
+    @staticmethod
+    def default_predictor(head: nn.Module, feature_dim: int) -> nn.Module:
+        """lightly's ``BYOLPredictionHead(D, 4096, D)``, ``D`` the head's output dimension."""
+        head_dim = head_output_dim(
+            head,
+            needed_for="build the default predictor",
+            fix="Pass predictor=BYOLPredictionHead(D, 4096, D) with D the head's output dimension.",
+        )
+        module: nn.Module = BYOLPredictionHead(head_dim, 4096, head_dim)
+        return module
+
+    @staticmethod
+    def default_loss(head: nn.Module) -> nn.Module:
+        """lightly's ``NegativeCosineSimilarity()``."""
+        module: nn.Module = NegativeCosineSimilarity()
+        return module
 
     def forward(self, x0: Tensor, x1: Tensor) -> Tensor:
         """The symmetric loss of one step.

@@ -2,25 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
-
 from lightly.loss import DCLLoss, DCLWLoss
 from lightly.models.modules import SimCLRProjectionHead
 from torch import nn
 
-from selfdamage.adapters.options import (
-    check_feature_dim,
-    default_temperature,
-    reject_with_loss,
-)
-from selfdamage.adapters.two_view import TwoViewAdapter
-from selfdamage.damage import Damage, Prunable
-from selfdamage.wrapper import DEFAULT_PRUNABLE, DEFAULT_PRUNE_RATIO, DEFAULT_RANDOM_RATIO
+from selfdamage.adapters.registry import register_adapter
+from selfdamage.adapters.two_view import TemperatureTwoView
 
 __all__ = ["DCLAdapter", "DCLWAdapter"]
 
 
-class DCLAdapter(TwoViewAdapter):
+@register_adapter("dcl")
+class DCLAdapter(TemperatureTwoView):
     """DCL [1] with a self-damaged twin; ``forward`` returns the loss.
 
     DCL is SimCLR with the positive pair removed from the denominator of the contrastive
@@ -42,13 +35,9 @@ class DCLAdapter(TwoViewAdapter):
     - [1] DCL, 2021, https://arxiv.org/abs/2110.06848
 
     Args:
-        backbone: Any module mapping an input batch to ``feature_dim`` features per
-            sample; its output is flattened with ``flatten(start_dim=1)``, so include any
-            global pooling in it. Trained in place; also reachable as ``self.backbone``.
-        feature_dim: The backbone's number of output features (512 for a ResNet-18).
-        prune_ratio: Shorthand for ``damage=WeightDamage(prune_ratio, ...)``: fraction of
-            the prunable weights the twin loses, 0.9 on CIFAR and 0.3 on ImageNet-100 in
-            the SDCLR paper.
+        backbone, feature_dim, prune_ratio: As on every adapter, see
+            :class:`~selfdamage.adapters.SelfDamagingAdapter`, as are the wrapper
+            options (``**options``).
         head: The projection head. Defaults to lightly's
             ``SimCLRProjectionHead(feature_dim, feature_dim, 128)``, as lightly's
             ``examples/pytorch/dcl.py`` (``SimCLRProjectionHead(512, 512, 128)``): DCL
@@ -59,79 +48,35 @@ class DCLAdapter(TwoViewAdapter):
         temperature: Temperature of the default loss. Defaults to 0.1, ``DCLLoss``'s
             default, which lightly's ``examples/pytorch/dcl.py`` (``DCLLoss()``) and its
             ImageNet benchmark use. Only without ``loss``.
-        damage, baseline, random_ratio, prunable, twin_norm: The wrapper options, the
-            same on every adapter: see :class:`~selfdamage.adapters.SelfDamagingAdapter`.
-            ``baseline=True`` gives the plain method, for baselines.
-        **deprecated_options: 0.1's spellings, see
-            :class:`~selfdamage.adapters.SelfDamagingAdapter`.
 
     Raises:
-        TypeError: If ``backbone``, ``head`` or ``loss`` is not an ``nn.Module``, or an
-            option has the wrong type.
-        ValueError: If ``feature_dim`` or ``temperature`` is not positive,
-            ``temperature`` is given with ``loss``, ``loss`` has a memory bank, or a
-            wrapper option is out of range.
+        TypeError: As on every adapter.
+        ValueError: As on every adapter; or ``temperature`` is not positive or is given with
+            ``loss``, or ``loss`` has a memory bank.
 
     Examples:
         >>> import torch, torchvision
-        >>> from torch import nn
-        >>> resnet = torchvision.models.resnet18()
-        >>> backbone = nn.Sequential(*list(resnet.children())[:-1])  # (N, 512, 1, 1)
+        >>> backbone = torch.nn.Sequential(*list(torchvision.models.resnet18().children())[:-1])
         >>> model = DCLAdapter(backbone, feature_dim=512, prune_ratio=0.9)
-        >>> optimizer = torch.optim.SGD(model.parameters(), lr=0.06)
-        >>> x0, x1 = torch.randn(4, 3, 32, 32), torch.randn(4, 3, 32, 32)  # two views
-        >>> model.refresh_mask()  # at the start of every epoch
-        >>> loss = model(x0, x1)
-        >>> loss.backward()
-        >>> optimizer.step()
+        >>> loss = model(torch.randn(4, 3, 32, 32), torch.randn(4, 3, 32, 32))
         >>> model.loss.temperature
         0.1
     """
 
-    _default_loss: ClassVar[type[nn.Module]] = DCLLoss
-    """The class of the default loss, built with ``temperature=``."""
-
+    _loss_class = DCLLoss
+    _temperature = 0.1
     _two_samples_because = (
         "DCL contrasts each sample with the batch's other samples; with one, the loss is -inf"
     )
 
-    def __init__(
-        self,
-        backbone: nn.Module,
-        feature_dim: int = 512,
-        prune_ratio: float = DEFAULT_PRUNE_RATIO,
-        *,
-        head: nn.Module | None = None,
-        loss: nn.Module | None = None,
-        temperature: float | None = None,
-        damage: Damage | None = None,
-        baseline: bool = False,
-        random_ratio: float = DEFAULT_RANDOM_RATIO,
-        prunable: Prunable = DEFAULT_PRUNABLE,
-        twin_norm: bool = True,
-        **deprecated_options: Any,
-    ) -> None:
-        feature_dim = check_feature_dim(feature_dim)
-        if head is None:
-            head = SimCLRProjectionHead(feature_dim, feature_dim, 128)
-        reject_with_loss(loss, temperature=temperature)
-        if loss is None:
-            loss = self._default_loss(temperature=default_temperature(temperature, 0.1))
-        super().__init__(
-            backbone,
-            feature_dim,
-            prune_ratio,
-            head=head,
-            loss=loss,
-            damage=damage,
-            baseline=baseline,
-            random_ratio=random_ratio,
-            prunable=prunable,
-            twin_norm=twin_norm,
-            **deprecated_options,
-        )
+    @staticmethod
+    def default_head(feature_dim: int) -> nn.Module:
+        """lightly's ``SimCLRProjectionHead(feature_dim, feature_dim, 128)``."""
+        module: nn.Module = SimCLRProjectionHead(feature_dim, feature_dim, 128)
+        return module
 
 
+@register_adapter("dclw")
 class DCLWAdapter(DCLAdapter):
     """DCLW [1]: DCL with the negative von Mises-Fisher weighting of positives, and a twin.
 
@@ -145,34 +90,25 @@ class DCLWAdapter(DCLAdapter):
     - [1] DCL, 2021, https://arxiv.org/abs/2110.06848
 
     Args:
-        backbone, feature_dim, prune_ratio, head: As :class:`DCLAdapter`.
+        backbone, feature_dim, prune_ratio, head: As :class:`DCLAdapter`, as are the
+            wrapper options (``**options``).
         loss: The loss, called as ``loss(z0, z1)`` on ``(N, D)`` projections. Defaults to
             ``DCLWLoss(temperature, sigma=0.5)``: ``sigma`` is lightly's default and that
             of its DCLW benchmark; for another, or ``gather_distributed=True`` under DDP,
             pass ``loss=DCLWLoss(temperature=..., sigma=..., gather_distributed=...)``.
         temperature: Temperature of the default loss. Defaults to 0.1, ``DCLWLoss``'s
             default, as lightly's example and benchmark. Only without ``loss``.
-        damage, baseline, random_ratio, prunable, twin_norm: The wrapper options, the
-            same on every adapter: see :class:`~selfdamage.adapters.SelfDamagingAdapter`.
-        **deprecated_options: 0.1's spellings, see
-            :class:`~selfdamage.adapters.SelfDamagingAdapter`.
 
     Raises:
-        TypeError: If ``backbone``, ``head`` or ``loss`` is not an ``nn.Module``, or an
-            option has the wrong type.
-        ValueError: If ``feature_dim`` or ``temperature`` is not positive,
-            ``temperature`` is given with ``loss``, ``loss`` has a memory bank, or a
-            wrapper option is out of range.
+        TypeError, ValueError: As :class:`DCLAdapter`.
 
     Examples:
         >>> import torch, torchvision
-        >>> from torch import nn
-        >>> resnet = torchvision.models.resnet18()
-        >>> backbone = nn.Sequential(*list(resnet.children())[:-1])  # (N, 512, 1, 1)
+        >>> backbone = torch.nn.Sequential(*list(torchvision.models.resnet18().children())[:-1])
         >>> model = DCLWAdapter(backbone, feature_dim=512, prune_ratio=0.9)
         >>> loss = model(torch.randn(4, 3, 32, 32), torch.randn(4, 3, 32, 32))
         >>> type(model.loss).__name__, model.loss.temperature
         ('DCLWLoss', 0.1)
     """
 
-    _default_loss = DCLWLoss
+    _loss_class = DCLWLoss

@@ -8,15 +8,20 @@ from typing import Any
 
 from lightly.loss import DINOLoss
 from lightly.models.modules import DINOProjectionHead
-from lightly.models.utils import deactivate_requires_grad
 from torch import Tensor, nn
 from torch.nn.utils.weight_norm import WeightNorm
+from typing_extensions import Unpack
 
 from selfdamage._checks import check_int, check_module
-from selfdamage.adapters.base import Encoder, MomentumAdapter
-from selfdamage.adapters.options import check_feature_dim, head_output_dim, output_dim
-from selfdamage.damage import Damage, Prunable
-from selfdamage.wrapper import DEFAULT_PRUNABLE, DEFAULT_PRUNE_RATIO, DEFAULT_RANDOM_RATIO
+from selfdamage.adapters.base import MomentumAdapter
+from selfdamage.adapters.options import (
+    WrapperOptions,
+    check_feature_dim,
+    head_output_dim,
+    output_dim,
+)
+from selfdamage.adapters.registry import register_adapter
+from selfdamage.wrapper import DEFAULT_PRUNE_RATIO
 
 __all__ = ["DINOAdapter"]
 
@@ -24,6 +29,7 @@ _HEAD_SIZES = (512, 64, 2048)
 """Hidden, bottleneck and output size of the default head: lightly's examples/pytorch/dino.py."""
 
 
+@register_adapter("dino")
 class DINOAdapter(MomentumAdapter):
     """DINO [1] on two global crops with a self-damaged student pass; ``forward`` returns the loss.
 
@@ -80,13 +86,9 @@ class DINOAdapter(MomentumAdapter):
     - [1] DINO, 2021, https://arxiv.org/abs/2104.14294
 
     Args:
-        backbone: Any module mapping an input batch to ``feature_dim`` features per
-            sample; its output is flattened with ``flatten(start_dim=1)``, so include any
-            global pooling in it. Trained in place; also reachable as ``self.backbone``.
-        feature_dim: The backbone's number of output features (512 for a ResNet-18).
-        prune_ratio: Shorthand for ``damage=WeightDamage(prune_ratio, ...)``: fraction of
-            the prunable weights the twin loses, 0.9 on CIFAR and 0.3 on ImageNet-100 in
-            the SDCLR paper.
+        backbone, feature_dim, prune_ratio: As on every adapter, see
+            :class:`~selfdamage.adapters.SelfDamagingAdapter`, as are the wrapper
+            options (``**options``).
         head: The student head. Defaults to lightly's ``DINOProjectionHead(feature_dim,
             512, 64, 2048, freeze_last_layer=1)``, the sizes of lightly's
             ``examples/pytorch/dino.py`` (the DINO paper uses 2048, 256 and 65536). A
@@ -95,18 +97,11 @@ class DINOAdapter(MomentumAdapter):
             of two ``(N, D)`` tensors (and ``epoch=epoch`` when ``forward`` gets one).
             Defaults to ``DINOLoss(D, warmup_teacher_temp_epochs=5)`` (lightly's example)
             with ``D`` the ``out_features`` of the head's last ``nn.Linear``.
-        damage, baseline, random_ratio, prunable, twin_norm: The wrapper options, the
-            same on every adapter: see :class:`~selfdamage.adapters.SelfDamagingAdapter`.
-            ``baseline=True`` gives the plain method, for baselines.
-        **deprecated_options: 0.1's spellings, see
-            :class:`~selfdamage.adapters.SelfDamagingAdapter`.
 
     Raises:
-        TypeError: If ``backbone``, ``head`` or ``loss`` is not an ``nn.Module``, or an
-            option has the wrong type.
-        ValueError: If ``feature_dim`` is not positive, the head's output dimension
-            cannot be read for the default loss or differs from a ``DINOLoss``'s, or a
-            wrapper option is out of range.
+        TypeError: As on every adapter.
+        ValueError: As on every adapter; or the head's output dimension cannot be read for
+            the default loss or differs from a ``DINOLoss``'s.
 
     Examples:
         >>> import torch, torchvision
@@ -137,49 +132,69 @@ class DINOAdapter(MomentumAdapter):
         *,
         head: nn.Module | None = None,
         loss: nn.Module | None = None,
-        damage: Damage | None = None,
-        baseline: bool = False,
-        random_ratio: float = DEFAULT_RANDOM_RATIO,
-        prunable: Prunable = DEFAULT_PRUNABLE,
-        twin_norm: bool = True,
-        **deprecated_options: Any,
+        **options: Unpack[WrapperOptions],
     ) -> None:
         feature_dim = check_feature_dim(feature_dim)
-        head, teacher = _heads(feature_dim, head)
+        head, teacher = self._heads(feature_dim, head)
+        super().__init__(
+            backbone,
+            feature_dim,
+            prune_ratio,
+            head=head,
+            loss=loss,
+            momentum_head=teacher,
+            **options,
+        )
+
+    @staticmethod
+    def default_head(feature_dim: int) -> nn.Module:
+        """lightly's ``DINOProjectionHead(feature_dim, 512, 64, 2048, freeze_last_layer=1)``.
+
+        torch's ``FutureWarning`` that ``torch.nn.utils.weight_norm`` (used by lightly's
+        head) is deprecated is silenced: the user cannot act on it.
+        """
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "`torch.nn.utils.weight_norm` is deprecated")
+            module: nn.Module = DINOProjectionHead(feature_dim, *_HEAD_SIZES, freeze_last_layer=1)
+            return module
+
+    @staticmethod
+    def default_loss(head: nn.Module) -> nn.Module:
+        """``DINOLoss(D, warmup_teacher_temp_epochs=5)``, ``D`` the head's output dimension."""
+        module: nn.Module = DINOLoss(
+            head_output_dim(
+                head,
+                needed_for="build the default loss",
+                fix="Pass loss=DINOLoss(output_dim=D) with D the head's output dimension.",
+            ),
+            warmup_teacher_temp_epochs=5,
+        )
+        return module
+
+    def check_loss(self, loss: nn.Module, head: nn.Module) -> None:
+        """Raises if a ``DINOLoss`` centers outputs of another size than the head's."""
         head_dim = output_dim(head)
-        if loss is None:
-            loss = DINOLoss(
-                head_output_dim(
-                    head,
-                    needed_for="build the default loss",
-                    fix="Pass loss=DINOLoss(output_dim=D) with D the head's output dimension.",
-                ),
-                warmup_teacher_temp_epochs=5,
-            )
-        loss = check_module("loss", loss)
         if isinstance(loss, DINOLoss) and head_dim not in (None, loss.center.shape[-1]):
             raise ValueError(
                 f"loss centers {loss.center.shape[-1]}-d outputs but the head outputs "
                 f"{head_dim}-d ones. Build the loss with DINOLoss(output_dim={head_dim})."
             )
-        super().__init__(
-            backbone,
-            head,
-            feature_dim,
-            prune_ratio,
-            loss=loss,
-            damage=damage,
-            baseline=baseline,
-            random_ratio=random_ratio,
-            prunable=prunable,
-            twin_norm=twin_norm,
-            **deprecated_options,
-        )
-        self.momentum_encoder = Encoder(copy.deepcopy(self.backbone), teacher, feature_dim)
-        deactivate_requires_grad(self.momentum_encoder)
 
-    def _build(self) -> None:
-        """Nothing: ``__init__`` builds the teacher (its head is not deep-copied)."""
+    @classmethod
+    def _heads(cls, feature_dim: int, head: nn.Module | None) -> tuple[nn.Module, nn.Module]:
+        """The student head and a teacher head with the same weights.
+
+        The default teacher head is built anew with the student's constructor arguments and
+        loaded with its weights; a given head is deep-copied once its computed weights are
+        detached.
+        """
+        if head is not None:
+            head = check_module("head", head)
+            _detach_computed_weights(head)
+            return head, copy.deepcopy(head)
+        head, teacher = cls.default_head(feature_dim), cls.default_head(feature_dim)
+        teacher.load_state_dict(head.state_dict())
+        return head, teacher
 
     def forward(self, x0: Tensor, x1: Tensor, *, epoch: int | None = None) -> Tensor:
         """The DINO loss of one step; updates the center from the teacher outputs.
@@ -239,28 +254,6 @@ class DINOAdapter(MomentumAdapter):
         memo[id(self)] = clone
         clone.__setstate__(copy.deepcopy(self.__dict__, memo))
         return clone
-
-
-def _heads(feature_dim: int, head: nn.Module | None) -> tuple[nn.Module, nn.Module]:
-    """The student head and a teacher head with the same weights.
-
-    The default teacher head is built anew with the student's constructor arguments and
-    loaded with its weights; a given head is deep-copied once its computed weights are
-    detached. torch's ``FutureWarning`` that ``torch.nn.utils.weight_norm`` (used by
-    lightly's head) is deprecated is silenced for the default heads: the user cannot act
-    on it.
-    """
-    if head is not None:
-        head = check_module("head", head)
-        _detach_computed_weights(head)
-        return head, copy.deepcopy(head)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", "`torch.nn.utils.weight_norm` is deprecated")
-        head, teacher = (
-            DINOProjectionHead(feature_dim, *_HEAD_SIZES, freeze_last_layer=1) for _ in range(2)
-        )
-    teacher.load_state_dict(head.state_dict())
-    return head, teacher
 
 
 def _detach_computed_weights(module: nn.Module) -> None:

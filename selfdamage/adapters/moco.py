@@ -2,29 +2,29 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from lightly.loss import NTXentLoss
 from lightly.models.modules import MoCoProjectionHead
 from torch import Tensor, nn
+from typing_extensions import Unpack
 
-from selfdamage._checks import check_int, check_module
+from selfdamage._checks import check_int
 from selfdamage.adapters.base import MomentumAdapter
 from selfdamage.adapters.options import (
-    check_feature_dim,
+    WrapperOptions,
     default_temperature,
     head_output_dim,
     memory_bank,
     output_dim,
     reject_with_loss,
 )
-from selfdamage.damage import Damage, Prunable
-from selfdamage.wrapper import DEFAULT_PRUNABLE, DEFAULT_PRUNE_RATIO, DEFAULT_RANDOM_RATIO
+from selfdamage.adapters.registry import register_adapter
+from selfdamage.wrapper import DEFAULT_PRUNE_RATIO
 
 __all__ = ["MoCoAdapter"]
 
 
+@register_adapter("moco")
 class MoCoAdapter(MomentumAdapter):
     """Symmetric MoCo v2 [1, 2] with a self-damaged twin; ``forward`` returns the loss.
 
@@ -68,13 +68,11 @@ class MoCoAdapter(MomentumAdapter):
     - [2] MoCo v2, 2020, https://arxiv.org/abs/2003.04297
 
     Args:
-        backbone: Any module mapping an input batch to ``feature_dim`` features per
-            sample; its output is flattened with ``flatten(start_dim=1)``, so include any
-            global pooling in it. Trained in place; also reachable as ``self.backbone``.
-        feature_dim: The backbone's number of output features (512 for a ResNet-18).
-        prune_ratio: Shorthand for ``damage=WeightDamage(prune_ratio, ...)``: fraction of
-            the prunable weights the twin loses, 0.9 on CIFAR and 0.3 on ImageNet-100 in
-            the SDCLR paper.
+        backbone, feature_dim, prune_ratio: As on every adapter, see
+            :class:`~selfdamage.adapters.SelfDamagingAdapter`, as are the wrapper
+            options (``**options``); ``baseline=True``
+            gives symmetric MoCo v2 (twice the passes of lightly's asymmetric example,
+            see above), for baselines.
         head: The projection head. Defaults to lightly's
             ``MoCoProjectionHead(feature_dim, feature_dim, 128)`` (MoCo v2: hidden as wide
             as the input, ReLU, 128-d, no BatchNorm; the sizes of lightly's
@@ -91,37 +89,20 @@ class MoCoAdapter(MomentumAdapter):
         memory_bank_size: Number of keys in the default loss's memory bank; 0 for none
             (in-batch negatives). Defaults to 4096, as lightly's ``examples/pytorch/moco.py``
             (the MoCo papers use 65536 on ImageNet). Only without ``loss``.
-        damage, baseline, random_ratio, prunable, twin_norm: The wrapper options, the
-            same on every adapter: see :class:`~selfdamage.adapters.SelfDamagingAdapter`.
-            ``baseline=True`` gives symmetric MoCo v2 (twice the passes of lightly's
-            asymmetric example, see above), for baselines.
-        **deprecated_options: 0.1's spellings, see
-            :class:`~selfdamage.adapters.SelfDamagingAdapter`.
 
     Raises:
-        TypeError: If ``backbone``, ``head`` or ``loss`` is not an ``nn.Module``, or an
-            option has the wrong type.
-        ValueError: If ``feature_dim`` or ``temperature`` is not positive, ``temperature``
-            or ``memory_bank_size`` is given with ``loss``, ``memory_bank_size`` is
-            negative, the bank's dimension differs from the head's output, or the head's
-            output dimension cannot be read for the default bank.
+        TypeError: As on every adapter.
+        ValueError: As on every adapter; or ``temperature`` is not positive,
+            ``temperature`` or ``memory_bank_size`` is given with ``loss``,
+            ``memory_bank_size`` is negative, the bank's dimension differs from the head's
+            output, or the head's output dimension cannot be read for the default bank.
 
     Examples:
         >>> import torch, torchvision
-        >>> from torch import nn
-        >>> from lightly.utils.scheduler import cosine_schedule
-        >>> resnet = torchvision.models.resnet18()
-        >>> backbone = nn.Sequential(*list(resnet.children())[:-1])  # (N, 512, 1, 1)
+        >>> backbone = torch.nn.Sequential(*list(torchvision.models.resnet18().children())[:-1])
         >>> model = MoCoAdapter(backbone, feature_dim=512, prune_ratio=0.9)
-        >>> optimizer = torch.optim.SGD(model.parameters(), lr=0.06)
-        >>> epochs, x0, x1 = 1, torch.randn(4, 3, 32, 32), torch.randn(4, 3, 32, 32)
-        >>> for epoch in range(epochs):
-        ...     model.refresh_mask()
-        ...     model.update_momentum(cosine_schedule(epoch, epochs, 0.996, 1.0))
-        ...     loss = model(x0, x1)
-        ...     loss.backward()
-        ...     optimizer.step()
-        ...     optimizer.zero_grad()
+        >>> model.update_momentum(0.99)  # every step, before the forward pass
+        >>> loss = model(torch.randn(4, 3, 32, 32), torch.randn(4, 3, 32, 32))
         >>> int(model.loss.memory_bank.bank_ptr)  # 2N keys enqueued, once
         8
     """
@@ -136,41 +117,54 @@ class MoCoAdapter(MomentumAdapter):
         loss: nn.Module | None = None,
         temperature: float | None = None,
         memory_bank_size: int | None = None,
-        damage: Damage | None = None,
-        baseline: bool = False,
-        random_ratio: float = DEFAULT_RANDOM_RATIO,
-        prunable: Prunable = DEFAULT_PRUNABLE,
-        twin_norm: bool = True,
-        **deprecated_options: Any,
+        **options: Unpack[WrapperOptions],
     ) -> None:
-        feature_dim = check_feature_dim(feature_dim)
-        if head is None:
-            head = MoCoProjectionHead(feature_dim, feature_dim, 128)
-        head = check_module("head", head)
-        head_dim = output_dim(head)
+        head = self.resolve_head(feature_dim, head)
         reject_with_loss(loss, temperature=temperature, memory_bank_size=memory_bank_size)
         if loss is None:
-            loss = _default_loss(head, temperature, memory_bank_size)
-        bank = memory_bank(check_module("loss", loss))
+            loss = self.default_loss(head, temperature, memory_bank_size)
+        super().__init__(backbone, feature_dim, prune_ratio, head=head, loss=loss, **options)
+
+    @staticmethod
+    def default_head(feature_dim: int) -> nn.Module:
+        """lightly's ``MoCoProjectionHead(feature_dim, feature_dim, 128)``."""
+        module: nn.Module = MoCoProjectionHead(feature_dim, feature_dim, 128)
+        return module
+
+    @staticmethod
+    def default_loss(
+        head: nn.Module, temperature: float | None = None, memory_bank_size: int | None = None
+    ) -> nn.Module:
+        """``NTXentLoss(temperature, memory_bank_size=(memory_bank_size, D))``, 0.2 and 4096.
+
+        ``D`` is the head's output dimension; ``memory_bank_size=0`` gives no bank.
+        """
+        size = 4096 if memory_bank_size is None else memory_bank_size
+        size = check_int("memory_bank_size", size, 0, what="a number of keys >= 0 (0 for no bank)")
+        bank_size: int | tuple[int, int] = 0
+        if size > 0:
+            bank_size = (
+                size,
+                head_output_dim(
+                    head,
+                    needed_for="size the memory bank",
+                    fix="Pass loss=NTXentLoss(memory_bank_size=(4096, output_dim)) or "
+                    "memory_bank_size=0.",
+                ),
+            )
+        temperature = default_temperature(temperature, 0.2)
+        module: nn.Module = NTXentLoss(temperature=temperature, memory_bank_size=bank_size)
+        return module
+
+    def check_loss(self, loss: nn.Module, head: nn.Module) -> None:
+        """Raises if the loss's memory bank holds keys of another size than the head's."""
+        bank, head_dim = memory_bank(loss), output_dim(head)
         if bank is not None and head_dim is not None and bank.size[1] != head_dim:
             raise ValueError(
                 f"loss has a memory bank of {bank.size[1]}-d keys but the head outputs "
                 f"{head_dim}-d projections. Build the loss with "
                 f"memory_bank_size=({bank.size[0]}, {head_dim})."
             )
-        super().__init__(
-            backbone,
-            head,
-            feature_dim,
-            prune_ratio,
-            loss=loss,
-            damage=damage,
-            baseline=baseline,
-            random_ratio=random_ratio,
-            prunable=prunable,
-            twin_norm=twin_norm,
-            **deprecated_options,
-        )
 
     def forward(self, x0: Tensor, x1: Tensor) -> Tensor:
         """The symmetric loss of one step; enqueues the step's keys once if there is a bank.
@@ -199,22 +193,3 @@ class MoCoAdapter(MomentumAdapter):
             )
         loss: Tensor = self.loss(torch.cat([q0, q1]), torch.cat([k1, k0]))
         return loss
-
-
-def _default_loss(
-    head: nn.Module, temperature: float | None, memory_bank_size: int | None
-) -> NTXentLoss:
-    size = 4096 if memory_bank_size is None else memory_bank_size
-    size = check_int("memory_bank_size", size, 0, what="a number of keys >= 0 (0 for no bank)")
-    bank_size: int | tuple[int, int] = 0
-    if size > 0:
-        bank_size = (
-            size,
-            head_output_dim(
-                head,
-                needed_for="size the memory bank",
-                fix="Pass loss=NTXentLoss(memory_bank_size=(4096, output_dim)) or "
-                "memory_bank_size=0.",
-            ),
-        )
-    return NTXentLoss(temperature=default_temperature(temperature, 0.2), memory_bank_size=bank_size)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from lightly.loss import NTXentLoss
 from lightly.models.modules import (
     NNCLRPredictionHead,
@@ -11,23 +9,25 @@ from lightly.models.modules import (
     NNMemoryBankModule,
 )
 from torch import Tensor, nn
+from typing_extensions import Unpack
 
-from selfdamage._checks import check_bool, check_int, check_module
+from selfdamage._checks import check_bool, check_int
 from selfdamage.adapters.base import SelfDamagingAdapter
+from selfdamage.adapters.method_state import persist_method_state
 from selfdamage.adapters.options import (
-    check_feature_dim,
-    check_predictor,
+    WrapperOptions,
     default_temperature,
     head_output_dim,
     memory_bank,
     reject_with_loss,
 )
-from selfdamage.damage import Damage, Prunable
-from selfdamage.wrapper import DEFAULT_PRUNABLE, DEFAULT_PRUNE_RATIO, DEFAULT_RANDOM_RATIO
+from selfdamage.adapters.registry import register_adapter
+from selfdamage.wrapper import DEFAULT_PRUNE_RATIO
 
 __all__ = ["NNCLRAdapter"]
 
 
+@register_adapter("nnclr")
 class NNCLRAdapter(SelfDamagingAdapter):
     """NNCLR [1] with a self-damaged twin; ``forward`` returns the loss.
 
@@ -66,13 +66,10 @@ class NNCLRAdapter(SelfDamagingAdapter):
     - [1] NNCLR, 2021, https://arxiv.org/abs/2104.14548
 
     Args:
-        backbone: Any module mapping an input batch to ``feature_dim`` features per
-            sample; its output is flattened with ``flatten(start_dim=1)``, so include any
-            global pooling in it. Trained in place; also reachable as ``self.backbone``.
-        feature_dim: The backbone's number of output features (512 for a ResNet-18).
-        prune_ratio: Shorthand for ``damage=WeightDamage(prune_ratio, ...)``: fraction of
-            the prunable weights the twin loses, 0.9 on CIFAR and 0.3 on ImageNet-100 in
-            the SDCLR paper.
+        backbone, feature_dim, prune_ratio: As on every adapter, see
+            :class:`~selfdamage.adapters.SelfDamagingAdapter`, as are the wrapper
+            options (``**options``); ``baseline=True``
+            gives NNCLR as in lightly's example, ``z0`` enqueued.
         head: The projection head. Defaults to lightly's
             ``NNCLRProjectionHead(feature_dim, feature_dim, 128)``, the sizes of lightly's
             ``examples/pytorch/nnclr.py`` (``NNCLRProjectionHead(512, 512, 128)``); the
@@ -94,33 +91,18 @@ class NNCLRAdapter(SelfDamagingAdapter):
         gather_distributed: Under DDP, enqueue the dense projections of all ranks
             (lightly's ``MemoryBankModule(gather_distributed=True)``); pass it with a
             loss that gathers too, ``NTXentLoss(gather_distributed=True)``.
-        damage, baseline, random_ratio, prunable, twin_norm: The wrapper options, the
-            same on every adapter: see :class:`~selfdamage.adapters.SelfDamagingAdapter`.
-            ``baseline=True`` gives NNCLR as in lightly's example, ``z0`` enqueued.
-        **deprecated_options: 0.1's spellings, see
-            :class:`~selfdamage.adapters.SelfDamagingAdapter`.
 
     Raises:
-        TypeError: If ``backbone``, ``head``, ``predictor`` or ``loss`` is not an
-            ``nn.Module``, or an option has the wrong type.
-        ValueError: If ``feature_dim`` or ``temperature`` is not positive,
-            ``temperature`` is given with ``loss``, ``loss`` has a memory bank,
-            ``memory_bank_size`` is not positive, the head's output dimension cannot be
-            read, ``predictor`` does not map it to itself, or a wrapper option is out of
-            range.
+        TypeError: As on every adapter.
+        ValueError: As on every adapter; or ``temperature`` is not positive or is given with
+            ``loss``, ``loss`` has a memory bank, ``memory_bank_size`` is not positive, or
+            the head's output dimension cannot be read.
 
     Examples:
         >>> import torch, torchvision
-        >>> from torch import nn
-        >>> resnet = torchvision.models.resnet18()
-        >>> backbone = nn.Sequential(*list(resnet.children())[:-1])  # (N, 512, 1, 1)
+        >>> backbone = torch.nn.Sequential(*list(torchvision.models.resnet18().children())[:-1])
         >>> model = NNCLRAdapter(backbone, feature_dim=512, prune_ratio=0.9)
-        >>> optimizer = torch.optim.SGD(model.parameters(), lr=0.06)
-        >>> x0, x1 = torch.randn(4, 3, 32, 32), torch.randn(4, 3, 32, 32)  # two views
-        >>> model.refresh_mask()  # at the start of every epoch
-        >>> loss = model(x0, x1)
-        >>> loss.backward()
-        >>> optimizer.step()
+        >>> loss = model(torch.randn(4, 3, 32, 32), torch.randn(4, 3, 32, 32))
         >>> int(model.memory_bank.bank_ptr)  # N dense projections enqueued
         4
     """
@@ -139,14 +121,8 @@ class NNCLRAdapter(SelfDamagingAdapter):
         temperature: float | None = None,
         memory_bank_size: int = 4096,
         gather_distributed: bool = False,
-        damage: Damage | None = None,
-        baseline: bool = False,
-        random_ratio: float = DEFAULT_RANDOM_RATIO,
-        prunable: Prunable = DEFAULT_PRUNABLE,
-        twin_norm: bool = True,
-        **deprecated_options: Any,
+        **options: Unpack[WrapperOptions],
     ) -> None:
-        feature_dim = check_feature_dim(feature_dim)
         check_bool("gather_distributed", gather_distributed)
         size = check_int(
             "memory_bank_size",
@@ -155,47 +131,54 @@ class NNCLRAdapter(SelfDamagingAdapter):
             what="a positive number of projections",
             fix="NNCLR needs a support set; lightly's example uses 4096.",
         )
-        if head is None:
-            head = NNCLRProjectionHead(feature_dim, feature_dim, 128)
+        head = self.resolve_head(feature_dim, head)
         head_dim = head_output_dim(
-            check_module("head", head),
+            head,
             needed_for="size the support set",
             fix="Use a head whose last nn.Linear gives the projection.",
         )
-        if predictor is None:
-            predictor = NNCLRPredictionHead(head_dim, feature_dim, head_dim)
-        predictor = check_predictor(predictor, head)
         reject_with_loss(loss, temperature=temperature)
         if loss is None:
-            loss = NTXentLoss(temperature=default_temperature(temperature, 0.1))
-        elif memory_bank(check_module("loss", loss)) is not None:
+            loss = self.default_loss(head, temperature)
+        super().__init__(
+            backbone, feature_dim, prune_ratio, head=head, predictor=predictor, loss=loss, **options
+        )
+        # The method's state, after the networks: the dense projections' support set.
+        self.memory_bank = NNMemoryBankModule(size=(size, head_dim))
+        self.memory_bank.gather_distributed = gather_distributed
+        persist_method_state(self.memory_bank, None)
+
+    @staticmethod
+    def default_head(feature_dim: int) -> nn.Module:
+        """lightly's ``NNCLRProjectionHead(feature_dim, feature_dim, 128)``."""
+        module: nn.Module = NNCLRProjectionHead(feature_dim, feature_dim, 128)
+        return module
+
+    @staticmethod
+    def default_predictor(head: nn.Module, feature_dim: int) -> nn.Module:
+        """lightly's ``NNCLRPredictionHead(D, feature_dim, D)``, ``D`` the head's output size."""
+        head_dim = head_output_dim(
+            head,
+            needed_for="size the support set",
+            fix="Use a head whose last nn.Linear gives the projection.",
+        )
+        module: nn.Module = NNCLRPredictionHead(head_dim, feature_dim, head_dim)
+        return module
+
+    @staticmethod
+    def default_loss(head: nn.Module, temperature: float | None = None) -> nn.Module:
+        """``NTXentLoss(temperature)``, by default at 0.1 (the NNCLR paper's)."""
+        module: nn.Module = NTXentLoss(temperature=default_temperature(temperature, 0.1))
+        return module
+
+    def check_loss(self, loss: nn.Module, head: nn.Module) -> None:
+        """Raises if ``loss`` has a memory bank: the support set is the adapter's own."""
+        if memory_bank(loss) is not None:
             raise ValueError(
                 "loss has a memory bank, but NNCLR's negatives are the batch's: its "
                 "support set is the adapter's own (memory_bank_size=). Use a loss "
                 "without one (e.g. NTXentLoss(memory_bank_size=0))."
             )
-        # A plain tuple, which nn.Module allows before its __init__: _build reads it, so
-        # the bank exists when the base's __init__ makes the method state persistent.
-        self._bank_size = (size, head_dim)
-        super().__init__(
-            backbone,
-            head,
-            feature_dim,
-            prune_ratio,
-            loss=loss,
-            damage=damage,
-            baseline=baseline,
-            random_ratio=random_ratio,
-            prunable=prunable,
-            twin_norm=twin_norm,
-            predictor=check_module("predictor", predictor),
-            **deprecated_options,
-        )
-        self.memory_bank.gather_distributed = gather_distributed
-
-    def _build(self) -> None:
-        """The support set, lightly's ``NNMemoryBankModule``."""
-        self.memory_bank = NNMemoryBankModule(size=self._bank_size)
 
     def forward(self, x0: Tensor, x1: Tensor) -> Tensor:
         """The symmetric loss of one step; enqueues the dense projections ``z0``.

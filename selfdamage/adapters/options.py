@@ -1,21 +1,107 @@
-"""The adapters' constructor options: their checks, and what their defaults are sized from."""
+"""The adapters' constructor options: the wrapper options, their checks, and default sizes."""
 
 from __future__ import annotations
 
+from typing import Any, NamedTuple
+
 from lightly.models.modules.memory_bank import MemoryBankModule
 from torch import nn
+from typing_extensions import TypedDict
 
-from selfdamage._checks import check_int, check_module, check_real
+from selfdamage._checks import check_bool, check_int, check_module, check_real
+from selfdamage._deprecated import legacy_adapter_damage
+from selfdamage.damage import Damage, Prunable
+from selfdamage.wrapper import DEFAULT_PRUNABLE, DEFAULT_RANDOM_RATIO, resolve_damage
 
 __all__ = [
+    "WrapperOptions",
     "check_feature_dim",
     "check_predictor",
     "default_temperature",
     "head_output_dim",
     "memory_bank",
     "output_dim",
+    "read_wrapper_options",
     "reject_with_loss",
 ]
+
+
+class WrapperOptions(TypedDict, total=False):
+    """The wrapper options: keyword arguments that every adapter takes and passes on unchanged.
+
+    Every adapter's signature ends in ``**options: Unpack[WrapperOptions]``; together with
+    the positional ``prune_ratio`` they mean exactly what they mean on
+    :class:`~selfdamage.wrapper.SelfDamagingWrapper`, and they are documented here once.
+
+    - ``damage``: the damage strategy (:mod:`selfdamage.damage`), or None (the default) for
+      ``WeightDamage(prune_ratio, random_ratio=..., prunable=...)``. A
+      :class:`~selfdamage.damage.ChannelDamage` takes ``example_inputs`` of the *backbone*;
+      the adapter traces the whole encoder with them.
+    - ``baseline``: if True, no twin in training: the plain method, both online passes
+      through the dense model, for fair baselines. The wrapper and its strategy still
+      exist, so the baseline's damaged twin can be evaluated after training
+      (``refresh_mask()``, then ``wrapper.damaged(x)``); it has no twin normalization
+      state (no parameter goes unused, which DDP would reject). Default False.
+    - ``random_ratio``: shorthand, the part of ``prune_ratio`` pruned at random instead of
+      by magnitude. Default 0.
+    - ``prunable``: shorthand, the module types whose weight is pruned, or a predicate
+      ``(name, module) -> bool`` over names like ``backbone.0``, ``head.layers.0`` and
+      ``predictor.layers.0``. Default ``(nn.Conv2d,)``.
+    - ``twin_norm``: if True (the default), the twin has its own BatchNorm parameters and
+      statistics.
+
+    0.1's spellings (``damage=True|False|"weight"|"channel"`` and the channel options
+    ``example_inputs``, ``importance``, ``ignored_layers``, ``max_channel_ratio``) are
+    still accepted with a ``DeprecationWarning``.
+    """
+
+    damage: Damage | None
+    baseline: bool
+    random_ratio: float
+    prunable: Prunable
+    twin_norm: bool
+
+
+class ReadOptions(NamedTuple):
+    """What :class:`WrapperOptions` mean: the strategy, the switches, 0.1's damage flag."""
+
+    damage: Damage
+    baseline: bool
+    twin_norm: bool
+    legacy_flag: bool | None  # 0.1's adapter.damage bool, None for the current spelling
+
+
+def read_wrapper_options(
+    prune_ratio: float, options: WrapperOptions | dict[str, Any], *, stacklevel: int
+) -> ReadOptions:
+    """The damage strategy and switches that ``prune_ratio`` and the wrapper options mean.
+
+    Args:
+        prune_ratio: The adapter's ``prune_ratio``.
+        options: The wrapper options given (any of :class:`WrapperOptions`, and 0.1's
+            spellings); the others take the wrapper's defaults.
+        stacklevel: The caller's ``init_stacklevel(adapter)``: points 0.1's
+            ``DeprecationWarning`` at the user's line.
+
+    Raises:
+        TypeError: If an option has the wrong type or is not an option.
+        ValueError: If an option is out of range or a shorthand comes with ``damage``.
+    """
+    given: dict[str, Any] = dict(options)
+    twin_norm = check_bool("twin_norm", given.pop("twin_norm", True))
+    baseline = check_bool("baseline", given.pop("baseline", False))
+    damage, baseline, legacy_flag = legacy_adapter_damage(
+        given.pop("damage", None), baseline, stacklevel=stacklevel + 1
+    )
+    strategy = resolve_damage(
+        damage,
+        prune_ratio=prune_ratio,
+        random_ratio=given.pop("random_ratio", DEFAULT_RANDOM_RATIO),
+        prunable=given.pop("prunable", DEFAULT_PRUNABLE),
+        deprecated_options=given,
+        stacklevel=stacklevel + 1,
+    )
+    return ReadOptions(strategy, baseline, twin_norm, legacy_flag)
 
 
 def check_feature_dim(feature_dim: object) -> int:

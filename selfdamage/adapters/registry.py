@@ -5,34 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
-from selfdamage.adapters.barlow_twins import BarlowTwinsAdapter
 from selfdamage.adapters.base import SelfDamagingAdapter
-from selfdamage.adapters.byol import BYOLAdapter
-from selfdamage.adapters.dcl import DCLAdapter, DCLWAdapter
-from selfdamage.adapters.dino import DINOAdapter
-from selfdamage.adapters.moco import MoCoAdapter
-from selfdamage.adapters.nnclr import NNCLRAdapter
-from selfdamage.adapters.simclr import SimCLRAdapter
-from selfdamage.adapters.simsiam import SimSiamAdapter
-from selfdamage.adapters.tico import TiCoAdapter
-from selfdamage.adapters.vicreg import VICRegAdapter
 
 __all__ = ["ADAPTERS", "register_adapter"]
 
-ADAPTERS: dict[str, type[SelfDamagingAdapter]] = {
-    "simclr": SimCLRAdapter,
-    "moco": MoCoAdapter,
-    "byol": BYOLAdapter,
-    "barlowtwins": BarlowTwinsAdapter,
-    "vicreg": VICRegAdapter,
-    "dcl": DCLAdapter,
-    "dclw": DCLWAdapter,
-    "simsiam": SimSiamAdapter,
-    "dino": DINOAdapter,
-    "nnclr": NNCLRAdapter,
-    "tico": TiCoAdapter,
-}
-"""Method name -> adapter class. Add one with :func:`register_adapter`."""
+ADAPTERS: dict[str, type[SelfDamagingAdapter]] = {}
+"""Method name -> adapter class. Each adapter registers itself where it is defined, with
+:func:`register_adapter`; :mod:`selfdamage.adapters` imports them all."""
 
 A = TypeVar("A", bound=type[SelfDamagingAdapter])
 

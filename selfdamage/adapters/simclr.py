@@ -2,25 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from lightly.loss import NTXentLoss
 from lightly.models.modules import SimCLRProjectionHead
 from torch import nn
 
-from selfdamage.adapters.options import (
-    check_feature_dim,
-    default_temperature,
-    reject_with_loss,
-)
-from selfdamage.adapters.two_view import TwoViewAdapter
-from selfdamage.damage import Damage, Prunable
-from selfdamage.wrapper import DEFAULT_PRUNABLE, DEFAULT_PRUNE_RATIO, DEFAULT_RANDOM_RATIO
+from selfdamage.adapters.registry import register_adapter
+from selfdamage.adapters.two_view import TemperatureTwoView
 
 __all__ = ["SimCLRAdapter"]
 
 
-class SimCLRAdapter(TwoViewAdapter):
+@register_adapter("simclr")
+class SimCLRAdapter(TemperatureTwoView):
     """SimCLR with a self-damaged twin (SDCLR [0]); ``forward`` returns the loss.
 
     SimCLR makes two online passes per step and contrasts them with NT-Xent [1]. SDCLR
@@ -44,14 +37,10 @@ class SimCLRAdapter(TwoViewAdapter):
     - [1] SimCLR, 2020, https://arxiv.org/abs/2002.05709
 
     Args:
-        backbone: Any module mapping an input batch to ``feature_dim`` features per
-            sample; its output is flattened with ``flatten(start_dim=1)``, so include any
-            global pooling in it. Trained in place; also reachable as ``self.backbone``.
-        feature_dim: The backbone's number of output features (512 for a ResNet-18, the
-            paper's CIFAR backbone).
-        prune_ratio: Shorthand for ``damage=WeightDamage(prune_ratio, ...)``: fraction of
-            the prunable weights the twin loses, 0.9 on CIFAR and 0.3 on ImageNet-100 in
-            the paper.
+        backbone, feature_dim, prune_ratio: As on every adapter, see
+            :class:`~selfdamage.adapters.SelfDamagingAdapter`, as are the wrapper
+            options (``**options``); ``feature_dim`` is 512 for a ResNet-18, the paper's
+            CIFAR backbone, and ``baseline=True`` gives plain SimCLR.
         head: The projection head. Defaults to lightly's
             ``SimCLRProjectionHead(feature_dim, feature_dim, 128)`` (hidden width as wide
             as the input, with BatchNorm, to 128-d: the SimCLR paper's sizes and lightly's
@@ -63,18 +52,11 @@ class SimCLRAdapter(TwoViewAdapter):
             paper's setting on CIFAR. lightly's ``NTXentLoss`` defaults to 0.5, which its
             ``examples/pytorch/simclr.py`` uses (``NTXentLoss()``); pass
             ``temperature=0.5`` to match it. Only without ``loss``.
-        damage, baseline, random_ratio, prunable, twin_norm: The wrapper options, the
-            same on every adapter: see :class:`~selfdamage.adapters.SelfDamagingAdapter`.
-            ``baseline=True`` gives the plain method, for baselines.
-        **deprecated_options: 0.1's spellings, see
-            :class:`~selfdamage.adapters.SelfDamagingAdapter`.
 
     Raises:
-        TypeError: If ``backbone``, ``head`` or ``loss`` is not an ``nn.Module``, or an
-            option has the wrong type.
-        ValueError: If ``feature_dim`` or ``temperature`` is not positive,
-            ``temperature`` is given with ``loss``, ``loss`` has a memory bank, or a
-            wrapper option is out of range.
+        TypeError: As on every adapter.
+        ValueError: As on every adapter; or ``temperature`` is not positive or is given with
+            ``loss``, or ``loss`` has a memory bank.
 
     Examples:
         >>> import torch, torchvision
@@ -94,38 +76,11 @@ class SimCLRAdapter(TwoViewAdapter):
         torch.Size([4, 512])
     """
 
-    def __init__(
-        self,
-        backbone: nn.Module,
-        feature_dim: int = 512,
-        prune_ratio: float = DEFAULT_PRUNE_RATIO,
-        *,
-        head: nn.Module | None = None,
-        loss: nn.Module | None = None,
-        temperature: float | None = None,
-        damage: Damage | None = None,
-        baseline: bool = False,
-        random_ratio: float = DEFAULT_RANDOM_RATIO,
-        prunable: Prunable = DEFAULT_PRUNABLE,
-        twin_norm: bool = True,
-        **deprecated_options: Any,
-    ) -> None:
-        feature_dim = check_feature_dim(feature_dim)
-        if head is None:
-            head = SimCLRProjectionHead(feature_dim, feature_dim, 128)
-        reject_with_loss(loss, temperature=temperature)
-        if loss is None:
-            loss = NTXentLoss(temperature=default_temperature(temperature, 0.2))
-        super().__init__(
-            backbone,
-            feature_dim,
-            prune_ratio,
-            head=head,
-            loss=loss,
-            damage=damage,
-            baseline=baseline,
-            random_ratio=random_ratio,
-            prunable=prunable,
-            twin_norm=twin_norm,
-            **deprecated_options,
-        )
+    _loss_class = NTXentLoss
+    _temperature = 0.2
+
+    @staticmethod
+    def default_head(feature_dim: int) -> nn.Module:
+        """lightly's ``SimCLRProjectionHead(feature_dim, feature_dim, 128)``."""
+        module: nn.Module = SimCLRProjectionHead(feature_dim, feature_dim, 128)
+        return module

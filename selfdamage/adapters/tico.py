@@ -2,25 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from lightly.loss import TiCoLoss
 from lightly.models.modules.heads import TiCoProjectionHead
 from torch import Tensor, nn
+from typing_extensions import Unpack
 
-from selfdamage._checks import check_module, check_real
+from selfdamage._checks import check_real
 from selfdamage.adapters.base import MomentumAdapter
-from selfdamage.adapters.options import (
-    check_feature_dim,
-    head_output_dim,
-    reject_with_loss,
-)
-from selfdamage.damage import Damage, Prunable
-from selfdamage.wrapper import DEFAULT_PRUNABLE, DEFAULT_PRUNE_RATIO, DEFAULT_RANDOM_RATIO
+from selfdamage.adapters.options import WrapperOptions, head_output_dim, reject_with_loss
+from selfdamage.adapters.registry import register_adapter
+from selfdamage.wrapper import DEFAULT_PRUNE_RATIO
 
 __all__ = ["TiCoAdapter"]
 
 
+@register_adapter("tico")
 class TiCoAdapter(MomentumAdapter):
     """Symmetric TiCo [1] with a self-damaged twin; ``forward`` returns the loss.
 
@@ -67,13 +63,11 @@ class TiCoAdapter(MomentumAdapter):
     - [1] TiCo, 2022, https://arxiv.org/abs/2206.10698
 
     Args:
-        backbone: Any module mapping an input batch to ``feature_dim`` features per
-            sample; its output is flattened with ``flatten(start_dim=1)``, so include any
-            global pooling in it. Trained in place; also reachable as ``self.backbone``.
-        feature_dim: The backbone's number of output features (512 for a ResNet-18).
-        prune_ratio: Shorthand for ``damage=WeightDamage(prune_ratio, ...)``: fraction of
-            the prunable weights the twin loses, 0.9 on CIFAR and 0.3 on ImageNet-100 in
-            the SDCLR paper.
+        backbone, feature_dim, prune_ratio: As on every adapter, see
+            :class:`~selfdamage.adapters.SelfDamagingAdapter`, as are the wrapper
+            options (``**options``); ``baseline=True``
+            gives symmetric TiCo (twice the passes of lightly's asymmetric example, see
+            above), for baselines.
         head: The projection head. Defaults to lightly's
             ``TiCoProjectionHead(feature_dim, 4096, 256)``, the TiCo paper's sizes (hidden
             width 4096). lightly's ``examples/pytorch/tico.py`` uses
@@ -86,37 +80,19 @@ class TiCoAdapter(MomentumAdapter):
             0.9, the TiCo paper's and lightly's. Only without ``loss``.
         rho: Weight of the covariance term of the default loss. Defaults to 8.0, the TiCo
             paper's and lightly's. Only without ``loss``.
-        damage, baseline, random_ratio, prunable, twin_norm: The wrapper options, the
-            same on every adapter: see :class:`~selfdamage.adapters.SelfDamagingAdapter`.
-            ``baseline=True`` gives symmetric TiCo (twice the passes of lightly's
-            asymmetric example, see above), for baselines.
-        **deprecated_options: 0.1's spellings, see
-            :class:`~selfdamage.adapters.SelfDamagingAdapter`.
 
     Raises:
-        TypeError: If ``backbone`` or ``head`` is not an ``nn.Module``, ``loss`` is not a
-            ``TiCoLoss``, or an option has the wrong type.
-        ValueError: If ``feature_dim`` is not positive, ``beta`` or ``rho`` is given with
-            ``loss``, ``beta`` is not in ``[0, 1]`` or ``rho`` is negative, the head's
-            output dimension cannot be read to size ``C``, or a wrapper option is out of
-            range.
+        TypeError: As on every adapter; or ``loss`` is not a ``TiCoLoss``.
+        ValueError: As on every adapter; or ``beta`` or ``rho`` is given with ``loss``,
+            ``beta`` is not in ``[0, 1]`` or ``rho`` is negative, or the head's output
+            dimension cannot be read to size ``C``.
 
     Examples:
         >>> import torch, torchvision
-        >>> from torch import nn
-        >>> from lightly.utils.scheduler import cosine_schedule
-        >>> resnet = torchvision.models.resnet18()
-        >>> backbone = nn.Sequential(*list(resnet.children())[:-1])  # (N, 512, 1, 1)
+        >>> backbone = torch.nn.Sequential(*list(torchvision.models.resnet18().children())[:-1])
         >>> model = TiCoAdapter(backbone, feature_dim=512, prune_ratio=0.9)
-        >>> optimizer = torch.optim.SGD(model.parameters(), lr=0.06)
-        >>> epochs, x0, x1 = 1, torch.randn(4, 3, 32, 32), torch.randn(4, 3, 32, 32)
-        >>> for epoch in range(epochs):
-        ...     model.refresh_mask()
-        ...     model.update_momentum(cosine_schedule(epoch, epochs, 0.996, 1.0))
-        ...     loss = model(x0, x1)
-        ...     loss.backward()
-        ...     optimizer.step()
-        ...     optimizer.zero_grad()
+        >>> model.update_momentum(0.99)  # every step, before the forward pass
+        >>> loss = model(torch.randn(4, 3, 32, 32), torch.randn(4, 3, 32, 32))
         >>> model.state_dict()["loss.C"].shape  # the running covariance, updated once
         torch.Size([256, 256])
     """
@@ -135,45 +111,42 @@ class TiCoAdapter(MomentumAdapter):
         loss: TiCoLoss | None = None,
         beta: float | None = None,
         rho: float | None = None,
-        damage: Damage | None = None,
-        baseline: bool = False,
-        random_ratio: float = DEFAULT_RANDOM_RATIO,
-        prunable: Prunable = DEFAULT_PRUNABLE,
-        twin_norm: bool = True,
-        **deprecated_options: Any,
+        **options: Unpack[WrapperOptions],
     ) -> None:
-        feature_dim = check_feature_dim(feature_dim)
-        if head is None:
-            head = TiCoProjectionHead(feature_dim, 4096, 256)
+        head = self.resolve_head(feature_dim, head)
         head_output_dim(
-            check_module("head", head),
+            head,
             needed_for="size TiCo's running covariance C",
             fix="Use a head whose last nn.Linear gives the projection.",
         )
         reject_with_loss(loss, beta=beta, rho=rho)
         if loss is None:
-            beta = check_real("beta", 0.9 if beta is None else beta, 0.0, 1.0)
-            rho = check_real("rho", 8.0 if rho is None else rho, 0.0)
-            loss = TiCoLoss(beta=beta, rho=rho)
-        elif not isinstance(check_module("loss", loss), TiCoLoss):
+            loss = self.default_loss(head, beta, rho)
+        super().__init__(backbone, feature_dim, prune_ratio, head=head, loss=loss, **options)
+
+    @staticmethod
+    def default_head(feature_dim: int) -> nn.Module:
+        """lightly's ``TiCoProjectionHead(feature_dim, 4096, 256)``."""
+        module: nn.Module = TiCoProjectionHead(feature_dim, 4096, 256)
+        return module
+
+    @staticmethod
+    def default_loss(
+        head: nn.Module, beta: float | None = None, rho: float | None = None
+    ) -> TiCoLoss:
+        """lightly's ``TiCoLoss(beta, rho)``, by default ``beta=0.9`` and ``rho=8.0``."""
+        beta = check_real("beta", 0.9 if beta is None else beta, 0.0, 1.0)
+        rho = check_real("rho", 8.0 if rho is None else rho, 0.0)
+        return TiCoLoss(beta=beta, rho=rho)
+
+    def check_loss(self, loss: nn.Module, head: nn.Module) -> None:
+        """Raises unless ``loss`` is a ``TiCoLoss``: the twin half calls it without update."""
+        if not isinstance(loss, TiCoLoss):
             raise TypeError(
                 f"loss must be a lightly TiCoLoss, got {type(loss).__name__}: the adapter "
                 "calls it with update_covariance_matrix=False for the twin half. Pass "
                 "TiCoLoss(beta=..., rho=...)."
             )
-        super().__init__(
-            backbone,
-            head,
-            feature_dim,
-            prune_ratio,
-            loss=loss,
-            damage=damage,
-            baseline=baseline,
-            random_ratio=random_ratio,
-            prunable=prunable,
-            twin_norm=twin_norm,
-            **deprecated_options,
-        )
 
     def forward(self, x0: Tensor, x1: Tensor) -> Tensor:
         """The symmetric loss of one step; updates ``C`` once, from the dense half.

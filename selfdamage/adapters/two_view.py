@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import ClassVar
 
 from torch import Tensor, nn
+from typing_extensions import Unpack
 
-from selfdamage._checks import check_module
 from selfdamage.adapters.base import SelfDamagingAdapter
-from selfdamage.adapters.options import check_feature_dim, memory_bank
-from selfdamage.damage import Damage, Prunable
-from selfdamage.wrapper import DEFAULT_PRUNABLE, DEFAULT_PRUNE_RATIO, DEFAULT_RANDOM_RATIO
+from selfdamage.adapters.options import (
+    WrapperOptions,
+    default_temperature,
+    memory_bank,
+    reject_with_loss,
+)
+from selfdamage.wrapper import DEFAULT_PRUNE_RATIO
 
-__all__ = ["TwoViewAdapter"]
+__all__ = ["DefaultsTwoView", "TwoViewAdapter"]
 
 
 class TwoViewAdapter(SelfDamagingAdapter):
@@ -43,28 +48,18 @@ class TwoViewAdapter(SelfDamagingAdapter):
     - [0] SDCLR, 2021, https://arxiv.org/abs/2106.02990
 
     Args:
-        backbone: Any module mapping an input batch to ``feature_dim`` features per
-            sample; its output is flattened with ``flatten(start_dim=1)``, so include any
-            global pooling in it. Trained in place; also reachable as ``self.backbone``.
-        feature_dim: The backbone's number of output features (512 for a ResNet-18).
-        prune_ratio: Shorthand for ``damage=WeightDamage(prune_ratio, ...)``: fraction of
-            the prunable weights the twin loses, 0.9 on CIFAR and 0.3 on ImageNet-100 in
-            the SDCLR paper.
+        backbone, feature_dim, prune_ratio: As on every adapter, see
+            :class:`~selfdamage.adapters.SelfDamagingAdapter`, as are the wrapper
+            options (``**options``); ``baseline=True`` gives the
+            plain method, for baselines.
         head: The projection head, applied to the flattened features of both views.
         loss: The loss, called as ``loss(z0, z1)`` on the two ``(N, D)`` projections and
             returning a scalar; it must not have a lightly memory bank (it would fill with
             the twin's projections).
-        damage, baseline, random_ratio, prunable, twin_norm: The wrapper options, the
-            same on every adapter: see :class:`~selfdamage.adapters.SelfDamagingAdapter`.
-            ``baseline=True`` gives the plain method, for baselines.
-        **deprecated_options: 0.1's spellings, see
-            :class:`~selfdamage.adapters.SelfDamagingAdapter`.
 
     Raises:
-        TypeError: If ``backbone``, ``head`` or ``loss`` is not an ``nn.Module`` (or is
-            missing), or an option has the wrong type.
-        ValueError: If ``feature_dim`` is not positive, ``loss`` has a memory bank, or a
-            wrapper option is out of range.
+        TypeError: As on every adapter; ``head`` and ``loss`` are needed.
+        ValueError: As on every adapter; or ``loss`` has a memory bank.
 
     Examples:
         >>> import torch, torchvision
@@ -96,44 +91,30 @@ class TwoViewAdapter(SelfDamagingAdapter):
         feature_dim: int = 512,
         prune_ratio: float = DEFAULT_PRUNE_RATIO,
         *,
-        head: nn.Module,
-        loss: nn.Module,
-        damage: Damage | None = None,
-        baseline: bool = False,
-        random_ratio: float = DEFAULT_RANDOM_RATIO,
-        prunable: Prunable = DEFAULT_PRUNABLE,
-        twin_norm: bool = True,
-        **deprecated_options: Any,
+        head: nn.Module | None,
+        loss: nn.Module | None,
+        **options: Unpack[WrapperOptions],
     ) -> None:
-        feature_dim = check_feature_dim(feature_dim)
-        for name, value in (("head", head), ("loss", loss)):
-            if value is None:
-                raise TypeError(
-                    f"{name} must be a torch.nn.Module, got None. {type(self).__name__} "
-                    f"has no default {name}: pass one, or use the adapter of your method "
-                    "(SimCLRAdapter, BarlowTwinsAdapter, VICRegAdapter, DCLAdapter, "
-                    "DCLWAdapter) for lightly's."
-                )
-        head = check_module("head", head)
-        if memory_bank(check_module("loss", loss)) is not None:
+        super().__init__(backbone, feature_dim, prune_ratio, head=head, loss=loss, **options)
+
+    @staticmethod
+    def default_head(feature_dim: int) -> nn.Module:
+        """None here: raises, ``head=`` is needed (the named adapters have defaults)."""
+        raise _no_default("head")
+
+    @staticmethod
+    def default_loss(head: nn.Module) -> nn.Module:
+        """None here: raises, ``loss=`` is needed (the named adapters have defaults)."""
+        raise _no_default("loss")
+
+    def check_loss(self, loss: nn.Module, head: nn.Module) -> None:
+        """Raises if ``loss`` has a memory bank: it would fill with the twin's projections."""
+        if memory_bank(loss) is not None:
             raise ValueError(
                 f"loss has a memory bank, but {type(self).__name__} contrasts within the "
                 "batch: the bank would fill with the twin's projections. Use a loss without "
                 "one (e.g. NTXentLoss(memory_bank_size=0)), or MoCoAdapter for a memory bank."
             )
-        super().__init__(
-            backbone,
-            head,
-            feature_dim,
-            prune_ratio,
-            loss=loss,
-            damage=damage,
-            baseline=baseline,
-            random_ratio=random_ratio,
-            prunable=prunable,
-            twin_norm=twin_norm,
-            **deprecated_options,
-        )
 
     def forward(self, x0: Tensor, x1: Tensor) -> Tensor:
         """The loss of one step: ``loss(z0, z1)``, ``z0`` dense, ``z1`` from the twin.
@@ -147,3 +128,71 @@ class TwoViewAdapter(SelfDamagingAdapter):
         """
         loss: Tensor = self.loss(*self._online(x0, x1))
         return loss
+
+
+class DefaultsTwoView(TwoViewAdapter):
+    """A :class:`TwoViewAdapter` whose head and loss default to the method's.
+
+    The base of a named two-view method: declare :meth:`default_head` and
+    :meth:`default_loss`, and register the class (Barlow Twins and VICReg are this).
+
+    Examples:
+        >>> import torch
+        >>> from lightly.loss import NTXentLoss
+        >>> class Contrastive(DefaultsTwoView):
+        ...     default_head = staticmethod(lambda feature_dim: nn.Linear(feature_dim, 8))
+        ...     default_loss = staticmethod(lambda head: NTXentLoss())
+        >>> backbone = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1))
+        >>> model = Contrastive(backbone, 4, prune_ratio=0.5)
+        >>> model(torch.randn(2, 3, 8, 8), torch.randn(2, 3, 8, 8)).shape
+        torch.Size([])
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        feature_dim: int = 512,
+        prune_ratio: float = DEFAULT_PRUNE_RATIO,
+        *,
+        head: nn.Module | None = None,
+        loss: nn.Module | None = None,
+        **options: Unpack[WrapperOptions],
+    ) -> None:
+        super().__init__(backbone, feature_dim, prune_ratio, head=head, loss=loss, **options)
+
+
+class TemperatureTwoView(TwoViewAdapter):
+    """A :class:`TwoViewAdapter` whose default loss takes a ``temperature``: SimCLR's, DCL's."""
+
+    _loss_class: ClassVar[Callable[..., nn.Module]]  # the default loss, given temperature=
+    _temperature: ClassVar[float]  # the default loss's default temperature
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        feature_dim: int = 512,
+        prune_ratio: float = DEFAULT_PRUNE_RATIO,
+        *,
+        head: nn.Module | None = None,
+        loss: nn.Module | None = None,
+        temperature: float | None = None,
+        **options: Unpack[WrapperOptions],
+    ) -> None:
+        head = self.resolve_head(feature_dim, head)
+        reject_with_loss(loss, temperature=temperature)
+        if loss is None:
+            loss = self.default_loss(head, temperature)
+        super().__init__(backbone, feature_dim, prune_ratio, head=head, loss=loss, **options)
+
+    @classmethod
+    def default_loss(cls, head: nn.Module, temperature: float | None = None) -> nn.Module:
+        """The method's loss at ``temperature``, or at the method's default temperature."""
+        return cls._loss_class(temperature=default_temperature(temperature, cls._temperature))
+
+
+def _no_default(name: str) -> TypeError:
+    return TypeError(
+        f"{name} must be a torch.nn.Module, got None. TwoViewAdapter has no default {name}: "
+        "pass one, or use the adapter of your method (SimCLRAdapter, BarlowTwinsAdapter, "
+        "VICRegAdapter, DCLAdapter, DCLWAdapter) for lightly's."
+    )

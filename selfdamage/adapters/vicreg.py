@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from lightly.loss import VICRegLoss
 from lightly.models.modules.heads import VICRegProjectionHead
 from torch import nn
 
-from selfdamage.adapters.options import check_feature_dim
-from selfdamage.adapters.two_view import TwoViewAdapter
-from selfdamage.damage import Damage, Prunable
-from selfdamage.wrapper import DEFAULT_PRUNABLE, DEFAULT_PRUNE_RATIO, DEFAULT_RANDOM_RATIO
+from selfdamage.adapters.registry import register_adapter
+from selfdamage.adapters.two_view import DefaultsTwoView
 
 __all__ = ["VICRegAdapter"]
 
 
-class VICRegAdapter(TwoViewAdapter):
+@register_adapter("vicreg")
+class VICRegAdapter(DefaultsTwoView):
     """VICReg [1] with a self-damaged twin; ``forward`` returns the loss.
 
     VICReg makes two online passes per step and pulls their projections together
@@ -39,13 +36,9 @@ class VICRegAdapter(TwoViewAdapter):
     - [1] VICReg, 2022, https://arxiv.org/abs/2105.04906
 
     Args:
-        backbone: Any module mapping an input batch to ``feature_dim`` features per
-            sample; its output is flattened with ``flatten(start_dim=1)``, so include any
-            global pooling in it. Trained in place; also reachable as ``self.backbone``.
-        feature_dim: The backbone's number of output features (512 for a ResNet-18).
-        prune_ratio: Shorthand for ``damage=WeightDamage(prune_ratio, ...)``: fraction of
-            the prunable weights the twin loses, 0.9 on CIFAR and 0.3 on ImageNet-100 in
-            the SDCLR paper.
+        backbone, feature_dim, prune_ratio: As on every adapter, see
+            :class:`~selfdamage.adapters.SelfDamagingAdapter`, as are the wrapper
+            options (``**options``).
         head: The projection head. Defaults to lightly's
             ``VICRegProjectionHead(feature_dim, 2048, 2048, num_layers=2)``, the sizes of
             lightly's ``examples/pytorch/vicreg.py`` (Linear, BatchNorm, ReLU, Linear). The
@@ -56,64 +49,30 @@ class VICRegAdapter(TwoViewAdapter):
             (invariance ``lambda_param=25``, variance ``mu_param=25``, covariance
             ``nu_param=1``). For other weights, or ``gather_distributed=True`` under DDP,
             pass ``loss=VICRegLoss(...)``.
-        damage, baseline, random_ratio, prunable, twin_norm: The wrapper options, the
-            same on every adapter: see :class:`~selfdamage.adapters.SelfDamagingAdapter`.
-            ``baseline=True`` gives the plain method, for baselines.
-        **deprecated_options: 0.1's spellings, see
-            :class:`~selfdamage.adapters.SelfDamagingAdapter`.
 
     Raises:
-        TypeError: If ``backbone``, ``head`` or ``loss`` is not an ``nn.Module``, or an
-            option has the wrong type.
-        ValueError: If ``feature_dim`` is not positive, ``loss`` has a memory bank, or a
-            wrapper option is out of range.
+        TypeError: As on every adapter.
+        ValueError: As on every adapter; or ``loss`` has a memory bank.
 
     Examples:
         >>> import torch, torchvision
-        >>> from torch import nn
-        >>> resnet = torchvision.models.resnet18()
-        >>> backbone = nn.Sequential(*list(resnet.children())[:-1])  # (N, 512, 1, 1)
+        >>> backbone = torch.nn.Sequential(*list(torchvision.models.resnet18().children())[:-1])
         >>> model = VICRegAdapter(backbone, feature_dim=512, prune_ratio=0.9)
-        >>> optimizer = torch.optim.SGD(model.parameters(), lr=0.06)
-        >>> x0, x1 = torch.randn(4, 3, 32, 32), torch.randn(4, 3, 32, 32)  # two views
-        >>> model.refresh_mask()  # at the start of every epoch
-        >>> loss = model(x0, x1)
-        >>> loss.backward()
-        >>> optimizer.step()
+        >>> loss = model(torch.randn(4, 3, 32, 32), torch.randn(4, 3, 32, 32))
         >>> model.loss.lambda_param, model.loss.mu_param, model.loss.nu_param
         (25.0, 25.0, 1.0)
     """
 
     _two_samples_because = "VICReg's variance and covariance terms are statistics over the batch"
 
-    def __init__(
-        self,
-        backbone: nn.Module,
-        feature_dim: int = 512,
-        prune_ratio: float = DEFAULT_PRUNE_RATIO,
-        *,
-        head: nn.Module | None = None,
-        loss: nn.Module | None = None,
-        damage: Damage | None = None,
-        baseline: bool = False,
-        random_ratio: float = DEFAULT_RANDOM_RATIO,
-        prunable: Prunable = DEFAULT_PRUNABLE,
-        twin_norm: bool = True,
-        **deprecated_options: Any,
-    ) -> None:
-        feature_dim = check_feature_dim(feature_dim)
-        if head is None:
-            head = VICRegProjectionHead(feature_dim, 2048, 2048, num_layers=2)
-        super().__init__(
-            backbone,
-            feature_dim,
-            prune_ratio,
-            head=head,
-            loss=VICRegLoss() if loss is None else loss,
-            damage=damage,
-            baseline=baseline,
-            random_ratio=random_ratio,
-            prunable=prunable,
-            twin_norm=twin_norm,
-            **deprecated_options,
-        )
+    @staticmethod
+    def default_head(feature_dim: int) -> nn.Module:
+        """lightly's ``VICRegProjectionHead(feature_dim, 2048, 2048, num_layers=2)``."""
+        module: nn.Module = VICRegProjectionHead(feature_dim, 2048, 2048, num_layers=2)
+        return module
+
+    @staticmethod
+    def default_loss(head: nn.Module) -> nn.Module:
+        """lightly's ``VICRegLoss()``."""
+        module: nn.Module = VICRegLoss()
+        return module

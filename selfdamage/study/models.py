@@ -8,7 +8,7 @@ it never inherits another method's settings by accident.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -179,9 +179,7 @@ def build_model(
         if not METHOD_TABLE[method].reference_head:
             raise ValueError(reference_head_error(method))
         options["head"] = SDCLRProjectionHead(feature_dim, feature_dim, 128)
-    # Registered adapters share the call (backbone, feature_dim, **options); the base's differs.
-    adapter: Callable[..., SelfDamagingAdapter] = ADAPTERS[method]
-    return adapter(backbone, feature_dim, **options)
+    return ADAPTERS[method](backbone, feature_dim, **options)
 
 
 def reference_head_error(method: str) -> str:

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from selfdamage import SelfDamagingWrapper, WeightDamage
+from selfdamage.adapters import ADAPTERS as REGISTERED
 from selfdamage.adapters import (
     BarlowTwinsAdapter,
     BYOLAdapter,
@@ -28,19 +29,7 @@ from selfdamage.adapters.options import memory_bank
 
 from .helpers import FEATURES, tiny_backbone, views
 
-ADAPTERS = [
-    SimCLRAdapter,
-    MoCoAdapter,
-    BYOLAdapter,
-    BarlowTwinsAdapter,
-    VICRegAdapter,
-    DCLAdapter,
-    DCLWAdapter,
-    SimSiamAdapter,
-    DINOAdapter,
-    NNCLRAdapter,
-    TiCoAdapter,
-]
+ADAPTERS = list(REGISTERED.values())  # every registered method (test_registry names them)
 # Losses that need 2 samples per view in any mode: Barlow Twins and VICReg normalize over
 # the batch, DCL's one sample would have no negative.
 Adapter = Any  # one of the classes above
