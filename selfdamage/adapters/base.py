@@ -329,11 +329,14 @@ class MomentumAdapter(SelfDamagingAdapter):
     arguments of :class:`SelfDamagingAdapter`, and:
 
     Args:
-        momentum_head: The momentum copy of the head, built by the method (DINO's teacher
-            head); None for a deep copy of the head.
+        momentum_head: The momentum copy of the head, for a method that builds it itself
+            (DINO's teacher head, :attr:`builds_momentum_head`); None for a deep copy of the
+            head.
     """
 
     momentum_encoder: Encoder
+    builds_momentum_head: ClassVar[bool] = False
+    """Whether the method passes its own ``momentum_head``; the others refuse the keyword."""
 
     def __init__(
         self,
@@ -347,6 +350,11 @@ class MomentumAdapter(SelfDamagingAdapter):
         momentum_head: nn.Module | None = None,
         **options: Unpack[WrapperOptions],
     ) -> None:
+        if momentum_head is not None and not self.builds_momentum_head:
+            raise TypeError(
+                f"{type(self).__name__}.__init__() got an unexpected keyword argument "
+                "'momentum_head'; the momentum head is a copy of head."
+            )
         super().__init__(
             backbone, feature_dim, prune_ratio, head=head, loss=loss, predictor=predictor, **options
         )

@@ -124,6 +124,8 @@ class DINOAdapter(MomentumAdapter):
         torch.Size([1, 1, 2048])
     """
 
+    builds_momentum_head = True  # the teacher head: see _heads
+
     def __init__(
         self,
         backbone: nn.Module,

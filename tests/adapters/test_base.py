@@ -342,3 +342,11 @@ def test_predictor_of_another_size_is_rejected_at_construction(
         cls(tiny_backbone(), FEATURES, 0.5, head=head, predictor=predictor)
     fitting = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 8))
     cls(tiny_backbone(), FEATURES, 0.5, head=head, predictor=fitting)(*views(4))
+
+
+@pytest.mark.parametrize("name", ["moco", "byol", "tico"])
+def test_momentum_head_is_not_an_option_of_methods_that_copy_their_head(name: str) -> None:
+    # Only DINO builds its own teacher head; MoCo, BYOL and TiCo copy theirs, as in 0.2.
+    backbone = nn.Sequential(nn.Flatten(), nn.Linear(12, 8))
+    with pytest.raises(TypeError, match="unexpected keyword argument 'momentum_head'"):
+        REGISTERED[name](backbone, 8, momentum_head=nn.Linear(8, 8))
