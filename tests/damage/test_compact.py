@@ -366,6 +366,20 @@ class TestProtectionAndFallback:
         masked.load_state_dict(wrapper.state_dict())
         torch.testing.assert_close(wrapper.damaged(images()), masked.damaged(images()))
 
+    @pytest.mark.parametrize("adapter", [False, True])
+    def test_a_batch_of_one_example_keeps_the_compact_twin(self, adapter: bool) -> None:
+        """BatchNorm cannot train on one value per channel (a 1x1 map after global
+        pooling, a BatchNorm1d head): the copy's check must not depend on the batch size."""
+        torch.manual_seed(0)
+        damage = ChannelDamage(0.5, example_inputs=torch.randn(1, 3, SIZE, SIZE))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)
+            if adapter:  # a projection head with BatchNorm1d
+                SimCLRAdapter(cifar_resnet18(width=16), feature_dim=128, damage=damage)
+            else:  # layer4 runs on a 1x1 map at 32 px
+                SelfDamagingWrapper(torchvision.models.resnet18(num_classes=10), damage=damage)
+        assert damage.compact_active, damage.fallback_reason
+
     def test_falls_back_once_with_the_reason(self) -> None:
         class DataDependent(ChannelNet):
             def forward(self, x: Tensor) -> Tensor:
