@@ -123,6 +123,7 @@ class CompactTwin:
                 self._expected = output_shapes(self._copy, example)
             if self.protected is None:
                 self.protected = find_protected(model, self._copy, groups, example)
+                _warn_if_mostly_protected(self.protected, len(groups))
             keep = {i for i, g in enumerate(groups) if g.root not in self.protected}
             every = [dead_channels(g, masks) for g in groups]
             dead = [d if i in keep else None for i, d in enumerate(every)]
@@ -250,6 +251,20 @@ class CompactTwin:
                 for full, dim, index, part in written:
                     full.index_copy_(dim, index, part)
         return result
+
+
+def _warn_if_mostly_protected(protected: Mapping[str, str], groups: int) -> None:
+    """Warns (once: the protected groups are found once) if most groups stay full size."""
+    if 2 * len(protected) <= groups:
+        return
+    root, why = next(iter(protected.items()))
+    warnings.warn(
+        f"the compact channel twin keeps {len(protected)} of {groups} channel groups at "
+        f"full size (masked), e.g. {root} ({why}), so it saves little work over the masked "
+        "twin; damage.compact_protected lists them all.",
+        UserWarning,
+        stacklevel=8,  # the SelfDamagingWrapper(...) call
+    )
 
 
 class _Take(torch.autograd.Function):

@@ -23,8 +23,8 @@ from selfdamage.damage.tracing import ChannelGroup
 
 __all__ = [
     "CompactUnsupported",
-    "batch_of_two",
     "Gather",
+    "batch_of_two",
     "computed_weights",
     "find_protected",
     "meta_copy",

@@ -642,3 +642,29 @@ def test_train_only_path_is_checked() -> None:
     masked.load_state_dict(compact.state_dict())
     for out, reference in zip(compact.train().damaged(x), masked.train().damaged(x)):
         torch.testing.assert_close(out, reference)
+
+
+def test_warns_once_when_most_groups_stay_full_size() -> None:
+    """Grouped convolutions keep every group full size: the compact twin saves nothing."""
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 8, 3, groups=2), nn.ReLU(),
+        nn.Conv2d(8, 8, 3, groups=2), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4),
+    )  # fmt: skip
+    damage = ChannelDamage(0.5, example_inputs=images(2))
+    with pytest.warns(UserWarning, match="keeps 3 of 3 channel groups at full size") as record:
+        wrapper = SelfDamagingWrapper(net, damage=damage)
+    assert sum("full size" in str(r.message) for r in record) == 1
+    assert len(damage.compact_protected) == 3
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        wrapper.refresh_mask()
+
+
+def test_no_warning_when_few_groups_stay_full_size() -> None:
+    torch.manual_seed(0)
+    damage = ChannelDamage(0.5, example_inputs=images(2, SIZE))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        SelfDamagingWrapper(cifar_resnet18(width=8), damage=damage)
+    assert 2 * len(damage.compact_protected) < len(damage.groups)
