@@ -668,3 +668,43 @@ def test_no_warning_when_few_groups_stay_full_size() -> None:
         warnings.simplefilter("error")
         SelfDamagingWrapper(cifar_resnet18(width=8), damage=damage)
     assert 2 * len(damage.compact_protected) < len(damage.groups)
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="no oneDNN in this torch")
+class TestOneDNNPrimitiveCache:
+    """Dense and compact convolution shapes that overflow oneDNN's primitive cache make
+    every CPU step compile its kernels again: the masked twin runs instead, with the fix."""
+
+    def test_falls_back_when_the_shapes_overflow_the_cache(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # A CIFAR ResNet-18: 20 convolutions, all resized: 6 * (20 + 20) = 240 primitives.
+        def wrap() -> SelfDamagingWrapper:
+            torch.manual_seed(0)
+            damage = ChannelDamage(0.5, example_inputs=images(2, SIZE))
+            return SelfDamagingWrapper(cifar_resnet18(width=8), damage=damage)
+
+        monkeypatch.setenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "239")
+        with pytest.warns(RuntimeWarning, match="primitive cache holds \\(239\\)") as record:
+            wrapper = wrap()
+        assert "ONEDNN_PRIMITIVE_CACHE_CAPACITY=256" in str(record[0].message)
+        damage = wrapper.damage
+        assert isinstance(damage, ChannelDamage) and not damage.compact_active
+        monkeypatch.setenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "240")
+        wrapper.refresh_mask()
+        assert damage.compact_active
+        monkeypatch.delenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY")
+        with torch.backends.mkldnn.flags(enabled=False):  # no oneDNN, no cache to thrash
+            monkeypatch.setenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "1")
+            wrapper.refresh_mask()
+            assert damage.compact_active
+
+    @pytest.mark.slow
+    def test_densenet121_falls_back_by_default(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.delenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", raising=False)
+        monkeypatch.delenv("DNNL_PRIMITIVE_CACHE_CAPACITY", raising=False)
+        torch.manual_seed(0)
+        damage = ChannelDamage(0.5, example_inputs=images(2, SIZE))
+        with pytest.warns(RuntimeWarning, match="120 convolutions"):
+            SelfDamagingWrapper(torchvision.models.densenet121(num_classes=10), damage=damage)
+        assert not damage.compact_active
