@@ -14,10 +14,15 @@ Each step includes backward and an SGD update. Variants are interleaved round by
 machine noise hits them alike; the report gives the median time per step, the spread
 (min-max over rounds), the ratio to ``plain`` and the median of the per-round ratios.
 
-``--arch`` picks the model: the CIFAR-style ResNet-18 (default) or torchvision's ResNet-18 /
-ResNet-50 (``num_classes=128``). ``--grid`` times only ``plain`` and ``selfdamage`` (weight
-damage at 0.9) over batch sizes x input sizes, a fresh model per configuration, and prints one
-row per configuration: the median ratio and the min-max of the per-round ratios.
+``--arch`` picks the model: the CIFAR-style ResNet-18 (default), torchvision's ResNet-18 /
+ResNet-50 (``num_classes=128``), or any model of the zoo suite (``tests/zoo/models.py``, e.g.
+``torchvision/densenet121``): for a zoo model the script times, at the zoo's input size, a
+plain step against weight damage (0.9) and channel damage (0.5) with the compact and the
+masked twin, and prints the median per-round ratio of each mode.
+
+``--grid`` times only ``plain`` and ``selfdamage`` (weight damage at 0.9) over batch sizes x
+input sizes, a fresh model per configuration, and prints one row per configuration: the
+median ratio and the min-max of the per-round ratios.
 
 ``--unmasked`` adds to the grid a diagnostic variant, ``unmasked``: the ``selfdamage`` step
 with a twin that skips the mask product (its own BatchNorm state, nothing pruned), so the
@@ -37,6 +42,7 @@ Run:
     python benchmarks/step_cost.py --grid --arch resnet50 --rounds 2 --skip 128x128
     python benchmarks/step_cost.py --grid --arch resnet18 --threads 1 --clock cpu  # shared machine
     python benchmarks/step_cost.py --grid --grid-batch-sizes 32 --grid-image-sizes 64 --unmasked
+    python benchmarks/step_cost.py --arch torchvision/densenet121 --batch-size 4 --clock cpu
 """
 
 from __future__ import annotations

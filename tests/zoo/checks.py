@@ -193,8 +193,8 @@ def check_weight_damage(
 
     - wrapping changes nothing, the dense output and state after a training step are
       bit-exact with a ``deepcopy`` of the bare model;
-    - there is one ``bool`` mask per ``prunable`` weight its layer uses as is, and the fraction of ``False``
-      entries over all of them is ``prune_ratio`` to within rounding;
+    - there is one ``bool`` mask per ``prunable`` weight its layer uses as is, and the
+      fraction of ``False`` entries over all of them is ``prune_ratio`` to within rounding;
     - the twin's output is finite and differs from the dense one, a twin pass leaves the
       dense state (BatchNorm statistics included) untouched, and masked entries receive
       exactly zero gradient from it.
