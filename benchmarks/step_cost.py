@@ -14,10 +14,15 @@ Each step includes backward and an SGD update. Variants are interleaved round by
 machine noise hits them alike; the report gives the median time per step, the spread
 (min-max over rounds), the ratio to ``plain`` and the median of the per-round ratios.
 
-``--arch`` picks the model: the CIFAR-style ResNet-18 (default) or torchvision's ResNet-18 /
-ResNet-50 (``num_classes=128``). ``--grid`` times only ``plain`` and ``selfdamage`` (weight
-damage at 0.9) over batch sizes x input sizes, a fresh model per configuration, and prints one
-row per configuration: the median ratio and the min-max of the per-round ratios.
+``--arch`` picks the model: the CIFAR-style ResNet-18 (default), torchvision's ResNet-18 /
+ResNet-50 (``num_classes=128``), or any model of the zoo suite (``tests/zoo/models.py``, e.g.
+``torchvision/densenet121``): for a zoo model the script times, at the zoo's input size, a
+plain step against weight damage (0.9) and channel damage (0.5) with the compact and the
+masked twin, and prints the median per-round ratio of each mode.
+
+``--grid`` times only ``plain`` and ``selfdamage`` (weight damage at 0.9) over batch sizes x
+input sizes, a fresh model per configuration, and prints one row per configuration: the
+median ratio and the min-max of the per-round ratios.
 
 ``--unmasked`` adds to the grid a diagnostic variant, ``unmasked``: the ``selfdamage`` step
 with a twin that skips the mask product (its own BatchNorm state, nothing pruned), so the
@@ -37,6 +42,7 @@ Run:
     python benchmarks/step_cost.py --grid --arch resnet50 --rounds 2 --skip 128x128
     python benchmarks/step_cost.py --grid --arch resnet18 --threads 1 --clock cpu  # shared machine
     python benchmarks/step_cost.py --grid --grid-batch-sizes 32 --grid-image-sizes 64 --unmasked
+    python benchmarks/step_cost.py --arch torchvision/densenet121 --batch-size 4 --clock cpu
 """
 
 from __future__ import annotations
@@ -44,8 +50,11 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -55,24 +64,94 @@ from lightly.loss import NTXentLoss
 from selfdamage import ChannelDamage, SelfDamagingWrapper, WeightDamage
 from selfdamage.backbones import cifar_resnet18
 
-ARCHS = ("cifar_resnet18", "resnet18", "resnet50")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from zoo.models import MODELS as ZOO
+
+ARCHS = ("cifar_resnet18", "resnet18", "resnet50", *(m.name for m in ZOO))
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 
 
 def build_model(arch: str, width: int = 64) -> torch.nn.Module:
-    """``cifar_resnet18(width=width)``, or torchvision's ``arch(num_classes=128)``."""
+    """``cifar_resnet18(width=width)``, torchvision's ``arch(num_classes=128)``, or a zoo model.
+
+    A zoo model (``tests/zoo/models.py``, e.g. ``torchvision/densenet121``) is built as the
+    zoo suite builds it: random weights, its own classifier.
+    """
     if arch == "cifar_resnet18":
         return cifar_resnet18(width=width)
     if arch in ("resnet18", "resnet50"):
         model: torch.nn.Module = getattr(torchvision.models, arch)(num_classes=128)
         return model
+    for zoo in ZOO:
+        if zoo.name == arch:
+            return zoo.build()
     raise ValueError(f"arch={arch!r} is not one of {ARCHS}")
 
 
 def _describe(arch: str, width: int) -> str:
     if arch == "cifar_resnet18":
         return f"CIFAR-style ResNet-18 (width {width})"
+    if "/" in arch:
+        return f"zoo model {arch}"
     return f"torchvision {arch} (num_classes=128)"
+
+
+def zoo_step_ratios(
+    arch: str,
+    batch_size: int,
+    *,
+    rounds: int = 3,
+    clock: Callable[[], float] = time.process_time,
+) -> dict[str, float]:
+    """Per mode, the median per-round ratio of an SDCLR step to a plain step, for a zoo model.
+
+    Modes: ``weight`` (``WeightDamage(0.9)``), ``compact`` and ``masked``
+    (``ChannelDamage(0.5)`` with ``compact=True`` / ``False``), each with the zoo's
+    ``prunable``; a mode whose wrapper cannot be built is left out. ``compact`` is also
+    left out where the compact twin falls back to masking (it would time the masked twin).
+    """
+    zoo = next(m for m in ZOO if m.name == arch)
+    size = zoo.size
+    generator = torch.Generator().manual_seed(0)
+    x0, x1 = (torch.randn(batch_size, 3, size, size, generator=generator) for _ in range(2))
+    criterion = NTXentLoss(temperature=0.2)
+    torch.manual_seed(0)
+    plain_model = zoo.build().train()
+    variants: dict[str, Callable[[], None]] = {"plain": _plain_step(plain_model, criterion, x0, x1)}
+    optimizers = [torch.optim.SGD(plain_model.parameters(), lr=1e-3)]
+    damages: dict[str, Callable[[], Any]] = {
+        "weight": lambda: WeightDamage(0.9, prunable=zoo.prunable),
+        "compact": lambda: ChannelDamage(0.5, example_inputs=x0[:2], prunable=zoo.channel_prunable),
+        "masked": lambda: ChannelDamage(
+            0.5, example_inputs=x0[:2], prunable=zoo.channel_prunable, compact=False
+        ),
+    }
+    for mode, make in damages.items():
+        torch.manual_seed(0)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                damage = make()
+                wrapper = SelfDamagingWrapper(zoo.build().train(), damage=damage)
+        except ValueError:
+            continue
+        if mode == "compact" and not damage.compact_active:
+            continue
+        variants[mode] = _sdclr_step(wrapper, criterion, x0, x1)
+        optimizers.append(torch.optim.SGD(wrapper.parameters(), lr=1e-3))
+    times = _time_interleaved(variants, optimizers, rounds, torch.device("cpu"), clock)
+    return {
+        mode: statistics.median(a / b for a, b in zip(t, times["plain"]))
+        for mode, t in times.items()
+        if mode != "plain"
+    }
+
+
+def _features(out: Any) -> torch.Tensor:
+    """A model output as ``(batch, features)``: the main output of a namedtuple, flattened."""
+    if isinstance(out, (tuple, list)):
+        out = out[0]
+    return out.flatten(1)
 
 
 def main() -> None:
@@ -130,6 +209,21 @@ def main() -> None:
         parser.error("--clock cpu times CPU work only; use --clock wall with --device cuda")
     if args.grid:
         run_grid(args)
+        return
+    if "/" in args.arch:  # a zoo model: the step ratio of each mode
+        ratios = zoo_step_ratios(
+            args.arch, args.batch_size, rounds=args.rounds, clock=CLOCKS[args.clock]
+        )
+        print(
+            f"{_describe(args.arch, args.width)}, batch {args.batch_size}, "
+            f"{torch.get_num_threads()} threads, {args.rounds} rounds, {args.clock} clock; "
+            "median per-round ratio to a plain step"
+        )
+        for mode, ratio in ratios.items():
+            print(f"{mode:<10}{ratio:>8.3f}")
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({"settings": vars(args), "ratios": ratios}, f, indent=2)
         return
 
     torch.manual_seed(0)
@@ -324,7 +418,7 @@ def _plain_step(
     model: torch.nn.Module, criterion: torch.nn.Module, x0: torch.Tensor, x1: torch.Tensor
 ) -> Callable[[], None]:
     def step() -> None:
-        criterion(model(x0), model(x1)).backward()
+        criterion(_features(model(x0)), _features(model(x1))).backward()
 
     return step
 
@@ -333,7 +427,7 @@ def _sdclr_step(
     wrapper: SelfDamagingWrapper, criterion: torch.nn.Module, x0: torch.Tensor, x1: torch.Tensor
 ) -> Callable[[], None]:
     def step() -> None:
-        criterion(wrapper(x0), wrapper.damaged(x1)).backward()
+        criterion(_features(wrapper(x0)), _features(wrapper.damaged(x1))).backward()
 
     return step
 

@@ -7,12 +7,22 @@ peak resident memory are measured on their own. Run from the repository root:
 
     python benchmarks/zoo_table.py                        # all cases, writes the table
     python benchmarks/zoo_table.py --only swin_t --no-write  # a few cases, print only
+    python benchmarks/zoo_table.py --no-timing            # without the step ratios
+
+The step ratios (an SDCLR step with weight damage 0.9, channel damage 0.5 with the compact
+and the masked twin, each against a plain two-view step) come from
+``benchmarks/step_cost.py --arch <zoo model> --threads 1 --clock cpu``, one child process
+per model.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -25,7 +35,7 @@ from zoo.checks import (  # noqa: E402
     Outcome,
     run_case_isolated,
 )
-from zoo.models import EXPECTED_FAILURES, MODELS, ZooModel  # noqa: E402
+from zoo.models import BATCH, EXPECTED_FAILURES, MODELS, ZooModel  # noqa: E402
 
 OUT = ROOT / "docs" / "zoo_table.inc"
 
@@ -47,17 +57,56 @@ def _cell(outcome: Outcome | None) -> str:
     return f"fails: ``{outcome.error}``: {message.replace('`', '')}{reason}"
 
 
-def table(results: dict[tuple[str, str], Outcome], models: list[ZooModel]) -> str:
+MODES = ("weight", "compact", "masked")
+"""The step-cost modes: weight damage, channel damage with the compact and the masked twin."""
+
+
+def step_ratios(name: str, batch_size: int, rounds: int, timeout_s: float) -> dict[str, float]:
+    """``benchmarks/step_cost.py --arch name`` in a child process: the ratio of each mode.
+
+    One thread, timed by CPU time (``--threads 1 --clock cpu``), so that other jobs on the
+    machine hardly change it; empty if the child fails or runs out of time.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "ratios.json"
+        cmd = [
+            sys.executable,
+            str(ROOT / "benchmarks" / "step_cost.py"),
+            *("--arch", name, "--batch-size", str(batch_size), "--rounds", str(rounds)),
+            *("--threads", "1", "--clock", "cpu", "--json", str(out)),
+        ]
+        env = dict(os.environ, PYTHONWARNINGS="ignore")
+        try:
+            subprocess.run(cmd, capture_output=True, timeout=timeout_s, env=env, check=True)
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
+            return {}
+        ratios: dict[str, float] = json.loads(out.read_text())["ratios"]
+        return ratios
+
+
+def _ratios(ratios: dict[str, float] | None) -> str:
+    if ratios is None:
+        return "not measured"
+    return " / ".join(f"{ratios[m]:.2f}" if m in ratios else "—" for m in MODES)
+
+
+def table(
+    results: dict[tuple[str, str], Outcome],
+    models: list[ZooModel],
+    ratios: dict[str, dict[str, float]],
+    timing: str,
+) -> str:
     lines = [
         ".. list-table::",
         "   :header-rows: 1",
-        "   :widths: 18 14 26 14 28",
+        "   :widths: 16 12 22 12 24 14",
         "",
-        "   * - Model",
+        f"   * - Model (input size, batch of the example: {BATCH})",
         "     - Weight ``prunable``",
         f"     - Weight damage (``prune_ratio={WEIGHT_RATIO}``)",
         "     - Channel ``prunable``",
         f"     - Channel damage (``prune_ratio={CHANNEL_RATIO}``)",
+        f"     - Step x plain: weight / compact / masked ({timing})",
     ]
     for model in models:
         weight = "weight" in model.kinds
@@ -68,6 +117,7 @@ def table(results: dict[tuple[str, str], Outcome], models: list[ZooModel]) -> st
             f"     - {_cell(results.get((model.name, 'weight'))) if weight else '—'}",
             f"     - {_types(model.channel_prunable) if channel else '—'}",
             f"     - {_cell(results.get((model.name, 'channel'))) if channel else '—'}",
+            f"     - {_ratios(ratios.get(model.name))}",
         ]
     return "\n".join(lines) + "\n"
 
@@ -78,6 +128,9 @@ def main() -> None:
     parser.add_argument("--memory-gib", type=float, default=8.0, help="RLIMIT_AS per case")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per case")
     parser.add_argument("--no-write", action="store_true", help="print, do not write the table")
+    parser.add_argument("--batch-size", type=int, default=4, help="batch of the timed steps")
+    parser.add_argument("--rounds", type=int, default=3, help="timed rounds per model")
+    parser.add_argument("--no-timing", action="store_true", help="skip the step ratios")
     args = parser.parse_args()
 
     models = [m for m in MODELS if not args.only or any(s in m.name for s in args.only)]
@@ -96,8 +149,16 @@ def main() -> None:
                 f"{outcome.peak_rss_mib:9.0f}",
                 flush=True,
             )
+    ratios: dict[str, dict[str, float]] = {}
+    if not args.no_timing:
+        for model in models:
+            ratios[model.name] = step_ratios(model.name, args.batch_size, args.rounds, args.timeout)
+            print(f"{model.name:48s} step x plain {_ratios(ratios[model.name])}", flush=True)
     print(f"total {time.perf_counter() - start:.0f} s")
-    text = table(results, models)
+    timing = (
+        f"batch {args.batch_size}, median of {args.rounds} interleaved rounds, 1 thread, CPU time"
+    )
+    text = table(results, models, ratios, timing)
     if args.no_write or args.only:
         print(text)
     else:

@@ -44,7 +44,11 @@ class ChannelDamage(Damage):
     Groups whose channels are a model output (the final classifier) are left dense, as
     are groups that touch layers without known channel slices (attention, embeddings),
     that ``importance`` cannot score, or whose output layer's weight is frozen
-    (``requires_grad=False``, e.g. a momentum copy); :attr:`skipped` says why. Models
+    (``requires_grad=False``, e.g. a momentum copy); :attr:`skipped` says why. So are,
+    with a ``UserWarning``, groups that touch a tied weight or a layer whose forward does
+    not use its weight as is (weight or spectral normalization, a parametrization, timm's
+    weight-standardizing ``StdConv2d``, which :class:`~selfdamage.damage.WeightDamage`
+    leaves out too): masking one of their channels would change its other channels. Models
     with reshapes of tensors above 4-d (a channel shuffle, a window partition) are
     rejected: torch-pruning's dependency graph cannot follow them.
 
@@ -70,14 +74,16 @@ class ChannelDamage(Damage):
         compact: If True, the twin runs on a physically smaller copy of the model with
             the kept channels' weights gathered from the shared ones (see
             :mod:`~selfdamage.damage.compact`), falling back to masking with a warning
-            where the copy cannot be made; if False, the masked twin.
+            where the copy cannot be made, and warning when most groups must stay full size
+            in it; if False, the masked twin.
 
     Raises:
         TypeError: If an argument has the wrong type.
         ValueError: If a ratio is out of range or ``example_inputs`` is missing; when
             bound, if the model does not run on ``example_inputs``, torch-pruning's
-            dependency graph cannot follow it, or it has no prunable group (the message
-            names the ``prunable`` that would work).
+            dependency graph cannot follow it, it is bound under
+            ``torch.inference_mode()``, or it has no prunable group (the message names
+            the cause, e.g. the ``prunable`` that would work).
 
     Examples:
         >>> import torchvision
@@ -131,6 +137,13 @@ class ChannelDamage(Damage):
         plain data only (names and index tensors).
         """
         check_module("model", model)
+        if torch.is_inference_mode_enabled() or any(p.is_inference() for p in model.parameters()):
+            raise ValueError(
+                "ChannelDamage cannot trace a model under torch.inference_mode() (or one "
+                "whose parameters were created in it): torch-pruning follows the autograd "
+                "graph of one forward pass, which inference mode does not record. Build the "
+                "model and the wrapper outside torch.inference_mode() (torch.no_grad() is fine)."
+            )
         self.groups, self.skipped = trace_groups(
             model,
             self.example_inputs,

@@ -24,6 +24,7 @@ from selfdamage.damage.tracing import ChannelGroup
 __all__ = [
     "CompactUnsupported",
     "Gather",
+    "batch_of_two",
     "computed_weights",
     "find_protected",
     "meta_copy",
@@ -51,6 +52,24 @@ def to_meta(inputs: Any, dtype: torch.dtype | None = None) -> Any:
         return {k: to_meta(v, dtype) for k, v in inputs.items()}
     if isinstance(inputs, (tuple, list)):
         return type(inputs)(to_meta(v, dtype) for v in inputs)
+    return inputs
+
+
+def batch_of_two(inputs: Any) -> Any:
+    """The inputs with every leading dimension of size 1 (a batch of one) made 2.
+
+    Examples:
+        >>> batch_of_two((torch.empty(1, 3, device="meta"), torch.empty(4, 3)))[0].shape
+        torch.Size([2, 3])
+    """
+    if isinstance(inputs, Tensor):
+        if inputs.dim() == 0 or inputs.shape[0] != 1:
+            return inputs
+        return inputs.expand(2, *inputs.shape[1:])
+    if isinstance(inputs, dict):
+        return {k: batch_of_two(v) for k, v in inputs.items()}
+    if isinstance(inputs, (tuple, list)):
+        return type(inputs)(batch_of_two(v) for v in inputs)
     return inputs
 
 
@@ -107,19 +126,22 @@ def output_shapes(copy_: nn.Module, example: Any) -> list[torch.Size]:
     """Shapes of the copy's outputs on the meta example, in eval and train mode (modes restored).
 
     Both modes, since a model may take another path in training (GoogLeNet's auxiliary
-    heads run only then).
+    heads run only then). The train-mode pass runs on :func:`batch_of_two` of the example:
+    BatchNorm refuses to train on one value per channel, which a batch-1 example gives
+    after global pooling, and the check must not depend on the example's batch size.
     """
     modes = [(m, m.training) for m in copy_.modules()]
     shapes: list[torch.Size] = []
     try:
         for training in (False, True):
             copy_.train(training)
-            if isinstance(example, dict):
-                out = copy_(**example)
-            elif isinstance(example, (tuple, list)):
-                out = copy_(*example)
+            inputs = batch_of_two(example) if training else example
+            if isinstance(inputs, dict):
+                out = copy_(**inputs)
+            elif isinstance(inputs, (tuple, list)):
+                out = copy_(*inputs)
             else:
-                out = copy_(example)
+                out = copy_(inputs)
             leaves = torch.utils._pytree.tree_leaves(out)
             shapes += [leaf.shape for leaf in leaves if isinstance(leaf, Tensor)]
     except Exception as error:

@@ -191,7 +191,10 @@ def weight_coverage(
     for name, param in model.named_parameters():  # tied parameters are yielded once
         if param.dim() < 2 or is_frozen(param):
             continue
-        owner = model.get_submodule(name.rpartition(".")[0])
+        path = name.rpartition(".")[0]
+        if ".parametrizations." in f".{path}.":  # the parametrized layer owns its originals
+            path = f".{path}".partition(".parametrizations.")[0][1:]
+        owner = model.get_submodule(path)
         done, total, unmasked = found.get(module_kind(owner), (0, 0, []))
         if name in masked:
             done += param.numel()

@@ -366,6 +366,20 @@ class TestProtectionAndFallback:
         masked.load_state_dict(wrapper.state_dict())
         torch.testing.assert_close(wrapper.damaged(images()), masked.damaged(images()))
 
+    @pytest.mark.parametrize("adapter", [False, True])
+    def test_a_batch_of_one_example_keeps_the_compact_twin(self, adapter: bool) -> None:
+        """BatchNorm cannot train on one value per channel (a 1x1 map after global
+        pooling, a BatchNorm1d head): the copy's check must not depend on the batch size."""
+        torch.manual_seed(0)
+        damage = ChannelDamage(0.5, example_inputs=torch.randn(1, 3, SIZE, SIZE))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)
+            if adapter:  # a projection head with BatchNorm1d
+                SimCLRAdapter(cifar_resnet18(width=16), feature_dim=128, damage=damage)
+            else:  # layer4 runs on a 1x1 map at 32 px
+                SelfDamagingWrapper(torchvision.models.resnet18(num_classes=10), damage=damage)
+        assert damage.compact_active, damage.fallback_reason
+
     def test_falls_back_once_with_the_reason(self) -> None:
         class DataDependent(ChannelNet):
             def forward(self, x: Tensor) -> Tensor:
@@ -628,3 +642,69 @@ def test_train_only_path_is_checked() -> None:
     masked.load_state_dict(compact.state_dict())
     for out, reference in zip(compact.train().damaged(x), masked.train().damaged(x)):
         torch.testing.assert_close(out, reference)
+
+
+def test_warns_once_when_most_groups_stay_full_size() -> None:
+    """Grouped convolutions keep every group full size: the compact twin saves nothing."""
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 8, 3, groups=2), nn.ReLU(),
+        nn.Conv2d(8, 8, 3, groups=2), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4),
+    )  # fmt: skip
+    damage = ChannelDamage(0.5, example_inputs=images(2))
+    with pytest.warns(UserWarning, match="keeps 3 of 3 channel groups at full size") as record:
+        wrapper = SelfDamagingWrapper(net, damage=damage)
+    assert sum("full size" in str(r.message) for r in record) == 1
+    assert len(damage.compact_protected) == 3
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        wrapper.refresh_mask()
+
+
+def test_no_warning_when_few_groups_stay_full_size() -> None:
+    torch.manual_seed(0)
+    damage = ChannelDamage(0.5, example_inputs=images(2, SIZE))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        SelfDamagingWrapper(cifar_resnet18(width=8), damage=damage)
+    assert 2 * len(damage.compact_protected) < len(damage.groups)
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="no oneDNN in this torch")
+class TestOneDNNPrimitiveCache:
+    """Dense and compact convolution shapes that overflow oneDNN's primitive cache make
+    every CPU step compile its kernels again: the masked twin runs instead, with the fix."""
+
+    def test_falls_back_when_the_shapes_overflow_the_cache(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # A CIFAR ResNet-18: 20 convolutions, all resized: 6 * (20 + 20) = 240 primitives.
+        def wrap() -> SelfDamagingWrapper:
+            torch.manual_seed(0)
+            damage = ChannelDamage(0.5, example_inputs=images(2, SIZE))
+            return SelfDamagingWrapper(cifar_resnet18(width=8), damage=damage)
+
+        monkeypatch.setenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "239")
+        with pytest.warns(RuntimeWarning, match="primitive cache holds \\(239\\)") as record:
+            wrapper = wrap()
+        assert "ONEDNN_PRIMITIVE_CACHE_CAPACITY=256" in str(record[0].message)
+        damage = wrapper.damage
+        assert isinstance(damage, ChannelDamage) and not damage.compact_active
+        monkeypatch.setenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "240")
+        wrapper.refresh_mask()
+        assert damage.compact_active
+        monkeypatch.delenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY")
+        with torch.backends.mkldnn.flags(enabled=False):  # no oneDNN, no cache to thrash
+            monkeypatch.setenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "1")
+            wrapper.refresh_mask()
+            assert damage.compact_active
+
+    @pytest.mark.slow
+    def test_densenet121_falls_back_by_default(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.delenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", raising=False)
+        monkeypatch.delenv("DNNL_PRIMITIVE_CACHE_CAPACITY", raising=False)
+        torch.manual_seed(0)
+        damage = ChannelDamage(0.5, example_inputs=images(2, SIZE))
+        with pytest.warns(RuntimeWarning, match="120 convolutions"):
+            SelfDamagingWrapper(torchvision.models.densenet121(num_classes=10), damage=damage)
+        assert not damage.compact_active

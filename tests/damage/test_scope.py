@@ -102,3 +102,14 @@ class TestCoverage:
         model[2].weight.requires_grad_(False)
         found = weight_coverage(model, {"0.weight"})
         assert found == {"Conv2d": (54, 54, []), "Linear": (0, 20, [("1.weight", 20)])}
+
+
+def test_parametrized_weights_count_for_their_layer() -> None:
+    """``0.parametrizations.weight.original`` belongs to the Conv2d, not a ParametrizationList."""
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(2, 4))
+    nn.utils.parametrizations.spectral_norm(model[0])
+    found = weight_coverage(model, ["2.weight"])
+    assert {kind: (done, total) for kind, (done, total, _) in found.items()} == {
+        "Conv2d": (0, 18),
+        "Linear": (8, 8),
+    }

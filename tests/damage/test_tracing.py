@@ -259,3 +259,95 @@ class TestCouplingBudgetOnSwin:
         model = torchvision.models.swin_t(weights=None)
         with pytest.raises(ValueError, match="channel coupling did not converge for features"):
             channel_wrapper(model, example_inputs=images(2, 32), prunable=(nn.Conv2d, nn.Linear))
+
+
+def _chain(*convs: nn.Module) -> nn.Sequential:
+    """Convolutions (8 channels between them) with BatchNorm and ReLU, pooled into a head."""
+    layers: list[nn.Module] = []
+    for conv in convs:
+        layers += [conv, nn.BatchNorm2d(8), nn.ReLU()]
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4))
+
+
+def _convs(n: int) -> list[nn.Module]:
+    torch.manual_seed(0)
+    return [nn.Conv2d(3 if i == 0 else 8, 8, 3, padding=1) for i in range(n)]
+
+
+class TestLayersChannelDamageCannotMask:
+    """Weights the layer does not use as is, and tied weights: their groups stay dense.
+
+    Masking an input channel of a weight-standardized convolution changes the mean and
+    variance it standardizes the live weights with; a tied weight is masked for every
+    layer that uses it. Weight damage leaves transformed weights out; channel damage
+    leaves every group touching them dense, and says so.
+    """
+
+    def test_standardized_convolution_changes_no_live_weight(self) -> None:
+        timm_layers = pytest.importorskip("timm.layers")
+        torch.manual_seed(0)
+        convs = _convs(3)
+        convs[1] = timm_layers.StdConv2d(8, 8, 3, padding=1)
+        net = _chain(*convs)
+        with pytest.warns(UserWarning, match="leaves 2 channel groups dense") as record:
+            wrapper = channel_wrapper(net, example_inputs=images(2), compact=False)
+        assert "StdConv2d standardizes its weight in forward" in str(record[0].message)
+        damage = plan(wrapper)
+        # The reference: the groups around the StdConv2d are 0 (its inputs) and 3 (its outputs).
+        assert [g.root for g in damage.groups] == ["6"]
+        assert set(damage.skipped) == {"0", "3", "11"}
+        assert "3.weight" not in dict(wrapper.named_masks())
+        # The StdConv2d computes with the same standardized weight in the (masked) twin.
+        with outputs_of(net, ["3"]) as seen:
+            wrapper.damaged(images())
+        twin = seen["3"]
+        with outputs_of(net, ["3"]) as seen:
+            wrapper(images())
+        assert torch.equal(twin, seen["3"])  # nothing before it is pruned either
+
+    def test_model_of_standardized_convolutions_is_an_error_naming_the_cause(self) -> None:
+        timm_layers = pytest.importorskip("timm.layers")
+        torch.manual_seed(0)
+        net = _chain(timm_layers.StdConv2d(3, 8, 3), timm_layers.StdConv2d(8, 8, 3))
+        with pytest.raises(ValueError) as info:
+            channel_wrapper(net, example_inputs=images(2))
+        message = str(info.value)
+        assert "cannot mask 0.weight: StdConv2d standardizes its weight in forward" in message
+        assert "remove the weight transform" in message
+        assert "prunable must also select" not in message
+
+    @pytest.mark.parametrize("transform", ["weight_norm", "spectral_norm"])
+    def test_parametrized_convolution(self, transform: str) -> None:
+        net = _chain(*_convs(3))
+        getattr(nn.utils.parametrizations, transform)(net[3])
+        with pytest.warns(UserWarning, match="leaves 2 channel groups dense"):
+            wrapper = channel_wrapper(net, example_inputs=images(2))
+        assert [g.root for g in plan(wrapper).groups] == ["6"]
+        assert plan(wrapper).skipped["3"] == (
+            "cannot mask 3.weight: its weight is parametrized (ParametrizationList)"
+        )
+        only = _chain(*_convs(1))
+        getattr(nn.utils.parametrizations, transform)(only[0])
+        with pytest.raises(ValueError, match="its weight is parametrized") as info:
+            channel_wrapper(only, example_inputs=images(2))
+        assert "not parameters" not in str(info.value)
+
+    def test_tied_weights_name_both_layers(self) -> None:
+        net = _chain(*_convs(3))
+        net[6].weight = net[3].weight
+        with pytest.raises(ValueError) as info:
+            channel_wrapper(net, example_inputs=images(2))
+        message = str(info.value)
+        assert "cannot mask 3.weight: tied to 6.weight" in message
+        assert "untie the weights" in message
+        assert "not parameters" not in message
+
+    def test_inference_mode_is_an_error_naming_it(self) -> None:
+        with torch.inference_mode(), pytest.raises(ValueError) as info:
+            channel_wrapper()
+        assert "under torch.inference_mode()" in str(info.value)
+        assert "prunable must also select" not in str(info.value)
+        with torch.inference_mode():
+            net = ChannelNet()
+        with pytest.raises(ValueError, match="parameters were created in it"):
+            channel_wrapper(net)

@@ -26,6 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from selfdamage import ChannelDamage, SelfDamagingWrapper, WeightDamage
+from selfdamage.damage.scope import weight_transform
 
 from .models import ZooModel, zoo_model
 
@@ -192,8 +193,8 @@ def check_weight_damage(
 
     - wrapping changes nothing, the dense output and state after a training step are
       bit-exact with a ``deepcopy`` of the bare model;
-    - there is one ``bool`` mask per ``prunable`` weight, and the fraction of ``False``
-      entries over all of them is ``prune_ratio`` to within rounding;
+    - there is one ``bool`` mask per ``prunable`` weight its layer uses as is, and the
+      fraction of ``False`` entries over all of them is ``prune_ratio`` to within rounding;
     - the twin's output is finite and differs from the dense one, a twin pass leaves the
       dense state (BatchNorm statistics included) untouched, and masked entries receive
       exactly zero gradient from it.
@@ -211,11 +212,12 @@ def check_weight_damage(
 
     masks = _read_masks(wrapper)
     _check_masks_match(model, masks)
-    expected = {
+    expected = {  # weights their layer transforms (StdConv2d, weight norm) are left out
         f"{name}.weight"
         for name, module in model.named_modules()
         if isinstance(module, prunable)
         and isinstance(getattr(module, "weight", None), nn.Parameter)
+        and weight_transform(module) is None
     }
     assert set(masks) == expected, (
         f"masked weights differ from the prunable ones: missing "

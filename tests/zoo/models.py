@@ -143,6 +143,21 @@ MODELS: tuple[ZooModel, ...] = (
         prunable=CONV_LINEAR,
         channel_prunable=CONV_LINEAR,
     ),
+    ZooModel("torchvision/mobilenet_v2", _tv("mobilenet_v2")),
+    # Inception-v3 needs 75 px: its stem and reduction blocks shrink the map by 32.
+    ZooModel(
+        "torchvision/inception_v3",
+        _tv("inception_v3", init_weights=True, aux_logits=False),
+        size=75,
+    ),
+    # BiT: every convolution is a weight-standardizing StdConv2d (its head is a 1x1 Conv2d).
+    ZooModel("timm/resnetv2_50x1_bit", _timm("resnetv2_50x1_bit")),
+    ZooModel(
+        "timm/levit_128s",
+        _timm("levit_128s", img_size=32),
+        prunable=CONV_LINEAR,
+        channel_prunable=CONV_LINEAR,
+    ),
 )
 """Every model of the zoo, torchvision's first."""
 
@@ -189,6 +204,8 @@ EXPECTED_FAILURES: dict[tuple[str, str], ExpectedFailure] = {
             "torchvision/squeezenet1_1",
             "torchvision/mnasnet0_5",
             "timm/efficientnet_b0",
+            "torchvision/mobilenet_v2",
+            "timm/levit_128s",
         )
     },
     ("torchvision/shufflenet_v2_x0_5", "channel"): ExpectedFailure(
@@ -212,6 +229,14 @@ EXPECTED_FAILURES: dict[tuple[str, str], ExpectedFailure] = {
         "make 18 channel groups prunable",
         "the residual-stream groups touch the layer-scale parameter and the MLP groups are "
         "rooted at the pointwise nn.Linear layers; the message says which prunable works",
+    ),
+    ("timm/resnetv2_50x1_bit", "channel"): ExpectedFailure(
+        "ValueError",
+        "cannot mask stem.conv.weight: StdConv2d standardizes its weight in forward",
+        "every convolution but the head is a weight-standardizing StdConv2d: masking one "
+        "of its input channels changes the standardization of the live weights, so every "
+        "group is left dense (weight damage leaves these layers out too, and masks only "
+        "the 1x1 convolution head)",
     ),
 }
 """``(model name, "weight" | "channel") -> ExpectedFailure`` for the known failures.
