@@ -9,6 +9,7 @@ from typing import Any, Union
 import numpy as np
 from torch import Tensor
 
+from selfdamage._checks import check_int
 from selfdamage.evaluation._common import as_label_tensor
 
 __all__ = ["GroupAccuracy", "auroc", "frequency_groups", "group_accuracy"]
@@ -62,7 +63,9 @@ def frequency_groups(
         rarest_first = np.argsort(counts, kind="stable")
         parts = [rarest_first[2 * third :], rarest_first[third : 2 * third], rarest_first[:third]]
     else:
-        many_above, few_below = thresholds
+        many_above, few_below = (
+            check_int(f"thresholds[{i}]", value, 0) for i, value in enumerate(thresholds)
+        )
         if few_below > many_above:
             raise ValueError(
                 "thresholds must be (many_above, few_below) with few_below <= many_above, "

@@ -57,6 +57,12 @@ class TestFrequencyGroups:
         with pytest.raises(ValueError, match=r"the Few group is empty"):
             frequency_groups(COUNTS, thresholds=(350, 50))
 
+    @pytest.mark.parametrize("bad", [float("nan"), 20.5, -1])
+    def test_thresholds_must_be_counts(self, bad: float) -> None:
+        # NaN compares False with every count: all classes fell into Medium.
+        with pytest.raises((TypeError, ValueError), match=r"thresholds\[1\]"):
+            frequency_groups(COUNTS, thresholds=(350, bad))  # type: ignore[arg-type]
+
     def test_inverted_thresholds(self) -> None:
         with pytest.raises(ValueError, match=r"few_below <= many_above.*\(20, 100\)"):
             frequency_groups(COUNTS, thresholds=(20, 100))
