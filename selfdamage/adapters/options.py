@@ -53,6 +53,15 @@ class WrapperOptions(TypedDict, total=False):
     0.1's spellings (``damage=True|False|"weight"|"channel"`` and the channel options
     ``example_inputs``, ``importance``, ``ignored_layers``, ``max_channel_ratio``) are
     still accepted with a ``DeprecationWarning``.
+
+    Examples:
+        >>> from torch import nn
+        >>> from selfdamage.adapters import SimCLRAdapter
+        >>> options: WrapperOptions = {"random_ratio": 0.1, "prunable": (nn.Conv2d, nn.Linear)}
+        >>> backbone = nn.Sequential(nn.Conv2d(3, 16, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        >>> model = SimCLRAdapter(backbone, 16, prune_ratio=0.9, **options)
+        >>> model.wrapper.damage
+        WeightDamage(prune_ratio=0.9, random_ratio=0.1, prunable='Conv2d,Linear')
     """
 
     damage: Damage | None
