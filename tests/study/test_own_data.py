@@ -179,3 +179,17 @@ class TestWholeStudy:
         # Resume reads the evaluated runs back.
         again = run_study(StudyConfig(**(config.to_dict() | {"resume": True})))
         assert again["summary"] == results["summary"]
+
+    @pytest.mark.slow  # about 1-2 minutes: process start-up; .ci/run runs it
+    def test_parallel_jobs_and_loader_workers_give_the_same_numbers(self, tmp_path: Path) -> None:
+        # Runs in 2 processes, streaming through 2 decoding workers, against one process
+        # decoding into memory: the same images in the same order, so the same numbers.
+        write_folder(tmp_path / "data", TRAIN, TEST, mode="RGB")
+        options = _RUN | {"threads": 1}
+        one = run_study(_folder(tmp_path / "data", out_dir=str(tmp_path / "one"), **options))
+        streamed = options | {"jobs": 2, "workers": 2, "cache_mb": 0}
+        two = run_study(_folder(tmp_path / "data", out_dir=str(tmp_path / "two"), **streamed))
+        assert [r["name"] for r in one["runs"]] == [r["name"] for r in two["runs"]]
+        for a, b in zip(one["runs"], two["runs"]):
+            a.pop("wall_time_s"), b.pop("wall_time_s")
+            assert a == b, a["name"]
