@@ -10,7 +10,6 @@ index tensors (:class:`ChannelGroup`), and the graph is dropped, so the result s
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,7 +18,7 @@ import torch
 import torch_pruning as tp
 from torch import Tensor, nn
 
-from selfdamage.damage.scope import is_frozen, weight_names, weight_transform
+from selfdamage.damage.scope import is_frozen
 from selfdamage.damage.slices import HANDLER_NAMES as _HANDLER_NAMES
 from selfdamage.damage.slices import Slice as _Slice
 from selfdamage.damage.slices import slices_of as _slices_of
@@ -32,6 +31,12 @@ from selfdamage.damage.traceability import (
     resolve_ignored,
     unfollowable_reshapes,
     unsupported_reshapes,
+)
+from selfdamage.damage.unmaskable import (
+    UNUSABLE,
+    check_left_dense,
+    parameter_owners,
+    unusable_weight,
 )
 
 __all__ = [
@@ -116,78 +121,8 @@ def trace_groups(
     """
     ignored = resolve_ignored(model, ignored_layers)
     groups, skipped, unselected = _plan_groups(model, example_inputs, select, ignored, importance)
-    unusable = {root: why for root, why in skipped.items() if why.startswith(_UNUSABLE)}
-    if unusable and groups:
-        warnings.warn(
-            f"channel damage leaves {len(unusable)} channel group"
-            f"{'s' if len(unusable) > 1 else ''} dense: {_listed(unusable)}. {_UNUSABLE_FIX}",
-            UserWarning,
-            stacklevel=5,
-        )
-    if not groups:
-        reasons = "; ".join(f"{k}: {v}" for k, v in list(skipped.items())[:8])
-        detail = reasons or "no convolution or linear layer was traced"
-        fix = _UNUSABLE_FIX if unusable else prunable_hint(model, select, unselected)
-        raise ValueError(f"model has no prunable channel group ({detail}). {fix}")
+    check_left_dense(bool(groups), skipped, lambda: prunable_hint(model, select, unselected))
     return groups, skipped
-
-
-_UNUSABLE = "cannot mask "
-"""How the reason of a group left dense for a layer it cannot mask begins."""
-
-_UNUSABLE_FIX = (
-    "Masking a channel of a layer whose forward does not use its weight as is (weight or "
-    "spectral normalization, a parametrization, weight standardization as in timm's "
-    "StdConv2d) does not zero it, and changes the layer's other channels; a tied weight "
-    "is masked for every layer that uses it. (Weight damage leaves transformed weights "
-    "out too.) To damage them, remove the weight transform (e.g. "
-    "torch.nn.utils.parametrize.remove_parametrizations) or untie the weights."
-)
-
-
-def _listed(reasons: Mapping[str, str], n: int = 3) -> str:
-    shown = "; ".join(f"{root} ({why})" for root, why in list(reasons.items())[:n])
-    return shown + (f"; ... ({len(reasons) - n} more)" if len(reasons) > n else "")
-
-
-def _unusable_weight(model: nn.Module, path: str, owners: Mapping[int, list[str]]) -> str | None:
-    """Why channel damage cannot mask the layer at ``path``, or None if it can.
-
-    The layer's forward does not use its weight as is
-    (:func:`~selfdamage.damage.scope.weight_transform`, the test weight damage applies),
-    or one of its parameters is tied to another layer's.
-
-    Args:
-        model: The bare model.
-        path: The layer's qualified name.
-        owners: ``{id(parameter): qualified names of the layers holding it}``.
-    """
-    module = model.get_submodule(path)
-    for attr in weight_names(module):
-        reason = weight_transform(module, attr)
-        if reason is not None:
-            return f"{_qualified(path, attr)}: {reason}"
-    for attr, param in module.named_parameters(recurse=False):
-        others = [p for p in owners.get(id(param), []) if p != path]
-        if others:
-            return f"{_qualified(path, attr)}: tied to {_qualified(others[0], attr)}"
-    return None
-
-
-def _qualified(path: str, attr: str) -> str:
-    return f"{path}.{attr}" if path else attr
-
-
-def _owners(model: nn.Module) -> dict[int, list[str]]:
-    """``{id(parameter): qualified names of the distinct layers holding it}``."""
-    owners: dict[int, list[str]] = {}
-    layers: dict[int, set[int]] = {}
-    for path, module in model.named_modules(remove_duplicate=False):
-        for param in module.parameters(recurse=False):
-            if id(module) not in layers.setdefault(id(param), set()):
-                layers[id(param)].add(id(module))
-                owners.setdefault(id(param), []).append(path)
-    return owners
 
 
 def _call(model: nn.Module, inputs: Any) -> Any:
@@ -381,7 +316,7 @@ def _plan_groups(
     groups: list[ChannelGroup] = []
     skipped: dict[str, str] = {}
     unselected: dict[str, set[type[nn.Module]]] = {}
-    owners = _owners(model)
+    owners = parameter_owners(model)
     unusable: dict[str, str | None] = {}
     budget = _CouplingBudget(coupling_limit(model))
     budget.install(graph)
@@ -420,9 +355,9 @@ def _plan_groups(
                 continue
             name = names[module]
             if name not in unusable:
-                unusable[name] = _unusable_weight(model, name, owners)
+                unusable[name] = unusable_weight(model, name, owners)
             if unusable[name] is not None:
-                reason = reason or f"{_UNUSABLE}{unusable[name]}"
+                reason = reason or f"{UNUSABLE}{unusable[name]}"
                 other = other or reason
                 continue
             if is_out and module in ignored:
