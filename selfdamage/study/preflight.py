@@ -12,7 +12,7 @@ from collections.abc import Mapping
 import torch
 
 from selfdamage.study.config import StudyConfig
-from selfdamage.study.data import StudyData
+from selfdamage.study.data import OWN_DATASETS, StudyData
 
 __all__ = ["check_device", "check_fits_data"]
 
@@ -39,17 +39,21 @@ def check_device(device: str) -> None:
 def check_fits_data(config: StudyConfig, data: StudyData, subsets: Mapping[str, int]) -> None:
     """Raises unless ``probe_shots`` and ``batch_size`` fit the data.
 
+    On your own images (``dataset`` "folder" or "list") ``probe_shots`` is capped by the
+    rarest class instead, and the report says so: a natural long tail's rarest class is
+    small by design.
+
     Args:
         config: The configuration.
         data: The loaded dataset.
         subsets: The size of each run's training subset, by run name.
 
     Raises:
-        ValueError: If ``probe_shots`` exceeds the smallest class of the training split,
-            or ``batch_size`` a training subset.
+        ValueError: If ``probe_shots`` exceeds the smallest class of a built-in dataset's
+            training split, or ``batch_size`` a training subset.
     """
     smallest = int(torch.bincount(data.train_labels).min())
-    if config.probe_shots > smallest:
+    if config.probe_shots > smallest and config.dataset not in OWN_DATASETS:
         raise ValueError(
             f"probe_shots must be in [0, {smallest}], got probe_shots={config.probe_shots}: "
             f"the probe draws that many labeled images of every class from the training "

@@ -26,6 +26,12 @@ class TestCheckFitsData:
         with pytest.raises(ValueError, match=r"probe_shots must be in \[0, 3\], got probe_shots=4"):
             check_fits_data(StudyConfig(probe_shots=4), data((5, 3, 4)), {})
 
+    def test_own_images_cap_probe_shots_instead(self) -> None:
+        # A natural long tail's rarest class is small by design: the probe takes all of it
+        # (profile.probe_shots) and the report says so.
+        config = StudyConfig(dataset="folder", data_dir="x", probe_shots=4)
+        check_fits_data(config, data((5, 3, 4)), {})
+
     def test_batch_larger_than_a_subset(self) -> None:
         subsets = {"baseline-order0-seed0": 300, "balanced-order0-seed0": 290}
         with pytest.raises(
