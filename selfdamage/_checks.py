@@ -14,7 +14,7 @@ from collections.abc import Collection
 
 from torch import nn
 
-__all__ = ["check_bool", "check_choice", "check_int", "check_module", "check_real"]
+__all__ = ["check_bool", "check_choice", "check_int", "check_module", "check_real", "name_list"]
 
 
 def _fail(error: type[Exception], name: str, what: str, value: object, fix: str) -> Exception:
@@ -169,3 +169,17 @@ def _range(
         return f"{'<' if high_open else '<='} {high}"
     upper = f"{high_name}={high}" if high_name else f"{high}"
     return f"in {'(' if low_open else '['}{low}, {upper}{')' if high_open else ']'}"
+
+
+def name_list(items: Collection[str], n: int = 5) -> str:
+    """The first ``n`` of ``items`` for a message, with how many more; ``"none"`` if empty.
+
+    Examples:
+        >>> name_list(["a", "b", "c"], n=2), name_list([])
+        ('a, b, ... (1 more)', 'none')
+    """
+    if not items:
+        return "none"
+    shown = list(items)[:n]
+    more = f", ... ({len(items) - n} more)" if len(items) > n else ""
+    return ", ".join(shown) + more

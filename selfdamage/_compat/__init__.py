@@ -1,0 +1,7 @@
+"""Everything that exists only for the past, in one place.
+
+The core modules never mention older versions: what earlier releases wrote is read here
+(``state_dict`` pre-hooks, checkpoint upgrades) and the spellings removed in 1.0 are
+answered here with an error that names the current one. Each module holds one kind of
+past: :mod:`selfdamage._compat.removed` the removed spellings.
+"""

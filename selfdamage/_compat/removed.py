@@ -1,0 +1,70 @@
+"""The spellings 0.2 deprecated and 1.0 removed: each gets an error that names its replacement."""
+
+from __future__ import annotations
+
+__all__ = ["REMOVED_OPTIONS", "removed_damage_error", "removed_name_error", "removed_option_error"]
+
+REMOVED_OPTIONS = ("importance", "example_inputs", "ignored_layers", "max_channel_ratio")
+"""0.1's channel keyword arguments of the wrapper and the adapters, removed in 1.0."""
+
+_REMOVED_NAMES = {
+    "selfdamage.channel_damage": "selfdamage.damage (ChannelDamage, layer_channel_sparsity, "
+    "weight_channel_sparsity); the wrapper reports wrapper.channel_sparsity",
+    "selfdamage.adapters._base": "selfdamage.adapters (SelfDamagingAdapter, MomentumAdapter, "
+    "Encoder)",
+    "selfdamage.study.run_longtail_study": "run_study(StudyConfig(...)) with the same keyword "
+    "names",
+}
+
+
+def removed_damage_error(damage: object, *, adapter: bool) -> TypeError | None:
+    """The error for a ``damage=`` spelling removed in 1.0, or None for any other value.
+
+    Args:
+        damage: The value passed as ``damage=``.
+        adapter: Whether an adapter (which has ``baseline=``) received it.
+
+    Examples:
+        >>> print(removed_damage_error(False, adapter=True))
+        damage=False was removed in selfdamage 1.0; use baseline=True instead.
+        >>> removed_damage_error(None, adapter=False) is None
+        True
+    """
+    if damage is False:
+        new = "baseline=True" if adapter else "the bare model (no wrapper) for a baseline"
+    elif damage is True or damage == "weight":
+        new = "damage=None (the default) or damage=WeightDamage(prune_ratio, ...)"
+    elif damage == "channel":
+        new = "damage=ChannelDamage(prune_ratio, example_inputs=...)"
+    else:
+        return None
+    return TypeError(f"damage={damage!r} was removed in selfdamage 1.0; use {new} instead.")
+
+
+def removed_option_error(name: str) -> TypeError | None:
+    """The error for one of 0.1's channel keyword arguments, or None for any other name.
+
+    Examples:
+        >>> print(removed_option_error("importance"))  # doctest: +NORMALIZE_WHITESPACE
+        importance= was removed in selfdamage 1.0; use
+        damage=ChannelDamage(prune_ratio, example_inputs=..., importance=...) instead.
+    """
+    if name not in REMOVED_OPTIONS:
+        return None
+    return TypeError(
+        f"{name}= was removed in selfdamage 1.0; use "
+        f"damage=ChannelDamage(prune_ratio, example_inputs=..., {name}=...) instead."
+    )
+
+
+def removed_name_error(qualified_name: str) -> ImportError | None:
+    """The error for importing a module or name removed in 1.0, or None if it was not.
+
+    Examples:
+        >>> print(removed_name_error("selfdamage.adapters._base"))
+        selfdamage.adapters._base was removed in selfdamage 1.0; use selfdamage.adapters (SelfDamagingAdapter, MomentumAdapter, Encoder) instead.
+    """  # noqa: E501
+    new = _REMOVED_NAMES.get(qualified_name)
+    if new is None:
+        return None
+    return ImportError(f"{qualified_name} was removed in selfdamage 1.0; use {new} instead.")
