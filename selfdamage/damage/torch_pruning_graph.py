@@ -92,6 +92,8 @@ class BudgetedGraph(tp.DependencyGraph):  # type: ignore[misc]
     def get_pruning_group(self, module: nn.Module, pruning_fn: Any, idxs: Sequence[int]) -> Any:
         """The group of ``module``'s channels ``idxs``, as torch-pruning builds it, within budget.
 
+        The group is read, never pruned, so it holds no link back to the graph.
+
         Raises:
             CouplingBudgetExceeded: If the group's mapped indices outgrow :attr:`limit`.
         """
