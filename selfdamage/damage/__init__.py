@@ -5,8 +5,11 @@
 - :class:`WeightDamage` — the paper: global unstructured magnitude pruning.
 - :class:`ChannelDamage` — structured: whole channels, coupled by torch-pruning.
 
-Behind them, one concern per module: :mod:`~selfdamage.damage.selection` (channel
-selection maths), :mod:`~selfdamage.damage.tracing` (torch-pruning's dependency graph),
+Behind them, one concern per module: :mod:`~selfdamage.damage.masks` (mask maths),
+:mod:`~selfdamage.damage.selection` (channel selection maths),
+:mod:`~selfdamage.damage.tracing` (the channel groups, as plain data),
+:mod:`~selfdamage.damage.torch_pruning_graph` (the one adapter to torch-pruning's
+dependency graph), :mod:`~selfdamage.damage.reshapes` (reshapes it cannot follow),
 :mod:`~selfdamage.damage.importance` (channel scores), :mod:`~selfdamage.damage.reports`
 (sparsity read from masks), :mod:`~selfdamage.damage.compact` (the compact channel twin).
 """
@@ -21,6 +24,7 @@ from selfdamage.damage.reports import (
     layer_channel_sparsity,
     weight_channel_sparsity,
 )
+from selfdamage.damage.reshapes import unfollowable_reshapes
 from selfdamage.damage.selection import DEFAULT_MAX_CHANNEL_RATIO, global_channel_masks
 from selfdamage.damage.tracing import ChannelGroup
 from selfdamage.damage.weight import WeightDamage
@@ -39,5 +43,6 @@ __all__ = [
     "group_channel_sparsity",
     "layer_channel_sparsity",
     "make_importance",
+    "unfollowable_reshapes",
     "weight_channel_sparsity",
 ]

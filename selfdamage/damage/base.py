@@ -19,10 +19,10 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from selfdamage._aliasing import call_per_slot, find_aliases
-from selfdamage._checks import check_real
+from selfdamage._checks import check_real, name_list
+from selfdamage.damage.masks import apply_mask
 from selfdamage.damage.reports import weight_channel_sparsity
 from selfdamage.damage.scope import all_frozen, is_frozen, weight_names, weight_transform
-from selfdamage.masks import apply_mask
 
 __all__ = [
     "Damage",
@@ -31,7 +31,6 @@ __all__ = [
     "all_frozen",
     "find_prunable",
     "is_frozen",
-    "non_finite_error",
     "prunable_predicate",
 ]
 
@@ -314,19 +313,19 @@ def find_prunable(model: nn.Module, prunable: Prunable) -> list[str]:
     if transformed and found:
         warnings.warn(
             f"prunable selected layers whose forward does not use their weight as is: "
-            f"{_head(transformed)}. Masking those weights would not sparsify what the "
+            f"{name_list(transformed)}. Masking those weights would not sparsify what the "
             "layers compute, so the twin uses them unmasked and sparsity does not count "
             "them. Remove the weight transform to prune them, or leave them out of "
             "prunable (a predicate (name, module) -> bool) to silence this warning.",
             UserWarning,
-            stacklevel=5,
+            stacklevel=2,
         )
     if not found:
         why = ""
         if transformed:
-            why = f" Selected layers that do not use their weight as is: {_head(transformed)}."
+            why = f" Selected layers that do not use their weight as is: {name_list(transformed)}."
         if frozen:
-            why += f" Selected weights that are frozen (requires_grad=False): {_head(frozen)}."
+            why += f" Selected weights that are frozen (requires_grad=False): {name_list(frozen)}."
         raise ValueError(
             f"model has no prunable weights: no module matched prunable={prunable!r} "
             f"in {type(model).__name__} with a trainable weight it uses as is.{why} Pass "
@@ -334,11 +333,6 @@ def find_prunable(model: nn.Module, prunable: Prunable) -> list[str]:
             "predicate (name, module) -> bool."
         )
     return found
-
-
-def _head(items: list[str], n: int = 5) -> str:
-    more = f", ... ({len(items) - n} more)" if len(items) > n else ""
-    return ", ".join(items[:n]) + more
 
 
 def non_finite_error(model: nn.Module, names: Sequence[str], consequence: str) -> ValueError | None:

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from selfdamage._checks import check_bool, check_module
 from selfdamage.damage.base import Damage, Prunable, Settings, describe_prunable, prunable_predicate
+from selfdamage.damage.channel_choice import resolve_ignored
 from selfdamage.damage.compact import CompactTwin
 from selfdamage.damage.importance import ImportanceLike, as_seed, make_importance, score_groups
 from selfdamage.damage.reports import dead_channels, group_channel_sparsity
@@ -24,7 +25,7 @@ from selfdamage.damage.selection import (
     check_ratio_cap,
     global_channel_masks,
 )
-from selfdamage.damage.tracing import ChannelGroup, resolve_ignored, trace_groups
+from selfdamage.damage.tracing import ChannelGroup, trace_groups
 
 __all__ = ["ChannelDamage", "channel_masks"]
 
@@ -156,7 +157,7 @@ class ChannelDamage(Damage):
         self.example_inputs = self.ignored_layers = None
         self.num_channels = sum(g.channels for g in self.groups)
         order = {name: i for i, (name, _) in enumerate(model.named_parameters())}
-        touched = {s.param for g in self.groups for s in g._slices}
+        touched = {s.param for g in self.groups for s in g.slices}
         return sorted(touched, key=lambda n: order.get(n, len(order)))
 
     @torch.no_grad()
@@ -269,7 +270,7 @@ def channel_masks(
         name: torch.ones_like(model.get_parameter(name), dtype=torch.bool) for name in param_names
     }
     for group, kept in zip(groups, keep):
-        for s in group._slices:
+        for s in group.slices:
             mask = masks[s.param]
             dead = s.index[~kept[s.root]].to(mask.device)
             if dead.numel() == 0:

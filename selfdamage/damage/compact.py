@@ -42,6 +42,8 @@ from torch.nn.modules.batchnorm import _NormBase
 from torch.nn.modules.conv import _ConvNd
 
 from selfdamage._aliasing import call_per_slot, find_aliases
+from selfdamage._compat.compact_state import upgrade_compact_twin_state
+from selfdamage._modules import device_of
 from selfdamage.damage.compact_copy import (
     CompactUnsupported,
     Gather,
@@ -52,11 +54,11 @@ from selfdamage.damage.compact_copy import (
     plan_gather,
     resize,
     same_structure,
-    to_meta,
 )
+from selfdamage.damage.example_inputs import to_meta
+from selfdamage.damage.masks import apply_mask
 from selfdamage.damage.reports import dead_channels
 from selfdamage.damage.tracing import ChannelGroup
-from selfdamage.masks import apply_mask
 
 __all__ = [
     "ONEDNN_PRIMITIVES_PER_CONV",
@@ -64,8 +66,6 @@ __all__ = [
     "onednn_cache_capacity",
     "onednn_cache_overflow",
 ]
-
-# Per parameter: ((dim, kept indices), ...) for each dimension that loses entries.
 
 
 class CompactTwin:
@@ -92,10 +92,6 @@ class CompactTwin:
         torch.Size([2, 128])
     """
 
-    # Every group's dead channels as update() saw them, until the next twin pass checks;
-    # a class default too, for copies pickled before the check existed.
-    _unchecked: list[Tensor] | None = None
-
     def __init__(self, example_inputs: Any) -> None:
         self.example = to_meta(example_inputs)
         self.active = False
@@ -107,6 +103,11 @@ class CompactTwin:
         self._masked: frozenset[str] = frozenset()
         self._on_device: dict[torch.device, dict[str, tuple[Tensor, ...]]] = {}
         self._expected: list[torch.Size] | None = None
+        # Every group's dead channels as update() saw them, until the next twin pass checks.
+        self._unchecked: list[Tensor] | None = None
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(upgrade_compact_twin_state(state))
 
     # -- per refresh ---------------------------------------------------------------------
 
@@ -196,7 +197,7 @@ class CompactTwin:
                 f"compact channel twin unavailable, the twin runs masked instead: {reason}. "
                 "Pass ChannelDamage(..., compact=False) to silence this.",
                 RuntimeWarning,
-                stacklevel=4,
+                stacklevel=2,
             )
 
     # -- per step ------------------------------------------------------------------------
@@ -224,7 +225,7 @@ class CompactTwin:
         """
         if self._copy is None or not self.active:
             raise RuntimeError("the compact twin is not active; run the masked twin instead.")
-        device = next((p.device for p in model.parameters()), torch.device("cpu"))
+        device = device_of(model)
         named = _named_tensors(model)
         gather = self._on_device.get(device)
         if gather is None:
@@ -276,7 +277,7 @@ def _warn_if_mostly_protected(protected: Mapping[str, str], groups: int) -> None
         f"full size (masked), e.g. {root} ({why}), so it saves little work over the masked "
         "twin; damage.compact_protected lists them all.",
         UserWarning,
-        stacklevel=8,  # the SelfDamagingWrapper(...) call
+        stacklevel=2,
     )
 
 
@@ -311,7 +312,7 @@ def onednn_cache_overflow(model: nn.Module, copy_: nn.Module) -> str | None:
     re-created per step; 745 ms against 265 ms for a plain step and 330 ms with the
     masked twin, 2 threads). Then the masked twin runs instead.
     """
-    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    device = device_of(model)
     mkldnn = torch.backends.mkldnn
     if device.type != "cpu" or not (mkldnn.is_available() and mkldnn.enabled):
         return None
@@ -319,7 +320,8 @@ def onednn_cache_overflow(model: nn.Module, copy_: nn.Module) -> str | None:
     for dense, twin in zip(model.modules(), copy_.modules()):
         if isinstance(dense, _ConvNd):
             convs += 1
-            weight, resized = dense._parameters.get("weight"), twin._parameters.get("weight")
+            weight = dict(dense.named_parameters(recurse=False)).get("weight")
+            resized = dict(twin.named_parameters(recurse=False)).get("weight")
             changed += weight is not None and resized is not None and weight.shape != resized.shape
     capacity = onednn_cache_capacity()
     if ONEDNN_PRIMITIVES_PER_CONV * (convs + changed) <= capacity:

@@ -18,13 +18,15 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _NormBase
 from torch.nn.modules.conv import _ConvNd
 from torch.nn.utils.weight_norm import WeightNorm
+from torch.utils._pytree import tree_leaves  # PyTorch has no public walker of nested outputs
 
+from selfdamage._modules import forward_pre_hooks, in_mode
+from selfdamage.damage.example_inputs import batch_of_two, call_with
 from selfdamage.damage.tracing import ChannelGroup
 
 __all__ = [
     "CompactUnsupported",
     "Gather",
-    "batch_of_two",
     "computed_weights",
     "find_protected",
     "meta_copy",
@@ -32,7 +34,6 @@ __all__ = [
     "plan_gather",
     "resize",
     "same_structure",
-    "to_meta",
 ]
 
 Gather = dict[str, tuple[tuple[int, Tensor], ...]]
@@ -43,43 +44,13 @@ class CompactUnsupported(Exception):
     """The copy cannot be made; the message names the reason."""
 
 
-def to_meta(inputs: Any, dtype: torch.dtype | None = None) -> Any:
-    """``meta`` tensors of the inputs' shapes; floating ones of ``dtype`` if given."""
-    if isinstance(inputs, Tensor):
-        cast = dtype is not None and inputs.is_floating_point()
-        return torch.empty(inputs.shape, dtype=dtype if cast else inputs.dtype, device="meta")
-    if isinstance(inputs, dict):
-        return {k: to_meta(v, dtype) for k, v in inputs.items()}
-    if isinstance(inputs, (tuple, list)):
-        return type(inputs)(to_meta(v, dtype) for v in inputs)
-    return inputs
-
-
-def batch_of_two(inputs: Any) -> Any:
-    """The inputs with every leading dimension of size 1 (a batch of one) made 2.
-
-    Examples:
-        >>> batch_of_two((torch.empty(1, 3, device="meta"), torch.empty(4, 3)))[0].shape
-        torch.Size([2, 3])
-    """
-    if isinstance(inputs, Tensor):
-        if inputs.dim() == 0 or inputs.shape[0] != 1:
-            return inputs
-        return inputs.expand(2, *inputs.shape[1:])
-    if isinstance(inputs, dict):
-        return {k: batch_of_two(v) for k, v in inputs.items()}
-    if isinstance(inputs, (tuple, list)):
-        return type(inputs)(batch_of_two(v) for v in inputs)
-    return inputs
-
-
 def computed_weights(model: nn.Module) -> list[tuple[nn.Module, str]]:
     """``(module, name)`` of each weight ``torch.nn.utils.weight_norm`` computes (a plain
     attribute, recomputed before every forward)."""
     return [
         (module, hook.name)
         for module in model.modules()
-        for hook in module._forward_pre_hooks.values()
+        for hook in forward_pre_hooks(module)
         if isinstance(hook, WeightNorm)
     ]
 
@@ -92,8 +63,10 @@ def same_structure(model: nn.Module, copy_: nn.Module) -> bool:
     """
 
     def signature(root: nn.Module) -> list[tuple[type, list[torch.dtype]]]:
-        own = [(m, [*m._parameters.values(), *m._buffers.values()]) for m in root.modules()]
-        return [(type(m), [t.dtype for t in tensors if t is not None]) for m, tensors in own]
+        return [
+            (type(m), [t.dtype for t in (*m.parameters(False), *m.buffers(False))])
+            for m in root.modules()
+        ]
 
     return signature(model) == signature(copy_)
 
@@ -130,27 +103,16 @@ def output_shapes(copy_: nn.Module, example: Any) -> list[torch.Size]:
     BatchNorm refuses to train on one value per channel, which a batch-1 example gives
     after global pooling, and the check must not depend on the example's batch size.
     """
-    modes = [(m, m.training) for m in copy_.modules()]
     shapes: list[torch.Size] = []
     try:
         for training in (False, True):
-            copy_.train(training)
-            inputs = batch_of_two(example) if training else example
-            if isinstance(inputs, dict):
-                out = copy_(**inputs)
-            elif isinstance(inputs, (tuple, list)):
-                out = copy_(*inputs)
-            else:
-                out = copy_(inputs)
-            leaves = torch.utils._pytree.tree_leaves(out)
-            shapes += [leaf.shape for leaf in leaves if isinstance(leaf, Tensor)]
+            with in_mode(copy_, training):
+                out = call_with(copy_, batch_of_two(example) if training else example)
+            shapes += [leaf.shape for leaf in tree_leaves(out) if isinstance(leaf, Tensor)]
     except Exception as error:
         raise CompactUnsupported(
             f"the compact copy cannot run ({type(error).__name__}: {error})"
         ) from error
-    finally:
-        for module, mode in modes:
-            module.training = mode
     return shapes
 
 
@@ -200,7 +162,7 @@ def plan_gather(
     for group, group_dead in zip(groups, dead):
         if group_dead is None or not bool(group_dead.any()):
             continue
-        for s in group._slices:
+        for s in group.slices:
             key = (s.param, s.dim)
             if key not in lost:
                 size = model.get_parameter(s.param).shape[s.dim]
@@ -217,7 +179,7 @@ def resize(
     model: nn.Module, copy_: nn.Module, gather: Gather, groups: Sequence[ChannelGroup]
 ) -> None:
     """Sets the copy's channel counts and placeholders for ``gather`` (all others: full)."""
-    touched = {s.param.rpartition(".")[0] for g in groups for s in g._slices}
+    touched = {s.param.rpartition(".")[0] for g in groups for s in g.slices}
     for path in sorted(touched):
         dense = model.get_submodule(path)
         twin = copy_.get_submodule(path)
@@ -230,16 +192,16 @@ def resize(
         _set_counts(path, dense, twin, shapes)
         for attr, shape in shapes.items():
             value = dense.get_parameter(attr)
-            twin._parameters[attr] = nn.Parameter(
-                torch.empty(shape, dtype=value.dtype, device="meta"), value.requires_grad
-            )
+            placeholder = torch.empty(shape, dtype=value.dtype, device="meta")
+            twin.register_parameter(attr, nn.Parameter(placeholder, value.requires_grad))
         if isinstance(dense, _NormBase) and "weight" in shapes:
             for attr in ("running_mean", "running_var"):
                 buffer = getattr(dense, attr, None)
                 if isinstance(buffer, Tensor):
-                    twin._buffers[attr] = torch.empty(
+                    placeholder = torch.empty(
                         shapes["weight"][:1], dtype=buffer.dtype, device="meta"
                     )
+                    twin.register_buffer(attr, placeholder)
 
 
 def _set_counts(

@@ -14,8 +14,10 @@ from torch import Tensor, nn
 from torch.nn.modules.conv import _ConvNd
 
 from selfdamage._checks import check_choice
+from selfdamage._modules import device_of
 from selfdamage.damage.base import non_finite_error
-from selfdamage.damage.tracing import ChannelGroup, tp_group
+from selfdamage.damage.torch_pruning_graph import scoring_group
+from selfdamage.damage.tracing import ChannelGroup
 
 __all__ = ["IMPORTANCES", "ImportanceLike", "make_importance", "score_groups"]
 
@@ -115,7 +117,7 @@ def score_groups(
             or the importance returns no or wrongly shaped scores for a group.
     """
     if isinstance(importance, tp.importance.GroupTaylorImportance):
-        scored = dict.fromkeys(s.module for g in groups for s in g._scored)
+        scored = dict.fromkeys(s.module for g in groups for s in g.scored)
         missing = [
             name
             for name in scored
@@ -130,7 +132,7 @@ def score_groups(
                 f"backward pass, but {missing[:5]} have none. Call refresh_mask() after "
                 "loss.backward() and before optimizer.zero_grad()."
             )
-    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    device = device_of(model)
     cuda = [device.index or 0] if device.type == "cuda" else []
     out = []
     with torch.random.fork_rng(devices=cuda):
@@ -138,7 +140,7 @@ def score_groups(
         if cuda:
             torch.cuda.manual_seed(as_seed(seed + _IMPORTANCE_SEED_SALT))
         for group in groups:
-            imp = importance(tp_group(model, group))
+            imp = importance(_scoring_group(model, group))
             if imp is None or imp.dim() != 1 or imp.numel() != group.channels:
                 got = None if imp is None else tuple(imp.shape)
                 raise ValueError(
@@ -158,3 +160,11 @@ def score_groups(
 def as_seed(value: int) -> int:
     """A valid ``manual_seed`` argument for any integer."""
     return value % (2**63)
+
+
+def _scoring_group(model: nn.Module, group: ChannelGroup) -> Any:
+    """The torch-pruning group an importance scores ``group`` by, over ``model``'s layers."""
+    layers = group.scored
+    return scoring_group(
+        (s.module, model.get_submodule(s.module), s.handler, s.idxs, s.root_idxs) for s in layers
+    )

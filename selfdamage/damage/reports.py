@@ -104,7 +104,7 @@ def _dead_outputs(module: nn.Module, mask: Tensor) -> Tensor:
 def dead_channels(group: ChannelGroup, masks: Mapping[str, Tensor]) -> Tensor:
     """Per root channel of ``group``: True if every output slice of it is masked out."""
     dead = torch.ones(group.channels, dtype=torch.bool)
-    for s in group._slices:
+    for s in group.slices:
         if not s.output:
             continue
         mask = masks[s.param].detach().cpu()

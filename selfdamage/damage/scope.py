@@ -22,6 +22,8 @@ from torch import Tensor, nn
 from torch.func import functional_call
 from torch.nn.utils import parametrize
 
+from selfdamage._modules import forward_pre_hooks
+
 __all__ = [
     "STANDARDIZING_CLASSES",
     "all_frozen",
@@ -80,7 +82,7 @@ def weight_names(module: nn.Module) -> list[str]:
         ['q_proj_weight', 'k_proj_weight', 'v_proj_weight']
     """
     if isinstance(module, nn.MultiheadAttention):
-        if module._qkv_same_embed_dim:
+        if module.in_proj_weight is not None:  # query, key and value of one size
             return ["in_proj_weight"]
         return ["q_proj_weight", "k_proj_weight", "v_proj_weight"]
     return ["weight"]
@@ -92,8 +94,8 @@ def weight_transform(module: nn.Module, name: str = "weight") -> str | None:
     Masking such a weight does not zero what the layer computes with: weight
     normalization rescales the masked direction, standardization subtracts the mean.
     Detected: a parametrization (``torch.nn.utils.parametrizations.weight_norm``,
-    ``spectral_norm``, ...), a weight computed by a forward pre-hook (the older
-    ``torch.nn.utils.weight_norm``/``spectral_norm``), a class of
+    ``spectral_norm``, ...), a weight computed by a forward pre-hook
+    (``torch.nn.utils.weight_norm``/``spectral_norm``), a class of
     :data:`STANDARDIZING_CLASSES`, and any ``nn.Linear``/convolution subclass whose
     overridden ``forward`` is not linear in its weight (tried once on a small input drawn
     from a private generator: the global random state is not touched).
@@ -109,7 +111,7 @@ def weight_transform(module: nn.Module, name: str = "weight") -> str | None:
         return "its weight is parametrized (ParametrizationList)"
     value = getattr(module, name, None)
     if isinstance(value, Tensor) and not isinstance(value, nn.Parameter):
-        hooks = [type(hook).__name__ for hook in module._forward_pre_hooks.values()]
+        hooks = [type(hook).__name__ for hook in forward_pre_hooks(module)]
         return (
             f"its weight is computed before each forward ({', '.join(hooks) or 'not a parameter'})"
         )

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from selfdamage._checks import check_real
-from selfdamage.masks import num_to_prune
+from selfdamage.damage.masks import num_to_prune
 
 __all__ = ["DEFAULT_MAX_CHANNEL_RATIO", "check_ratio_cap", "global_channel_masks"]
 

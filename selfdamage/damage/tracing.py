@@ -1,7 +1,7 @@
-"""Tracing with torch-pruning: a model's coupled channel groups, as plain data.
+"""Tracing: a model's coupled channel groups, as plain data.
 
-The only module that touches torch-pruning's ``DependencyGraph`` internals. The graph is
-built once on the bare model, each prunable group is turned into qualified names and
+torch-pruning's dependency graph (read through :mod:`~selfdamage.damage.torch_pruning_graph`)
+is built once on the bare model, each prunable group is turned into qualified names and
 index tensors (:class:`ChannelGroup`), and the graph is dropped, so the result survives
 ``copy.deepcopy``, pickling and ``.to()``.
 
@@ -10,27 +10,26 @@ index tensors (:class:`ChannelGroup`), and the graph is dropped, so the result s
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import torch_pruning as tp
-from torch import Tensor, nn
+from torch import nn
 
+from selfdamage._modules import device_of, in_mode
+from selfdamage.damage.channel_choice import prunable_hint, resolve_ignored
+from selfdamage.damage.example_inputs import call_with, traceable
+from selfdamage.damage.reshapes import unfollowable_reshapes, unsupported_reshapes
 from selfdamage.damage.scope import is_frozen
-from selfdamage.damage.slices import HANDLER_NAMES as _HANDLER_NAMES
-from selfdamage.damage.slices import Slice as _Slice
-from selfdamage.damage.slices import slices_of as _slices_of
-from selfdamage.damage.traceability import (
+from selfdamage.damage.slices import HANDLER_NAMES, Slice, slices_of
+from selfdamage.damage.torch_pruning_graph import (
     ROOT_TYPES,
-    coupling_limit,
-    graph_failure,
-    no_convergence,
-    prunable_hint,
-    resolve_ignored,
-    unfollowable_reshapes,
-    unsupported_reshapes,
+    BudgetedGraph,
+    CoupledLayer,
+    CouplingBudgetExceeded,
+    build_graph,
+    traced_groups,
 )
 from selfdamage.damage.unmaskable import (
     UNUSABLE,
@@ -39,20 +38,19 @@ from selfdamage.damage.unmaskable import (
     unusable_weight,
 )
 
-__all__ = [
-    "ChannelGroup",
-    "resolve_ignored",
-    "tp_group",
-    "trace_groups",
-    "unfollowable_reshapes",
-]
-
-_ROOT_TYPES = ROOT_TYPES
+__all__ = ["ChannelGroup", "trace_groups"]
 
 
 @dataclass(frozen=True)
 class _ScoredLayer:
-    """One layer of a group as the importance sees it: rebuilt into a tp ``Group``."""
+    """One layer of a group as the importance sees it: rebuilt into a torch-pruning group.
+
+    Attributes:
+        module: The layer's qualified name.
+        handler: The name of its ``torch_pruning.pruner.function`` handler.
+        idxs: The positions of the group's channels in the layer.
+        root_idxs: The root channel of each position.
+    """
 
     module: str
     handler: str
@@ -73,21 +71,18 @@ class ChannelGroup:
     root: str
     channels: int
     layers: tuple[str, ...]
-    _slices: tuple[_Slice, ...] = field(repr=False, compare=False)
+    _slices: tuple[Slice, ...] = field(repr=False, compare=False)
     _scored: tuple[_ScoredLayer, ...] = field(repr=False, compare=False)
 
+    @property
+    def slices(self) -> tuple[Slice, ...]:
+        """Where the group's channels sit in each parameter it masks, one :class:`Slice` each."""
+        return self._slices
 
-def tp_group(model: nn.Module, group: ChannelGroup) -> Any:
-    """A torch-pruning ``Group`` with full indices over ``model``'s layers, for scoring."""
-    out = tp.dependency.Group()
-    for layer in group._scored:
-        module = model.get_submodule(layer.module)
-        handler = getattr(tp.pruner.function, layer.handler)
-        node = tp.dependency.Node(module=module, grad_fn=None, name=layer.module)
-        dep = tp.dependency.Dependency(handler, handler, source=node, target=node)
-        out.add_dep(dep, list(layer.idxs))  # fresh lists: importances may sort in place
-        out[len(out) - 1].root_idxs = list(layer.root_idxs)
-    return out
+    @property
+    def scored(self) -> tuple[_ScoredLayer, ...]:
+        """The layers an importance scores the group by: name, handler and indices of each."""
+        return self._scored
 
 
 def trace_groups(
@@ -120,59 +115,27 @@ def trace_groups(
             group is prunable.
     """
     ignored = resolve_ignored(model, ignored_layers)
-    groups, skipped, unselected = _plan_groups(model, example_inputs, select, ignored, importance)
+    planner = _Planner(model, select, ignored, importance)
+    groups, skipped, unselected = planner.plan(example_inputs)
     check_left_dense(bool(groups), skipped, lambda: prunable_hint(model, select, unselected))
     return groups, skipped
 
 
-def _call(model: nn.Module, inputs: Any) -> Any:
-    if isinstance(inputs, dict):
-        return model(**inputs)
-    if isinstance(inputs, (tuple, list)):
-        return model(*inputs)
-    return model(inputs)
-
-
-def _prepare_inputs(model: nn.Module, example_inputs: Any) -> Any:
-    """Example inputs on the model's device; float tensors require grad for tracing."""
-    device = next((p.device for p in model.parameters()), None)
-
-    def prepare(x: Any) -> Any:
-        if isinstance(x, Tensor):
-            x = x.detach().to(device) if device is not None else x.detach()
-            return x.requires_grad_(True) if x.is_floating_point() else x
-        if isinstance(x, dict):
-            return {k: prepare(v) for k, v in x.items()}
-        if isinstance(x, (tuple, list)):
-            return type(x)(prepare(v) for v in x)
-        return x
-
-    return prepare(example_inputs)
-
-
-def _build_graph(model: nn.Module, example_inputs: Any) -> tuple[Any, set[Any]]:
+def _build_graph(model: nn.Module, example_inputs: Any) -> tuple[BudgetedGraph, set[Any]]:
     """torch-pruning's dependency graph of ``model`` and its output ``grad_fn`` s.
 
     Three steps, each with its own error: the model runs on ``example_inputs`` (else the
     input is at fault); its autograd graph holds no reshape torch-pruning cannot follow
-    (:func:`unfollowable_reshapes`); torch-pruning traces it (else its dependency graph
-    is at fault). Tracing puts the model in eval mode; every module's mode is restored
-    afterwards.
+    (:func:`~selfdamage.damage.reshapes.unfollowable_reshapes`); torch-pruning traces it
+    (else its dependency graph is at fault). Tracing runs in eval mode, as torch-pruning
+    traces; every module's mode is restored afterwards.
     """
-    modes = [(m, m.training) for m in model.modules()]
-    outputs: list[Any] = []
     model_name = type(model).__name__
-
-    def keep_outputs(out: Any) -> Any:
-        outputs.extend(tp.utils.flatten_as_list(out))
-        return out
-
-    try:
-        model.eval()  # as torch-pruning traces
-        inputs = _prepare_inputs(model, example_inputs)
+    with in_mode(model, False):
+        inputs = traceable(example_inputs, device_of(model))
         try:
             with torch.enable_grad():
-                out = _call(model, inputs)
+                out = call_with(model, inputs)
         except Exception as error:
             raise ValueError(
                 f"could not trace {model_name} with example_inputs for channel-level damage: "
@@ -186,231 +149,165 @@ def _build_graph(model: nn.Module, example_inputs: Any) -> tuple[Any, set[Any]]:
             raise ValueError(unsupported_reshapes(model_name, reshapes))
         try:
             with torch.enable_grad():
-                graph = tp.DependencyGraph().build_dependency(
-                    model,
-                    example_inputs=inputs,
-                    forward_fn=_call,
-                    output_transform=keep_outputs,
-                    verbose=False,
-                )
+                return build_graph(model, inputs, call_with)
         except Exception as error:
-            raise ValueError(graph_failure(model_name, error)) from error
-    finally:
-        for module, mode in modes:
-            module.training = mode
-    return graph, {o.grad_fn for o in outputs if isinstance(o, Tensor) and o.grad_fn is not None}
+            raise ValueError(_graph_failure(model_name, error)) from error
 
 
-def _reroot(graph: Any, group: Any, names: Mapping[Any, str], position: Mapping[str, int]) -> Any:
-    """The same group, rooted at its first convolution or linear in module order.
+@dataclass
+class _Verdict:
+    """What the layers of one group say about it, gathered layer by layer."""
 
-    torch-pruning roots a group at whichever layer its trace met first (for a ResNet
-    stage, often the downsample); rooting at the first layer makes the group's name
-    predictable (``conv1`` for the stem's residual stream).
-    """
-    outputs = [
-        dep.target.module
-        for dep, _ in group
-        if graph.is_out_channel_pruning_fn(dep.handler)
-        and isinstance(dep.target.module, _ROOT_TYPES)
-        and dep.target.module in names
-    ]
-    if not outputs:
-        return group
-    first = min(outputs, key=lambda m: position[names[m]])
-    if first is group[0].dep.target.module:
-        return group
-    pruner = graph.get_pruner_of_module(first)
-    channels = pruner.get_out_channels(first)
-    return graph.get_pruning_group(first, pruner.prune_out_channels, list(range(channels)))
+    reason: str = ""  # the first reason to leave the group dense
+    blocked: bool = False  # a reason other than prunable's selection
+    rejected: set[type[nn.Module]] = field(default_factory=set)  # types prunable rejects
+    slices: list[Slice] = field(default_factory=list)
+    scored: list[_ScoredLayer] = field(default_factory=list)
+    layers: list[str] = field(default_factory=list)
+
+    def refuse(self, why: str, *, blocked: bool = True) -> None:
+        self.reason = self.reason or why
+        self.blocked = self.blocked or blocked
 
 
-class _CouplingError(RuntimeError):
-    """Raised inside torch-pruning when a group's index lists outgrow :class:`_CouplingBudget`."""
+class _Planner:
+    """Turns every traced group of one model into a :class:`ChannelGroup` or a reason."""
 
+    def __init__(
+        self,
+        model: nn.Module,
+        select: Callable[[str, nn.Module], bool],
+        ignored: set[nn.Module],
+        importance: Any,
+    ) -> None:
+        self.model, self.select, self.ignored, self.importance = model, select, ignored, importance
+        self.names = {module: name for name, module in model.named_modules()}
+        self.position = {module: i for i, module in enumerate(self.names)}
+        self.target_types = tuple(getattr(importance, "target_types", ()))
+        self.owners = parameter_owners(model)
+        self.unusable: dict[str, str | None] = {}
 
-class _CouplingBudget:
-    """A cap on the channel indices torch-pruning maps while it builds one group.
-
-    torch-pruning follows every dependency of a root layer and maps its channel indices
-    through each op (a flatten multiplies them by its stride). On a graph it misreads,
-    the lists can grow to millions of entries per group and exhaust memory; a valid group
-    maps each of its layers' channels a few times. Counting the entries every mapping
-    returns, per root layer, turns that into an error, long before memory runs out.
-
-    Args:
-        limit: Most index entries the mappings of one group may return in total.
-    """
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.root: nn.Module | None = None
-        self.spent = 0
-        self.most = 0  # the largest total of any group so far
-
-    def install(self, graph: Any) -> None:
-        """Counts every index mapping of ``graph``, per call of ``get_pruning_group``."""
-        get_pruning_group = graph.get_pruning_group
-
-        def counted(module: nn.Module, pruning_fn: Any, idxs: Any) -> Any:
-            self.root, self.spent = module, 0
-            return get_pruning_group(module, pruning_fn, idxs)
-
-        graph.get_pruning_group = counted  # shadows the method on this graph only
-        for node in graph.module2node.values():
-            for dep in node.dependencies:
-                dep.index_mapping = _CountedMappings(dep.index_mapping, self)
-
-    def spend(self, entries: int) -> None:
-        self.spent += entries
-        self.most = max(self.most, self.spent)
-        if self.spent > self.limit:
-            raise _CouplingError(self.spent)
-
-
-class _CountedMappings(list):  # type: ignore[type-arg]
-    """A dependency's index mappings; iterating them counts the indices they map to.
-
-    torch-pruning assigns ``index_mapping[i]`` afresh before every group and, for every
-    dependency it follows, maps the indices through the list's entries (None: unchanged)
-    and adds the result to the group. The last entry is yielded wrapped, so that the
-    budget counts every dependency's indices once; the stored entries stay its own.
-    """
-
-    def __init__(self, mappings: Iterable[Any], budget: _CouplingBudget) -> None:
-        super().__init__(mappings)
-        self._budget = budget
-
-    def __iter__(self) -> Any:
-        last = len(self) - 1
-        for i, mapping in enumerate(super().__iter__()):
-            yield _counted(mapping, self._budget) if i == last else mapping
-
-
-def _counted(mapping: Callable[[Any], Any] | None, budget: _CouplingBudget) -> Callable[[Any], Any]:
-    def call(idxs: Any) -> Any:
-        out = idxs if mapping is None else mapping(idxs)
-        budget.spend(len(out))
-        return out
-
-    return call
-
-
-def _plan_groups(
-    model: nn.Module,
-    example_inputs: Any,
-    select: Callable[[str, nn.Module], bool],
-    ignored: set[nn.Module],
-    importance: Any,
-) -> tuple[list[ChannelGroup], dict[str, str], dict[str, set[type[nn.Module]]]]:
-    """Traces ``model`` and turns every channel group into plain data.
-
-    Returns:
-        The groups, ``{root: why it is left dense}``, and for every group left dense
-        only because ``select`` rejects some of its layers, the types it rejects.
-    """
-    graph, output_fns = _build_graph(model, example_inputs)
-    names = {module: name for name, module in model.named_modules()}
-    position = {name: i for i, name in enumerate(names.values())}
-    target_types = tuple(getattr(importance, "target_types", ()))
-    groups: list[ChannelGroup] = []
-    skipped: dict[str, str] = {}
-    unselected: dict[str, set[type[nn.Module]]] = {}
-    owners = parameter_owners(model)
-    unusable: dict[str, str | None] = {}
-    budget = _CouplingBudget(coupling_limit(model))
-    budget.install(graph)
-    traced = iter(graph.get_all_groups(ignored_layers=[], root_module_types=_ROOT_TYPES))
-    while True:
-        try:
-            group = next(traced, None)
-            if group is None:
-                break
-            group = _reroot(graph, group, names, position)
-        except _CouplingError:
-            root_name = names.get(budget.root, type(model).__name__)  # type: ignore[arg-type]
-            message = no_convergence(root_name, type(model).__name__, budget.limit)
-            raise ValueError(message) from None
-        except Exception as error:
-            raise ValueError(graph_failure(type(model).__name__, error)) from error
-        root = names.get(group[0].dep.target.module, "?")
-        reason = other = ""
-        rejected: set[type[nn.Module]] = set()
-        slices: list[_Slice] = []
-        scored: list[_ScoredLayer] = []
-        layers: list[str] = []
-        for item in group:
-            dep, idxs, root_idxs = item.dep, item.idxs, item.root_idxs
-            node, handler = dep.target, dep.handler
-            module = node.module
-            is_out = graph.is_out_channel_pruning_fn(handler)
-            if is_out and node.grad_fn in output_fns:  # the channels are a model output
-                reason = reason or "model output"
-                other = other or reason
-            if node.type == tp.ops.OPTYPE.PARAMETER:
-                reason = reason or "touches an nn.Parameter outside any layer"
-                other = other or reason
+    def plan(
+        self, example_inputs: Any
+    ) -> tuple[list[ChannelGroup], dict[str, str], dict[str, set[type[nn.Module]]]]:
+        """The groups, ``{root: why it is left dense}``, and for every group left dense
+        only because ``select`` rejects some of its layers, the types it rejects."""
+        graph, output_fns = _build_graph(self.model, example_inputs)
+        groups: list[ChannelGroup] = []
+        skipped: dict[str, str] = {}
+        unselected: dict[str, set[type[nn.Module]]] = {}
+        for coupled in self._traced(graph, output_fns):
+            root = self.names.get(coupled[0].module, "?")
+            verdict = self._judge(coupled)
+            if verdict.reason:
+                skipped[root] = verdict.reason
+                if verdict.rejected and not verdict.blocked:
+                    unselected[root] = verdict.rejected
                 continue
-            if module not in names:  # torch-pruning's parameter-free ops (add, cat, view)
-                continue
-            name = names[module]
-            if name not in unusable:
-                unusable[name] = unusable_weight(model, name, owners)
-            if unusable[name] is not None:
-                reason = reason or f"{UNUSABLE}{unusable[name]}"
-                other = other or reason
-                continue
-            if is_out and module in ignored:
-                reason = reason or f"{name} is in ignored_layers"
-                other = other or reason
-            if is_out and isinstance(module, _ROOT_TYPES):
-                weight = getattr(module, "weight", None)
-                if isinstance(weight, nn.Parameter) and is_frozen(weight):
-                    reason = reason or f"{name}'s weight is frozen (requires_grad=False)"
-                    other = other or reason
-                if not select(name, module):
-                    reason = reason or f"{name} is not selected by prunable"
-                    rejected.add(type(module))
-            if not any(True for _ in module.parameters(recurse=False)):
-                continue
-            if root_idxs is None or any(r is None for r in root_idxs):
-                reason = reason or f"{name} has indices without a root channel"
-                other = other or reason
-                continue
-            found = _slices_of(
-                name,
-                module,
-                handler.__self__,
-                is_out,
-                torch.tensor(idxs, dtype=torch.long),
-                torch.tensor(root_idxs, dtype=torch.long),
-            )
-            if isinstance(found, str):
-                reason = reason or found
-                other = other or reason
-                continue
-            slices.extend(found)
-            layers.append(name)
-            if handler in _HANDLER_NAMES:
-                scored.append(
-                    _ScoredLayer(name, _HANDLER_NAMES[handler], tuple(idxs), tuple(root_idxs))
-                )
-        if (
-            not other
-            and target_types
-            and not any(isinstance(model.get_submodule(s.module), target_types) for s in scored)
-        ):
-            other = f"{type(importance).__name__} scores none of its layers"
-            reason = reason or other
-        if reason:
-            skipped[root] = reason
-            if rejected and not other:
-                unselected[root] = rejected
-            continue
-        channels = len(group[0].idxs)
-        groups.append(
-            ChannelGroup(root, channels, tuple(dict.fromkeys(layers)), tuple(slices), tuple(scored))
+            layers = tuple(dict.fromkeys(verdict.layers))
+            slices, scored = tuple(verdict.slices), tuple(verdict.scored)
+            groups.append(ChannelGroup(root, len(coupled[0].idxs), layers, slices, scored))
+        order = {name: i for i, name in enumerate(self.names.values())}
+        groups.sort(key=lambda g: order.get(g.root, len(order)))
+        skipped = dict(sorted(skipped.items(), key=lambda kv: order.get(kv[0], len(order))))
+        return groups, skipped, unselected
+
+    def _traced(self, graph: BudgetedGraph, output_fns: set[Any]) -> Iterable[list[CoupledLayer]]:
+        """The graph's groups; torch-pruning's failures become errors that name the model."""
+        model_name = type(self.model).__name__
+        traced = traced_groups(graph, output_fns, self.position)
+        while True:
+            try:
+                coupled = next(traced, None)
+            except CouplingBudgetExceeded as error:
+                root = self.names.get(error.root, model_name)
+                raise ValueError(_no_convergence(root, model_name, graph.limit)) from None
+            except Exception as error:
+                raise ValueError(_graph_failure(model_name, error)) from error
+            if coupled is None:
+                return
+            yield coupled
+
+    def _judge(self, coupled: list[CoupledLayer]) -> _Verdict:
+        """The group's slices and scored layers, or why it is left dense."""
+        verdict = _Verdict()
+        for layer in coupled:
+            self._judge_layer(verdict, layer)
+        scored_types = (
+            isinstance(self.model.get_submodule(s.module), self.target_types)
+            for s in verdict.scored
         )
-    groups.sort(key=lambda g: position.get(g.root, len(position)))
-    skipped = dict(sorted(skipped.items(), key=lambda kv: position.get(kv[0], len(position))))
-    return groups, skipped, unselected
+        if not verdict.blocked and self.target_types and not any(scored_types):
+            verdict.refuse(f"{type(self.importance).__name__} scores none of its layers")
+        return verdict
+
+    def _judge_layer(self, verdict: _Verdict, layer: CoupledLayer) -> None:
+        """Adds one layer's slices to ``verdict``, or the reason it leaves the group dense."""
+        if layer.model_output:  # the channels are a model output
+            verdict.refuse("model output")
+        if layer.parameter:
+            verdict.refuse("touches an nn.Parameter outside any layer")
+            return
+        module = layer.module
+        if module not in self.names:  # torch-pruning's parameter-free ops (add, cat, view)
+            return
+        name = self.names[module]
+        if name not in self.unusable:
+            self.unusable[name] = unusable_weight(self.model, name, self.owners)
+        if self.unusable[name] is not None:
+            verdict.refuse(f"{UNUSABLE}{self.unusable[name]}")
+            return
+        if layer.output:
+            self._judge_output(verdict, name, module)
+        if not any(True for _ in module.parameters(recurse=False)):
+            return
+        if layer.root_idxs is None or any(r is None for r in layer.root_idxs):
+            verdict.refuse(f"{name} has indices without a root channel")
+            return
+        found = slices_of(
+            name,
+            module,
+            layer.handler.__self__,  # type: ignore[attr-defined]
+            layer.output,
+            torch.tensor(layer.idxs, dtype=torch.long),
+            torch.tensor(layer.root_idxs, dtype=torch.long),
+        )
+        if isinstance(found, str):
+            verdict.refuse(found)
+            return
+        verdict.slices.extend(found)
+        verdict.layers.append(name)
+        if layer.handler in HANDLER_NAMES:
+            handler = HANDLER_NAMES[layer.handler]
+            root_idxs = tuple(int(r) for r in layer.root_idxs if r is not None)
+            verdict.scored.append(_ScoredLayer(name, handler, layer.idxs, root_idxs))
+
+    def _judge_output(self, verdict: _Verdict, name: str, module: nn.Module) -> None:
+        """Whether the user lets the group lose the output channels of ``module``."""
+        if module in self.ignored:
+            verdict.refuse(f"{name} is in ignored_layers")
+        if isinstance(module, ROOT_TYPES):
+            weight = getattr(module, "weight", None)
+            if isinstance(weight, nn.Parameter) and is_frozen(weight):
+                verdict.refuse(f"{name}'s weight is frozen (requires_grad=False)")
+            if not self.select(name, module):
+                verdict.refuse(f"{name} is not selected by prunable", blocked=False)
+                verdict.rejected.add(type(module))
+
+
+def _graph_failure(model_name: str, error: BaseException) -> str:
+    return (
+        f"torch-pruning's dependency graph cannot follow {model_name} for channel-level "
+        f"damage ({type(error).__name__}: {error}); the model runs on example_inputs, so "
+        "an op it holds is not supported by the dependency graph. Use weight damage "
+        "(damage=WeightDamage(prune_ratio)), or wrap a part of the model without that op."
+    )
+
+
+def _no_convergence(root: str, model_name: str, limit: int) -> str:
+    return (
+        f"channel coupling did not converge for {root} in {model_name}: torch-pruning's "
+        f"index lists for this group grew past {limit} entries (128 per channel of its "
+        "layers), so it misreads an op of this model. Use weight damage "
+        "(damage=WeightDamage(prune_ratio)), or wrap a part of the model without that op."
+    )

@@ -92,7 +92,7 @@ def check_left_dense(any_group: bool, skipped: Mapping[str, str], hint: Callable
             f"channel damage leaves {len(unusable)} channel group"
             f"{'s' if len(unusable) > 1 else ''} dense: {_listed(unusable)}. {UNUSABLE_FIX}",
             UserWarning,
-            stacklevel=6,
+            stacklevel=2,
         )
     if not any_group:
         reasons = "; ".join(f"{k}: {v}" for k, v in list(skipped.items())[:8])

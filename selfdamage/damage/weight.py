@@ -14,7 +14,7 @@ from selfdamage.damage.base import (
     non_finite_error,
     prunable_predicate,
 )
-from selfdamage.masks import global_magnitude_masks
+from selfdamage.damage.masks import global_magnitude_masks
 
 __all__ = ["WeightDamage"]
 
@@ -23,7 +23,7 @@ class WeightDamage(Damage):
     """The twin loses the smallest weights of all prunable layers together (SDCLR [0]).
 
     At every refresh one global threshold is taken over ``|w|`` of every selected weight
-    (:func:`~selfdamage.masks.global_magnitude_masks`): ``prune_ratio`` of them are masked,
+    (:func:`~selfdamage.damage.masks.global_magnitude_masks`): ``prune_ratio`` of them are masked,
     ``random_ratio`` of it at random among the weights kept by magnitude (the reference
     code's ``random_prune_percent``). The previous mask is discarded, not refined.
 

@@ -173,3 +173,14 @@ def _ddp_wrapper(rank: int) -> SelfDamagingWrapper:
 class TestDistributed:
     def test_custom_strategy_under_ddp(self, tmp_path: Path) -> None:
         ddp_harness.check_twin_step(_ddp_wrapper, (images(8), images(8, seed=1)), tmp_path)
+
+
+def test_find_prunable_warns_at_the_callers_line() -> None:
+    from selfdamage.damage.base import find_prunable
+
+    normalized = nn.utils.parametrizations.weight_norm(nn.Conv2d(1, 2, 3))
+    model = nn.Sequential(normalized, nn.Conv2d(2, 2, 3))
+    with pytest.warns(UserWarning, match="forward does not use their weight as is") as record:
+        names = find_prunable(model, nn.Conv2d)
+    assert names == ["1.weight"]
+    assert [w.filename for w in record] == [__file__]

@@ -524,8 +524,11 @@ class TestDistributed:
 
     def test_a_copy_pickled_before_the_check_existed_runs(self) -> None:
         wrapper = _ddp_wrapper_own_weights(0)
-        del wrapper.damage._compact.__dict__["_unchecked"]  # as in 0.2.0's pickles
+        compact = wrapper.damage._compact  # type: ignore[attr-defined]
+        del compact.__dict__["_unchecked"]  # as in 0.2.0's pickles
         restored = pickle.loads(pickle.dumps(wrapper))
+        assert restored.damage._compact._unchecked is None  # type: ignore[attr-defined]
+        compact._unchecked = None  # what 0.2.0's class held
         x = torch.randn(2, 3, 8, 8)
         torch.testing.assert_close(restored.damaged(x), wrapper.damaged(x), rtol=0, atol=0)
 

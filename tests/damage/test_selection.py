@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import Tensor
 
+from selfdamage.damage.masks import num_to_prune
 from selfdamage.damage.selection import global_channel_masks
-from selfdamage.masks import num_to_prune
 
 
 class TestGlobalChannelMasks:

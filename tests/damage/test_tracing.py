@@ -138,7 +138,7 @@ class TestTracingErrors:
             channel_wrapper(example_inputs=torch.randn(2, 5, 16, 16))
 
     def test_unfollowable_reshapes_counted_on_the_autograd_graph(self) -> None:
-        from selfdamage.damage.traceability import unfollowable_reshapes
+        from selfdamage.damage import unfollowable_reshapes
 
         x = torch.randn(2, 8, 4, 4, requires_grad=True)
         windows = x.view(2, 8, 2, 2, 2, 2).permute(0, 2, 4, 1, 3, 5).reshape(8, 8, 2, 2)
@@ -184,9 +184,9 @@ class TestTracingErrors:
     def test_runaway_coupling_is_an_error_not_an_out_of_memory(
         self, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        import selfdamage.damage.tracing as tracing
+        import selfdamage.damage.torch_pruning_graph as graph
 
-        monkeypatch.setattr(tracing, "coupling_limit", lambda model: 10)
+        monkeypatch.setattr(graph, "coupling_limit", lambda model: 10)
         with pytest.raises(
             ValueError,
             match=r"channel coupling did not converge for (stem|block|grouped)\.0 in ChannelNet"
@@ -195,7 +195,7 @@ class TestTracingErrors:
             channel_wrapper()  # every group maps more than 10 indices
 
     def test_coupling_budget_leaves_valid_models_alone(self) -> None:
-        from selfdamage.damage.traceability import coupling_limit
+        from selfdamage.damage.torch_pruning_graph import coupling_limit
 
         assert coupling_limit(ChannelNet()) == 128 * 1024  # the floor; ChannelNet has 57 channels
         wrapper = channel_wrapper()

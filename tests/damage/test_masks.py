@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from selfdamage.masks import (
+from selfdamage.damage.masks import (
     apply_mask,
     global_magnitude_masks,
     kth_smallest,
@@ -179,3 +179,11 @@ class TestApplyMask:
         expected = tensor * mask
         assert out.dtype == expected.dtype and out.shape == expected.shape
         assert torch.equal(out, expected)
+
+
+def test_public_alias_holds_the_same_objects() -> None:
+    import selfdamage.damage.masks as home
+    import selfdamage.masks as alias
+
+    assert alias.__all__ == home.__all__
+    assert all(getattr(alias, name) is getattr(home, name) for name in home.__all__)
