@@ -30,7 +30,8 @@ class TestWrapperArguments:
         ],
     )
     def test_removed_damage_spellings(self, damage: Any, new: str) -> None:
-        with pytest.raises(TypeError, match=rf"damage={damage!r} was removed in selfdamage 1\.0; {new}"):
+        removed = rf"damage={damage!r} was removed in selfdamage 1\.0; {new}"
+        with pytest.raises(TypeError, match=removed):
             SelfDamagingWrapper(tiny_model(), 0.5, damage=damage)
 
     @pytest.mark.parametrize(
@@ -47,7 +48,7 @@ class TestWrapperArguments:
     def test_other_arguments_are_unchanged(self) -> None:
         with pytest.raises(TypeError, match="unexpected keyword argument 'filter'"):
             SelfDamagingWrapper(tiny_model(), 0.5, filter=1)  # type: ignore[call-arg]
-        with pytest.raises(TypeError, match="damage must be a selfdamage.damage.Damage"):
+        with pytest.raises(TypeError, match=r"damage must be a selfdamage\.damage\.Damage"):
             SelfDamagingWrapper(tiny_model(), 0.5, damage="filter")  # type: ignore[arg-type]
 
     def test_errors_come_before_any_work(self) -> None:
@@ -70,7 +71,7 @@ class TestRemovedModules:
             importlib.import_module(name)
 
     def test_from_import_fails_too(self) -> None:
-        with pytest.raises(ImportError, match="selfdamage.channel_damage was removed"):
+        with pytest.raises(ImportError, match=r"selfdamage\.channel_damage was removed"):
             from selfdamage.channel_damage import ChannelDamage  # noqa: F401
 
     def test_the_finder_answers_only_its_exact_names(self) -> None:
@@ -80,5 +81,5 @@ class TestRemovedModules:
         assert sum(isinstance(f, PastModuleFinder) for f in sys.meta_path) == 1
 
     def test_other_missing_modules_still_raise_module_not_found(self) -> None:
-        with pytest.raises(ModuleNotFoundError, match="selfdamage.no_such_module"):
+        with pytest.raises(ModuleNotFoundError, match=r"selfdamage\.no_such_module"):
             importlib.import_module("selfdamage.no_such_module")
