@@ -9,6 +9,7 @@ from typing import Any, cast
 import torch
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm, _NormBase
+from torch.nn.modules.module import _IncompatibleKeys
 
 from selfdamage._checkpoint import (
     EXTRA_STATE_KEY,
@@ -348,14 +349,14 @@ class SelfDamagingWrapper(nn.Module):
     @warns_at_caller
     def load_state_dict(
         self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False
-    ) -> Any:
+    ) -> _IncompatibleKeys:
         """``nn.Module.load_state_dict``; tensors of other shapes or other damage settings raise.
 
         Raises:
             ValueError: Before anything is copied, if a tensor's shape or a damage setting
                 differs from the wrapper's; wherever the wrapper sits in the loaded module.
         """
-        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+        return cast(_IncompatibleKeys, super().load_state_dict(state_dict, strict, assign))
 
     def _load_from_state_dict(
         self,
