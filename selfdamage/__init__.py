@@ -21,8 +21,11 @@ The public API, at a glance:
 
 from __future__ import annotations
 
+from selfdamage._compat import module_names
 from selfdamage.damage import ChannelDamage, Damage, WeightDamage
 from selfdamage.wrapper import SelfDamagingWrapper
+
+module_names.install()
 
 __version__ = "0.2.0"
 

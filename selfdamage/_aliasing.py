@@ -61,9 +61,11 @@ def find_aliases(model: nn.Module) -> Aliases:
     seen_slots: set[tuple[int, str]] = set()
     tied: dict[str, list[str]] = {}
     for path, module in model.named_modules(remove_duplicate=False):
-        for attr, tensor in [*module._parameters.items(), *module._buffers.items()]:
-            if tensor is None:
-                continue
+        own = [
+            *module.named_parameters(recurse=False, remove_duplicate=False),
+            *module.named_buffers(recurse=False, remove_duplicate=False),
+        ]
+        for attr, tensor in own:
             name = f"{path}.{attr}" if path else attr
             first = first_of_tensor.setdefault(id(tensor), name)
             canonical[name] = first

@@ -29,17 +29,21 @@ def build_mirror(leaves: Mapping[str, nn.Module]) -> nn.Module:
         *parents, last = path.split(".")
         node = root
         for part in parents:
-            child = node._modules.get(part)
+            child = _child(node, part)
             if child is None:
                 child = _Node()
                 node.add_module(part, child)
             node = child
-        existing = node._modules.get(last)
+        existing = _child(node, last)
         if existing is not None:  # an intermediate node created for a deeper leaf
             for name, grandchild in existing.named_children():
                 leaf.add_module(name, grandchild)
         node.add_module(last, leaf)
     return root
+
+
+def _child(node: nn.Module, name: str) -> nn.Module | None:
+    return dict(node.named_children()).get(name)
 
 
 def get_at(root: nn.Module, path: str) -> nn.Module:

@@ -9,29 +9,34 @@ from typing import Any, cast
 import torch
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm, _NormBase
+from torch.nn.modules.module import _IncompatibleKeys
 
 from selfdamage._checkpoint import (
     EXTRA_STATE_KEY,
-    architecture_error,
     decode_settings,
     encode_settings,
-    load_is_strict,
     settings_error,
+    shape_error,
 )
-from selfdamage._checks import check_bool, check_module
-from selfdamage._guards import (
+from selfdamage._checks import (
+    check_bool,
+    check_module,
     check_placement,
+    masks_error,
     optimizer_error,
     parallel_error,
     warn_fully_masked,
 )
-from selfdamage._mask_load import MasksLoaded
-from selfdamage._mask_load import masks_loaded as _masks_loaded  # noqa: F401 (older pickles)
+from selfdamage._compat.removed import refuses_removed_arguments
+from selfdamage._compat.wrapper_state import with_settings
+from selfdamage._compat.wrapper_state import wrapper_module_attribute as __getattr__  # noqa: F401
+from selfdamage._default_damage import DEFAULT_PRUNABLE as DEFAULT_PRUNABLE
+from selfdamage._default_damage import DEFAULT_PRUNE_RATIO as DEFAULT_PRUNE_RATIO
+from selfdamage._default_damage import DEFAULT_RANDOM_RATIO as DEFAULT_RANDOM_RATIO
+from selfdamage._default_damage import resolve_damage as resolve_damage
+from selfdamage._loaded_masks import settle_loaded_masks
 from selfdamage._mirror import build_mirror, get_at
-from selfdamage._shorthands import DEFAULT_PRUNABLE as DEFAULT_PRUNABLE
-from selfdamage._shorthands import DEFAULT_PRUNE_RATIO as DEFAULT_PRUNE_RATIO
-from selfdamage._shorthands import DEFAULT_RANDOM_RATIO as DEFAULT_RANDOM_RATIO
-from selfdamage._shorthands import resolve_damage as resolve_damage
+from selfdamage._warnings import warns_at_caller
 from selfdamage.damage.base import Damage, Prunable, all_frozen
 from selfdamage.damage.scope import coverage_warning, weight_coverage
 from selfdamage.twin_norm import TwinNorm, has_running_stats, throwaway_statistics
@@ -92,9 +97,6 @@ class SelfDamagingWrapper(nn.Module):
             running statistics.
         damage: The damage strategy, bound to ``model`` here (one strategy per wrapper);
             None for ``WeightDamage(prune_ratio, random_ratio=..., prunable=...)``.
-        **deprecated_options: 0.1's ``damage="weight"|"channel"`` with ``importance``,
-            ``example_inputs``, ``ignored_layers``, ``max_channel_ratio``: still accepted
-            in 0.2 with a ``DeprecationWarning``; pass ``damage=ChannelDamage(...)``.
 
     Raises:
         TypeError: If ``model`` is not an ``nn.Module``, is already a wrapper, is or
@@ -125,6 +127,8 @@ class SelfDamagingWrapper(nn.Module):
     refresh_count: Tensor
     damage: Damage
 
+    @warns_at_caller
+    @refuses_removed_arguments
     def __init__(
         self,
         model: nn.Module,
@@ -134,7 +138,6 @@ class SelfDamagingWrapper(nn.Module):
         prunable: Prunable = DEFAULT_PRUNABLE,
         twin_norm: bool = True,
         damage: Damage | None = None,
-        **deprecated_options: Any,
     ) -> None:
         super().__init__()
         if isinstance(model, SelfDamagingWrapper):
@@ -153,12 +156,7 @@ class SelfDamagingWrapper(nn.Module):
             raise parallel
         self.twin_norm = check_bool("twin_norm", twin_norm)
         self.damage = resolve_damage(
-            damage,
-            prune_ratio=prune_ratio,
-            random_ratio=random_ratio,
-            prunable=prunable,
-            deprecated_options=deprecated_options,
-            stacklevel=4,
+            damage, prune_ratio=prune_ratio, random_ratio=random_ratio, prunable=prunable
         )
         self.model = model
         self._masked_names = self.damage.bind(model)
@@ -179,7 +177,7 @@ class SelfDamagingWrapper(nn.Module):
         seed = torch.randint(0, 2**62, (), dtype=torch.int64)
         self.register_buffer("mask_seed", seed)
         self.register_buffer("refresh_count", torch.zeros((), dtype=torch.int64))
-        self.masks.register_load_state_dict_post_hook(MasksLoaded(self))
+        self.masks.register_load_state_dict_post_hook(self._masks_loaded)
         self.refresh_mask()
         message = coverage_warning(model, self._masked_names, self.damage.settings.get("prunable"))
         if message is not None:
@@ -217,6 +215,7 @@ class SelfDamagingWrapper(nn.Module):
         masks = {name: self.masks.get_buffer(name) for name in self._masked_names}
         return self.damage.twin_forward(self.model, substitutes, masks, (x, *args), kwargs)
 
+    @warns_at_caller
     @torch.no_grad()
     def refresh_mask(self) -> None:
         """Damages the twin again from the current dense weights.
@@ -235,20 +234,15 @@ class SelfDamagingWrapper(nn.Module):
         masks = self.damage.compute_masks(
             self.model, seed=int(self.mask_seed) + count, first=count == 0
         )
-        for name in self._masked_names:
-            buffer = self.masks.get_buffer(name)
-            mask = masks.get(name)
-            if mask is None or mask.shape != buffer.shape or mask.dtype != torch.bool:
-                got = None if mask is None else (tuple(mask.shape), mask.dtype)
-                raise ValueError(
-                    f"{type(self.damage).__name__}.compute_masks() returned {got} for {name!r}; "
-                    f"expected a bool mask of shape {tuple(buffer.shape)} for every masked "
-                    "parameter."
-                )
-            buffer.copy_(mask)
+        own = dict(self.named_masks())
+        error = masks_error(type(self.damage).__name__, own, masks)
+        if error is not None:
+            raise error
+        for name, buffer in own.items():
+            buffer.copy_(masks[name])
         self.refresh_count += 1
-        self.damage.masks_changed(self.model, dict(self.named_masks()))
-        warn_fully_masked(self.named_masks(), self._warned_fully_masked)
+        self.damage.masks_changed(self.model, own)
+        warn_fully_masked(own.items(), self._warned_fully_masked)
 
     @property
     def prune_ratio(self) -> float:
@@ -352,6 +346,18 @@ class SelfDamagingWrapper(nn.Module):
         for name in self._masked_names:
             yield name, self.masks.get_buffer(name)
 
+    @warns_at_caller
+    def load_state_dict(
+        self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False
+    ) -> _IncompatibleKeys:
+        """``nn.Module.load_state_dict``; tensors of other shapes or other damage settings raise.
+
+        Raises:
+            ValueError: Before anything is copied, if a tensor's shape or a damage setting
+                differs from the wrapper's; wherever the wrapper sits in the loaded module.
+        """
+        return cast(_IncompatibleKeys, super().load_state_dict(state_dict, strict, assign))
+
     def _load_from_state_dict(
         self,
         state_dict: dict[str, Any],
@@ -362,28 +368,32 @@ class SelfDamagingWrapper(nn.Module):
         unexpected_keys: list[str],
         error_msgs: list[str],
     ) -> None:
-        """Checks the load against the whole wrapper before anything is copied.
+        """Checks shapes and settings of the whole wrapper before anything is copied.
 
-        Runs wherever the wrapper sits (at the root, inside an adapter or a
-        LightningModule), so a checkpoint of another architecture fails with one clear
-        ``ValueError`` instead of a list of missing keys. ``strict`` is always True here
-        (``Module.load_state_dict`` passes True); the caller's value decides what is
-        checked: keys and shapes for a strict load, only shapes for a non-strict one,
-        which then reports missing and unexpected keys as usual.
+        Runs wherever the wrapper sits (at the root, inside an adapter or a LightningModule).
+        Missing and unexpected keys are reported by ``load_state_dict``, as for any module.
         """
-        caller_strict = strict and load_is_strict()
+        state_dict = with_settings(state_dict, prefix, self.get_extra_state())
         own = {prefix + k: v for k, v in self.state_dict().items()}
         given = {k: v for k, v in state_dict.items() if k.startswith(prefix)}
-        error = architecture_error(own, given, prefix, strict=caller_strict)
+        error = shape_error(own, given)
         if error is not None:
             raise error
         saved = state_dict.get(prefix + EXTRA_STATE_KEY)
         if saved is not None:
             self.set_extra_state(saved)  # before anything is copied
-        elif caller_strict:  # a 0.1 checkpoint: no settings stored, accepted
-            state_dict = {**state_dict, prefix + EXTRA_STATE_KEY: self.get_extra_state()}
         super()._load_from_state_dict(
             state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
+
+    def _masks_loaded(self, _masks: nn.Module, _incompatible_keys: Any) -> None:
+        """Load post-hook of ``self.masks``: runs whenever the masks are loaded, alone or not."""
+        settle_loaded_masks(
+            self.masks,
+            self._masked_names,
+            damage=self.damage,
+            model=self.model,
+            warned=self._warned_fully_masked,
         )
 
     def extra_repr(self) -> str:
@@ -395,12 +405,8 @@ class SelfDamagingWrapper(nn.Module):
 
 def nested_wrapper(module: nn.Module) -> str | None:
     """Qualified name of the first ``SelfDamagingWrapper`` inside ``module``, or None."""
-    found: str | None = None
-    for name, child in module.named_modules():
-        if isinstance(child, SelfDamagingWrapper):
-            found = name
-            break
-    return found
+    found = (name for name, m in module.named_modules() if isinstance(m, SelfDamagingWrapper))
+    return next(found, None)
 
 
 def _mask_leaves(model: nn.Module, param_names: list[str]) -> dict[str, nn.Module]:

@@ -18,10 +18,11 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "selfdamage"
 CORE = {
     "selfdamage",
+    "selfdamage._checkpoint",
     "selfdamage._checks",
-    "selfdamage._deprecated",
+    "selfdamage._default_damage",
+    "selfdamage._loaded_masks",
     "selfdamage._mirror",
-    "selfdamage.channel_damage",
     "selfdamage.masks",
     "selfdamage.twin_norm",
     "selfdamage.wrapper",

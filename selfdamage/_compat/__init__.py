@@ -4,4 +4,5 @@ The core modules never mention older versions: what earlier releases wrote is re
 (``state_dict`` pre-hooks, checkpoint upgrades) and the spellings removed in 1.0 are
 answered here with an error that names the current one. Each module holds one kind of
 past: :mod:`selfdamage._compat.removed` the removed spellings.
+Also ``module_names`` (removed and moved module names), ``wrapper_state`` (0.1, 0.2 data).
 """

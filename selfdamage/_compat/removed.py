@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
-__all__ = ["REMOVED_OPTIONS", "removed_damage_error", "removed_name_error", "removed_option_error"]
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
+
+__all__ = [
+    "REMOVED_OPTIONS",
+    "refuses_removed_arguments",
+    "removed_damage_error",
+    "removed_name_error",
+    "removed_option_error",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 REMOVED_OPTIONS = ("importance", "example_inputs", "ignored_layers", "max_channel_ratio")
 """0.1's channel keyword arguments of the wrapper and the adapters, removed in 1.0."""
@@ -51,9 +63,10 @@ def removed_option_error(name: str) -> TypeError | None:
     """
     if name not in REMOVED_OPTIONS:
         return None
+    options = "example_inputs=..." + ("" if name == "example_inputs" else f", {name}=...")
     return TypeError(
         f"{name}= was removed in selfdamage 1.0; use "
-        f"damage=ChannelDamage(prune_ratio, example_inputs=..., {name}=...) instead."
+        f"damage=ChannelDamage(prune_ratio, {options}) instead."
     )
 
 
@@ -68,3 +81,34 @@ def removed_name_error(qualified_name: str) -> ImportError | None:
     if new is None:
         return None
     return ImportError(f"{qualified_name} was removed in selfdamage 1.0; use {new} instead.")
+
+
+def refuses_removed_arguments(init: F) -> F:
+    """Decorator for the wrapper's constructor: a removed spelling gets its error.
+
+    The channel keyword arguments get the error of :func:`removed_option_error`,
+    ``damage="weight"|"channel"|True|False`` that of :func:`removed_damage_error`; any other call
+    reaches ``init`` unchanged (an unknown keyword gets Python's own ``TypeError``).
+
+    Examples:
+        >>> @refuses_removed_arguments
+        ... def build(model=None, *, damage=None):
+        ...     return damage
+        >>> build(damage="channel")
+        Traceback (most recent call last):
+        ...
+        TypeError: damage='channel' was removed in selfdamage 1.0; use damage=ChannelDamage(prune_ratio, example_inputs=...) instead.
+    """  # noqa: E501
+
+    @functools.wraps(init)
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        # The option's error first: it names the whole new spelling, option included.
+        error = next(filter(None, map(removed_option_error, kwargs)), None)
+        damage = kwargs.get("damage")
+        if error is None and isinstance(damage, (bool, str)):  # the removed spellings' types
+            error = removed_damage_error(damage, adapter=False)
+        if error is not None:
+            raise error
+        return init(*args, **kwargs)
+
+    return cast(F, checked)

@@ -23,7 +23,6 @@ from torch import Tensor, nn
 from typing_extensions import Unpack
 
 from selfdamage._checks import check_module, check_real
-from selfdamage._deprecated import deprecated, init_stacklevel
 from selfdamage.adapters.encoder import Encoder
 from selfdamage.adapters.method_state import persist_method_state
 from selfdamage.adapters.options import (
@@ -106,9 +105,7 @@ class SelfDamagingAdapter(nn.Module):
                 f"backbone contains a SelfDamagingWrapper at {nested or 'its root'!r}; the "
                 "adapter builds its own wrapper. Pass the bare backbone (wrapper.model)."
             )
-        wrapper_options = read_wrapper_options(
-            prune_ratio, options, stacklevel=init_stacklevel(self)
-        )
+        wrapper_options = read_wrapper_options(prune_ratio, options)
         self.baseline, self._legacy_flag = wrapper_options.baseline, wrapper_options.legacy_flag
         self.wrapper = SelfDamagingWrapper(
             Encoder(backbone, head, feature_dim, predictor),
@@ -172,15 +169,7 @@ class SelfDamagingAdapter(nn.Module):
 
     @property
     def damage(self) -> Damage:
-        """The damage strategy (``wrapper.damage``).
-
-        Adapters built with 0.1's ``damage=True|False|"weight"|"channel"`` return 0.1's
-        ``bool`` here instead (True unless a baseline), with a ``DeprecationWarning``;
-        read :attr:`baseline` for that.
-        """
-        if self._legacy_flag is not None:
-            deprecated("adapter.damage as a bool", "adapter.baseline", stacklevel=3)
-            return cast(Damage, self._legacy_flag)
+        """The damage strategy (``wrapper.damage``)."""
         return self.wrapper.damage
 
     @property

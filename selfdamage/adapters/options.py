@@ -9,7 +9,7 @@ from torch import nn
 from typing_extensions import TypedDict
 
 from selfdamage._checks import check_bool, check_int, check_module, check_real
-from selfdamage._deprecated import legacy_adapter_damage
+from selfdamage._compat.removed import removed_damage_error, removed_option_error
 from selfdamage.damage import Damage, Prunable
 from selfdamage.wrapper import DEFAULT_PRUNABLE, DEFAULT_RANDOM_RATIO, resolve_damage
 
@@ -81,16 +81,14 @@ class ReadOptions(NamedTuple):
 
 
 def read_wrapper_options(
-    prune_ratio: float, options: WrapperOptions | dict[str, Any], *, stacklevel: int
+    prune_ratio: float, options: WrapperOptions | dict[str, Any]
 ) -> ReadOptions:
     """The damage strategy and switches that ``prune_ratio`` and the wrapper options mean.
 
     Args:
         prune_ratio: The adapter's ``prune_ratio``.
-        options: The wrapper options given (any of :class:`WrapperOptions`, and 0.1's
-            spellings); the others take the wrapper's defaults.
-        stacklevel: The caller's ``init_stacklevel(adapter)``: points 0.1's
-            ``DeprecationWarning`` at the user's line.
+        options: The wrapper options given (any of :class:`WrapperOptions`); the others
+            take the wrapper's defaults.
 
     Raises:
         TypeError: If an option has the wrong type or is not an option.
@@ -99,18 +97,20 @@ def read_wrapper_options(
     given: dict[str, Any] = dict(options)
     twin_norm = check_bool("twin_norm", given.pop("twin_norm", True))
     baseline = check_bool("baseline", given.pop("baseline", False))
-    damage, baseline, legacy_flag = legacy_adapter_damage(
-        given.pop("damage", None), baseline, stacklevel=stacklevel + 1
-    )
+    damage = given.pop("damage", None)
+    random_ratio = given.pop("random_ratio", DEFAULT_RANDOM_RATIO)
+    prunable = given.pop("prunable", DEFAULT_PRUNABLE)
+    error = next(filter(None, map(removed_option_error, given)), None)
+    if error is None and isinstance(damage, (bool, str)):
+        error = removed_damage_error(damage, adapter=True)
+    if error is not None:
+        raise error
+    if given:
+        raise TypeError(f"got an unexpected keyword argument {next(iter(given))!r}")
     strategy = resolve_damage(
-        damage,
-        prune_ratio=prune_ratio,
-        random_ratio=given.pop("random_ratio", DEFAULT_RANDOM_RATIO),
-        prunable=given.pop("prunable", DEFAULT_PRUNABLE),
-        deprecated_options=given,
-        stacklevel=stacklevel + 1,
+        damage, prune_ratio=prune_ratio, random_ratio=random_ratio, prunable=prunable
     )
-    return ReadOptions(strategy, baseline, twin_norm, legacy_flag)
+    return ReadOptions(strategy, baseline, twin_norm, None)
 
 
 def check_feature_dim(feature_dim: object) -> int:

@@ -1,17 +1,15 @@
-"""The wrapper's shorthands: ``prune_ratio``, ``random_ratio``, ``prunable`` for a ``WeightDamage``.
+"""The default damage and its shorthands: ``prune_ratio``, ``random_ratio``, ``prunable``.
 
-The wrapper and the adapters read ``damage=`` and the shorthands the same way
-(:func:`resolve_damage`); the defaults are told apart from the same values passed in.
+The wrapper (and every adapter) takes either a strategy, ``damage=``, or the shorthands,
+which describe the default strategy, ``WeightDamage(prune_ratio, random_ratio=...,
+prunable=...)``. :func:`resolve_damage` reads both the same way for all of them; the
+shorthands' defaults are told apart from the same values passed in.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 from torch import nn
 
-from selfdamage._deprecated import legacy_damage
 from selfdamage.damage.base import Damage, Prunable
 from selfdamage.damage.weight import WeightDamage
 
@@ -35,39 +33,30 @@ DEFAULT_PRUNABLE: Prunable = (nn.Conv2d,)
 
 
 def resolve_damage(
-    damage: Damage | None,
-    *,
-    prune_ratio: float,
-    random_ratio: float,
-    prunable: Prunable,
-    deprecated_options: Mapping[str, Any],
-    stacklevel: int,
+    damage: Damage | None, *, prune_ratio: float, random_ratio: float, prunable: Prunable
 ) -> Damage:
-    """The strategy for ``damage=`` and the shorthands, as the wrapper and the adapters read them.
+    """The strategy that ``damage=`` and the shorthands mean.
 
     ``damage=None`` means ``WeightDamage(prune_ratio, random_ratio=..., prunable=...)``;
     with a strategy, every shorthand must be left at its default.
 
     Raises:
-        TypeError: If ``damage`` is neither a ``Damage`` nor None (nor a 0.1 string).
-        ValueError: If a shorthand is given together with a strategy.
+        TypeError: If ``damage`` is neither a ``Damage`` nor None.
+        ValueError: If a shorthand is given together with a strategy, or a shorthand is
+            out of range.
+
+    Examples:
+        >>> resolve_damage(None, prune_ratio=0.5, random_ratio=0.1, prunable=(nn.Linear,))
+        WeightDamage(prune_ratio=0.5, random_ratio=0.1, prunable='Linear')
+        >>> resolve_damage(
+        ...     WeightDamage(0.5), prune_ratio=0.5, random_ratio=DEFAULT_RANDOM_RATIO,
+        ...     prunable=DEFAULT_PRUNABLE,
+        ... )  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: prune_ratio=0.5 given together with damage=WeightDamage(...), ...
     """
-    options = dict(deprecated_options)
-    if isinstance(damage, str):
-        options.setdefault("kind", damage)
-        damage = None
-    kind = options.pop("kind", None)
     if damage is None:
-        legacy = legacy_damage(
-            kind,
-            options,
-            prune_ratio=prune_ratio,
-            random_ratio=random_ratio,
-            prunable=prunable,
-            stacklevel=stacklevel + 1,
-        )
-        if legacy is not None:
-            return legacy
         return WeightDamage(prune_ratio, random_ratio=random_ratio, prunable=prunable)
     if not isinstance(damage, Damage):
         raise TypeError(
@@ -83,7 +72,7 @@ def resolve_damage(
             ("prunable", prunable, DEFAULT_PRUNABLE),
         )
         if value is not default
-    ] + [f"{name}=..." for name, value in options.items() if value is not None]
+    ]
     if given:
         raise ValueError(
             f"{', '.join(given)} given together with damage={damage!r}; the shorthands "
