@@ -3,5 +3,6 @@
 The core modules never mention older versions: what earlier releases wrote is read here
 (``state_dict`` pre-hooks, checkpoint upgrades) and the spellings removed in 1.0 are
 answered here with an error that names the current one. Each module holds one kind of
-past: :mod:`selfdamage._compat.removed` the removed spellings.
+past: :mod:`selfdamage._compat.removed` the removed spellings,
+:mod:`selfdamage._compat.study_checkpoint` the study checkpoints of 0.2.
 """

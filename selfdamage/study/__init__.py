@@ -28,12 +28,13 @@ Examples:
 
 from __future__ import annotations
 
+from selfdamage._compat.removed import removed_name_error
 from selfdamage.study.config import StudyConfig
 from selfdamage.study.data import DATASETS
 from selfdamage.study.evaluation import METRICS
 from selfdamage.study.models import BACKBONES, METHODS
 from selfdamage.study.report import format_table
-from selfdamage.study.runner import VARIANTS, run_longtail_study, run_study
+from selfdamage.study.runner import VARIANTS, run_study
 
 __all__ = [
     "BACKBONES",
@@ -43,6 +44,12 @@ __all__ = [
     "VARIANTS",
     "StudyConfig",
     "format_table",
-    "run_longtail_study",
     "run_study",
 ]
+
+
+def __getattr__(name: str) -> object:
+    error = removed_name_error(f"{__name__}.{name}")
+    if error is not None:
+        raise error
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

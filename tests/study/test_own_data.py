@@ -150,8 +150,9 @@ class TestWholeStudy:
         config = _folder(
             tmp_path / "data", out_dir=str(tmp_path / "out"), balanced_reference=True, **_RUN
         )
-        with pytest.warns(UserWarning, match="the balanced reference uses 3 per class"):
+        with pytest.warns(UserWarning, match="the balanced reference uses 3 per class") as got:
             results = run_study(config)
+        assert {w.filename for w in got} == {__file__}  # every warning at the caller's line
         info = results["data"]
         assert info["profile"] == "natural" and info["class_counts"] == [12, 6, 3]
         assert info["imbalance_ratio"] == 4.0 and info["test_balanced"] is False
