@@ -25,6 +25,7 @@ from selfdamage.study._option_fields import (
     check_positive,
     check_seeds,
     choice,
+    data_path,
     number,
     option,
     optional,
@@ -78,28 +79,17 @@ class StudyConfig:
 
     # data
     dataset: str = option("fashion-mnist", "the dataset", group="data", choices=DATASETS)
-    data_dir: str | None = option(
-        None,
+    data_dir: str | None = data_path(
         "dataset folder (default for Fashion-MNIST: /usr/share/datasets/fashion-mnist); for "
-        "--dataset folder: DIR with DIR/train/CLASS/* and DIR/test/CLASS/* (or val/)",
-        group="data",
-        cli={"type": str},
+        "--dataset folder: DIR with DIR/train/CLASS/* and DIR/test/CLASS/* (or val/)"
     )
-    train_list: str | None = option(
-        None,
-        "--dataset list: the training list file, one 'relative/path label' line per image",
-        group="data",
-        cli={"type": str},
+    train_list: str | None = data_path(
+        "--dataset list: the training list file, one 'relative/path label' line per image"
     )
-    test_list: str | None = option(
-        None, "--dataset list: the test list file", group="data", cli={"type": str}
-    )
-    image_root: str | None = option(
-        None,
+    test_list: str | None = data_path("--dataset list: the test list file")
+    image_root: str | None = data_path(
         "--dataset list: the folder the listed paths are relative to (default: the "
-        "training list's folder)",
-        group="data",
-        cli={"type": str},
+        "training list's folder)"
     )
     profile: str = option(
         "auto",

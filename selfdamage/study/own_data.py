@@ -27,16 +27,16 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Subset
 from torchvision.transforms import functional as TF
 
-from selfdamage.data import (
-    ImageFileDataset,
+from selfdamage.data.image_datasets import ImageFileDataset
+from selfdamage.data.image_files import (
     ImageSamples,
     check_splits,
     find_test_split,
     image_modes,
     read_image_list,
     scan_image_folder,
-    view_settings,
 )
+from selfdamage.data.transforms import view_settings
 from selfdamage.study.config import StudyConfig
 from selfdamage.study.data import Images, StudyData
 
