@@ -4,5 +4,5 @@ The core modules never mention older versions: what earlier releases wrote is re
 (``state_dict`` pre-hooks, checkpoint upgrades) and the spellings removed in 1.0 are
 answered here with an error that names the current one. Each module holds one kind of
 past: :mod:`selfdamage._compat.removed` the removed spellings,
-:mod:`selfdamage._compat.study_checkpoint` the study checkpoints of 0.2.
+:mod:`selfdamage._compat.study_files` the study's checkpoints and settings records.
 """

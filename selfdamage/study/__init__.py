@@ -17,7 +17,6 @@ One stage per module:
 - :mod:`~selfdamage.study.stats`, :mod:`~selfdamage.study.report` — summary, 95% intervals,
   table, chart;
 - :mod:`~selfdamage.study.runner` — the schedule of runs, ``jobs``, provenance;
-- :mod:`~selfdamage.study.preflight` — the checks before training that need the device or data;
 - :mod:`~selfdamage.study.outputs` — the study folder: its settings record, resuming in it;
 - :mod:`~selfdamage.study.budget` — fitting a study into a time budget.
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from selfdamage.study._data_options import check_own_data, check_thresholds, own_data_types
 from selfdamage.study._option_fields import (
     check_batch_size,
     check_device_name,
@@ -31,7 +32,6 @@ from selfdamage.study._option_fields import (
     optional,
 )
 from selfdamage.study.data import DATASETS
-from selfdamage.study.data_options import check_own_data, check_thresholds, own_data_types
 from selfdamage.study.models import BACKBONES, HEADS, METHOD_TABLE, METHODS, reference_head_error
 from selfdamage.study.training import OPTIMIZERS
 

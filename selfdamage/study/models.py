@@ -26,7 +26,6 @@ __all__ = [
     "METHOD_TABLE",
     "MethodSpec",
     "build_model",
-    "reference_head_error",
 ]
 
 BACKBONES = ("resnet18-cifar", "resnet18")

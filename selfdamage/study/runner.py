@@ -31,6 +31,7 @@ import torch
 from selfdamage import __version__
 from selfdamage._warnings import warns_at_caller
 from selfdamage.data import LongTailSplit, balanced_indices
+from selfdamage.study._preflight import check_device, check_fits_data
 from selfdamage.study.config import StudyConfig
 from selfdamage.study.data import OWN_DATASETS, StudyData, load_data
 from selfdamage.study.evaluation import evaluate
@@ -42,7 +43,6 @@ from selfdamage.study.outputs import (
     write_settings,
 )
 from selfdamage.study.own_data import load_own_data
-from selfdamage.study.preflight import check_device, check_fits_data
 from selfdamage.study.profile import describe_data, group_thresholds, probe_shots, training_split
 from selfdamage.study.report import one_line, plot, summarize, title
 from selfdamage.study.training import TrainSettings, pretrain

@@ -24,7 +24,7 @@ from lightly.utils.lars import LARS
 from lightly.utils.scheduler import cosine_schedule
 from torch import Tensor, nn
 
-from selfdamage._compat.study_checkpoint import upgrade_study_checkpoint
+from selfdamage._compat.study_files import upgrade_study_checkpoint
 from selfdamage._modules import device_of
 from selfdamage.adapters import MomentumAdapter, SelfDamagingAdapter
 from selfdamage.data.batch_views import BatchViews
@@ -99,7 +99,8 @@ def pretrain(
         ...     checkpoint=Path("run.pt"), resume=False, seed=0)  # doctest: +SKIP
     """
     run = _Run.start(model, data, indices, settings)
-    epochs, losses, first = settings.epochs, [], 0
+    epochs, first = settings.epochs, 0
+    losses: list[float] = []
     if resume and checkpoint.exists():
         first, losses = run.restore(load_checkpoint(checkpoint, run.device))
         logger.info("%s: resuming after epoch %d from %s", name, first, checkpoint)
