@@ -103,19 +103,7 @@ def load_own_data(config: StudyConfig) -> StudyData:
     """
     train, test = read_samples(config)
     started = time.perf_counter()
-    mixed_ok = config.image_mode != "auto"
-    train_mode, sizes = image_modes(train, mixed_ok=mixed_ok)
-    test_mode, _ = image_modes(test, mixed_ok=mixed_ok)
-    if not mixed_ok and train_mode != test_mode:
-        raise ValueError(
-            f"the training images ({train.source}) are {_kind(train_mode)} but the test "
-            f"images ({test.source}) {_kind(test_mode)}; pass image_mode='RGB' "
-            "(--image-mode RGB) or 'L' to convert every image to one mode."
-        )
-    mode = train_mode if config.image_mode == "auto" else config.image_mode
-    size = config.image_size or min(
-        MAX_DEFAULT_SIZE, int(statistics.median(min(w, h) for w, h in sizes))
-    )
+    mode, size = _mode_and_size(config, train, test)
     decode_mode = "RGB" if config.backbone == "resnet18" else mode
     train_images = DecodedImages(train, size, decode_mode, workers=config.workers)
     test_images = DecodedImages(test, size, decode_mode, workers=config.workers)
@@ -140,15 +128,7 @@ def load_own_data(config: StudyConfig) -> StudyData:
             "streaming the images from disk: decoded they take %.0f MiB, more than "
             "--cache-mb %d", decoded / 2**20, config.cache_mb,
         )  # fmt: skip
-    if config.mean is not None and config.std is not None:
-        mean, std = config.mean, config.std
-        if len(mean) != channels:
-            raise ValueError(
-                f"mean and std need one value per channel of the images ({channels}), got "
-                f"mean={mean!r}, std={std!r}."
-            )
-    else:
-        mean, std = image_stats(train_source, seed=0)
+    mean, std = _normalization(config, train_source, channels)
     return StudyData(
         train_source,
         torch.from_numpy(train.labels),
@@ -273,6 +253,38 @@ class DecodedImages:
 
 def _stack_images(items: list[tuple[Tensor, int, int]]) -> Tensor:
     return torch.stack([image for image, _, _ in items])
+
+
+def _mode_and_size(config: StudyConfig, train: ImageSamples, test: ImageSamples) -> tuple[str, int]:
+    """The images' mode (``"L"`` or ``"RGB"``) and the training resolution, checked."""
+    mixed_ok = config.image_mode != "auto"
+    train_mode, sizes = image_modes(train, mixed_ok=mixed_ok)
+    test_mode, _ = image_modes(test, mixed_ok=mixed_ok)
+    if not mixed_ok and train_mode != test_mode:
+        raise ValueError(
+            f"the training images ({train.source}) are {_kind(train_mode)} but the test "
+            f"images ({test.source}) {_kind(test_mode)}; pass image_mode='RGB' "
+            "(--image-mode RGB) or 'L' to convert every image to one mode."
+        )
+    mode = train_mode if config.image_mode == "auto" else config.image_mode
+    size = config.image_size or min(
+        MAX_DEFAULT_SIZE, int(statistics.median(min(w, h) for w, h in sizes))
+    )
+    return mode, size
+
+
+def _normalization(
+    config: StudyConfig, images: Images, channels: int
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The per-channel mean and std: the configured ones (checked), else the images' own."""
+    if config.mean is None or config.std is None:
+        return image_stats(images, seed=0)
+    if len(config.mean) != channels:
+        raise ValueError(
+            f"mean and std need one value per channel of the images ({channels}), got "
+            f"mean={config.mean!r}, std={config.std!r}."
+        )
+    return config.mean, config.std
 
 
 def _kind(mode: str) -> str:
