@@ -24,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from selfdamage._modules import device_of
+from selfdamage._warnings import warns_at_caller
 from selfdamage.adapters import SelfDamagingAdapter
 from selfdamage.data import balanced_indices
 from selfdamage.evaluation import auroc, damage_scores, group_accuracy, knn_predict, linear_probe
@@ -37,6 +38,7 @@ EXTRA_METRICS = ("balanced_accuracy",)
 """Metrics only some runs have: the class-balanced accuracy of an imbalanced test split."""
 
 
+@warns_at_caller
 def evaluate(
     model: SelfDamagingAdapter,
     data: StudyData,

@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import logging
 import statistics
-import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -27,6 +25,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Subset
 from torchvision.transforms import functional as TF
 
+from selfdamage._warnings import warns_at_caller
 from selfdamage.data.image_datasets import ImageFileDataset
 from selfdamage.data.image_files import (
     ImageSamples,
@@ -37,6 +36,7 @@ from selfdamage.data.image_files import (
     scan_image_folder,
 )
 from selfdamage.data.transforms import view_settings
+from selfdamage.study._progress import progress_bar
 from selfdamage.study.config import StudyConfig
 from selfdamage.study.data import Images, StudyData
 
@@ -59,6 +59,7 @@ STATS_SAMPLE = 1000
 """Training images the normalization statistics are computed from (a seeded sample)."""
 
 
+@warns_at_caller
 def read_samples(config: StudyConfig) -> tuple[ImageSamples, ImageSamples]:
     """The training and test images of a ``"folder"`` or ``"list"`` study, checked.
 
@@ -83,6 +84,7 @@ def read_samples(config: StudyConfig) -> tuple[ImageSamples, ImageSamples]:
     return train, test
 
 
+@warns_at_caller
 def load_own_data(config: StudyConfig) -> StudyData:
     """Reads, checks and prepares the images of ``dataset="folder"`` or ``"list"``.
 
@@ -237,7 +239,7 @@ class DecodedImages:
         out = torch.empty(self.shape, dtype=torch.uint8)
         started, done = time.perf_counter(), 0
         source = self.dataset.samples.source
-        bar = _progress_bar(progress, total=len(out), desc=f"decoding {source}")
+        bar = progress_bar(progress, unit="image", total=len(out), desc=f"decoding {source}")
         for batch in self.batches(range(len(out)), 256):
             out[done : done + len(batch)] = batch
             done += len(batch)
@@ -289,12 +291,3 @@ def _normalization(
 
 def _kind(mode: str) -> str:
     return "grayscale" if mode == "L" else "colour"
-
-
-def _progress_bar(progress: bool, **kwargs: Any) -> Any:
-    """A tqdm bar on a terminal; None elsewhere (the log line says enough)."""
-    if not (progress and sys.stderr.isatty()):
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(unit="image", leave=False, **kwargs)

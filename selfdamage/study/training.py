@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import sys
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -26,8 +25,10 @@ from torch import Tensor, nn
 
 from selfdamage._compat.study_files import upgrade_study_checkpoint
 from selfdamage._modules import device_of
+from selfdamage._warnings import warns_at_caller
 from selfdamage.adapters import MomentumAdapter, SelfDamagingAdapter
 from selfdamage.data.batch_views import BatchViews
+from selfdamage.study._progress import progress_bar
 from selfdamage.study.data import Images, StudyData
 
 __all__ = ["OPTIMIZERS", "TrainSettings", "build_optimizer", "lr_factor", "pretrain"]
@@ -56,6 +57,7 @@ class TrainSettings:
     progress: bool = False
 
 
+@warns_at_caller
 def pretrain(
     model: SelfDamagingAdapter,
     data: StudyData,
@@ -104,7 +106,9 @@ def pretrain(
     if resume and checkpoint.exists():
         first, losses = run.restore(load_checkpoint(checkpoint, run.device))
         logger.info("%s: resuming after epoch %d from %s", name, first, checkpoint)
-    bar = _progress_bar(settings.progress, total=run.total, initial=first * run.steps, desc=name)
+    bar = progress_bar(
+        settings.progress, unit="step", total=run.total, initial=first * run.steps, desc=name
+    )
     for epoch in range(first, epochs):
         started = time.perf_counter()
         losses.append(run.train_epoch(epoch, seed, bar))
@@ -300,12 +304,3 @@ def _autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContext
     if not enabled:
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=torch.bfloat16)
-
-
-def _progress_bar(progress: bool, **kwargs: Any) -> Any:
-    """A tqdm bar on a terminal; None elsewhere (the per-epoch log lines say enough)."""
-    if not (progress and sys.stderr.isatty()):
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(unit="step", leave=False, **kwargs)
