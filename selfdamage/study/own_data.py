@@ -26,15 +26,9 @@ from torch.utils.data import DataLoader, Subset
 from torchvision.transforms import functional as TF
 
 from selfdamage._warnings import warns_at_caller
+from selfdamage.data import image_files
 from selfdamage.data.image_datasets import ImageFileDataset
-from selfdamage.data.image_files import (
-    ImageSamples,
-    check_splits,
-    find_test_split,
-    image_modes,
-    read_image_list,
-    scan_image_folder,
-)
+from selfdamage.data.image_files import ImageSamples
 from selfdamage.data.transforms import view_settings
 from selfdamage.study._progress import progress_bar
 from selfdamage.study.config import StudyConfig
@@ -73,14 +67,14 @@ def read_samples(config: StudyConfig) -> tuple[ImageSamples, ImageSamples]:
     """
     if config.dataset == "folder":
         root = Path(str(config.data_dir))
-        train = scan_image_folder(root, "train")
-        test = scan_image_folder(root, find_test_split(root))
+        train = image_files.scan_image_folder(root, "train")
+        test = image_files.scan_image_folder(root, image_files.find_test_split(root))
     else:
         train_list = Path(str(config.train_list))
         root = Path(config.image_root) if config.image_root else train_list.parent
-        train = read_image_list(train_list, root)
-        test = read_image_list(str(config.test_list), root, classes=train.classes)
-    check_splits(train, test)
+        train = image_files.read_image_list(train_list, root)
+        test = image_files.read_image_list(str(config.test_list), root, classes=train.classes)
+    image_files.check_splits(train, test)
     return train, test
 
 
@@ -260,8 +254,8 @@ def _stack_images(items: list[tuple[Tensor, int, int]]) -> Tensor:
 def _mode_and_size(config: StudyConfig, train: ImageSamples, test: ImageSamples) -> tuple[str, int]:
     """The images' mode (``"L"`` or ``"RGB"``) and the training resolution, checked."""
     mixed_ok = config.image_mode != "auto"
-    train_mode, sizes = image_modes(train, mixed_ok=mixed_ok)
-    test_mode, _ = image_modes(test, mixed_ok=mixed_ok)
+    train_mode, sizes = image_files.image_modes(train, mixed_ok=mixed_ok)
+    test_mode, _ = image_files.image_modes(test, mixed_ok=mixed_ok)
     if not mixed_ok and train_mode != test_mode:
         raise ValueError(
             f"the training images ({train.source}) are {_kind(train_mode)} but the test "
