@@ -48,6 +48,7 @@ __all__ = [
 
 
 def __getattr__(name: str) -> object:
+    """Only for names that are not here: a removed one raises the error naming its replacement."""
     error = removed_name_error(f"{__name__}.{name}")
     if error is not None:
         raise error
