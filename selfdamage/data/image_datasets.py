@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image
 from torch.utils.data import Dataset
 
+from selfdamage._warnings import warns_at_caller
 from selfdamage.data.image_files import ImageSamples, read_image_list, scan_image_folder
 
 __all__ = ["ImageFileDataset", "ImageListDataset", "LongTailImageFolder", "open_image"]
@@ -111,6 +112,7 @@ class LongTailImageFolder(ImageFileDataset):
         >>> (view0, view1), label, index = train[0]  # doctest: +SKIP
     """
 
+    @warns_at_caller
     def __init__(
         self,
         root: str | Path,

@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from selfdamage.evaluation._common import eval_mode, module_device, split_batch
+from selfdamage._modules import device_of, in_mode
+from selfdamage.evaluation._inputs import split_batch
 from selfdamage.wrapper import SelfDamagingWrapper
 
 __all__ = ["damage_scores"]
@@ -64,9 +65,9 @@ def damage_scores(
             "wrapper must be a SelfDamagingWrapper, got "
             f"{type(wrapper).__name__}; wrap the model with SelfDamagingWrapper(model)."
         )
-    device = module_device(wrapper) if device is None else torch.device(device)
+    device = device_of(wrapper) if device is None else torch.device(device)
     scores = []
-    with eval_mode(wrapper):
+    with in_mode(wrapper, False):
         for batch in loader:
             inputs = split_batch(batch, need_labels=False)[0].to(device)
             dense, twin = wrapper(inputs), wrapper.damaged(inputs)

@@ -8,7 +8,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from selfdamage.evaluation._common import as_label_tensor, eval_mode, module_device, split_batch
+from selfdamage._modules import device_of, in_mode
+from selfdamage.evaluation._inputs import as_label_tensor, split_batch
 
 __all__ = ["extract_features"]
 
@@ -51,9 +52,9 @@ def extract_features(
         >>> features.shape, labels.shape, model.training
         (torch.Size([10, 4]), torch.Size([10]), True)
     """
-    device = module_device(model) if device is None else torch.device(device)
+    device = device_of(model) if device is None else torch.device(device)
     features, labels = [], []
-    with eval_mode(model):
+    with in_mode(model, False):
         for batch in loader:
             inputs, targets = split_batch(batch, need_labels=True)
             output = model(inputs.to(device))

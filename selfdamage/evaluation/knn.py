@@ -9,7 +9,7 @@ from torch import Tensor
 
 from selfdamage._checks import check_int
 from selfdamage.data.longtail import Labels
-from selfdamage.evaluation._common import check_probe_inputs
+from selfdamage.evaluation._inputs import check_probe_inputs
 
 __all__ = ["knn_predict"]
 

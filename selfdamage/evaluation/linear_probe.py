@@ -8,7 +8,7 @@ from torch import Tensor
 
 from selfdamage._checks import check_int, check_real
 from selfdamage.data.longtail import Labels, balanced_indices
-from selfdamage.evaluation._common import check_probe_inputs
+from selfdamage.evaluation._inputs import check_probe_inputs
 
 __all__ = ["linear_probe"]
 

@@ -10,7 +10,7 @@ import numpy as np
 from torch import Tensor
 
 from selfdamage._checks import check_int
-from selfdamage.evaluation._common import as_label_tensor
+from selfdamage.evaluation._inputs import as_label_tensor
 
 __all__ = ["GroupAccuracy", "auroc", "frequency_groups", "group_accuracy"]
 

@@ -17,7 +17,6 @@ One stage per module:
 - :mod:`~selfdamage.study.stats`, :mod:`~selfdamage.study.report` — summary, 95% intervals,
   table, chart;
 - :mod:`~selfdamage.study.runner` — the schedule of runs, ``jobs``, provenance;
-- :mod:`~selfdamage.study.preflight` — the checks before training that need the device or data;
 - :mod:`~selfdamage.study.outputs` — the study folder: its settings record, resuming in it;
 - :mod:`~selfdamage.study.budget` — fitting a study into a time budget.
 
@@ -28,12 +27,13 @@ Examples:
 
 from __future__ import annotations
 
+from selfdamage._compat.removed import removed_name_error
 from selfdamage.study.config import StudyConfig
 from selfdamage.study.data import DATASETS
 from selfdamage.study.evaluation import METRICS
 from selfdamage.study.models import BACKBONES, METHODS
 from selfdamage.study.report import format_table
-from selfdamage.study.runner import VARIANTS, run_longtail_study, run_study
+from selfdamage.study.runner import VARIANTS, run_study
 
 __all__ = [
     "BACKBONES",
@@ -43,6 +43,13 @@ __all__ = [
     "VARIANTS",
     "StudyConfig",
     "format_table",
-    "run_longtail_study",
     "run_study",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """Only for names that are not here: a removed one raises the error naming its replacement."""
+    error = removed_name_error(f"{__name__}.{name}")
+    if error is not None:
+        raise error
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,7 +1,8 @@
 """The study options' dataclass fields and the checks they run.
 
 :func:`option` makes a :class:`~selfdamage.study.config.StudyConfig` field whose metadata
-holds the command-line help, group and flag and the value check; the ``check_*`` functions
+holds the command-line help, group and flag and the value check (:func:`data_path` one for
+a file or folder of the data); the ``check_*`` functions
 and the :func:`choice`, :func:`number` and :func:`optional` factories are those checks, in
 :mod:`selfdamage._checks`' message form.
 """
@@ -93,3 +94,8 @@ def option(
     metadata: dict[str, Any] = {"help": help, "group": group, "check": check}
     metadata |= {"choices": choices, "flag": flag, "cli": cli or {}}
     return field(default=default, metadata=metadata)
+
+
+def data_path(help: str) -> Any:
+    """An optional file or folder of the data: None unless given, a str on the command line."""
+    return option(None, help, group="data", cli={"type": str})

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from selfdamage.study._data_options import check_own_data, check_thresholds, own_data_types
 from selfdamage.study._option_fields import (
     check_batch_size,
     check_device_name,
@@ -25,12 +26,12 @@ from selfdamage.study._option_fields import (
     check_positive,
     check_seeds,
     choice,
+    data_path,
     number,
     option,
     optional,
 )
 from selfdamage.study.data import DATASETS
-from selfdamage.study.data_options import check_own_data, check_thresholds, own_data_types
 from selfdamage.study.models import BACKBONES, HEADS, METHOD_TABLE, METHODS, reference_head_error
 from selfdamage.study.training import OPTIMIZERS
 
@@ -78,28 +79,17 @@ class StudyConfig:
 
     # data
     dataset: str = option("fashion-mnist", "the dataset", group="data", choices=DATASETS)
-    data_dir: str | None = option(
-        None,
+    data_dir: str | None = data_path(
         "dataset folder (default for Fashion-MNIST: /usr/share/datasets/fashion-mnist); for "
-        "--dataset folder: DIR with DIR/train/CLASS/* and DIR/test/CLASS/* (or val/)",
-        group="data",
-        cli={"type": str},
+        "--dataset folder: DIR with DIR/train/CLASS/* and DIR/test/CLASS/* (or val/)"
     )
-    train_list: str | None = option(
-        None,
-        "--dataset list: the training list file, one 'relative/path label' line per image",
-        group="data",
-        cli={"type": str},
+    train_list: str | None = data_path(
+        "--dataset list: the training list file, one 'relative/path label' line per image"
     )
-    test_list: str | None = option(
-        None, "--dataset list: the test list file", group="data", cli={"type": str}
-    )
-    image_root: str | None = option(
-        None,
+    test_list: str | None = data_path("--dataset list: the test list file")
+    image_root: str | None = data_path(
         "--dataset list: the folder the listed paths are relative to (default: the "
-        "training list's folder)",
-        group="data",
-        cli={"type": str},
+        "training list's folder)"
     )
     profile: str = option(
         "auto",

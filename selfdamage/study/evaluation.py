@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from selfdamage._modules import device_of
+from selfdamage._warnings import warns_at_caller
 from selfdamage.adapters import SelfDamagingAdapter
 from selfdamage.data import balanced_indices
 from selfdamage.evaluation import auroc, damage_scores, group_accuracy, knn_predict, linear_probe
@@ -36,6 +38,7 @@ EXTRA_METRICS = ("balanced_accuracy",)
 """Metrics only some runs have: the class-balanced accuracy of an imbalanced test split."""
 
 
+@warns_at_caller
 def evaluate(
     model: SelfDamagingAdapter,
     data: StudyData,
@@ -78,13 +81,7 @@ def evaluate(
     test_counts = torch.bincount(data.test_labels, minlength=data.num_classes)
     imbalanced_test = bool((test_counts != test_counts[0]).any())
     test_features = _embed(model, data.test_images, torch.arange(len(data.test_labels)), data)
-    if probe_shots == 0:
-        draws = [np.arange(len(data.train_labels))]
-    else:
-        draws = [
-            balanced_indices(data.train_labels, probe_shots, seed=10_000 + d)
-            for d in range(probe_draws)
-        ]
+    draws = _probe_subsets(data.train_labels, probe_shots, probe_draws)
     needed = torch.as_tensor(np.unique(np.concatenate(draws)))
     features = torch.zeros(len(data.train_labels), test_features.shape[1])
     features[needed] = _embed(model, data.train_images, needed, data)
@@ -110,14 +107,26 @@ def evaluate(
     metrics["groups"] = {
         key: groups.to_dict()[f"{key}_classes"] for key in ("many", "medium", "few")
     }
-    metrics["damage_auroc"] = None
-    if with_damage:
-        if model.baseline:
-            model.refresh_mask()  # the baseline's twin: its final weights, pruned
-        scores = damage_scores(model.wrapper, _batches(data.train_images, longtail, data, model))
-        few = torch.isin(data.train_labels[longtail], torch.as_tensor(metrics["groups"]["few"]))
-        metrics["damage_auroc"] = auroc(scores, few)
+    few = metrics["groups"]["few"]
+    metrics["damage_auroc"] = _damage_auroc(model, data, longtail, few) if with_damage else None
     return metrics
+
+
+def _probe_subsets(labels: Tensor, probe_shots: int, probe_draws: int) -> list[np.ndarray]:
+    """The labeled subsets of the probe: ``probe_draws`` balanced draws, or all of ``labels``."""
+    if probe_shots == 0:
+        return [np.arange(len(labels))]
+    return [balanced_indices(labels, probe_shots, seed=10_000 + d) for d in range(probe_draws)]
+
+
+def _damage_auroc(
+    model: SelfDamagingAdapter, data: StudyData, longtail: Tensor, few: list[int]
+) -> float:
+    """How well damage scores tell the long-tailed subset's Few-class samples from the rest."""
+    if model.baseline:
+        model.refresh_mask()  # the baseline's twin: its final weights, pruned
+    scores = damage_scores(model.wrapper, _batches(data.train_images, longtail, data, model))
+    return auroc(scores, torch.isin(data.train_labels[longtail], torch.as_tensor(few)))
 
 
 @torch.no_grad()
@@ -129,7 +138,7 @@ def _batches(
     images: Images, indices: Tensor, data: StudyData, model: nn.Module
 ) -> Iterator[Tensor]:
     """Normalized float batches of the ``uint8`` images ``indices``, on the model's device."""
-    device = next(model.parameters()).device
+    device = device_of(model)
     mean = torch.tensor(data.mean, device=device).view(1, -1, 1, 1)
     std = torch.tensor(data.std, device=device).view(1, -1, 1, 1)
     if isinstance(images, Tensor):

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from selfdamage._warnings import warns_at_caller
 from selfdamage.adapters import ADAPTERS, SDCLRProjectionHead, SelfDamagingAdapter
 from selfdamage.backbones import cifar_resnet18
 from selfdamage.damage import ChannelDamage, Damage, WeightDamage
@@ -26,7 +27,6 @@ __all__ = [
     "METHOD_TABLE",
     "MethodSpec",
     "build_model",
-    "reference_head_error",
 ]
 
 BACKBONES = ("resnet18-cifar", "resnet18")
@@ -125,6 +125,7 @@ def build_backbone(name: str, width: int, channels: int) -> tuple[nn.Module, int
     return backbone, 512
 
 
+@warns_at_caller
 def build_model(
     method: str,
     backbone_name: str,

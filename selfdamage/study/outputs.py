@@ -15,16 +15,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from selfdamage._compat.study_files import FALLBACK_SETTINGS_RECORDS
 from selfdamage.study.config import StudyConfig
 
-__all__ = [
-    "NOT_RUN_SETTINGS",
-    "check_resumable",
-    "make_folders",
-    "remove_previous_runs",
-    "run_differences",
-    "write_settings",
-]
+__all__ = ["NOT_RUN_SETTINGS", "run_differences"]
 
 NOT_RUN_SETTINGS = (
     "jobs",
@@ -49,9 +43,9 @@ def run_differences(config: StudyConfig, stored: Mapping[str, Any]) -> dict[str,
     Args:
         config: A resolved configuration.
         stored: Another resolved configuration's :meth:`~StudyConfig.to_dict` (a
-            ``settings.json``). An option missing from it (added in a later version)
-            counts as its default, or as equal if its default is resolved from other
-            options; options of :data:`NOT_RUN_SETTINGS` are not compared.
+            ``settings.json``). An option missing from it counts as its default, or as
+            equal if its default is resolved from other options; options of
+            :data:`NOT_RUN_SETTINGS` are not compared.
 
     Examples:
         >>> old = StudyConfig(prune_ratio=0.9, jobs=1).resolved().to_dict()
@@ -94,9 +88,9 @@ def make_folders(out: Path) -> None:
 def check_resumable(config: StudyConfig, out: Path, names: Sequence[str]) -> None:
     """Raises unless the study in ``out`` was started with every run setting of ``config``.
 
-    The settings are read from ``settings.json``, or from ``results.json`` for a study
-    written before ``settings.json`` existed. A folder without either and without files of
-    the runs ``names`` is a new study.
+    The settings are read from ``settings.json``, else from the records of
+    :data:`~selfdamage._compat.study_files.FALLBACK_SETTINGS_RECORDS`. A folder without a
+    record and without files of the runs ``names`` is a new study.
 
     Raises:
         ValueError: If a setting that changes a run differs (the message lists each, the
@@ -104,7 +98,7 @@ def check_resumable(config: StudyConfig, out: Path, names: Sequence[str]) -> Non
             without a record.
     """
     stored: dict[str, Any] | None = None
-    for record, key in (("settings.json", None), ("results.json", "settings")):
+    for record, key in (("settings.json", None), *FALLBACK_SETTINGS_RECORDS):
         path = out / record
         if path.is_file():
             try:

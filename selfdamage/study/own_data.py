@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import logging
 import statistics
-import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -27,16 +25,12 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Subset
 from torchvision.transforms import functional as TF
 
-from selfdamage.data import (
-    ImageFileDataset,
-    ImageSamples,
-    check_splits,
-    find_test_split,
-    image_modes,
-    read_image_list,
-    scan_image_folder,
-    view_settings,
-)
+from selfdamage._warnings import warns_at_caller
+from selfdamage.data import image_files
+from selfdamage.data.image_datasets import ImageFileDataset
+from selfdamage.data.image_files import ImageSamples
+from selfdamage.data.transforms import view_settings
+from selfdamage.study._progress import progress_bar
 from selfdamage.study.config import StudyConfig
 from selfdamage.study.data import Images, StudyData
 
@@ -59,6 +53,7 @@ STATS_SAMPLE = 1000
 """Training images the normalization statistics are computed from (a seeded sample)."""
 
 
+@warns_at_caller
 def read_samples(config: StudyConfig) -> tuple[ImageSamples, ImageSamples]:
     """The training and test images of a ``"folder"`` or ``"list"`` study, checked.
 
@@ -72,17 +67,18 @@ def read_samples(config: StudyConfig) -> tuple[ImageSamples, ImageSamples]:
     """
     if config.dataset == "folder":
         root = Path(str(config.data_dir))
-        train = scan_image_folder(root, "train")
-        test = scan_image_folder(root, find_test_split(root))
+        train = image_files.scan_image_folder(root, "train")
+        test = image_files.scan_image_folder(root, image_files.find_test_split(root))
     else:
         train_list = Path(str(config.train_list))
         root = Path(config.image_root) if config.image_root else train_list.parent
-        train = read_image_list(train_list, root)
-        test = read_image_list(str(config.test_list), root, classes=train.classes)
-    check_splits(train, test)
+        train = image_files.read_image_list(train_list, root)
+        test = image_files.read_image_list(str(config.test_list), root, classes=train.classes)
+    image_files.check_splits(train, test)
     return train, test
 
 
+@warns_at_caller
 def load_own_data(config: StudyConfig) -> StudyData:
     """Reads, checks and prepares the images of ``dataset="folder"`` or ``"list"``.
 
@@ -103,19 +99,7 @@ def load_own_data(config: StudyConfig) -> StudyData:
     """
     train, test = read_samples(config)
     started = time.perf_counter()
-    mixed_ok = config.image_mode != "auto"
-    train_mode, sizes = image_modes(train, mixed_ok=mixed_ok)
-    test_mode, _ = image_modes(test, mixed_ok=mixed_ok)
-    if not mixed_ok and train_mode != test_mode:
-        raise ValueError(
-            f"the training images ({train.source}) are {_kind(train_mode)} but the test "
-            f"images ({test.source}) {_kind(test_mode)}; pass image_mode='RGB' "
-            "(--image-mode RGB) or 'L' to convert every image to one mode."
-        )
-    mode = train_mode if config.image_mode == "auto" else config.image_mode
-    size = config.image_size or min(
-        MAX_DEFAULT_SIZE, int(statistics.median(min(w, h) for w, h in sizes))
-    )
+    mode, size = _mode_and_size(config, train, test)
     decode_mode = "RGB" if config.backbone == "resnet18" else mode
     train_images = DecodedImages(train, size, decode_mode, workers=config.workers)
     test_images = DecodedImages(test, size, decode_mode, workers=config.workers)
@@ -140,15 +124,7 @@ def load_own_data(config: StudyConfig) -> StudyData:
             "streaming the images from disk: decoded they take %.0f MiB, more than "
             "--cache-mb %d", decoded / 2**20, config.cache_mb,
         )  # fmt: skip
-    if config.mean is not None and config.std is not None:
-        mean, std = config.mean, config.std
-        if len(mean) != channels:
-            raise ValueError(
-                f"mean and std need one value per channel of the images ({channels}), got "
-                f"mean={mean!r}, std={std!r}."
-            )
-    else:
-        mean, std = image_stats(train_source, seed=0)
+    mean, std = _normalization(config, train_source, channels)
     return StudyData(
         train_source,
         torch.from_numpy(train.labels),
@@ -257,7 +233,7 @@ class DecodedImages:
         out = torch.empty(self.shape, dtype=torch.uint8)
         started, done = time.perf_counter(), 0
         source = self.dataset.samples.source
-        bar = _progress_bar(progress, total=len(out), desc=f"decoding {source}")
+        bar = progress_bar(progress, unit="image", total=len(out), desc=f"decoding {source}")
         for batch in self.batches(range(len(out)), 256):
             out[done : done + len(batch)] = batch
             done += len(batch)
@@ -275,14 +251,37 @@ def _stack_images(items: list[tuple[Tensor, int, int]]) -> Tensor:
     return torch.stack([image for image, _, _ in items])
 
 
+def _mode_and_size(config: StudyConfig, train: ImageSamples, test: ImageSamples) -> tuple[str, int]:
+    """The images' mode (``"L"`` or ``"RGB"``) and the training resolution, checked."""
+    mixed_ok = config.image_mode != "auto"
+    train_mode, sizes = image_files.image_modes(train, mixed_ok=mixed_ok)
+    test_mode, _ = image_files.image_modes(test, mixed_ok=mixed_ok)
+    if not mixed_ok and train_mode != test_mode:
+        raise ValueError(
+            f"the training images ({train.source}) are {_kind(train_mode)} but the test "
+            f"images ({test.source}) {_kind(test_mode)}; pass image_mode='RGB' "
+            "(--image-mode RGB) or 'L' to convert every image to one mode."
+        )
+    mode = train_mode if config.image_mode == "auto" else config.image_mode
+    size = config.image_size or min(
+        MAX_DEFAULT_SIZE, int(statistics.median(min(w, h) for w, h in sizes))
+    )
+    return mode, size
+
+
+def _normalization(
+    config: StudyConfig, images: Images, channels: int
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The per-channel mean and std: the configured ones (checked), else the images' own."""
+    if config.mean is None or config.std is None:
+        return image_stats(images, seed=0)
+    if len(config.mean) != channels:
+        raise ValueError(
+            f"mean and std need one value per channel of the images ({channels}), got "
+            f"mean={config.mean!r}, std={config.std!r}."
+        )
+    return config.mean, config.std
+
+
 def _kind(mode: str) -> str:
     return "grayscale" if mode == "L" else "colour"
-
-
-def _progress_bar(progress: bool, **kwargs: Any) -> Any:
-    """A tqdm bar on a terminal; None elsewhere (the log line says enough)."""
-    if not (progress and sys.stderr.isatty()):
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(unit="image", leave=False, **kwargs)

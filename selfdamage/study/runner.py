@@ -29,11 +29,13 @@ import numpy as np
 import torch
 
 from selfdamage import __version__
+from selfdamage._warnings import warns_at_caller
 from selfdamage.data import LongTailSplit, balanced_indices
+from selfdamage.study._preflight import check_device, check_fits_data
 from selfdamage.study.config import StudyConfig
 from selfdamage.study.data import OWN_DATASETS, StudyData, load_data
 from selfdamage.study.evaluation import evaluate
-from selfdamage.study.models import METHOD_TABLE, build_model
+from selfdamage.study.models import build_model
 from selfdamage.study.outputs import (
     check_resumable,
     make_folders,
@@ -41,12 +43,11 @@ from selfdamage.study.outputs import (
     write_settings,
 )
 from selfdamage.study.own_data import load_own_data
-from selfdamage.study.preflight import check_device, check_fits_data
 from selfdamage.study.profile import describe_data, group_thresholds, probe_shots, training_split
 from selfdamage.study.report import one_line, plot, summarize, title
 from selfdamage.study.training import TrainSettings, pretrain
 
-__all__ = ["VARIANTS", "RunSpec", "run_longtail_study", "run_study", "schedule"]
+__all__ = ["VARIANTS", "RunSpec", "run_study", "schedule"]
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +89,7 @@ def schedule(config: StudyConfig) -> list[RunSpec]:
     ]
 
 
+@warns_at_caller
 def run_study(config: StudyConfig) -> dict[str, Any]:
     """Pretrains the base method and SDCLR on long-tailed data and evaluates both.
 
@@ -165,23 +167,11 @@ def run_one(config: StudyConfig, spec: RunSpec, data: StudyData) -> dict[str, An
     epoch_seconds: list[float] = []
     started = time.perf_counter()
     model = _model(config, data, spec).to(torch.device(config.device))
-    settings = TrainSettings(
-        epochs=config.epochs,
-        batch_size=config.batch_size,
-        lr=_resolved(config.lr),
-        weight_decay=_resolved(config.weight_decay),
-        optimizer=_resolved(config.optimizer),
-        max_steps=config.max_steps,
-        checkpoint_every=config.checkpoint_every,
-        amp=bool(config.amp),
-        channels_last=bool(config.channels_last),
-        progress=config.progress and config.jobs == 1,
-    )
     losses = pretrain(
         model,
         data,
         torch.from_numpy(np.array(indices)),
-        settings,
+        _train_settings(config),
         name=spec.name,
         checkpoint=out / "checkpoints" / f"{spec.name}.pt",
         resume=config.resume,
@@ -189,16 +179,7 @@ def run_one(config: StudyConfig, spec: RunSpec, data: StudyData) -> dict[str, An
         epoch_seconds=epoch_seconds,
     )
     trained = time.perf_counter()
-    metrics = evaluate(
-        model,
-        data,
-        split.class_counts,
-        torch.from_numpy(np.array(split.indices)),
-        with_damage=spec.variant != "balanced",
-        probe_shots=probe_shots(config, data.train_labels),
-        probe_draws=config.probe_draws,
-        thresholds=group_thresholds(config),
-    )
+    metrics = _evaluate(config, spec, data, model, split)
     done = time.perf_counter()
     record = {
         "name": spec.name,
@@ -217,6 +198,38 @@ def run_one(config: StudyConfig, spec: RunSpec, data: StudyData) -> dict[str, An
     result_path.write_text(json.dumps(record, indent=2))
     logger.info("%s: %s", spec.name, one_line(record))
     return record
+
+
+def _evaluate(
+    config: StudyConfig, spec: RunSpec, data: StudyData, model: Any, split: LongTailSplit
+) -> dict[str, Any]:
+    """The run's metrics (:func:`~selfdamage.study.evaluation.evaluate`) under ``config``."""
+    return evaluate(
+        model,
+        data,
+        split.class_counts,
+        torch.from_numpy(np.array(split.indices)),
+        with_damage=spec.variant != "balanced",
+        probe_shots=probe_shots(config, data.train_labels),
+        probe_draws=config.probe_draws,
+        thresholds=group_thresholds(config),
+    )
+
+
+def _train_settings(config: StudyConfig) -> TrainSettings:
+    """The pretraining options of every run of a resolved ``config``."""
+    return TrainSettings(
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        lr=_resolved(config.lr),
+        weight_decay=_resolved(config.weight_decay),
+        optimizer=_resolved(config.optimizer),
+        max_steps=config.max_steps,
+        checkpoint_every=config.checkpoint_every,
+        amp=bool(config.amp),
+        channels_last=bool(config.channels_last),
+        progress=config.progress and config.jobs == 1,
+    )
 
 
 def _training_subset(
@@ -267,7 +280,7 @@ def _preflight(config: StudyConfig, data: StudyData, specs: list[RunSpec]) -> No
                 f"{spec.name}: a balanced subset as large as the long-tailed one needs "
                 f"{wanted} images per class, the rarest class has {_rarest(data)}; the "
                 f"balanced reference uses {_rarest(data)} per class (a smaller set).",
-                stacklevel=3,
+                stacklevel=2,
             )
     check_fits_data(config, data, subsets)
     for spec in {spec.variant: spec for spec in specs}.values():
@@ -383,35 +396,3 @@ def _device_name(device: torch.device) -> str:
         return torch.cuda.get_device_name(device)
     parts = [platform.machine(), platform.processor(), f"({os.cpu_count()} cores)"]
     return " ".join(part for part in parts if part)
-
-
-def run_longtail_study(**kwargs: Any) -> dict[str, Any]:
-    """Deprecated: ``run_study(StudyConfig(...))`` with the same keyword names.
-
-    The keywords are :class:`~selfdamage.study.config.StudyConfig`'s fields (``out_dir``
-    required). As before, ``temperature`` is ignored for a method without one (BYOL).
-
-    Examples:
-        >>> run_longtail_study(out_dir="runs/longtail", epochs=1)  # doctest: +SKIP
-    """
-    spelled = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
-    warnings.warn(
-        "run_longtail_study(...) is deprecated and will be removed; write "
-        f"run_study(StudyConfig({spelled})) instead "
-        "(from selfdamage.study import StudyConfig, run_study).",
-        DeprecationWarning,
-        stacklevel=2,
-    )
-    return run_study(StudyConfig(**_legacy_options(kwargs)))
-
-
-def _legacy_options(kwargs: dict[str, Any]) -> dict[str, Any]:
-    if "out_dir" not in kwargs:
-        raise TypeError("run_longtail_study() missing required keyword argument: 'out_dir'")
-    options = dict(kwargs)
-    method = options.get("method", "simclr")
-    if method in METHOD_TABLE:
-        for name, default in METHOD_TABLE[method].defaults.items():
-            if default is None:
-                options.pop(name, None)  # 0.1 ignored it
-    return options

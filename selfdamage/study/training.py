@@ -3,10 +3,8 @@
 A checkpoint holds tensors and plain types only (loaded with ``weights_only=True``): the
 model's ``state_dict`` (memory banks and other method state included, see
 :func:`~selfdamage.adapters.method_state.persist_method_state`), the optimizer and
-learning-rate schedule states, the epoch and the losses so far. A checkpoint of 0.2 kept
-the memory banks beside the ``state_dict`` under ``"memory_banks"``; it still resumes. A
-checkpoint is written every ``checkpoint_every`` epochs and at the last; resuming from it
-continues exactly.
+learning-rate schedule states, the epoch and the losses so far. A checkpoint is written
+every ``checkpoint_every`` epochs and at the last; resuming from it continues exactly.
 """
 
 from __future__ import annotations
@@ -14,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import sys
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -26,8 +23,12 @@ from lightly.utils.lars import LARS
 from lightly.utils.scheduler import cosine_schedule
 from torch import Tensor, nn
 
+from selfdamage._compat.study_files import upgrade_study_checkpoint
+from selfdamage._modules import device_of
+from selfdamage._warnings import warns_at_caller
 from selfdamage.adapters import MomentumAdapter, SelfDamagingAdapter
 from selfdamage.data.batch_views import BatchViews
+from selfdamage.study._progress import progress_bar
 from selfdamage.study.data import Images, StudyData
 
 __all__ = ["OPTIMIZERS", "TrainSettings", "build_optimizer", "lr_factor", "pretrain"]
@@ -56,6 +57,7 @@ class TrainSettings:
     progress: bool = False
 
 
+@warns_at_caller
 def pretrain(
     model: SelfDamagingAdapter,
     data: StudyData,
@@ -98,94 +100,136 @@ def pretrain(
         >>> losses = pretrain(model, data, indices, settings, name="run",
         ...     checkpoint=Path("run.pt"), resume=False, seed=0)  # doctest: +SKIP
     """
-    device = next(model.parameters()).device
-    images: Images = data.train_images
-    if isinstance(images, Tensor):
-        images = images[indices].to(device)
-    count = len(indices)
-    batch_size, epochs = settings.batch_size, settings.epochs
-    steps = count // batch_size
-    if steps == 0:
-        raise ValueError(
-            f"batch_size={batch_size} is larger than the training subset ({count} "
-            "samples); lower batch_size."
-        )
-    if settings.max_steps is not None:
-        steps = min(steps, settings.max_steps)
-    memory_format = torch.channels_last if settings.channels_last else torch.contiguous_format
-    if settings.channels_last:
-        model.to(memory_format=torch.channels_last)
-    size = data.image_shape[-1]
-    views = BatchViews(size, mean=data.mean, std=data.std, **data.view_options).to(device)
-    optimizer = build_optimizer(
-        settings.optimizer,
-        model.parameters(),
-        lr=settings.lr * batch_size / 256,
-        weight_decay=settings.weight_decay,
-    )
-    total, warmup = epochs * steps, min(10, epochs // 10) * steps
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(step, total, warmup)
-    )
+    run = _Run.start(model, data, indices, settings)
+    epochs, first = settings.epochs, 0
     losses: list[float] = []
-    start = 0
     if resume and checkpoint.exists():
-        state = load_checkpoint(checkpoint, device)
-        model.load_state_dict(state["model"])
-        _load_memory_banks(model, state.get("memory_banks", {}))  # 0.2's checkpoints
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
-        start, losses = state["epoch"], list(state["losses"])
-        logger.info("%s: resuming after epoch %d from %s", name, start, checkpoint)
-
-    bar = _progress_bar(settings.progress, total=total, initial=start * steps, desc=name)
-    for epoch in range(start, epochs):
+        first, losses = run.restore(load_checkpoint(checkpoint, run.device))
+        logger.info("%s: resuming after epoch %d from %s", name, first, checkpoint)
+    bar = progress_bar(
+        settings.progress, unit="step", total=run.total, initial=first * run.steps, desc=name
+    )
+    for epoch in range(first, epochs):
         started = time.perf_counter()
-        model.train()
-        model.refresh_mask()
-        gen = torch.Generator(device=device).manual_seed(seed * 1_000_003 + epoch)
-        order = torch.randperm(count, device=device, generator=gen)
-        epoch_loss = torch.zeros((), device=device)
-        batches = _epoch_batches(images, indices, order, batch_size, steps)
-        for step, uint8 in enumerate(batches):
-            batch = uint8.to(device, non_blocking=True).float() / 255
-            x0, x1 = views(batch, generator=gen), views(batch, generator=gen)
-            if settings.channels_last:
-                x0 = x0.contiguous(memory_format=memory_format)
-                x1 = x1.contiguous(memory_format=memory_format)
-            if isinstance(model, MomentumAdapter):
-                model.update_momentum(cosine_schedule(epoch * steps + step, total, 0.99, 1.0))
-            with _autocast(device, settings.amp):
-                loss = model(x0, x1)
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            schedule.step()
-            epoch_loss += loss.detach()  # no host-device sync within an epoch
-            if bar is not None:
-                bar.update(1)
-        losses.append(float(epoch_loss) / steps)  # the epoch's one host-device sync
+        losses.append(run.train_epoch(epoch, seed, bar))
         seconds = time.perf_counter() - started
         if epoch_seconds is not None:
             epoch_seconds.append(seconds)
         if bar is not None:
             bar.set_postfix(epoch=f"{epoch + 1}/{epochs}", loss=f"{losses[-1]:.4f}")
         logger.info("%s: epoch %d/%d, loss %.4f, %.0f images/s", name, epoch + 1, epochs,
-                    losses[-1], steps * batch_size / max(seconds, 1e-9))  # fmt: skip
+                    losses[-1], run.steps * settings.batch_size / max(seconds, 1e-9))  # fmt: skip
         if (epoch + 1) % settings.checkpoint_every == 0 or epoch + 1 == epochs:
-            state = {
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "schedule": schedule.state_dict(),
-                "epoch": epoch + 1,
-                "losses": losses,
-            }
-            torch.save(state, checkpoint)
+            torch.save(run.state(epoch + 1, losses), checkpoint)
     if bar is not None:
         bar.close()
     if settings.channels_last:
         model.to(memory_format=torch.contiguous_format)
     return losses
+
+
+@dataclass
+class _Run:
+    """One run's training state: the model, its images and views, optimizer and schedule."""
+
+    model: SelfDamagingAdapter
+    settings: TrainSettings
+    images: Images
+    indices: Tensor
+    steps: int
+    views: BatchViews
+    optimizer: torch.optim.Optimizer
+    schedule: torch.optim.lr_scheduler.LambdaLR
+
+    @property
+    def device(self) -> torch.device:
+        return device_of(self.model)
+
+    @property
+    def total(self) -> int:
+        """The steps of the whole run."""
+        return self.settings.epochs * self.steps
+
+    @classmethod
+    def start(
+        cls, model: SelfDamagingAdapter, data: StudyData, indices: Tensor, settings: TrainSettings
+    ) -> _Run:
+        """Moves in-memory images to the model's device and builds views, optimizer, schedule."""
+        device = device_of(model)
+        images: Images = data.train_images
+        if isinstance(images, Tensor):
+            images = images[indices].to(device)
+        batch_size, epochs = settings.batch_size, settings.epochs
+        steps = len(indices) // batch_size
+        if steps == 0:
+            raise ValueError(
+                f"batch_size={batch_size} is larger than the training subset ({len(indices)} "
+                "samples); lower batch_size."
+            )
+        if settings.max_steps is not None:
+            steps = min(steps, settings.max_steps)
+        if settings.channels_last:
+            model.to(memory_format=torch.channels_last)
+        size = data.image_shape[-1]
+        views = BatchViews(size, mean=data.mean, std=data.std, **data.view_options).to(device)
+        optimizer = build_optimizer(
+            settings.optimizer,
+            model.parameters(),
+            lr=settings.lr * batch_size / 256,
+            weight_decay=settings.weight_decay,
+        )
+        total, warmup = epochs * steps, min(10, epochs // 10) * steps
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: lr_factor(step, total, warmup)
+        )
+        return cls(model, settings, images, indices, steps, views, optimizer, schedule)
+
+    def train_epoch(self, epoch: int, seed: int, bar: Any) -> float:
+        """Trains one epoch; returns its mean loss (the epoch's one host-device sync)."""
+        model, settings, device = self.model, self.settings, self.device
+        model.train()
+        model.refresh_mask()
+        gen = torch.Generator(device=device).manual_seed(seed * 1_000_003 + epoch)
+        order = torch.randperm(len(self.indices), device=device, generator=gen)
+        epoch_loss = torch.zeros((), device=device)
+        batches = _epoch_batches(self.images, self.indices, order, settings.batch_size, self.steps)
+        for step, uint8 in enumerate(batches):
+            batch = uint8.to(device, non_blocking=True).float() / 255
+            x0, x1 = self.views(batch, generator=gen), self.views(batch, generator=gen)
+            if settings.channels_last:
+                x0 = x0.contiguous(memory_format=torch.channels_last)
+                x1 = x1.contiguous(memory_format=torch.channels_last)
+            if isinstance(model, MomentumAdapter):
+                model.update_momentum(
+                    cosine_schedule(epoch * self.steps + step, self.total, 0.99, 1.0)
+                )
+            with _autocast(device, settings.amp):
+                loss = model(x0, x1)
+            loss.backward()
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            self.schedule.step()
+            epoch_loss += loss.detach()  # no host-device sync within an epoch
+            if bar is not None:
+                bar.update(1)
+        return float(epoch_loss) / self.steps
+
+    def state(self, epoch: int, losses: list[float]) -> dict[str, Any]:
+        """The checkpoint after ``epoch`` epochs."""
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict(),
+            "epoch": epoch,
+            "losses": losses,
+        }
+
+    def restore(self, state: dict[str, Any]) -> tuple[int, list[float]]:
+        """Loads a checkpoint; returns its epoch and losses."""
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["schedule"])
+        return state["epoch"], list(state["losses"])
 
 
 def _epoch_batches(
@@ -228,7 +272,7 @@ def build_optimizer(
 
 
 def load_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
-    """A training checkpoint, loaded with ``weights_only=True``.
+    """A training checkpoint, in the layout :func:`pretrain` writes; ``weights_only=True``.
 
     Raises:
         ValueError: If the file holds anything else than tensors and plain types
@@ -241,7 +285,7 @@ def load_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
             f"{path} is not a study checkpoint of tensors and plain types, refusing to load "
             f"it ({type(error).__name__}). Delete it, or start without --resume."
         ) from error
-    return state
+    return upgrade_study_checkpoint(state)
 
 
 def lr_factor(step: int, total: int, warmup: int) -> float:
@@ -260,23 +304,3 @@ def _autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContext
     if not enabled:
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=torch.bfloat16)
-
-
-def _progress_bar(progress: bool, **kwargs: Any) -> Any:
-    """A tqdm bar on a terminal; None elsewhere (the per-epoch log lines say enough)."""
-    if not (progress and sys.stderr.isatty()):
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(unit="step", leave=False, **kwargs)
-
-
-def _load_memory_banks(model: nn.Module, banks: dict[str, Tensor]) -> None:
-    """Loads 0.2's ``"memory_banks"`` (``bank`` and ``bank_ptr`` by qualified name).
-
-    0.2's ``state_dict`` had no bank keys, so ``load_state_dict`` left the banks as they
-    were; this sets them to the saved ones.
-    """
-    for key, value in banks.items():
-        name, _, buffer = key.rpartition(".")
-        setattr(model.get_submodule(name), buffer, value.clone())

@@ -42,9 +42,12 @@ class TestScanImageFolder:
         (tmp_path / "train" / "cat" / "notes.txt").write_text("x")
         (tmp_path / "train" / "dog" / "labels.csv").write_text("x")
         (tmp_path / "train" / "dog" / "more.txt").write_text("x")
-        with pytest.warns(UserWarning, match=r"skipped 3 files .*\(2 '\.txt', 1 '\.csv'\)"):
+        with pytest.warns(UserWarning, match=r"skipped 3 files .*\(2 '\.txt', 1 '\.csv'\)") as got:
             samples = scan_image_folder(tmp_path)
         assert len(samples) == 4
+        with pytest.warns(UserWarning, match="skipped 3 files") as through_dataset:
+            LongTailImageFolder(tmp_path)
+        assert [w.filename for w in [*got, *through_dataset]] == [__file__] * 2  # the caller's
 
     def test_missing_folder(self, tmp_path: Path) -> None:
         with pytest.raises(FileNotFoundError, match=f"{tmp_path / 'train'} is not a folder"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -82,6 +83,20 @@ class TestEvaluate:
         )  # fmt: skip
         assert int(model.wrapper.refresh_count) == refreshes + 1
         assert 0.0 <= metrics["damage_auroc"] <= 1.0
+
+    def test_warnings_from_below_point_at_the_caller(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        model = _model(baseline=True)
+        refresh = model.refresh_mask
+
+        def warning_refresh() -> None:
+            warnings.warn("from below", UserWarning, stacklevel=2)
+            refresh()
+
+        monkeypatch.setattr(model, "refresh_mask", warning_refresh)
+        with pytest.warns(UserWarning, match="from below") as got:
+            evaluate(model, _data(), (20, 8, 2), torch.arange(60),
+                     with_damage=True, probe_shots=5, probe_draws=1)  # fmt: skip
+        assert [w.filename for w in got] == [__file__]
 
 
 class _Streamed:

@@ -38,6 +38,15 @@ class TestLoad:
         assert int(data.train_images[13].unique()) == 10 * 1 + 1
         assert data.view_options["blur_prob"] == 0.0  # small images: no blur
 
+    def test_warnings_point_at_the_caller(self, tmp_path: Path) -> None:
+        write_folder(tmp_path, TRAIN, TEST)
+        (tmp_path / "train" / "a" / "notes.txt").write_text("x")
+        with pytest.warns(UserWarning, match="skipped 1 files") as got:
+            read_samples(_folder(tmp_path))
+        with pytest.warns(UserWarning, match="skipped 1 files") as loading:
+            load_own_data(_folder(tmp_path))
+        assert [w.filename for w in [*got, *loading]] == [__file__] * 2
+
     def test_default_size_is_capped(self, tmp_path: Path) -> None:
         write_folder(tmp_path, {"a": 2, "b": 2, "c": 2}, TEST, size=(100, 80))
         assert load_own_data(_folder(tmp_path)).image_shape == (1, 64, 64)
@@ -150,8 +159,9 @@ class TestWholeStudy:
         config = _folder(
             tmp_path / "data", out_dir=str(tmp_path / "out"), balanced_reference=True, **_RUN
         )
-        with pytest.warns(UserWarning, match="the balanced reference uses 3 per class"):
+        with pytest.warns(UserWarning, match="the balanced reference uses 3 per class") as got:
             results = run_study(config)
+        assert {w.filename for w in got} == {__file__}  # every warning at the caller's line
         info = results["data"]
         assert info["profile"] == "natural" and info["class_counts"] == [12, 6, 3]
         assert info["imbalance_ratio"] == 4.0 and info["test_balanced"] is False

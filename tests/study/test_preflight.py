@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from selfdamage.study import StudyConfig
+from selfdamage.study._preflight import check_device, check_fits_data
 from selfdamage.study.data import StudyData
-from selfdamage.study.preflight import check_device, check_fits_data
 
 
 def data(per_class: tuple[int, ...]) -> StudyData:

@@ -107,26 +107,21 @@ class TestErrorsBeforeTraining:
             run_study(StudyConfig(out_dir=str(out)))
 
 
-class TestDeprecated:
-    def test_warns_with_new_spelling_and_validates(self, tmp_path: Path) -> None:
-        with (
-            pytest.warns(DeprecationWarning, match=r"run_study\(StudyConfig\(out_dir="),
-            pytest.raises(ValueError, match="method must be one of"),
-        ):
-            study.run_longtail_study(out_dir=tmp_path, method="swav")
+class TestPublicNames:
+    def test_removed_run_longtail_study_names_its_replacement(self) -> None:
+        with pytest.raises(ImportError) as caught:
+            from selfdamage.study import run_longtail_study  # noqa: F401
+        assert str(caught.value) == (
+            "selfdamage.study.run_longtail_study was removed in selfdamage 1.0; use "
+            "run_study(StudyConfig(...)) with the same keyword names instead."
+        )
+        assert "run_longtail_study" not in study.__all__
 
-    def test_out_dir_required(self) -> None:
-        with pytest.warns(DeprecationWarning), pytest.raises(TypeError, match="out_dir"):
-            study.run_longtail_study(epochs=1)
+    def test_other_missing_names_stay_attribute_errors(self) -> None:
+        with pytest.raises(AttributeError, match="has no attribute 'run_longtail'"):
+            study.run_longtail  # noqa: B018
 
-    def test_byol_ignores_temperature_as_before(self) -> None:
-        from selfdamage.study.runner import _legacy_options
-
-        options = _legacy_options({"out_dir": "x", "method": "byol", "temperature": 0.2})
-        assert "temperature" not in options
-        assert StudyConfig(**options).resolved().temperature is None
-
-    def test_old_names_importable(self) -> None:
+    def test_names_importable(self) -> None:
         assert study.DATASETS == ("fashion-mnist", "cifar10", "cifar100", "folder", "list")
         methods = ("simclr", "moco", "byol", "barlowtwins", "vicreg", "dcl", "dclw")
         assert (*methods, "simsiam", "dino", "nnclr", "tico") == study.METHODS

@@ -3,6 +3,7 @@ from __future__ import annotations
 import io
 import math
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -12,11 +13,11 @@ from lightly.utils.lars import LARS
 
 from selfdamage.adapters import SelfDamagingAdapter
 from selfdamage.study import training
+from selfdamage.study._progress import progress_bar
 from selfdamage.study.data import StudyData
 from selfdamage.study.models import METHOD_TABLE, METHODS, build_model
 from selfdamage.study.training import (
     TrainSettings,
-    _progress_bar,
     build_optimizer,
     load_checkpoint,
     lr_factor,
@@ -133,10 +134,45 @@ class TestCheckpoints:
             assert torch.equal(two["model"][key], value), key
 
 
+class TestWarnings:
+    def test_warnings_from_below_point_at_the_caller(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        model = tiny_model()
+        refresh = model.refresh_mask
+
+        def warning_refresh() -> None:
+            warnings.warn("from below", UserWarning, stacklevel=2)
+            refresh()
+
+        monkeypatch.setattr(model, "refresh_mask", warning_refresh)
+        settings = TrainSettings(epochs=1, batch_size=16, lr=0.1, weight_decay=0.0)
+        with pytest.warns(UserWarning, match="from below") as got:
+            pretrain(model, tiny_data(), torch.arange(32), settings, name="run",
+                     checkpoint=tmp_path / "t.pt", resume=False, seed=0)  # fmt: skip
+        assert [w.filename for w in got] == [__file__]
+
+    def test_build_model_warnings_point_at_the_caller(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        from selfdamage.study import models
+
+        build = models.ADAPTERS["simclr"]
+
+        def warning_build(*args: Any, **kwargs: Any) -> Any:
+            warnings.warn("from below", UserWarning, stacklevel=2)
+            return build(*args, **kwargs)
+
+        monkeypatch.setitem(models.ADAPTERS, "simclr", warning_build)
+        with pytest.warns(UserWarning, match="from below") as got:
+            tiny_model()  # helpers live in this file: the caller's line is here
+        assert [w.filename for w in got] == [__file__]
+
+
 class TestProgress:
     def test_no_bar_without_a_terminal(self, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setattr(sys, "stderr", io.StringIO())
-        assert _progress_bar(True, total=3) is None
+        assert progress_bar(True, unit="step", total=3) is None
 
     def test_bar_on_a_terminal(self, monkeypatch: pytest.MonkeyPatch) -> None:
         class Tty(io.StringIO):
@@ -144,10 +180,10 @@ class TestProgress:
                 return True
 
         monkeypatch.setattr(sys, "stderr", Tty())
-        bar = _progress_bar(True, total=3, file=sys.stderr)
+        bar = progress_bar(True, unit="step", total=3, file=sys.stderr)
         assert bar is not None
         bar.close()
-        assert _progress_bar(False, total=3) is None
+        assert progress_bar(False, unit="step", total=3) is None
 
     def test_epoch_lines_in_the_log(self, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
         with caplog.at_level("INFO", logger="selfdamage.study.training"):

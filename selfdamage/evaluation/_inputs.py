@@ -1,33 +1,12 @@
-"""Helpers shared by the evaluation functions: evaluation mode, batches, labels."""
+"""What the evaluation functions accept: batches of a loader, class labels, feature matrices."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor, nn
-
-
-@contextmanager
-def eval_mode(module: nn.Module) -> Iterator[None]:
-    """Puts ``module`` in eval mode, then restores every submodule's own mode."""
-    modes = [(m, m.training) for m in module.modules()]
-    module.eval()
-    try:
-        yield
-    finally:
-        for m, training in modes:
-            m.training = training
-
-
-def module_device(module: nn.Module) -> torch.device:
-    """The device of the module's first parameter or buffer; CPU if it has none."""
-    for tensor in (*module.parameters(), *module.buffers()):
-        return tensor.device
-    return torch.device("cpu")
+from torch import Tensor
 
 
 def split_batch(batch: Any, *, need_labels: bool) -> tuple[Tensor, Any]:
