@@ -5,18 +5,16 @@ from __future__ import annotations
 from lightly.loss import NegativeCosineSimilarity
 from lightly.models.modules import BYOLPredictionHead, BYOLProjectionHead
 from torch import Tensor, nn
-from typing_extensions import Unpack
 
-from selfdamage.adapters.base import MomentumAdapter
-from selfdamage.adapters.options import WrapperOptions, head_output_dim
+from selfdamage.adapters.base import MomentumAdapter, PredictorAdapter
+from selfdamage.adapters.head_sizes import head_output_dim
 from selfdamage.adapters.registry import register_adapter
-from selfdamage.wrapper import DEFAULT_PRUNE_RATIO
 
 __all__ = ["BYOLAdapter"]
 
 
 @register_adapter("byol")
-class BYOLAdapter(MomentumAdapter):
+class BYOLAdapter(PredictorAdapter, MomentumAdapter):
     """BYOL [1] with a self-damaged twin on the online side; ``forward`` returns the loss.
 
     Of BYOL's two online passes, one goes through the dense network and one through the
@@ -38,9 +36,7 @@ class BYOLAdapter(MomentumAdapter):
     - [1] BYOL, 2020, https://arxiv.org/abs/2006.07733
 
     Args:
-        backbone, feature_dim, prune_ratio: As on every adapter, see
-            :class:`~selfdamage.adapters.SelfDamagingAdapter`, as are the wrapper
-            options (``**options``).
+        backbone, feature_dim, prune_ratio: As on every adapter (and ``**options``).
         head: The projection head (BYOL's projector). Defaults to lightly's
             ``BYOLProjectionHead(feature_dim, 4096, 256)``, the BYOL paper's sizes (hidden
             width 4096). lightly's ``examples/pytorch/byol.py`` uses a narrower hidden
@@ -54,8 +50,7 @@ class BYOLAdapter(MomentumAdapter):
             Defaults to lightly's ``NegativeCosineSimilarity()``.
 
     Raises:
-        TypeError: As on every adapter.
-        ValueError: As on every adapter, which also covers the predictor.
+        TypeError, ValueError: As on every adapter, with the predictor.
 
     Examples:
         >>> import torch, torchvision
@@ -66,21 +61,6 @@ class BYOLAdapter(MomentumAdapter):
         >>> -1.0 <= loss.item() <= 1.0
         True
     """
-
-    def __init__(
-        self,
-        backbone: nn.Module,
-        feature_dim: int = 512,
-        prune_ratio: float = DEFAULT_PRUNE_RATIO,
-        *,
-        head: nn.Module | None = None,
-        predictor: nn.Module | None = None,
-        loss: nn.Module | None = None,
-        **options: Unpack[WrapperOptions],
-    ) -> None:
-        super().__init__(
-            backbone, feature_dim, prune_ratio, head=head, predictor=predictor, loss=loss, **options
-        )
 
     @staticmethod
     def default_head(feature_dim: int) -> nn.Module:
@@ -106,15 +86,7 @@ class BYOLAdapter(MomentumAdapter):
         return module
 
     def forward(self, x0: Tensor, x1: Tensor) -> Tensor:
-        """The symmetric loss of one step.
-
-        Args:
-            x0: First views, shape ``(N, ...)``: through the dense online network.
-            x1: Second views of the same samples, same shape: through the twin.
-
-        Returns:
-            The loss, a scalar tensor.
-        """
+        """The symmetric loss of one step: ``x0`` dense, ``x1`` through the twin."""
         p0, p1 = self._online(x0, x1)
         t0, t1 = self._targets(x0, x1)
         loss: Tensor = (self.loss(p0, t1) + self.loss(p1, t0)) / 2

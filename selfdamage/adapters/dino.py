@@ -10,18 +10,12 @@ from lightly.loss import DINOLoss
 from lightly.models.modules import DINOProjectionHead
 from torch import Tensor, nn
 from torch.nn.utils.weight_norm import WeightNorm
-from typing_extensions import Unpack
 
-from selfdamage._checks import check_int, check_module
-from selfdamage.adapters.base import MomentumAdapter
-from selfdamage.adapters.options import (
-    WrapperOptions,
-    check_feature_dim,
-    head_output_dim,
-    output_dim,
-)
+from selfdamage._checks import check_int
+from selfdamage._modules import forward_pre_hooks
+from selfdamage.adapters.base import Encoder, MomentumAdapter
+from selfdamage.adapters.head_sizes import head_output_dim, output_dim
 from selfdamage.adapters.registry import register_adapter
-from selfdamage.wrapper import DEFAULT_PRUNE_RATIO
 
 __all__ = ["DINOAdapter"]
 
@@ -86,9 +80,7 @@ class DINOAdapter(MomentumAdapter):
     - [1] DINO, 2021, https://arxiv.org/abs/2104.14294
 
     Args:
-        backbone, feature_dim, prune_ratio: As on every adapter, see
-            :class:`~selfdamage.adapters.SelfDamagingAdapter`, as are the wrapper
-            options (``**options``).
+        backbone, feature_dim, prune_ratio: As on every adapter (and ``**options``).
         head: The student head. Defaults to lightly's ``DINOProjectionHead(feature_dim,
             512, 64, 2048, freeze_last_layer=1)``, the sizes of lightly's
             ``examples/pytorch/dino.py`` (the DINO paper uses 2048, 256 and 65536). A
@@ -99,8 +91,7 @@ class DINOAdapter(MomentumAdapter):
             with ``D`` the ``out_features`` of the head's last ``nn.Linear``.
 
     Raises:
-        TypeError: As on every adapter.
-        ValueError: As on every adapter; or the head's output dimension cannot be read for
+        ValueError: Also if the head's output dimension cannot be read for
             the default loss or differs from a ``DINOLoss``'s.
 
     Examples:
@@ -123,30 +114,6 @@ class DINOAdapter(MomentumAdapter):
         >>> model.loss.center.shape  # the teacher outputs' running mean, in the state_dict
         torch.Size([1, 1, 2048])
     """
-
-    builds_momentum_head = True  # the teacher head: see _heads
-
-    def __init__(
-        self,
-        backbone: nn.Module,
-        feature_dim: int = 512,
-        prune_ratio: float = DEFAULT_PRUNE_RATIO,
-        *,
-        head: nn.Module | None = None,
-        loss: nn.Module | None = None,
-        **options: Unpack[WrapperOptions],
-    ) -> None:
-        feature_dim = check_feature_dim(feature_dim)
-        head, teacher = self._heads(feature_dim, head)
-        super().__init__(
-            backbone,
-            feature_dim,
-            prune_ratio,
-            head=head,
-            loss=loss,
-            momentum_head=teacher,
-            **options,
-        )
 
     @staticmethod
     def default_head(feature_dim: int) -> nn.Module:
@@ -182,21 +149,18 @@ class DINOAdapter(MomentumAdapter):
                 f"{head_dim}-d ones. Build the loss with DINOLoss(output_dim={head_dim})."
             )
 
-    @classmethod
-    def _heads(cls, feature_dim: int, head: nn.Module | None) -> tuple[nn.Module, nn.Module]:
-        """The student head and a teacher head with the same weights.
+    def momentum_head(self, encoder: Encoder, *, default_head: bool) -> nn.Module:
+        """The teacher head, with the student head's weights.
 
-        The default teacher head is built anew with the student's constructor arguments and
-        loaded with its weights; a given head is deep-copied once its computed weights are
-        detached.
+        The default head is built anew and loaded with the student's weights; a given head
+        is deep-copied once its computed weights are detached.
         """
-        if head is not None:
-            head = check_module("head", head)
-            _detach_computed_weights(head)
-            return head, copy.deepcopy(head)
-        head, teacher = cls.default_head(feature_dim), cls.default_head(feature_dim)
-        teacher.load_state_dict(head.state_dict())
-        return head, teacher
+        if not default_head:
+            _detach_computed_weights(encoder.head)
+            return copy.deepcopy(encoder.head)
+        teacher = self.default_head(encoder.feature_dim)
+        teacher.load_state_dict(encoder.head.state_dict())
+        return teacher
 
     def forward(self, x0: Tensor, x1: Tensor, *, epoch: int | None = None) -> Tensor:
         """The DINO loss of one step; updates the center from the teacher outputs.
@@ -265,6 +229,6 @@ def _detach_computed_weights(module: nn.Module) -> None:
     own reference, so this changes no result; it makes the module deep-copyable.
     """
     for submodule in module.modules():
-        for hook in submodule._forward_pre_hooks.values():
+        for hook in forward_pre_hooks(submodule):
             if isinstance(hook, WeightNorm):
                 setattr(submodule, hook.name, getattr(submodule, hook.name).detach())

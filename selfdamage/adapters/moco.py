@@ -9,16 +9,12 @@ from torch import Tensor, nn
 from typing_extensions import Unpack
 
 from selfdamage._checks import check_int
+from selfdamage._warnings import warns_at_caller
 from selfdamage.adapters.base import MomentumAdapter
-from selfdamage.adapters.options import (
-    WrapperOptions,
-    default_temperature,
-    head_output_dim,
-    memory_bank,
-    output_dim,
-    reject_with_loss,
-)
+from selfdamage.adapters.head_sizes import head_output_dim, output_dim
+from selfdamage.adapters.loss_options import default_temperature, memory_bank
 from selfdamage.adapters.registry import register_adapter
+from selfdamage.adapters.wrapper_options import WrapperOptions
 from selfdamage.wrapper import DEFAULT_PRUNE_RATIO
 
 __all__ = ["MoCoAdapter"]
@@ -68,11 +64,7 @@ class MoCoAdapter(MomentumAdapter):
     - [2] MoCo v2, 2020, https://arxiv.org/abs/2003.04297
 
     Args:
-        backbone, feature_dim, prune_ratio: As on every adapter, see
-            :class:`~selfdamage.adapters.SelfDamagingAdapter`, as are the wrapper
-            options (``**options``); ``baseline=True``
-            gives symmetric MoCo v2 (twice the passes of lightly's asymmetric example,
-            see above), for baselines.
+        backbone, feature_dim, prune_ratio: As on every adapter (and ``**options``).
         head: The projection head. Defaults to lightly's
             ``MoCoProjectionHead(feature_dim, feature_dim, 128)`` (MoCo v2: hidden as wide
             as the input, ReLU, 128-d, no BatchNorm; the sizes of lightly's
@@ -91,8 +83,7 @@ class MoCoAdapter(MomentumAdapter):
             (the MoCo papers use 65536 on ImageNet). Only without ``loss``.
 
     Raises:
-        TypeError: As on every adapter.
-        ValueError: As on every adapter; or ``temperature`` is not positive,
+        ValueError: Also if ``temperature`` is not positive,
             ``temperature`` or ``memory_bank_size`` is given with ``loss``,
             ``memory_bank_size`` is negative, the bank's dimension differs from the head's
             output, or the head's output dimension cannot be read for the default bank.
@@ -107,6 +98,7 @@ class MoCoAdapter(MomentumAdapter):
         8
     """
 
+    @warns_at_caller
     def __init__(
         self,
         backbone: nn.Module,
@@ -119,11 +111,16 @@ class MoCoAdapter(MomentumAdapter):
         memory_bank_size: int | None = None,
         **options: Unpack[WrapperOptions],
     ) -> None:
-        head = self.resolve_head(feature_dim, head)
-        reject_with_loss(loss, temperature=temperature, memory_bank_size=memory_bank_size)
-        if loss is None:
-            loss = self.default_loss(head, temperature, memory_bank_size)
-        super().__init__(backbone, feature_dim, prune_ratio, head=head, loss=loss, **options)
+        self._assemble(
+            backbone,
+            feature_dim,
+            prune_ratio,
+            options,
+            head=head,
+            loss=loss,
+            temperature=temperature,
+            memory_bank_size=memory_bank_size,
+        )
 
     @staticmethod
     def default_head(feature_dim: int) -> nn.Module:
@@ -169,12 +166,7 @@ class MoCoAdapter(MomentumAdapter):
     def forward(self, x0: Tensor, x1: Tensor) -> Tensor:
         """The symmetric loss of one step; enqueues the step's keys once if there is a bank.
 
-        Args:
-            x0: First views, shape ``(N, ...)``: dense query, and key for ``x1``'s query.
-            x1: Second views of the same samples, same shape: twin query, key for ``x0``'s.
-
-        Returns:
-            The loss, a scalar tensor.
+        ``x0`` gives the dense query and the key for ``x1``'s twin query, and the reverse.
 
         Raises:
             ValueError: If the projections' dimension differs from the memory bank's.

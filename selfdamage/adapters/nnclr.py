@@ -12,23 +12,20 @@ from torch import Tensor, nn
 from typing_extensions import Unpack
 
 from selfdamage._checks import check_bool, check_int
-from selfdamage.adapters.base import SelfDamagingAdapter
+from selfdamage._warnings import warns_at_caller
+from selfdamage.adapters.base import PredictorAdapter
+from selfdamage.adapters.head_sizes import head_output_dim
+from selfdamage.adapters.loss_options import default_temperature, memory_bank
 from selfdamage.adapters.method_state import persist_method_state
-from selfdamage.adapters.options import (
-    WrapperOptions,
-    default_temperature,
-    head_output_dim,
-    memory_bank,
-    reject_with_loss,
-)
 from selfdamage.adapters.registry import register_adapter
+from selfdamage.adapters.wrapper_options import WrapperOptions
 from selfdamage.wrapper import DEFAULT_PRUNE_RATIO
 
 __all__ = ["NNCLRAdapter"]
 
 
 @register_adapter("nnclr")
-class NNCLRAdapter(SelfDamagingAdapter):
+class NNCLRAdapter(PredictorAdapter):
     """NNCLR [1] with a self-damaged twin; ``forward`` returns the loss.
 
     NNCLR replaces each projection by its nearest neighbour in a support set of past
@@ -66,10 +63,7 @@ class NNCLRAdapter(SelfDamagingAdapter):
     - [1] NNCLR, 2021, https://arxiv.org/abs/2104.14548
 
     Args:
-        backbone, feature_dim, prune_ratio: As on every adapter, see
-            :class:`~selfdamage.adapters.SelfDamagingAdapter`, as are the wrapper
-            options (``**options``); ``baseline=True``
-            gives NNCLR as in lightly's example, ``z0`` enqueued.
+        backbone, feature_dim, prune_ratio: As on every adapter (and ``**options``).
         head: The projection head. Defaults to lightly's
             ``NNCLRProjectionHead(feature_dim, feature_dim, 128)``, the sizes of lightly's
             ``examples/pytorch/nnclr.py`` (``NNCLRProjectionHead(512, 512, 128)``); the
@@ -93,8 +87,7 @@ class NNCLRAdapter(SelfDamagingAdapter):
             loss that gathers too, ``NTXentLoss(gather_distributed=True)``.
 
     Raises:
-        TypeError: As on every adapter.
-        ValueError: As on every adapter; or ``temperature`` is not positive or is given with
+        ValueError: Also if ``temperature`` is not positive or is given with
             ``loss``, ``loss`` has a memory bank, ``memory_bank_size`` is not positive, or
             the head's output dimension cannot be read.
 
@@ -109,6 +102,7 @@ class NNCLRAdapter(SelfDamagingAdapter):
 
     memory_bank: NNMemoryBankModule
 
+    @warns_at_caller
     def __init__(
         self,
         backbone: nn.Module,
@@ -131,20 +125,18 @@ class NNCLRAdapter(SelfDamagingAdapter):
             what="a positive number of projections",
             fix="NNCLR needs a support set; lightly's example uses 4096.",
         )
-        head = self.resolve_head(feature_dim, head)
-        head_dim = head_output_dim(
-            head,
-            needed_for="size the support set",
-            fix="Use a head whose last nn.Linear gives the projection.",
-        )
-        reject_with_loss(loss, temperature=temperature)
-        if loss is None:
-            loss = self.default_loss(head, temperature)
-        super().__init__(
-            backbone, feature_dim, prune_ratio, head=head, predictor=predictor, loss=loss, **options
+        self._assemble(
+            backbone,
+            feature_dim,
+            prune_ratio,
+            options,
+            head=head,
+            loss=loss,
+            predictor=predictor,
+            temperature=temperature,
         )
         # The method's state, after the networks: the dense projections' support set.
-        self.memory_bank = NNMemoryBankModule(size=(size, head_dim))
+        self.memory_bank = NNMemoryBankModule(size=(size, _projection_dim(self._encoder.head)))
         self.memory_bank.gather_distributed = gather_distributed
         persist_method_state(self.memory_bank, None)
 
@@ -157,11 +149,7 @@ class NNCLRAdapter(SelfDamagingAdapter):
     @staticmethod
     def default_predictor(head: nn.Module, feature_dim: int) -> nn.Module:
         """lightly's ``NNCLRPredictionHead(D, feature_dim, D)``, ``D`` the head's output size."""
-        head_dim = head_output_dim(
-            head,
-            needed_for="size the support set",
-            fix="Use a head whose last nn.Linear gives the projection.",
-        )
+        head_dim = _projection_dim(head)
         module: nn.Module = NNCLRPredictionHead(head_dim, feature_dim, head_dim)
         return module
 
@@ -181,18 +169,19 @@ class NNCLRAdapter(SelfDamagingAdapter):
             )
 
     def forward(self, x0: Tensor, x1: Tensor) -> Tensor:
-        """The symmetric loss of one step; enqueues the dense projections ``z0``.
-
-        Args:
-            x0: First views, shape ``(N, ...)``: through the dense model; their
-                projections feed the support set.
-            x1: Second views of the same samples, same shape: through the twin.
-
-        Returns:
-            The loss, a scalar tensor.
-        """
+        """The symmetric loss of one step (``x0`` dense, ``x1`` through the twin); enqueues
+        the dense projections ``z0``."""
         (z0, p0), (z1, p1) = self._online(x0, x1, with_projection=True)
         nn1 = self.memory_bank(z1.detach(), update=False)
         nn0 = self.memory_bank(z0.detach(), update=p0.requires_grad)  # pre-step bank too
         loss: Tensor = (self.loss(nn0, p1) + self.loss(nn1, p0)) / 2
         return loss
+
+
+def _projection_dim(head: nn.Module) -> int:
+    """The head's output size, which sizes the support set and the default predictor."""
+    return head_output_dim(
+        head,
+        needed_for="size the support set",
+        fix="Use a head whose last nn.Linear gives the projection.",
+    )

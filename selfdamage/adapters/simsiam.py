@@ -6,15 +6,15 @@ from lightly.loss import NegativeCosineSimilarity
 from lightly.models.modules import SimSiamPredictionHead, SimSiamProjectionHead
 from torch import Tensor, nn
 
-from selfdamage.adapters.base import SelfDamagingAdapter
-from selfdamage.adapters.options import head_output_dim
+from selfdamage.adapters.base import PredictorAdapter
+from selfdamage.adapters.head_sizes import head_output_dim
 from selfdamage.adapters.registry import register_adapter
 
 __all__ = ["SimSiamAdapter"]
 
 
 @register_adapter("simsiam")
-class SimSiamAdapter(SelfDamagingAdapter):
+class SimSiamAdapter(PredictorAdapter):
     """SimSiam [1] with a self-damaged twin; ``forward`` returns the loss.
 
     SimSiam makes two online passes per step; each gives a projection ``z`` and a
@@ -40,9 +40,7 @@ class SimSiamAdapter(SelfDamagingAdapter):
     - [1] SimSiam, 2021, https://arxiv.org/abs/2011.10566
 
     Args:
-        backbone, feature_dim, prune_ratio: As on every adapter, see
-            :class:`~selfdamage.adapters.SelfDamagingAdapter`, as are the wrapper
-            options (``**options``).
+        backbone, feature_dim, prune_ratio: As on every adapter (and ``**options``).
         head: The projection head. Defaults to lightly's
             ``SimSiamProjectionHead(feature_dim, feature_dim, 128)``, the sizes of lightly's
             ``examples/pytorch/simsiam.py`` (``SimSiamProjectionHead(512, 512, 128)``; the
@@ -91,15 +89,7 @@ class SimSiamAdapter(SelfDamagingAdapter):
         return module
 
     def forward(self, x0: Tensor, x1: Tensor) -> Tensor:
-        """The symmetric loss of one step.
-
-        Args:
-            x0: First views, shape ``(N, ...)``: through the dense model.
-            x1: Second views of the same samples, same shape: through the twin.
-
-        Returns:
-            The loss, a scalar tensor.
-        """
+        """The symmetric loss of one step: ``x0`` dense, ``x1`` through the twin."""
         (z0, p0), (z1, p1) = self._online(x0, x1, with_projection=True)
         loss: Tensor = (self.loss(p0, z1.detach()) + self.loss(p1, z0.detach())) / 2
         return loss

@@ -8,9 +8,11 @@ from torch import Tensor, nn
 from typing_extensions import Unpack
 
 from selfdamage._checks import check_real
+from selfdamage._warnings import warns_at_caller
 from selfdamage.adapters.base import MomentumAdapter
-from selfdamage.adapters.options import WrapperOptions, head_output_dim, reject_with_loss
+from selfdamage.adapters.head_sizes import head_output_dim
 from selfdamage.adapters.registry import register_adapter
+from selfdamage.adapters.wrapper_options import WrapperOptions
 from selfdamage.wrapper import DEFAULT_PRUNE_RATIO
 
 __all__ = ["TiCoAdapter"]
@@ -63,11 +65,7 @@ class TiCoAdapter(MomentumAdapter):
     - [1] TiCo, 2022, https://arxiv.org/abs/2206.10698
 
     Args:
-        backbone, feature_dim, prune_ratio: As on every adapter, see
-            :class:`~selfdamage.adapters.SelfDamagingAdapter`, as are the wrapper
-            options (``**options``); ``baseline=True``
-            gives symmetric TiCo (twice the passes of lightly's asymmetric example, see
-            above), for baselines.
+        backbone, feature_dim, prune_ratio: As on every adapter (and ``**options``).
         head: The projection head. Defaults to lightly's
             ``TiCoProjectionHead(feature_dim, 4096, 256)``, the TiCo paper's sizes (hidden
             width 4096). lightly's ``examples/pytorch/tico.py`` uses
@@ -82,8 +80,8 @@ class TiCoAdapter(MomentumAdapter):
             paper's and lightly's. Only without ``loss``.
 
     Raises:
-        TypeError: As on every adapter; or ``loss`` is not a ``TiCoLoss``.
-        ValueError: As on every adapter; or ``beta`` or ``rho`` is given with ``loss``,
+        TypeError: Also if ``loss`` is not a ``TiCoLoss``.
+        ValueError: Also if ``beta`` or ``rho`` is given with ``loss``,
             ``beta`` is not in ``[0, 1]`` or ``rho`` is negative, or the head's output
             dimension cannot be read to size ``C``.
 
@@ -101,6 +99,7 @@ class TiCoAdapter(MomentumAdapter):
 
     _two_samples_because = "lightly's TiCoLoss needs a batch covariance"
 
+    @warns_at_caller
     def __init__(
         self,
         backbone: nn.Module,
@@ -113,16 +112,9 @@ class TiCoAdapter(MomentumAdapter):
         rho: float | None = None,
         **options: Unpack[WrapperOptions],
     ) -> None:
-        head = self.resolve_head(feature_dim, head)
-        head_output_dim(
-            head,
-            needed_for="size TiCo's running covariance C",
-            fix="Use a head whose last nn.Linear gives the projection.",
+        self._assemble(
+            backbone, feature_dim, prune_ratio, options, head=head, loss=loss, beta=beta, rho=rho
         )
-        reject_with_loss(loss, beta=beta, rho=rho)
-        if loss is None:
-            loss = self.default_loss(head, beta, rho)
-        super().__init__(backbone, feature_dim, prune_ratio, head=head, loss=loss, **options)
 
     @staticmethod
     def default_head(feature_dim: int) -> nn.Module:
@@ -140,7 +132,13 @@ class TiCoAdapter(MomentumAdapter):
         return TiCoLoss(beta=beta, rho=rho)
 
     def check_loss(self, loss: nn.Module, head: nn.Module) -> None:
-        """Raises unless ``loss`` is a ``TiCoLoss``: the twin half calls it without update."""
+        """Raises unless ``loss`` is a ``TiCoLoss`` (the twin half calls it without update)
+        and the head's output size, the size of ``C``, can be read."""
+        head_output_dim(
+            head,
+            needed_for="size TiCo's running covariance C",
+            fix="Use a head whose last nn.Linear gives the projection.",
+        )
         if not isinstance(loss, TiCoLoss):
             raise TypeError(
                 f"loss must be a lightly TiCoLoss, got {type(loss).__name__}: the adapter "
@@ -149,16 +147,8 @@ class TiCoAdapter(MomentumAdapter):
             )
 
     def forward(self, x0: Tensor, x1: Tensor) -> Tensor:
-        """The symmetric loss of one step; updates ``C`` once, from the dense half.
-
-        Args:
-            x0: First views, shape ``(N, ...)``: dense projection, and target for ``x1``.
-            x1: Second views of the same samples, same shape: twin projection, target
-                for ``x0``.
-
-        Returns:
-            The loss, a scalar tensor.
-        """
+        """The symmetric loss of one step (``x0`` dense, ``x1`` through the twin); updates
+        ``C`` once, from the dense half."""
         z0, z1 = self._online(x0, x1)
         k0, k1 = self._targets(x0, x1)
         twin_half: Tensor = self.loss(z1, k0, update_covariance_matrix=False)
