@@ -22,8 +22,11 @@ def backbone(tiny_first: bool) -> nn.Module:
     return model
 
 
+FULLY_MASKED = "the twin masks every entry of 'backbone.0.weight'"
+
+
 def fully_masked(caught: list[warnings.WarningMessage]) -> list[warnings.WarningMessage]:
-    return [w for w in caught if "the twin masks every entry of 'backbone.0.weight'" in str(w.message)]
+    return [w for w in caught if FULLY_MASKED in str(w.message)]
 
 
 def test_construction_warning_points_at_the_caller() -> None:
