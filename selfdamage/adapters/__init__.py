@@ -21,7 +21,11 @@
 The rule they share: the base method makes two online passes per step with a symmetric
 loss; SDCLR sends one of them through the damaged twin (``wrapper.damaged``) and the other
 through the dense model, and changes nothing else, so a step costs what a step of the base
-method costs. ``baseline=True`` gives the base method itself, for fair baselines.
+method costs. ``baseline=True`` gives the base method itself, for fair baselines. SDCLR
+defines only the SimCLR variant; for the other methods, damaging one of the two online
+passes is this library's choice, following the paper's argument that the idea applies to
+any two-branch method. Momentum copies, banks and running statistics follow the *dense*
+model, the one that is evaluated: the twin never feeds them.
 
 Common interface: ``Adapter(backbone, feature_dim, prune_ratio, *, head=, loss=, ...,
 **options)`` with the method's own options and the wrapper options (``damage=``,

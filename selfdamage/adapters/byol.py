@@ -25,11 +25,8 @@ class BYOLAdapter(PredictorAdapter, MomentumAdapter):
         t0, t1 = momentum_encoder(x0), momentum_encoder(x1)   # backbone + projector
         loss = (NegCos(p0, t1) + NegCos(p1, t0)) / 2
 
-    A step costs what a BYOL step costs. SDCLR [0] defines only the SimCLR variant;
-    damaging one of BYOL's online passes, and giving the projector *and* the predictor
-    twin BatchNorm state, is this library's choice, following the paper's argument that
-    the idea applies to any two-branch method. The momentum network copies the dense
-    backbone and projector (no predictor, as in BYOL); the twin never feeds it.
+    The projector *and* the predictor get twin BatchNorm state. The momentum network
+    copies the dense backbone and projector (no predictor, as in BYOL).
     ``baseline=True`` gives BYOL as in lightly's example, with the same heads and loss.
 
     - [0] SDCLR, 2021, https://arxiv.org/abs/2106.02990

@@ -35,33 +35,25 @@ class DINOAdapter(MomentumAdapter):
         t0, t1 = teacher(x0), teacher(x1)             # momentum backbone + teacher head
         loss = DINOLoss([t0, t1], [s0, s1])           # pairs (t0, s1) and (t1, s0)
 
-    A step costs what a two-crop DINO step costs. DINO's center (the loss's ``center``
-    buffer) is updated by the loss once per step from the *teacher* outputs only, so the
-    twin never feeds it; it is in the ``state_dict`` (``loss.center``), so a resumed
-    run continues exactly. The default teacher head is built anew with the student
-    head's constructor arguments and loaded with its weights, not deep-copied: lightly's
-    head uses ``torch.nn.utils.weight_norm``, which keeps the weight it computes as a
-    plain attribute, and ``copy.deepcopy`` raises a RuntimeError on that tensor while it
-    carries a graph (after construction or a forward pass with gradient). lightly's
-    example builds its teacher head anew too but leaves it at its own random
-    initialization; here it starts equal to the student head, as in the DINO authors'
-    code. The adapter detaches such computed weights before copying, so
-    ``copy.deepcopy(adapter)``, a given ``head`` and :class:`~selfdamage.ChannelDamage`'s
-    compact twin work; pickling works anyway. A bare ``copy.deepcopy`` of the wrapped
-    encoder after a training forward raises torch's RuntimeError: copy the adapter.
+    DINO's center (``loss.center``, in the ``state_dict``) is updated once per step from the
+    *teacher* outputs only. The teacher head starts equal to the student head, as in the
+    DINO authors' code (lightly's example leaves it at its own random initialization): the
+    default one is built anew and loaded with the student's weights, a given one is
+    deep-copied. lightly's head uses ``torch.nn.utils.weight_norm``, which keeps its
+    computed weight as a plain attribute that ``copy.deepcopy`` refuses while it carries a
+    graph; the adapter detaches it before copying, so ``copy.deepcopy(adapter)`` and
+    :class:`~selfdamage.ChannelDamage`'s compact twin work (a bare deep copy of the wrapped
+    encoder after a training forward raises torch's RuntimeError: copy the adapter).
 
     The head's weight-normalized last layer is not pruned: the default
     ``prunable=(nn.Conv2d,)`` leaves all of the head unpruned, and a ``prunable`` that
     selects ``nn.Linear`` skips it with a warning (masking a weight-normalized weight
     would not sparsify what the layer computes). The twin still uses it, shared.
 
-    **Two global crops only.** DINO's multi-crop passes ``V`` local crops through the
-    student as well; they are not supported. SDCLR's rule (one of the *two* online passes
-    through the twin) has no unique extension to ``2 + V`` student passes: the local
-    crops could all go through the twin (the twin then makes most of the student's
-    passes and the dense network sees one crop per sample), or be split between dense
-    and twin (each global crop is then compared with both). Either is a new method to be
-    calibrated, not SDCLR; the teacher sees only the global crops in any case.
+    **Two global crops only.** DINO's local crops are not supported: SDCLR's rule (one of
+    the *two* online passes through the twin) has no unique extension to ``2 + V`` student
+    passes (all local crops through the twin, or split between dense and twin, is each a
+    new method to be calibrated).
 
     Teacher-temperature warm-up: ``forward`` takes an optional ``epoch``, passed to the
     loss as lightly's example does; without it the loss uses its final temperature. The
@@ -70,11 +62,8 @@ class DINOAdapter(MomentumAdapter):
     loss built with another ``warmup_teacher_temp``. Freezing the last layer in the
     first epoch (lightly's ``freeze_last_layer=1``) is an explicit call after
     ``backward``: :meth:`cancel_last_layer_gradients`. The study's training loop calls
-    ``model(x0, x1)`` and neither of them.
-
-    ``baseline=True`` gives lightly's ``examples/pytorch/dino.py`` on its two global
-    crops, with the same heads and loss (its teacher head starts from the student's
-    weights, see above).
+    ``model(x0, x1)`` and neither of them. ``baseline=True`` gives lightly's
+    ``examples/pytorch/dino.py`` on its two global crops, with the same heads and loss.
 
     - [0] SDCLR, 2021, https://arxiv.org/abs/2106.02990
     - [1] DINO, 2021, https://arxiv.org/abs/2104.14294

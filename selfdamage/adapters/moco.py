@@ -31,30 +31,20 @@ class MoCoAdapter(MomentumAdapter):
         k0, k1 = momentum_encoder(x0), momentum_encoder(x1)
         loss = (L(q0, k1) + L(q1, k0)) / 2
 
-    This is the *symmetric* form of MoCo: per step two online (query) passes, two
-    momentum (key) passes and ``2N`` keys enqueued, where lightly's
-    ``examples/pytorch/moco.py`` (the asymmetric form of the MoCo papers) makes one query
-    pass, one key pass and enqueues ``N`` keys. SDCLR needs two online passes, because one
-    of them goes through the twin: a single query pass would be either dense (no damage)
-    or damaged (no dense query to compare it with). A step therefore costs what a
-    symmetric MoCo step costs, about twice the online and momentum compute of lightly's
-    example, and the bank turns over twice as fast. ``baseline=True`` gives symmetric MoCo
-    v2 with the same head, loss and bank (not lightly's asymmetric example): the
-    like-for-like baseline. SDCLR [0] defines only the SimCLR variant; damaging one of
-    MoCo's two query passes is this library's choice, following the paper's argument that
-    the idea applies to any two-branch method. The momentum encoder copies the *dense*
-    backbone and head; the twin never feeds it.
+    This is the *symmetric* form of MoCo: two query passes, two key passes and ``2N`` keys
+    enqueued per step, where lightly's ``examples/pytorch/moco.py`` (the MoCo papers'
+    asymmetric form) makes one of each and enqueues ``N``. SDCLR [0] needs two online
+    passes, one through the twin, so a step costs about twice the compute of lightly's
+    example and the bank turns over twice as fast. ``baseline=True`` gives symmetric MoCo
+    v2 with the same head, loss and bank: the like-for-like baseline.
 
     With a memory bank, the two halves are computed in ONE loss call,
     ``L(cat(q0, q1), cat(k1, k0))``: every query is scored against the bank as it was
     before the step, and the step's ``2N`` keys are enqueued once. (Two loss calls would
     enqueue ``k1`` before the second half, whose query ``q1_i`` would then meet ``k1_i``,
     a key of its own view, as a negative.) Without a memory bank the loss is called once
-    per half, with in-batch negatives. The bank is lightly's, made part of the
-    ``state_dict`` (``loss.memory_bank.bank`` and ``bank_ptr``, see
-    :func:`~selfdamage.adapters.method_state.persist_method_state`), so a checkpoint
-    resumes it; a ``state_dict`` without them (0.1, 0.2) still loads, the bank then stays
-    as it is. Under DDP, pass a loss with
+    per half, with in-batch negatives. The bank is in the ``state_dict``
+    (``loss.memory_bank.bank`` and ``bank_ptr``). Under DDP, pass a loss with
     ``gather_distributed=True``: DDP broadcasts rank 0's buffers before every forward
     pass, so without gathering only rank 0's keys stay in the bank. There is no
     shuffling BN [1].

@@ -39,25 +39,19 @@ class NNCLRAdapter(PredictorAdapter):
 
     as in lightly's ``examples/pytorch/nnclr.py``. Both look-ups use the support set as it
     was before the step; then the step's *dense* projections ``z0`` are enqueued, ``N``
-    keys per step as in lightly's example. The twin's projections only query the support
-    set, they never enter it: the support set is the method's state and holds what the
-    dense model (the one that is evaluated) sees. lightly's example enqueues the second
-    view's projections ``z1``; the two views are drawn alike, so enqueuing ``z0`` instead
-    is the same method, and ``baseline=True`` does the same, so the comparison is like for
-    like. ``z`` carries no gradient (lightly detaches it; the neighbours come from the
-    bank), so the gradient reaches the shared weights through both predictions. A step
-    costs what an NNCLR step costs. SDCLR [0] defines only the SimCLR variant; damaging
-    one of NNCLR's online passes, with twin BatchNorm state in both heads, is this
-    library's choice, following the paper's argument that the idea applies to any
-    two-branch method.
+    keys per step as in lightly's example; the twin's projections only query it. lightly's
+    example enqueues the second view's projections ``z1``; the two views are drawn alike,
+    so enqueuing ``z0`` instead is the same method, and ``baseline=True`` does the same.
+    ``z`` carries no gradient (lightly detaches it), so the gradient reaches the shared
+    weights through both predictions. SDCLR: [0].
 
-    The support set is ``self.memory_bank``, lightly's ``NNMemoryBankModule``, and is part
-    of the ``state_dict`` (``memory_bank.bank``, ``memory_bank.bank_ptr``), so a
-    checkpoint resumes it. Evaluating the loss without gradient (``torch.no_grad()``)
-    enqueues nothing. Under DDP, pass ``gather_distributed=True``: every rank then enqueues
-    the dense projections of all ranks, and the support set is that of one process on the
-    whole batch. Without it DDP broadcasts rank 0's buffers before every forward pass, so
-    every rank looks up rank 0's support set, fed by rank 0's projections only.
+    The support set is ``self.memory_bank``, lightly's ``NNMemoryBankModule``, in the
+    ``state_dict`` (``memory_bank.bank``, ``memory_bank.bank_ptr``). Evaluating the loss
+    without gradient (``torch.no_grad()``) enqueues nothing. Under DDP, pass
+    ``gather_distributed=True``: every rank then enqueues the dense projections of all
+    ranks, and the support set is that of one process on the whole batch. Without it DDP
+    broadcasts rank 0's buffers before every forward pass, so every rank looks up rank 0's
+    support set, fed by rank 0's projections only.
 
     - [0] SDCLR, 2021, https://arxiv.org/abs/2106.02990
     - [1] NNCLR, 2021, https://arxiv.org/abs/2104.14548

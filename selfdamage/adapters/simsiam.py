@@ -29,12 +29,8 @@ class SimSiamAdapter(PredictorAdapter):
     twin's prediction's target the dense projection: the targets come from the two
     passes SimSiam makes anyway, no extra pass, and a step costs what a SimSiam step
     costs. (Dense targets for both predictions would need a third, dense pass of ``x1``.)
-    With ``prune_ratio=0`` and a fresh twin it is exactly SimSiam. The projector and the
-    predictor are in the wrapped encoder: their Linear weights are shared by both
-    branches, their BatchNorm layers get twin state. SDCLR defines only the SimCLR
-    variant; this form is the library's choice, following the paper's argument that the
-    idea applies to any two-branch method. ``baseline=True`` gives SimSiam as in lightly's
-    ``examples/pytorch/simsiam.py``, with the same heads and loss.
+    With ``prune_ratio=0`` and a fresh twin it is exactly SimSiam. ``baseline=True`` gives
+    SimSiam as in lightly's ``examples/pytorch/simsiam.py``, with the same heads and loss.
 
     - [0] SDCLR, 2021, https://arxiv.org/abs/2106.02990
     - [1] SimSiam, 2021, https://arxiv.org/abs/2011.10566

@@ -32,34 +32,23 @@ class TiCoAdapter(MomentumAdapter):
         k0, k1 = momentum_encoder(x0), momentum_encoder(x1)
         loss = (L(z1, k0, update_covariance_matrix=False) + L(z0, k1)) / 2
 
-    with ``L`` lightly's ``TiCoLoss``. This is the *symmetric* form of TiCo: two online
-    passes and two momentum passes per step, where lightly's ``examples/pytorch/tico.py``
-    (and its ImageNet benchmark) makes one online pass and one momentum pass,
-    ``L(model(x0), momentum(x1))``. SDCLR needs two online passes, because one of them
-    goes through the twin: a single online pass would be either dense (no damage) or
-    damaged (no dense projection to compare it with). A step therefore costs about twice
-    the online and momentum compute of lightly's example. ``baseline=True`` gives
-    symmetric TiCo with the same head and loss (not lightly's asymmetric example): the
-    like-for-like baseline. SDCLR [0] defines only the SimCLR variant; damaging one of
-    TiCo's two online passes is this library's choice, following the paper's argument
-    that the idea applies to any two-branch method. The momentum encoder copies the
-    *dense* backbone and head; the twin never feeds it.
+    with ``L`` lightly's ``TiCoLoss``: the *symmetric* form of TiCo, as
+    :class:`~selfdamage.adapters.MoCoAdapter` is of MoCo (lightly's
+    ``examples/pytorch/tico.py`` makes one online and one momentum pass; SDCLR [0] needs
+    two online passes). ``baseline=True`` gives symmetric TiCo with the same head and loss.
 
-    The running covariance ``C`` is the method's state and is updated once per step, as
-    in lightly's example, from the *dense* half only: ``C <- beta * C + (1 - beta) * B``
-    with ``B = z0^T z0 / N`` of the normalized dense projections. The twin half is
-    computed first, with ``update_covariance_matrix=False``, so both halves see ``C`` as
-    it was before the step (each half's covariance term uses ``beta * C + (1 - beta) *
-    B`` of its own projections, as ``TiCoLoss`` defines it). The twin's projections never
-    enter ``C``: it follows the dense model, the one that is evaluated, and the number of
-    updates per step is the base method's. The baseline updates ``C`` from ``z0`` too.
-    ``C`` is a buffer in the ``state_dict`` (``loss.C``, zeros of ``(D, D)`` at the start,
-    as lightly's lazy initialisation; see
-    :func:`~selfdamage.adapters.method_state.persist_method_state`), so a checkpoint
-    resumes it; evaluating the loss without gradient (``torch.no_grad()``) leaves it as it
-    is. Under DDP, pass ``loss=TiCoLoss(gather_distributed=True)``: DDP broadcasts
-    rank 0's buffers before every forward pass, so without gathering ``C`` follows rank
-    0's projections only.
+    The running covariance ``C`` is the method's state and is updated once per step, as in
+    lightly's example, from the *dense* half only: ``C <- beta * C + (1 - beta) * B`` with
+    ``B = z0^T z0 / N`` of the normalized dense projections. The twin half is computed
+    first, with ``update_covariance_matrix=False``, so both halves see ``C`` as it was
+    before the step (each half's covariance term uses ``beta * C + (1 - beta) * B`` of its
+    own projections, as ``TiCoLoss`` defines it). The twin's projections never enter ``C``:
+    it follows the dense model, the one that is evaluated, and the number of updates per
+    step is the base method's. The baseline updates ``C`` from ``z0`` too. ``C`` is a buffer
+    in the ``state_dict`` (``loss.C``); evaluating the loss without gradient leaves it as it
+    is. Under DDP, pass ``loss=TiCoLoss(gather_distributed=True)``: DDP broadcasts rank 0's
+    buffers before every forward pass, so without gathering ``C`` follows rank 0's
+    projections only.
 
     - [0] SDCLR, 2021, https://arxiv.org/abs/2106.02990
     - [1] TiCo, 2022, https://arxiv.org/abs/2206.10698
