@@ -46,9 +46,6 @@ class BarlowTwinsAdapter(TwoViewAdapter):
             For another weight, or ``gather_distributed=True`` under DDP, pass
             ``loss=BarlowTwinsLoss(lambda_param=..., gather_distributed=...)``.
 
-    Raises:
-        ValueError: Also if ``loss`` has a memory bank.
-
     Examples:
         >>> import torch, torchvision
         >>> backbone = torch.nn.Sequential(*list(torchvision.models.resnet18().children())[:-1])

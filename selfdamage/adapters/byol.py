@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from lightly.loss import NegativeCosineSimilarity
 from lightly.models.modules import BYOLPredictionHead, BYOLProjectionHead
 from torch import Tensor, nn
 
 from selfdamage.adapters.base import MomentumAdapter, PredictorAdapter
-from selfdamage.adapters.head_sizes import head_output_dim
+from selfdamage.adapters.head_sizes import predictor_dim
+from selfdamage.adapters.loss_options import negative_cosine_similarity
 from selfdamage.adapters.registry import register_adapter
 
 __all__ = ["BYOLAdapter"]
@@ -46,9 +46,6 @@ class BYOLAdapter(PredictorAdapter, MomentumAdapter):
         loss: The loss, called as ``loss(predictions, targets)`` on ``(N, D)`` tensors.
             Defaults to lightly's ``NegativeCosineSimilarity()``.
 
-    Raises:
-        TypeError, ValueError: As on every adapter, with the predictor.
-
     Examples:
         >>> import torch, torchvision
         >>> backbone = torch.nn.Sequential(*list(torchvision.models.resnet18().children())[:-1])
@@ -68,19 +65,11 @@ class BYOLAdapter(PredictorAdapter, MomentumAdapter):
     @staticmethod
     def default_predictor(head: nn.Module, feature_dim: int) -> nn.Module:
         """lightly's ``BYOLPredictionHead(D, 4096, D)``, ``D`` the head's output dimension."""
-        head_dim = head_output_dim(
-            head,
-            needed_for="build the default predictor",
-            fix="Pass predictor=BYOLPredictionHead(D, 4096, D) with D the head's output dimension.",
-        )
+        head_dim = predictor_dim(head, "BYOLPredictionHead(D, 4096, D)")
         module: nn.Module = BYOLPredictionHead(head_dim, 4096, head_dim)
         return module
 
-    @staticmethod
-    def default_loss(head: nn.Module) -> nn.Module:
-        """lightly's ``NegativeCosineSimilarity()``."""
-        module: nn.Module = NegativeCosineSimilarity()
-        return module
+    default_loss = staticmethod(negative_cosine_similarity)
 
     def forward(self, x0: Tensor, x1: Tensor) -> Tensor:
         """The symmetric loss of one step: ``x0`` dense, ``x1`` through the twin."""

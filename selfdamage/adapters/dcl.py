@@ -88,9 +88,6 @@ class DCLWAdapter(DCLAdapter):
         temperature: Temperature of the default loss. Defaults to 0.1, ``DCLWLoss``'s
             default, as lightly's example and benchmark. Only without ``loss``.
 
-    Raises:
-        TypeError, ValueError: As :class:`DCLAdapter`.
-
     Examples:
         >>> import torch, torchvision
         >>> backbone = torch.nn.Sequential(*list(torchvision.models.resnet18().children())[:-1])

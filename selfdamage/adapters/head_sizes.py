@@ -6,7 +6,7 @@ from torch import nn
 
 from selfdamage._checks import check_module
 
-__all__ = ["check_predictor", "head_output_dim", "output_dim"]
+__all__ = ["check_predictor", "head_output_dim", "output_dim", "predictor_dim"]
 
 
 def output_dim(head: nn.Module) -> int | None:
@@ -36,6 +36,21 @@ def head_output_dim(head: nn.Module, *, needed_for: str, fix: str) -> int:
             f"Cannot read the head's output dimension (it has no nn.Linear) to {needed_for}. {fix}"
         )
     return dim
+
+
+def predictor_dim(head: nn.Module, default: str) -> int:
+    """The head's output size ``D``, which sizes the ``default`` predictor (its spelling).
+
+    Examples:
+        >>> predictor_dim(nn.Identity(), "Predictor(D, D)")
+        Traceback (most recent call last):
+        ValueError: Cannot read the head's output dimension (it has no nn.Linear) to build the default predictor. Pass predictor=Predictor(D, D) with D the head's output dimension.
+    """  # noqa: E501
+    return head_output_dim(
+        head,
+        needed_for="build the default predictor",
+        fix=f"Pass predictor={default} with D the head's output dimension.",
+    )
 
 
 def check_predictor(predictor: object, head: nn.Module) -> nn.Module:

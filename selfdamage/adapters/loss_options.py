@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from lightly.loss import NegativeCosineSimilarity
 from lightly.models.modules.memory_bank import MemoryBankModule
 from torch import nn
 
 from selfdamage._checks import check_real
 
-__all__ = ["default_temperature", "memory_bank", "reject_with_loss"]
+__all__ = ["default_temperature", "memory_bank", "negative_cosine_similarity", "reject_with_loss"]
 
 
 def default_temperature(temperature: object, default: float) -> float:
@@ -24,6 +25,17 @@ def default_temperature(temperature: object, default: float) -> float:
         low_open=True,
         fix=f"It divides the similarities; the default is {default}.",
     )
+
+
+def negative_cosine_similarity(head: nn.Module) -> nn.Module:
+    """lightly's ``NegativeCosineSimilarity()``, the default loss of BYOL and SimSiam.
+
+    Examples:
+        >>> negative_cosine_similarity(nn.Identity())
+        NegativeCosineSimilarity()
+    """
+    module: nn.Module = NegativeCosineSimilarity()
+    return module
 
 
 def reject_with_loss(loss: nn.Module | None, **options: object) -> None:

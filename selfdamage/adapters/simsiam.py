@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from lightly.loss import NegativeCosineSimilarity
 from lightly.models.modules import SimSiamPredictionHead, SimSiamProjectionHead
 from torch import Tensor, nn
 
 from selfdamage.adapters.base import PredictorAdapter
-from selfdamage.adapters.head_sizes import head_output_dim
+from selfdamage.adapters.head_sizes import predictor_dim
+from selfdamage.adapters.loss_options import negative_cosine_similarity
 from selfdamage.adapters.registry import register_adapter
 
 __all__ = ["SimSiamAdapter"]
@@ -45,11 +45,8 @@ class SimSiamAdapter(PredictorAdapter):
             ``SimSiamPredictionHead(D, D // 2, D)``, where ``D`` is the ``out_features`` of
             the head's last ``nn.Linear`` (128 by default): lightly's example,
             ``SimSiamPredictionHead(128, 64, 128)``.
-        loss: The loss, called as ``loss(predictions, targets)`` on ``(N, D)`` tensors.
-            Defaults to lightly's ``NegativeCosineSimilarity()``.
-
-    Raises:
-        TypeError, ValueError: As on every adapter, with the predictor.
+        loss: ``loss(predictions, targets)`` on ``(N, D)`` tensors; lightly's
+            ``NegativeCosineSimilarity()`` by default.
 
     Examples:
         >>> import torch, torchvision
@@ -69,20 +66,11 @@ class SimSiamAdapter(PredictorAdapter):
     @staticmethod
     def default_predictor(head: nn.Module, feature_dim: int) -> nn.Module:
         """lightly's ``SimSiamPredictionHead(D, D // 2, D)``, ``D`` the head's output size."""
-        head_dim = head_output_dim(
-            head,
-            needed_for="build the default predictor",
-            fix="Pass predictor=SimSiamPredictionHead(D, D // 2, D) with D the head's "
-            "output dimension.",
-        )
+        head_dim = predictor_dim(head, "SimSiamPredictionHead(D, D // 2, D)")
         module: nn.Module = SimSiamPredictionHead(head_dim, max(1, head_dim // 2), head_dim)
         return module
 
-    @staticmethod
-    def default_loss(head: nn.Module) -> nn.Module:
-        """lightly's ``NegativeCosineSimilarity()``."""
-        module: nn.Module = NegativeCosineSimilarity()
-        return module
+    default_loss = staticmethod(negative_cosine_similarity)
 
     def forward(self, x0: Tensor, x1: Tensor) -> Tensor:
         """The symmetric loss of one step: ``x0`` dense, ``x1`` through the twin."""

@@ -48,9 +48,6 @@ class VICRegAdapter(TwoViewAdapter):
             ``nu_param=1``). For other weights, or ``gather_distributed=True`` under DDP,
             pass ``loss=VICRegLoss(...)``.
 
-    Raises:
-        ValueError: Also if ``loss`` has a memory bank.
-
     Examples:
         >>> import torch, torchvision
         >>> backbone = torch.nn.Sequential(*list(torchvision.models.resnet18().children())[:-1])
