@@ -11,8 +11,6 @@ from fixtures.make_v0_1_checkpoints import tiny_model
 from torch import nn
 
 from selfdamage import ChannelDamage, SelfDamagingWrapper, WeightDamage
-from selfdamage.adapters import ADAPTERS as REGISTRY
-from selfdamage.adapters import BYOLAdapter, MoCoAdapter, SimCLRAdapter
 
 
 def net() -> nn.Module:
@@ -67,67 +65,6 @@ class TestWrapper:
             SelfDamagingWrapper(net(), 0.5, damage="filter")  # type: ignore[arg-type]
 
 
-ADAPTERS = [SimCLRAdapter, MoCoAdapter, BYOLAdapter]
-
-
-def small(cls: type[nn.Module]) -> dict[str, Any]:
-    heads: dict[str, Any] = {"head": nn.Linear(6, 6)}
-    if cls is BYOLAdapter:
-        heads["predictor"] = nn.Linear(6, 6)
-    return heads
-
-
-def backbone() -> nn.Module:
-    return nn.Sequential(*list(net())[:-1])
-
-
-@pytest.mark.parametrize("cls", ADAPTERS)
-class TestAdapters:
-    def test_damage_false_is_baseline(self, cls: Any) -> None:
-        torch.manual_seed(1)
-        with pytest.warns(DeprecationWarning, match="damage=False .* use baseline=True"):
-            old = cls(backbone(), 6, 0.5, damage=False, **small(cls))
-        torch.manual_seed(1)
-        new = cls(backbone(), 6, 0.5, baseline=True, **small(cls))
-        assert old.baseline and same_state(old, new)
-        with pytest.warns(DeprecationWarning, match="adapter.baseline"):
-            assert old.damage is False  # 0.1's meaning, for this release
-
-    def test_damage_true(self, cls: Any) -> None:
-        torch.manual_seed(1)
-        with pytest.warns(DeprecationWarning, match="damage=True"):
-            old = cls(backbone(), 6, 0.5, damage=True, **small(cls))
-        torch.manual_seed(1)
-        new = cls(backbone(), 6, 0.5, **small(cls))
-        assert not old.baseline and same_state(old, new)
-        assert isinstance(new.damage, WeightDamage)
-
-    def test_damage_channel(self, cls: Any) -> None:
-        torch.manual_seed(1)
-        with pytest.warns(DeprecationWarning, match="ChannelDamage"):
-            old = cls(backbone(), 6, 0.5, damage="channel", example_inputs=x(), **small(cls))
-        torch.manual_seed(1)
-        damage = ChannelDamage(0.5, example_inputs=x())
-        new = cls(backbone(), 6, damage=damage, **small(cls))
-        assert same_state(old, new) and new.damage is damage
-        with pytest.warns(DeprecationWarning):
-            assert old.damage is True
-
-
-@pytest.mark.parametrize("name", sorted(REGISTRY))
-@pytest.mark.parametrize(
-    "options",
-    [{"damage": False}, {"damage": "channel", "example_inputs": x()}],
-    ids=["damage=False", "damage='channel'"],
-)
-def test_adapter_warning_points_at_the_caller(name: str, options: dict[str, Any]) -> None:
-    # However deep the adapter's __init__ chain (SimCLRAdapter -> TwoViewAdapter -> base).
-    cls = REGISTRY[name]
-    with pytest.warns(DeprecationWarning) as record:
-        cls(backbone(), 6, 0.5, **options, **small(cls))
-    assert {w.filename for w in record if w.category is DeprecationWarning} == {__file__}
-
-
 class TestChannelDamageModule:
     @pytest.mark.parametrize(
         "name",
@@ -170,12 +107,6 @@ class TestChannelDamageModule:
         assert check_damage("weight", importance=None) == "weight"
         with pytest.raises(ValueError, match="only applies to channel damage"):
             check_damage("weight", importance="lamp")
-
-    def test_private_adapter_base_module(self) -> None:
-        from selfdamage.adapters import MomentumAdapter
-        from selfdamage.adapters._base import MomentumAdapter as Old
-
-        assert Old is MomentumAdapter
 
     def test_unknown_name(self) -> None:
         module = importlib.import_module("selfdamage.channel_damage")
