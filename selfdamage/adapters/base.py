@@ -25,11 +25,11 @@ from typing_extensions import Unpack
 
 from selfdamage._checks import check_int, check_module, check_real
 from selfdamage._warnings import warns_at_caller
+from selfdamage.adapters._head_sizes import check_predictor, output_dim
+from selfdamage.adapters._loss_options import reject_with_loss
+from selfdamage.adapters._views import check_views
 from selfdamage.adapters.encoder import Encoder
-from selfdamage.adapters.head_sizes import check_predictor, output_dim
-from selfdamage.adapters.loss_options import reject_with_loss
 from selfdamage.adapters.method_state import persist_method_state
-from selfdamage.adapters.views import check_views
 from selfdamage.adapters.wrapper_options import WrapperOptions, read_wrapper_options
 from selfdamage.damage import Damage
 from selfdamage.wrapper import DEFAULT_PRUNE_RATIO, SelfDamagingWrapper, nested_wrapper
@@ -209,9 +209,14 @@ class SelfDamagingAdapter(nn.Module):
     def check_views(self, x0: object, x1: object) -> None:
         """Raises unless ``x0`` and ``x1`` are a pair of batches this method can train on.
 
-        See :func:`~selfdamage.adapters.views.check_views`; here with the encoder (its
-        training ``BatchNorm1d`` layers need 2 samples) and the method's own reason to
-        need 2 samples in any mode (TiCo, DCL, DCLW, VICReg, Barlow Twins).
+        Both views' rows are positive pairs, so they must have the same batch size (and,
+        from the same transform, the same dtype and shape), at least one sample, and 2 where
+        a training ``BatchNorm1d`` or the method's loss (TiCo, DCL, DCLW, VICReg, Barlow
+        Twins) needs them. Inputs that are both not tensors are not checked.
+
+        Raises:
+            TypeError: If one view is a tensor and the other is not.
+            ValueError: If the views do not fit each other or the method.
         """
         check_views(x0, x1, self._encoder if self.training else None, self._two_samples_because)
 

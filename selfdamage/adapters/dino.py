@@ -13,8 +13,8 @@ from torch.nn.utils.weight_norm import WeightNorm
 
 from selfdamage._checks import check_int
 from selfdamage._modules import forward_pre_hooks
+from selfdamage.adapters._head_sizes import head_output_dim, output_dim
 from selfdamage.adapters.base import Encoder, MomentumAdapter
-from selfdamage.adapters.head_sizes import head_output_dim, output_dim
 from selfdamage.adapters.registry import register_adapter
 
 __all__ = ["DINOAdapter"]

@@ -13,9 +13,9 @@ from typing_extensions import Unpack
 
 from selfdamage._checks import check_bool, check_int
 from selfdamage._warnings import warns_at_caller
+from selfdamage.adapters._head_sizes import head_output_dim
+from selfdamage.adapters._loss_options import default_temperature, memory_bank
 from selfdamage.adapters.base import PredictorAdapter
-from selfdamage.adapters.head_sizes import head_output_dim
-from selfdamage.adapters.loss_options import default_temperature, memory_bank
 from selfdamage.adapters.method_state import persist_method_state
 from selfdamage.adapters.registry import register_adapter
 from selfdamage.adapters.wrapper_options import WrapperOptions

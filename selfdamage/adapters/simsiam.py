@@ -5,9 +5,9 @@ from __future__ import annotations
 from lightly.models.modules import SimSiamPredictionHead, SimSiamProjectionHead
 from torch import Tensor, nn
 
+from selfdamage.adapters._head_sizes import predictor_dim
+from selfdamage.adapters._loss_options import negative_cosine_similarity
 from selfdamage.adapters.base import PredictorAdapter
-from selfdamage.adapters.head_sizes import predictor_dim
-from selfdamage.adapters.loss_options import negative_cosine_similarity
 from selfdamage.adapters.registry import register_adapter
 
 __all__ = ["SimSiamAdapter"]

@@ -9,8 +9,8 @@ from typing_extensions import Unpack
 
 from selfdamage._checks import check_real
 from selfdamage._warnings import warns_at_caller
+from selfdamage.adapters._head_sizes import head_output_dim
 from selfdamage.adapters.base import MomentumAdapter
-from selfdamage.adapters.head_sizes import head_output_dim
 from selfdamage.adapters.registry import register_adapter
 from selfdamage.adapters.wrapper_options import WrapperOptions
 from selfdamage.wrapper import DEFAULT_PRUNE_RATIO

@@ -10,12 +10,12 @@ from torch import Tensor, nn
 from typing_extensions import Unpack
 
 from selfdamage._warnings import warns_at_caller
+from selfdamage.adapters._loss_options import default_temperature, memory_bank
 from selfdamage.adapters.base import SelfDamagingAdapter
-from selfdamage.adapters.loss_options import default_temperature, memory_bank
 from selfdamage.adapters.wrapper_options import WrapperOptions
 from selfdamage.wrapper import DEFAULT_PRUNE_RATIO
 
-__all__ = ["TemperatureTwoView", "TwoViewAdapter"]
+__all__ = ["TwoViewAdapter"]
 
 
 class TwoViewAdapter(SelfDamagingAdapter):

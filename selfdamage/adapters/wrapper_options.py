@@ -11,7 +11,7 @@ from selfdamage._checks import check_bool
 from selfdamage._compat.removed import removed_damage_error, removed_option_error
 from selfdamage.damage import Damage, Prunable
 
-__all__ = ["WrapperOptions", "read_wrapper_options"]
+__all__ = ["WrapperOptions"]
 
 
 class WrapperOptions(TypedDict, total=False):

@@ -25,7 +25,7 @@ from selfdamage.adapters import (
     TiCoAdapter,
     VICRegAdapter,
 )
-from selfdamage.adapters.loss_options import memory_bank
+from selfdamage.adapters._loss_options import memory_bank
 
 from .helpers import FEATURES, tiny_backbone, views
 
