@@ -41,8 +41,8 @@ def persist_method_state(module: nn.Module, projection_dim: int | None) -> None:
       would be bf16, this one stays float32 (``beta * C + (1 - beta) * B`` promotes to
       float32), so the running covariance accumulates at full precision.
 
-    Each owner also gets :func:`~selfdamage._compat.adapter_state.state_without`'s load
-    pre-hook: a ``state_dict`` that lacks exactly these keys loads with ``strict=True`` and
+    Each owner also gets the load pre-hook of ``selfdamage._compat.adapter_state``: a
+    ``state_dict`` that lacks exactly these keys loads with ``strict=True`` and
     leaves the bank or covariance as it is; every other missing key is still reported.
 
     Args:
