@@ -20,6 +20,7 @@ except ImportError:  # pragma: no cover - depends on what is installed
             "selfdamage.lightning needs PyTorch Lightning: pip install 'selfdamage[lightning]'"
         ) from error
 
+from selfdamage._warnings import warns_at_caller
 from selfdamage.wrapper import SelfDamagingWrapper
 
 __all__ = ["SelfDamagingCallback"]
@@ -33,7 +34,8 @@ class SelfDamagingCallback(pl.Callback):
     twin's sparsity as ``"selfdamage/sparsity"``, or as ``"selfdamage/<name>/sparsity"``
     with the wrapper's qualified name when the module holds several. Under DDP every rank
     refreshes from the same weights and so draws the same masks. Momentum updates
-    (``update_momentum``) stay in the user's ``training_step``.
+    (``update_momentum``) stay in the user's ``training_step``. Warnings of a refresh (a
+    fully masked layer, say) point at the line of Lightning that called the hook.
 
     At the start of training it checks that the trainer's optimizers update every
     trainable parameter of each wrapper
@@ -71,6 +73,7 @@ class SelfDamagingCallback(pl.Callback):
         3
     """
 
+    @warns_at_caller
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Checks that there is a wrapper to refresh."""
         if not _wrappers(pl_module):
@@ -81,6 +84,7 @@ class SelfDamagingCallback(pl.Callback):
                 "callback."
             )
 
+    @warns_at_caller
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Checks that the optimizers update every trainable parameter of each wrapper.
 
@@ -93,6 +97,7 @@ class SelfDamagingCallback(pl.Callback):
             if any(id(p) in held for p in wrapper.parameters()):
                 wrapper.check_optimizer(*trainer.optimizers)
 
+    @warns_at_caller
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Re-prunes each twin from the current dense weights and logs its sparsity."""
         wrappers = _wrappers(pl_module)

@@ -12,6 +12,7 @@ from lightly.models.modules import SimCLRProjectionHead
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
+import selfdamage
 from selfdamage import SelfDamagingWrapper
 from selfdamage.adapters import ADAPTERS, MomentumAdapter, SimCLRAdapter
 from selfdamage.lightning import SelfDamagingCallback
@@ -208,3 +209,28 @@ def test_load_from_checkpoint_without_masks_non_strict(tmp_path: Path) -> None:
         assert torch.equal(restored.state_dict()[key], value), key
     for name, mask in restored.model.wrapper.named_masks():
         assert torch.equal(mask, masks[name]), name
+
+
+class LosesALayer(SDCLR):
+    """Its first conv falls under the global threshold once training starts."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        convs = nn.Sequential(
+            nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 8, 3), nn.AdaptiveAvgPool2d(1)
+        )
+        self.model = SimCLRAdapter(convs, 8, 0.5, head=SimCLRProjectionHead(8, 16, 8))
+
+    def on_train_start(self) -> None:
+        with torch.no_grad():
+            self.model.backbone[0].weight.mul_(1e-6)
+
+
+def test_refresh_warning_points_outside_selfdamage() -> None:
+    # Lightning calls the callback's hook; the warning must not name a line of selfdamage.
+    with pytest.warns(UserWarning, match="the twin masks every entry of 'backbone.0.weight'") as w:
+        fit(LosesALayer())
+    (warning,) = [x for x in w if "every entry of 'backbone.0.weight'" in str(x.message)]
+    package = str(Path(selfdamage.__file__).parent)
+    assert not warning.filename.startswith(package), warning.filename
+    assert "lightning" in warning.filename  # the line of Lightning that called the hook

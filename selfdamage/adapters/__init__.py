@@ -15,18 +15,22 @@
   pass as ``head=``.
 - :data:`ADAPTERS` — method name -> adapter class; each adapter registers itself with
   :func:`register_adapter` where it is defined.
-- :class:`SelfDamagingAdapter`, :class:`MomentumAdapter`, :class:`Encoder` — the bases,
-  for a method that is not a loss on two projections.
+- :class:`SelfDamagingAdapter`, :class:`PredictorAdapter`, :class:`MomentumAdapter`,
+  :class:`Encoder` — the bases, for a method that is not a loss on two projections.
 
 The rule they share: the base method makes two online passes per step with a symmetric
 loss; SDCLR sends one of them through the damaged twin (``wrapper.damaged``) and the other
 through the dense model, and changes nothing else, so a step costs what a step of the base
-method costs. ``baseline=True`` gives the base method itself, for fair baselines.
+method costs. ``baseline=True`` gives the base method itself, for fair baselines. SDCLR
+defines only the SimCLR variant; for the other methods, damaging one of the two online
+passes is this library's choice, following the paper's argument that the idea applies to
+any two-branch method. Momentum copies, banks and running statistics follow the *dense*
+model, the one that is evaluated: the twin never feeds them.
 
 Common interface: ``Adapter(backbone, feature_dim, prune_ratio, *, head=, loss=, ...,
 **options)`` with the method's own options and the wrapper options (``damage=``,
 ``baseline=``, ``random_ratio=``, ``prunable=``, ``twin_norm=``:
-:class:`~selfdamage.adapters.options.WrapperOptions`); ``loss = adapter(x0, x1)``;
+:class:`~selfdamage.adapters.wrapper_options.WrapperOptions`); ``loss = adapter(x0, x1)``;
 ``adapter.refresh_mask()`` once per epoch; ``adapter.embed(x)`` for dense features;
 ``adapter.wrapper`` (the :class:`~selfdamage.wrapper.SelfDamagingWrapper`),
 ``adapter.damage`` (the strategy), ``adapter.baseline`` and ``adapter.backbone``. MoCo,
@@ -38,7 +42,12 @@ TiCo's covariance) is in the ``state_dict``, see
 from __future__ import annotations
 
 from selfdamage.adapters.barlow_twins import BarlowTwinsAdapter
-from selfdamage.adapters.base import Encoder, MomentumAdapter, SelfDamagingAdapter
+from selfdamage.adapters.base import (
+    Encoder,
+    MomentumAdapter,
+    PredictorAdapter,
+    SelfDamagingAdapter,
+)
 from selfdamage.adapters.byol import BYOLAdapter
 from selfdamage.adapters.dcl import DCLAdapter, DCLWAdapter
 from selfdamage.adapters.dino import DINOAdapter
@@ -63,6 +72,7 @@ __all__ = [
     "MoCoAdapter",
     "MomentumAdapter",
     "NNCLRAdapter",
+    "PredictorAdapter",
     "SDCLRProjectionHead",
     "SelfDamagingAdapter",
     "SimCLRAdapter",

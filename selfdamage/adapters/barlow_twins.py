@@ -7,13 +7,13 @@ from lightly.models.modules import BarlowTwinsProjectionHead
 from torch import nn
 
 from selfdamage.adapters.registry import register_adapter
-from selfdamage.adapters.two_view import DefaultsTwoView
+from selfdamage.adapters.two_view import TwoViewAdapter
 
 __all__ = ["BarlowTwinsAdapter"]
 
 
 @register_adapter("barlowtwins")
-class BarlowTwinsAdapter(DefaultsTwoView):
+class BarlowTwinsAdapter(TwoViewAdapter):
     """Barlow Twins [1] with a self-damaged twin; ``forward`` returns the loss.
 
     Barlow Twins makes two online passes per step and drives the cross-correlation matrix
@@ -34,9 +34,7 @@ class BarlowTwinsAdapter(DefaultsTwoView):
     - [1] Barlow Twins, 2021, https://arxiv.org/abs/2103.03230
 
     Args:
-        backbone, feature_dim, prune_ratio: As on every adapter, see
-            :class:`~selfdamage.adapters.SelfDamagingAdapter`, as are the wrapper
-            options (``**options``).
+        backbone, feature_dim, prune_ratio: As on every adapter (and ``**options``).
         head: The projection head. Defaults to lightly's
             ``BarlowTwinsProjectionHead(feature_dim, 2048, 2048)``, the sizes of lightly's
             ``examples/pytorch/barlowtwins.py`` (three Linear layers, BatchNorm and ReLU
@@ -47,10 +45,6 @@ class BarlowTwinsAdapter(DefaultsTwoView):
             (the paper's weight of the redundancy term, chosen for its 8192-d projector).
             For another weight, or ``gather_distributed=True`` under DDP, pass
             ``loss=BarlowTwinsLoss(lambda_param=..., gather_distributed=...)``.
-
-    Raises:
-        TypeError: As on every adapter.
-        ValueError: As on every adapter; or ``loss`` has a memory bank.
 
     Examples:
         >>> import torch, torchvision

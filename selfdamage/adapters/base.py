@@ -1,12 +1,13 @@
 """The adapters' public bases: the wrapped encoder, the two online passes, momentum.
 
-Subclass :class:`SelfDamagingAdapter` (or :class:`MomentumAdapter`) to bring another
-two-branch method to SDCLR, and register it with
-:func:`~selfdamage.adapters.register_adapter`; the recipe is in :doc:`/architecture`.
+Subclass :class:`SelfDamagingAdapter` (:class:`PredictorAdapter` with a prediction head,
+:class:`MomentumAdapter` with a momentum copy) to bring another two-branch method to
+SDCLR, and register it with :func:`~selfdamage.adapters.register_adapter`; the recipe is
+in :doc:`/architecture`.
 
 Every adapter wraps ONE module, :class:`Encoder` (``backbone -> flatten(1) -> head``, plus
-BYOL's predictor), in a :class:`~selfdamage.wrapper.SelfDamagingWrapper`. The heads'
-Linear weights are therefore shared between the dense and the damaged branch while their
+a predictor), in a :class:`~selfdamage.wrapper.SelfDamagingWrapper`. The heads' Linear
+weights are therefore shared between the dense and the damaged branch while their
 BatchNorm layers get twin state, like the backbone's ("dual BN" in the reference code's
 projection head). The heads are not pruned with the default ``prunable=(nn.Conv2d,)``.
 """
@@ -14,7 +15,7 @@ projection head). The heads are not pruned with the default ``prunable=(nn.Conv2
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar, cast
 
 import torch
@@ -22,34 +23,30 @@ from lightly.models.utils import deactivate_requires_grad, update_momentum
 from torch import Tensor, nn
 from typing_extensions import Unpack
 
-from selfdamage._checks import check_module, check_real
+from selfdamage._checks import check_int, check_module, check_real
+from selfdamage._warnings import warns_at_caller
+from selfdamage.adapters._head_sizes import check_predictor, output_dim
+from selfdamage.adapters._loss_options import reject_with_loss
+from selfdamage.adapters._views import check_views
 from selfdamage.adapters.encoder import Encoder
 from selfdamage.adapters.method_state import persist_method_state
-from selfdamage.adapters.options import (
-    WrapperOptions,
-    check_feature_dim,
-    check_predictor,
-    output_dim,
-    read_wrapper_options,
-)
+from selfdamage.adapters.wrapper_options import WrapperOptions, read_wrapper_options
 from selfdamage.damage import Damage
 from selfdamage.wrapper import DEFAULT_PRUNE_RATIO, SelfDamagingWrapper, nested_wrapper
 
-__all__ = ["Encoder", "MomentumAdapter", "SelfDamagingAdapter"]
+__all__ = ["Encoder", "MomentumAdapter", "PredictorAdapter", "SelfDamagingAdapter"]
 
 
 class SelfDamagingAdapter(nn.Module):
     """Base of the adapters: one wrapped :class:`Encoder`, a loss, and the wrapper options.
 
     A method is a subclass that declares its defaults at class level (:meth:`default_head`,
-    :meth:`default_loss` and, with a predictor, :meth:`default_predictor`) and implements
-    ``forward(x0, x1) -> loss``, typically from :meth:`_online` (one dense pass, one twin
-    pass). Options of its own go in its ``__init__``, which passes everything else on:
-    ``super().__init__(backbone, feature_dim, prune_ratio, head=head, loss=loss,
-    **options)``. Modules it derives from the networks (a support set) are built after that
-    call, as in any ``nn.Module``; :class:`MomentumAdapter` builds the momentum copy.
-    Register the class with :func:`~selfdamage.adapters.register_adapter`; the recipe is in
-    :doc:`/architecture`.
+    :meth:`default_loss`) and implements ``forward(x0, x1) -> loss``, typically from
+    :meth:`_online` (one dense pass, one twin pass). A method with keywords of its own (a
+    temperature) lists them in its ``__init__`` and passes them, with the rest, to
+    :meth:`_assemble`, the one body of every adapter's constructor; the options of its
+    default loss go on to ``default_loss(head, **loss_options)``. Modules the method
+    derives from the networks (a momentum copy) come from :meth:`method_modules`.
 
     Args:
         backbone: Any module mapping an input batch to ``feature_dim`` features per
@@ -62,15 +59,14 @@ class SelfDamagingAdapter(nn.Module):
             the SDCLR paper.
         head: The projection head; None for the method's :meth:`default_head`.
         loss: The loss module; None for the method's :meth:`default_loss`.
-        predictor: A prediction head after ``head``, for a method with a predictor
-            (BYOL, SimSiam, NNCLR); None for its :meth:`default_predictor`.
         **options: The wrapper options ``damage``, ``baseline``, ``random_ratio``,
             ``prunable`` and ``twin_norm``, the same on every adapter and documented once:
-            :class:`~selfdamage.adapters.options.WrapperOptions`.
+            :class:`~selfdamage.adapters.wrapper_options.WrapperOptions`.
 
     Raises:
         TypeError: If ``backbone``, ``head``, ``predictor`` or ``loss`` is not an
-            ``nn.Module``, ``backbone`` contains a wrapper, or an option has the wrong type.
+            ``nn.Module``, ``backbone`` contains a wrapper, an option has the wrong type,
+            or a removed spelling is used (the message names its replacement).
         ValueError: If ``feature_dim`` is not positive, a default cannot be sized from the
             head, ``predictor`` does not map the head's output to itself, a wrapper option is
             out of range, or a shorthand is given together with ``damage``.
@@ -82,6 +78,7 @@ class SelfDamagingAdapter(nn.Module):
     # Why the method's loss needs 2 samples per view in any mode, or None if it does not.
     _two_samples_because: ClassVar[str | None] = None
 
+    @warns_at_caller
     def __init__(
         self,
         backbone: nn.Module,
@@ -90,44 +87,59 @@ class SelfDamagingAdapter(nn.Module):
         *,
         head: nn.Module | None = None,
         loss: nn.Module | None = None,
-        predictor: nn.Module | None = None,
         **options: Unpack[WrapperOptions],
     ) -> None:
-        super().__init__()
-        feature_dim = check_feature_dim(feature_dim)
-        head = self.resolve_head(feature_dim, head)
-        predictor = self._predictor(head, feature_dim, predictor)
-        loss = check_module("loss", self.default_loss(head) if loss is None else loss)
-        self.check_loss(loss, head)
+        self._assemble(backbone, feature_dim, prune_ratio, options, head=head, loss=loss)
+
+    def _assemble(
+        self,
+        backbone: nn.Module,
+        feature_dim: int,
+        prune_ratio: float,
+        options: Mapping[str, Any],
+        *,
+        head: nn.Module | None,
+        loss: nn.Module | None,
+        predictor: nn.Module | None = None,
+        **loss_options: Any,
+    ) -> None:
+        """Builds the adapter from its arguments: the body of every adapter's ``__init__``.
+
+        Resolves the head, predictor and loss (in that order, defaults from the class),
+        checks them, then builds :meth:`method_modules`, the wrapper and the method state.
+        ``loss_options`` (e.g. ``temperature=``) configure the default loss only.
+        """
+        nn.Module.__init__(self)
+        feature_dim = check_int(
+            "feature_dim",
+            feature_dim,
+            1,
+            what="positive",
+            fix="Pass the number of features per sample that the backbone outputs "
+            "(512 for a ResNet-18).",
+        )
+        default_head = head is None
+        head = check_module("head", self.default_head(feature_dim) if default_head else head)
+        if predictor is None:
+            predictor = self.default_predictor(head, feature_dim)
+        predictor = None if predictor is None else check_predictor(predictor, head)
+        reject_with_loss(loss, **loss_options)
+        loss = self.default_loss(head, **loss_options) if loss is None else loss
+        self.check_loss(check_module("loss", loss), head)
         nested = nested_wrapper(check_module("backbone", backbone))
         if nested is not None:
             raise TypeError(
                 f"backbone contains a SelfDamagingWrapper at {nested or 'its root'!r}; the "
                 "adapter builds its own wrapper. Pass the bare backbone (wrapper.model)."
             )
-        wrapper_options = read_wrapper_options(prune_ratio, options)
-        self.baseline, self._legacy_flag = wrapper_options.baseline, wrapper_options.legacy_flag
-        self.wrapper = SelfDamagingWrapper(
-            Encoder(backbone, head, feature_dim, predictor),
-            twin_norm=wrapper_options.twin_norm and not self.baseline,
-            damage=wrapper_options.damage,
-        )
+        self.baseline, wrapper_options = read_wrapper_options(options, type(self).__name__)
+        encoder = Encoder(backbone, head, feature_dim, predictor)
+        derived = self.method_modules(encoder, default_head=default_head)
+        self.wrapper = SelfDamagingWrapper(encoder, prune_ratio, **wrapper_options)
         self.loss = loss
+        for name, module in derived.items():
+            self.add_module(name, module)
         persist_method_state(self, output_dim(head))  # banks, TiCo's C: in the state_dict
-
-    @classmethod
-    def resolve_head(cls, feature_dim: int, head: nn.Module | None) -> nn.Module:
-        """``head``, or the method's :meth:`default_head` for ``feature_dim`` if it is None.
-
-        For an ``__init__`` that sizes a default from the head before passing it on.
-
-        Raises:
-            TypeError: If ``head`` is not an ``nn.Module``.
-            ValueError: If ``feature_dim`` is not positive.
-        """
-        if head is None:
-            head = cls.default_head(check_feature_dim(feature_dim))
-        return check_module("head", head)
 
     @staticmethod
     def default_head(feature_dim: int) -> nn.Module:
@@ -155,17 +167,16 @@ class SelfDamagingAdapter(nn.Module):
     def check_loss(self, loss: nn.Module, head: nn.Module) -> None:
         """Raises if ``loss`` does not fit the method or ``head``; accepts any loss here."""
 
-    def _predictor(
-        self, head: nn.Module, feature_dim: int, predictor: nn.Module | None
-    ) -> nn.Module | None:
-        """``predictor`` or the default one, checked; None for a method without one."""
-        if type(self).default_predictor is SelfDamagingAdapter.default_predictor:
-            if predictor is not None:
-                raise TypeError("got an unexpected keyword argument 'predictor'")
-            return None
-        if predictor is None:
-            predictor = self.default_predictor(head, feature_dim)
-        return None if predictor is None else check_predictor(predictor, head)
+    def method_modules(self, encoder: Encoder, *, default_head: bool) -> dict[str, nn.Module]:
+        """Modules the method derives from the networks, registered after ``loss``; none here.
+
+        Called once the head, predictor and loss are resolved, before the wrapper exists.
+
+        Args:
+            encoder: The dense encoder the wrapper will wrap.
+            default_head: Whether the head is the method's :meth:`default_head`.
+        """
+        return {}
 
     @property
     def damage(self) -> Damage:
@@ -189,9 +200,6 @@ class SelfDamagingAdapter(nn.Module):
         (:meth:`check_views`), so every adapter's ``forward`` rejects a bad pair before
         any pass, any BatchNorm update and any enqueue. ``kwargs`` go to
         :meth:`Encoder.forward` (``with_projection=True``).
-
-        Raises:
-            ValueError: If the views do not pass :meth:`check_views`.
         """
         self.check_views(x0, x1)
         out0 = self.wrapper(x0, **kwargs)
@@ -199,96 +207,20 @@ class SelfDamagingAdapter(nn.Module):
         return out0, twin(x1, **kwargs)
 
     def check_views(self, x0: object, x1: object) -> None:
-        """Raises unless ``x0`` and ``x1`` are two non-empty batches of the same shape.
+        """Raises unless ``x0`` and ``x1`` are a pair of batches this method can train on.
 
-        Both views' rows are positive pairs (row ``i`` of ``x0`` and of ``x1`` are views
-        of one sample) and the momentum adapters enqueue one key per row, so a size
-        mismatch would give a loss from misaligned pairs. The two views of a two-view
-        method come from the same transform, so they also have the same dtype and the
-        same shape (channels, height, width). In training mode, a model with
-        ``nn.BatchNorm1d`` (lightly's SimCLR and BYOL heads) also needs 2 samples per
-        view: it normalizes each feature over the batch. Inputs that are both not
-        tensors (a backbone taking a dict, say) are not checked.
-
-        Args:
-            x0: First views, shape ``(N, ...)``.
-            x1: Second views, of ``x0``'s shape and dtype.
+        Both views' rows are positive pairs, so they must have the same batch size (and,
+        from the same transform, the same dtype and shape), at least one sample, and 2 where
+        a training ``BatchNorm1d`` or the method's loss (TiCo, DCL, DCLW, VICReg, Barlow
+        Twins) needs them. Inputs that are both not tensors are not checked.
 
         Raises:
             TypeError: If one view is a tensor and the other is not.
-            ValueError: If a view has no batch dimension, the dtypes, batch sizes or
-                shapes differ, a view is empty, or it holds one sample while a
-                ``BatchNorm1d`` trains or for a method whose loss needs two (TiCo, DCL,
-                DCLW, VICReg, Barlow Twins).
+            ValueError: If the views do not fit each other or the method.
         """
-        tensors = {}
-        for name, x in (("x0", x0), ("x1", x1)):
-            if isinstance(x, Tensor):
-                if x.dim() == 0:
-                    raise ValueError(
-                        f"{name} must have a batch dimension, got {name}.shape=(). Pass a "
-                        "batch of views of shape (N, ...), e.g. x.unsqueeze(0) for one sample."
-                    )
-                tensors[name] = x
-        if len(tensors) == 1:
-            given, tensor = next(iter(tensors.items()))
-            other, value = ("x1", x1) if given == "x0" else ("x0", x0)
-            raise TypeError(
-                f"{other} must be a torch.Tensor like {given}, got {type(value).__name__}. "
-                f"Stack the views of a batch into one tensor of {given}'s shape "
-                f"{tuple(tensor.shape)} (e.g. torch.stack)."
-            )
-        if not tensors:
-            return
-        t0, t1 = tensors["x0"], tensors["x1"]
-        if t0.dtype != t1.dtype:
-            raise ValueError(
-                f"x0 and x1 must have the same dtype, got x0.dtype={t0.dtype} and "
-                f"x1.dtype={t1.dtype}. Make both views with the same transform, or convert "
-                "one (x1.to(x0.dtype))."
-            )
-        n0, n1 = t0.shape[0], t1.shape[0]
-        if n0 != n1:
-            raise ValueError(
-                f"x0 and x1 must have the same batch size, got x0.shape[0]={n0} and "
-                f"x1.shape[0]={n1}. Row i of x0 and of x1 must be two views of the same "
-                "sample: pass both views of one batch (e.g. (x0, x1), _, _ = batch)."
-            )
-        if t0.shape != t1.shape:
-            raise ValueError(
-                f"x0 and x1 must have the same shape, got x0.shape={tuple(t0.shape)} and "
-                f"x1.shape={tuple(t1.shape)}. The two views of a sample come from the same "
-                "transform: give both the same size and number of channels."
-            )
-        if n0 == 0:
-            raise ValueError(
-                f"x0 and x1 must hold at least one sample, got x0.shape[0]={n0}. Skip empty "
-                "batches (e.g. drop_last=True in the DataLoader)."
-            )
-        if n0 < 2 and self.training:
-            batch_norm = next(
-                (
-                    name
-                    for name, m in self._encoder.named_modules()
-                    if isinstance(m, nn.BatchNorm1d) and m.training
-                ),
-                None,
-            )
-            if batch_norm is not None:
-                raise ValueError(
-                    f"x0 and x1 must hold at least 2 samples in training mode, got "
-                    f"x0.shape[0]={n0}: the encoder's BatchNorm1d {batch_norm!r} (e.g. in "
-                    "the projection head) normalizes each feature over the batch, and one "
-                    "sample has no variance. Use a larger batch (drop_last=True in the "
-                    "DataLoader), or call .eval() to run with the running statistics."
-                )
-        if n0 < 2 and self._two_samples_because is not None:
-            raise ValueError(
-                f"x0 and x1 must hold at least 2 samples, got x0.shape[0]={n0}: "
-                f"{self._two_samples_because}, in training and in eval mode. Use a larger "
-                "batch (drop_last=True in the DataLoader)."
-            )
+        check_views(x0, x1, self._encoder if self.training else None, self._two_samples_because)
 
+    @warns_at_caller
     def refresh_mask(self) -> None:
         """Re-prunes the twin from the current dense weights; call it once per epoch."""
         self.wrapper.refresh_mask()
@@ -309,24 +241,15 @@ class SelfDamagingAdapter(nn.Module):
         return f"baseline={self.baseline}"
 
 
-class MomentumAdapter(SelfDamagingAdapter):
-    """An adapter with a momentum (EMA) copy of the dense backbone and projection head.
+class PredictorAdapter(SelfDamagingAdapter):
+    """An adapter with a prediction head after the projection head (BYOL, SimSiam, NNCLR).
 
-    The copy is made of the dense modules only, never of the wrapper, so masks and twin
-    state are not in it; its parameters do not require gradients. It excludes BYOL's
-    predictor: its parameters mirror ``backbone`` and ``head`` one to one. Takes the
-    arguments of :class:`SelfDamagingAdapter`, and:
-
-    Args:
-        momentum_head: The momentum copy of the head, for a method that builds it itself
-            (DINO's teacher head, :attr:`builds_momentum_head`); None for a deep copy of the
-            head.
+    Takes the arguments of :class:`SelfDamagingAdapter`, and ``predictor``: the prediction
+    head, None for the method's :meth:`default_predictor`; it must map the head's output
+    size to itself.
     """
 
-    momentum_encoder: Encoder
-    builds_momentum_head: ClassVar[bool] = False
-    """Whether the method passes its own ``momentum_head``; the others refuse the keyword."""
-
+    @warns_at_caller
     def __init__(
         self,
         backbone: nn.Module,
@@ -334,27 +257,37 @@ class MomentumAdapter(SelfDamagingAdapter):
         prune_ratio: float = DEFAULT_PRUNE_RATIO,
         *,
         head: nn.Module | None = None,
-        loss: nn.Module | None = None,
         predictor: nn.Module | None = None,
-        momentum_head: nn.Module | None = None,
+        loss: nn.Module | None = None,
         **options: Unpack[WrapperOptions],
     ) -> None:
-        if momentum_head is not None and not self.builds_momentum_head:
-            raise TypeError(
-                f"{type(self).__name__}.__init__() got an unexpected keyword argument "
-                "'momentum_head'; the momentum head is a copy of head."
-            )
-        super().__init__(
-            backbone, feature_dim, prune_ratio, head=head, loss=loss, predictor=predictor, **options
+        self._assemble(
+            backbone, feature_dim, prune_ratio, options, head=head, loss=loss, predictor=predictor
         )
-        dense = self._encoder
-        if momentum_head is None:
-            momentum_head = copy.deepcopy(dense.head)
-        momentum_head = check_module("momentum_head", momentum_head)
-        self.momentum_encoder = Encoder(
-            copy.deepcopy(dense.backbone), momentum_head, dense.feature_dim
-        )
-        deactivate_requires_grad(self.momentum_encoder)
+
+
+class MomentumAdapter(SelfDamagingAdapter):
+    """An adapter with a momentum (EMA) copy of the dense backbone and projection head.
+
+    The copy, ``momentum_encoder``, is made of the dense modules only, never of the wrapper,
+    so masks and twin state are not in it; its parameters do not require gradients. It
+    excludes a predictor: its parameters mirror ``backbone`` and ``head`` one to one. A
+    method that builds its momentum head otherwise (DINO's teacher) overrides
+    :meth:`momentum_head`.
+    """
+
+    momentum_encoder: Encoder
+
+    def method_modules(self, encoder: Encoder, *, default_head: bool) -> dict[str, nn.Module]:
+        """The momentum encoder: a copy of the backbone and :meth:`momentum_head`."""
+        head = self.momentum_head(encoder, default_head=default_head)
+        momentum = Encoder(copy.deepcopy(encoder.backbone), head, encoder.feature_dim)
+        deactivate_requires_grad(momentum)
+        return {"momentum_encoder": momentum}
+
+    def momentum_head(self, encoder: Encoder, *, default_head: bool) -> nn.Module:
+        """The momentum copy of ``encoder.head``: a deep copy here."""
+        return copy.deepcopy(encoder.head)
 
     @torch.no_grad()
     def update_momentum(self, m: float) -> None:

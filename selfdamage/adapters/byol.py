@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-from lightly.loss import NegativeCosineSimilarity
 from lightly.models.modules import BYOLPredictionHead, BYOLProjectionHead
 from torch import Tensor, nn
-from typing_extensions import Unpack
 
-from selfdamage.adapters.base import MomentumAdapter
-from selfdamage.adapters.options import WrapperOptions, head_output_dim
+from selfdamage.adapters._head_sizes import predictor_dim
+from selfdamage.adapters._loss_options import negative_cosine_similarity
+from selfdamage.adapters.base import MomentumAdapter, PredictorAdapter
 from selfdamage.adapters.registry import register_adapter
-from selfdamage.wrapper import DEFAULT_PRUNE_RATIO
 
 __all__ = ["BYOLAdapter"]
 
 
 @register_adapter("byol")
-class BYOLAdapter(MomentumAdapter):
+class BYOLAdapter(PredictorAdapter, MomentumAdapter):
     """BYOL [1] with a self-damaged twin on the online side; ``forward`` returns the loss.
 
     Of BYOL's two online passes, one goes through the dense network and one through the
@@ -27,20 +25,15 @@ class BYOLAdapter(MomentumAdapter):
         t0, t1 = momentum_encoder(x0), momentum_encoder(x1)   # backbone + projector
         loss = (NegCos(p0, t1) + NegCos(p1, t0)) / 2
 
-    A step costs what a BYOL step costs. SDCLR [0] defines only the SimCLR variant;
-    damaging one of BYOL's online passes, and giving the projector *and* the predictor
-    twin BatchNorm state, is this library's choice, following the paper's argument that
-    the idea applies to any two-branch method. The momentum network copies the dense
-    backbone and projector (no predictor, as in BYOL); the twin never feeds it.
+    The projector *and* the predictor get twin BatchNorm state. The momentum network
+    copies the dense backbone and projector (no predictor, as in BYOL).
     ``baseline=True`` gives BYOL as in lightly's example, with the same heads and loss.
 
     - [0] SDCLR, 2021, https://arxiv.org/abs/2106.02990
     - [1] BYOL, 2020, https://arxiv.org/abs/2006.07733
 
     Args:
-        backbone, feature_dim, prune_ratio: As on every adapter, see
-            :class:`~selfdamage.adapters.SelfDamagingAdapter`, as are the wrapper
-            options (``**options``).
+        backbone, feature_dim, prune_ratio: As on every adapter (and ``**options``).
         head: The projection head (BYOL's projector). Defaults to lightly's
             ``BYOLProjectionHead(feature_dim, 4096, 256)``, the BYOL paper's sizes (hidden
             width 4096). lightly's ``examples/pytorch/byol.py`` uses a narrower hidden
@@ -53,10 +46,6 @@ class BYOLAdapter(MomentumAdapter):
         loss: The loss, called as ``loss(predictions, targets)`` on ``(N, D)`` tensors.
             Defaults to lightly's ``NegativeCosineSimilarity()``.
 
-    Raises:
-        TypeError: As on every adapter.
-        ValueError: As on every adapter, which also covers the predictor.
-
     Examples:
         >>> import torch, torchvision
         >>> backbone = torch.nn.Sequential(*list(torchvision.models.resnet18().children())[:-1])
@@ -67,21 +56,6 @@ class BYOLAdapter(MomentumAdapter):
         True
     """
 
-    def __init__(
-        self,
-        backbone: nn.Module,
-        feature_dim: int = 512,
-        prune_ratio: float = DEFAULT_PRUNE_RATIO,
-        *,
-        head: nn.Module | None = None,
-        predictor: nn.Module | None = None,
-        loss: nn.Module | None = None,
-        **options: Unpack[WrapperOptions],
-    ) -> None:
-        super().__init__(
-            backbone, feature_dim, prune_ratio, head=head, predictor=predictor, loss=loss, **options
-        )
-
     @staticmethod
     def default_head(feature_dim: int) -> nn.Module:
         """lightly's ``BYOLProjectionHead(feature_dim, 4096, 256)``."""
@@ -91,30 +65,14 @@ class BYOLAdapter(MomentumAdapter):
     @staticmethod
     def default_predictor(head: nn.Module, feature_dim: int) -> nn.Module:
         """lightly's ``BYOLPredictionHead(D, 4096, D)``, ``D`` the head's output dimension."""
-        head_dim = head_output_dim(
-            head,
-            needed_for="build the default predictor",
-            fix="Pass predictor=BYOLPredictionHead(D, 4096, D) with D the head's output dimension.",
-        )
+        head_dim = predictor_dim(head, "BYOLPredictionHead(D, 4096, D)")
         module: nn.Module = BYOLPredictionHead(head_dim, 4096, head_dim)
         return module
 
-    @staticmethod
-    def default_loss(head: nn.Module) -> nn.Module:
-        """lightly's ``NegativeCosineSimilarity()``."""
-        module: nn.Module = NegativeCosineSimilarity()
-        return module
+    default_loss = staticmethod(negative_cosine_similarity)
 
     def forward(self, x0: Tensor, x1: Tensor) -> Tensor:
-        """The symmetric loss of one step.
-
-        Args:
-            x0: First views, shape ``(N, ...)``: through the dense online network.
-            x1: Second views of the same samples, same shape: through the twin.
-
-        Returns:
-            The loss, a scalar tensor.
-        """
+        """The symmetric loss of one step: ``x0`` dense, ``x1`` through the twin."""
         p0, p1 = self._online(x0, x1)
         t0, t1 = self._targets(x0, x1)
         loss: Tensor = (self.loss(p0, t1) + self.loss(p1, t0)) / 2

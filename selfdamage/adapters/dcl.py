@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 from lightly.loss import DCLLoss, DCLWLoss
-from lightly.models.modules import SimCLRProjectionHead
-from torch import nn
 
 from selfdamage.adapters.registry import register_adapter
 from selfdamage.adapters.two_view import TemperatureTwoView
@@ -35,9 +33,7 @@ class DCLAdapter(TemperatureTwoView):
     - [1] DCL, 2021, https://arxiv.org/abs/2110.06848
 
     Args:
-        backbone, feature_dim, prune_ratio: As on every adapter, see
-            :class:`~selfdamage.adapters.SelfDamagingAdapter`, as are the wrapper
-            options (``**options``).
+        backbone, feature_dim, prune_ratio: As on every adapter (and ``**options``).
         head: The projection head. Defaults to lightly's
             ``SimCLRProjectionHead(feature_dim, feature_dim, 128)``, as lightly's
             ``examples/pytorch/dcl.py`` (``SimCLRProjectionHead(512, 512, 128)``): DCL
@@ -50,8 +46,7 @@ class DCLAdapter(TemperatureTwoView):
             ImageNet benchmark use. Only without ``loss``.
 
     Raises:
-        TypeError: As on every adapter.
-        ValueError: As on every adapter; or ``temperature`` is not positive or is given with
+        ValueError: Also if ``temperature`` is not positive or is given with
             ``loss``, or ``loss`` has a memory bank.
 
     Examples:
@@ -68,12 +63,6 @@ class DCLAdapter(TemperatureTwoView):
     _two_samples_because = (
         "DCL contrasts each sample with the batch's other samples; with one, the loss is -inf"
     )
-
-    @staticmethod
-    def default_head(feature_dim: int) -> nn.Module:
-        """lightly's ``SimCLRProjectionHead(feature_dim, feature_dim, 128)``."""
-        module: nn.Module = SimCLRProjectionHead(feature_dim, feature_dim, 128)
-        return module
 
 
 @register_adapter("dclw")
@@ -98,9 +87,6 @@ class DCLWAdapter(DCLAdapter):
             pass ``loss=DCLWLoss(temperature=..., sigma=..., gather_distributed=...)``.
         temperature: Temperature of the default loss. Defaults to 0.1, ``DCLWLoss``'s
             default, as lightly's example and benchmark. Only without ``loss``.
-
-    Raises:
-        TypeError, ValueError: As :class:`DCLAdapter`.
 
     Examples:
         >>> import torch, torchvision

@@ -10,18 +10,12 @@ from lightly.loss import DINOLoss
 from lightly.models.modules import DINOProjectionHead
 from torch import Tensor, nn
 from torch.nn.utils.weight_norm import WeightNorm
-from typing_extensions import Unpack
 
-from selfdamage._checks import check_int, check_module
-from selfdamage.adapters.base import MomentumAdapter
-from selfdamage.adapters.options import (
-    WrapperOptions,
-    check_feature_dim,
-    head_output_dim,
-    output_dim,
-)
+from selfdamage._checks import check_int
+from selfdamage._modules import forward_pre_hooks
+from selfdamage.adapters._head_sizes import head_output_dim, output_dim
+from selfdamage.adapters.base import Encoder, MomentumAdapter
 from selfdamage.adapters.registry import register_adapter
-from selfdamage.wrapper import DEFAULT_PRUNE_RATIO
 
 __all__ = ["DINOAdapter"]
 
@@ -41,33 +35,25 @@ class DINOAdapter(MomentumAdapter):
         t0, t1 = teacher(x0), teacher(x1)             # momentum backbone + teacher head
         loss = DINOLoss([t0, t1], [s0, s1])           # pairs (t0, s1) and (t1, s0)
 
-    A step costs what a two-crop DINO step costs. DINO's center (the loss's ``center``
-    buffer) is updated by the loss once per step from the *teacher* outputs only, so the
-    twin never feeds it; it is in the ``state_dict`` (``loss.center``), so a resumed
-    run continues exactly. The default teacher head is built anew with the student
-    head's constructor arguments and loaded with its weights, not deep-copied: lightly's
-    head uses ``torch.nn.utils.weight_norm``, which keeps the weight it computes as a
-    plain attribute, and ``copy.deepcopy`` raises a RuntimeError on that tensor while it
-    carries a graph (after construction or a forward pass with gradient). lightly's
-    example builds its teacher head anew too but leaves it at its own random
-    initialization; here it starts equal to the student head, as in the DINO authors'
-    code. The adapter detaches such computed weights before copying, so
-    ``copy.deepcopy(adapter)``, a given ``head`` and :class:`~selfdamage.ChannelDamage`'s
-    compact twin work; pickling works anyway. A bare ``copy.deepcopy`` of the wrapped
-    encoder after a training forward raises torch's RuntimeError: copy the adapter.
+    DINO's center (``loss.center``, in the ``state_dict``) is updated once per step from the
+    *teacher* outputs only. The teacher head starts equal to the student head, as in the
+    DINO authors' code (lightly's example leaves it at its own random initialization): the
+    default one is built anew and loaded with the student's weights, a given one is
+    deep-copied. lightly's head uses ``torch.nn.utils.weight_norm``, which keeps its
+    computed weight as a plain attribute that ``copy.deepcopy`` refuses while it carries a
+    graph; the adapter detaches it before copying, so ``copy.deepcopy(adapter)`` and
+    :class:`~selfdamage.ChannelDamage`'s compact twin work (a bare deep copy of the wrapped
+    encoder after a training forward raises torch's RuntimeError: copy the adapter).
 
     The head's weight-normalized last layer is not pruned: the default
     ``prunable=(nn.Conv2d,)`` leaves all of the head unpruned, and a ``prunable`` that
     selects ``nn.Linear`` skips it with a warning (masking a weight-normalized weight
     would not sparsify what the layer computes). The twin still uses it, shared.
 
-    **Two global crops only.** DINO's multi-crop passes ``V`` local crops through the
-    student as well; they are not supported. SDCLR's rule (one of the *two* online passes
-    through the twin) has no unique extension to ``2 + V`` student passes: the local
-    crops could all go through the twin (the twin then makes most of the student's
-    passes and the dense network sees one crop per sample), or be split between dense
-    and twin (each global crop is then compared with both). Either is a new method to be
-    calibrated, not SDCLR; the teacher sees only the global crops in any case.
+    **Two global crops only.** DINO's local crops are not supported: SDCLR's rule (one of
+    the *two* online passes through the twin) has no unique extension to ``2 + V`` student
+    passes (all local crops through the twin, or split between dense and twin, is each a
+    new method to be calibrated).
 
     Teacher-temperature warm-up: ``forward`` takes an optional ``epoch``, passed to the
     loss as lightly's example does; without it the loss uses its final temperature. The
@@ -76,19 +62,14 @@ class DINOAdapter(MomentumAdapter):
     loss built with another ``warmup_teacher_temp``. Freezing the last layer in the
     first epoch (lightly's ``freeze_last_layer=1``) is an explicit call after
     ``backward``: :meth:`cancel_last_layer_gradients`. The study's training loop calls
-    ``model(x0, x1)`` and neither of them.
-
-    ``baseline=True`` gives lightly's ``examples/pytorch/dino.py`` on its two global
-    crops, with the same heads and loss (its teacher head starts from the student's
-    weights, see above).
+    ``model(x0, x1)`` and neither of them. ``baseline=True`` gives lightly's
+    ``examples/pytorch/dino.py`` on its two global crops, with the same heads and loss.
 
     - [0] SDCLR, 2021, https://arxiv.org/abs/2106.02990
     - [1] DINO, 2021, https://arxiv.org/abs/2104.14294
 
     Args:
-        backbone, feature_dim, prune_ratio: As on every adapter, see
-            :class:`~selfdamage.adapters.SelfDamagingAdapter`, as are the wrapper
-            options (``**options``).
+        backbone, feature_dim, prune_ratio: As on every adapter (and ``**options``).
         head: The student head. Defaults to lightly's ``DINOProjectionHead(feature_dim,
             512, 64, 2048, freeze_last_layer=1)``, the sizes of lightly's
             ``examples/pytorch/dino.py`` (the DINO paper uses 2048, 256 and 65536). A
@@ -99,8 +80,7 @@ class DINOAdapter(MomentumAdapter):
             with ``D`` the ``out_features`` of the head's last ``nn.Linear``.
 
     Raises:
-        TypeError: As on every adapter.
-        ValueError: As on every adapter; or the head's output dimension cannot be read for
+        ValueError: Also if the head's output dimension cannot be read for
             the default loss or differs from a ``DINOLoss``'s.
 
     Examples:
@@ -123,30 +103,6 @@ class DINOAdapter(MomentumAdapter):
         >>> model.loss.center.shape  # the teacher outputs' running mean, in the state_dict
         torch.Size([1, 1, 2048])
     """
-
-    builds_momentum_head = True  # the teacher head: see _heads
-
-    def __init__(
-        self,
-        backbone: nn.Module,
-        feature_dim: int = 512,
-        prune_ratio: float = DEFAULT_PRUNE_RATIO,
-        *,
-        head: nn.Module | None = None,
-        loss: nn.Module | None = None,
-        **options: Unpack[WrapperOptions],
-    ) -> None:
-        feature_dim = check_feature_dim(feature_dim)
-        head, teacher = self._heads(feature_dim, head)
-        super().__init__(
-            backbone,
-            feature_dim,
-            prune_ratio,
-            head=head,
-            loss=loss,
-            momentum_head=teacher,
-            **options,
-        )
 
     @staticmethod
     def default_head(feature_dim: int) -> nn.Module:
@@ -182,21 +138,18 @@ class DINOAdapter(MomentumAdapter):
                 f"{head_dim}-d ones. Build the loss with DINOLoss(output_dim={head_dim})."
             )
 
-    @classmethod
-    def _heads(cls, feature_dim: int, head: nn.Module | None) -> tuple[nn.Module, nn.Module]:
-        """The student head and a teacher head with the same weights.
+    def momentum_head(self, encoder: Encoder, *, default_head: bool) -> nn.Module:
+        """The teacher head, with the student head's weights.
 
-        The default teacher head is built anew with the student's constructor arguments and
-        loaded with its weights; a given head is deep-copied once its computed weights are
-        detached.
+        The default head is built anew and loaded with the student's weights; a given head
+        is deep-copied once its computed weights are detached.
         """
-        if head is not None:
-            head = check_module("head", head)
-            _detach_computed_weights(head)
-            return head, copy.deepcopy(head)
-        head, teacher = cls.default_head(feature_dim), cls.default_head(feature_dim)
-        teacher.load_state_dict(head.state_dict())
-        return head, teacher
+        if not default_head:
+            _detach_computed_weights(encoder.head)
+            return copy.deepcopy(encoder.head)
+        teacher = self.default_head(encoder.feature_dim)
+        teacher.load_state_dict(encoder.head.state_dict())
+        return teacher
 
     def forward(self, x0: Tensor, x1: Tensor, *, epoch: int | None = None) -> Tensor:
         """The DINO loss of one step; updates the center from the teacher outputs.
@@ -265,6 +218,6 @@ def _detach_computed_weights(module: nn.Module) -> None:
     own reference, so this changes no result; it makes the module deep-copyable.
     """
     for submodule in module.modules():
-        for hook in submodule._forward_pre_hooks.values():
+        for hook in forward_pre_hooks(submodule):
             if isinstance(hook, WeightNorm):
                 setattr(submodule, hook.name, getattr(submodule, hook.name).detach())

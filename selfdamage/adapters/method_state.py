@@ -15,12 +15,12 @@ as the zeros that lightly's lazy initialisation creates.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from lightly.loss import TiCoLoss
 from lightly.models.modules.memory_bank import MemoryBankModule
 from torch import nn
+
+from selfdamage._compat.adapter_state import state_without
 
 __all__ = ["persist_method_state"]
 
@@ -31,7 +31,7 @@ def persist_method_state(module: nn.Module, projection_dim: int | None) -> None:
     - Every enabled ``MemoryBankModule`` (``size[0] > 0``): ``bank`` and ``bank_ptr``
       become persistent, re-registered with ``register_buffer(..., persistent=True)``.
       A disabled bank (``NTXentLoss(memory_bank_size=0)``, SimCLR's) holds nothing and
-      stays out, so SimCLR's keys are those of 0.1.
+      stays out of the ``state_dict``.
     - Every ``TiCoLoss``: ``C`` becomes a persistent buffer, zeros of shape ``(D, D)``
       (or its current value if it was called before), ``D = projection_dim``. lightly
       creates it lazily as ``B.new_zeros(B.shape)`` on the first call, with the dtype and
@@ -41,10 +41,9 @@ def persist_method_state(module: nn.Module, projection_dim: int | None) -> None:
       would be bf16, this one stays float32 (``beta * C + (1 - beta) * B`` promotes to
       float32), so the running covariance accumulates at full precision.
 
-    A ``state_dict`` without these keys (written by selfdamage 0.1 or 0.2, or by a
-    model built without this call) still loads with ``strict=True``: a load pre-hook on
-    each owner fills in exactly its own missing keys with the current values, so the bank
-    or covariance stays as it is and every other missing key is still reported.
+    Each owner also gets the load pre-hook of ``selfdamage._compat.adapter_state``: a
+    ``state_dict`` that lacks exactly these keys loads with ``strict=True`` and
+    leaves the bank or covariance as it is; every other missing key is still reported.
 
     Args:
         module: The adapter (or any module holding lightly losses and banks).
@@ -72,7 +71,7 @@ def persist_method_state(module: nn.Module, projection_dim: int | None) -> None:
         if isinstance(owner, MemoryBankModule) and owner.size[0] > 0:
             for name in ("bank", "bank_ptr"):
                 owner.register_buffer(name, getattr(owner, name), persistent=True)
-            owner.register_load_state_dict_pre_hook(_KeepMissing(("bank", "bank_ptr")))
+            owner.register_load_state_dict_pre_hook(state_without(("bank", "bank_ptr")))
         elif isinstance(owner, TiCoLoss) and "C" in vars(owner):  # still lightly's attribute
             covariance = owner.C
             if covariance is None:
@@ -85,21 +84,4 @@ def persist_method_state(module: nn.Module, projection_dim: int | None) -> None:
                 covariance = torch.zeros(projection_dim, projection_dim)
             del owner.C  # a plain attribute; register_buffer refuses to shadow it
             owner.register_buffer("C", covariance, persistent=True)
-            owner.register_load_state_dict_pre_hook(_KeepMissing(("C",)))
-
-
-class _KeepMissing:
-    """Load pre-hook: a ``state_dict`` without ``names`` leaves them as they are.
-
-    A class rather than a closure, so that the module still pickles (``torch.save(model)``,
-    spawned workers).
-    """
-
-    def __init__(self, names: tuple[str, ...]) -> None:
-        self.names = names
-
-    def __call__(
-        self, module: nn.Module, state_dict: dict[str, Any], prefix: str, *args: Any
-    ) -> None:
-        for name in self.names:
-            state_dict.setdefault(prefix + name, getattr(module, name))
+            owner.register_load_state_dict_pre_hook(state_without(("C",)))

@@ -9,16 +9,12 @@ from torch import Tensor, nn
 from typing_extensions import Unpack
 
 from selfdamage._checks import check_int
+from selfdamage._warnings import warns_at_caller
+from selfdamage.adapters._head_sizes import head_output_dim, output_dim
+from selfdamage.adapters._loss_options import default_temperature, memory_bank
 from selfdamage.adapters.base import MomentumAdapter
-from selfdamage.adapters.options import (
-    WrapperOptions,
-    default_temperature,
-    head_output_dim,
-    memory_bank,
-    output_dim,
-    reject_with_loss,
-)
 from selfdamage.adapters.registry import register_adapter
+from selfdamage.adapters.wrapper_options import WrapperOptions
 from selfdamage.wrapper import DEFAULT_PRUNE_RATIO
 
 __all__ = ["MoCoAdapter"]
@@ -35,30 +31,20 @@ class MoCoAdapter(MomentumAdapter):
         k0, k1 = momentum_encoder(x0), momentum_encoder(x1)
         loss = (L(q0, k1) + L(q1, k0)) / 2
 
-    This is the *symmetric* form of MoCo: per step two online (query) passes, two
-    momentum (key) passes and ``2N`` keys enqueued, where lightly's
-    ``examples/pytorch/moco.py`` (the asymmetric form of the MoCo papers) makes one query
-    pass, one key pass and enqueues ``N`` keys. SDCLR needs two online passes, because one
-    of them goes through the twin: a single query pass would be either dense (no damage)
-    or damaged (no dense query to compare it with). A step therefore costs what a
-    symmetric MoCo step costs, about twice the online and momentum compute of lightly's
-    example, and the bank turns over twice as fast. ``baseline=True`` gives symmetric MoCo
-    v2 with the same head, loss and bank (not lightly's asymmetric example): the
-    like-for-like baseline. SDCLR [0] defines only the SimCLR variant; damaging one of
-    MoCo's two query passes is this library's choice, following the paper's argument that
-    the idea applies to any two-branch method. The momentum encoder copies the *dense*
-    backbone and head; the twin never feeds it.
+    This is the *symmetric* form of MoCo: two query passes, two key passes and ``2N`` keys
+    enqueued per step, where lightly's ``examples/pytorch/moco.py`` (the MoCo papers'
+    asymmetric form) makes one of each and enqueues ``N``. SDCLR [0] needs two online
+    passes, one through the twin, so a step costs about twice the compute of lightly's
+    example and the bank turns over twice as fast. ``baseline=True`` gives symmetric MoCo
+    v2 with the same head, loss and bank: the like-for-like baseline.
 
     With a memory bank, the two halves are computed in ONE loss call,
     ``L(cat(q0, q1), cat(k1, k0))``: every query is scored against the bank as it was
     before the step, and the step's ``2N`` keys are enqueued once. (Two loss calls would
     enqueue ``k1`` before the second half, whose query ``q1_i`` would then meet ``k1_i``,
     a key of its own view, as a negative.) Without a memory bank the loss is called once
-    per half, with in-batch negatives. The bank is lightly's, made part of the
-    ``state_dict`` (``loss.memory_bank.bank`` and ``bank_ptr``, see
-    :func:`~selfdamage.adapters.method_state.persist_method_state`), so a checkpoint
-    resumes it; a ``state_dict`` without them (0.1, 0.2) still loads, the bank then stays
-    as it is. Under DDP, pass a loss with
+    per half, with in-batch negatives. The bank is in the ``state_dict``
+    (``loss.memory_bank.bank`` and ``bank_ptr``). Under DDP, pass a loss with
     ``gather_distributed=True``: DDP broadcasts rank 0's buffers before every forward
     pass, so without gathering only rank 0's keys stay in the bank. There is no
     shuffling BN [1].
@@ -68,11 +54,7 @@ class MoCoAdapter(MomentumAdapter):
     - [2] MoCo v2, 2020, https://arxiv.org/abs/2003.04297
 
     Args:
-        backbone, feature_dim, prune_ratio: As on every adapter, see
-            :class:`~selfdamage.adapters.SelfDamagingAdapter`, as are the wrapper
-            options (``**options``); ``baseline=True``
-            gives symmetric MoCo v2 (twice the passes of lightly's asymmetric example,
-            see above), for baselines.
+        backbone, feature_dim, prune_ratio: As on every adapter (and ``**options``).
         head: The projection head. Defaults to lightly's
             ``MoCoProjectionHead(feature_dim, feature_dim, 128)`` (MoCo v2: hidden as wide
             as the input, ReLU, 128-d, no BatchNorm; the sizes of lightly's
@@ -91,8 +73,7 @@ class MoCoAdapter(MomentumAdapter):
             (the MoCo papers use 65536 on ImageNet). Only without ``loss``.
 
     Raises:
-        TypeError: As on every adapter.
-        ValueError: As on every adapter; or ``temperature`` is not positive,
+        ValueError: Also if ``temperature`` is not positive,
             ``temperature`` or ``memory_bank_size`` is given with ``loss``,
             ``memory_bank_size`` is negative, the bank's dimension differs from the head's
             output, or the head's output dimension cannot be read for the default bank.
@@ -107,6 +88,7 @@ class MoCoAdapter(MomentumAdapter):
         8
     """
 
+    @warns_at_caller
     def __init__(
         self,
         backbone: nn.Module,
@@ -119,11 +101,16 @@ class MoCoAdapter(MomentumAdapter):
         memory_bank_size: int | None = None,
         **options: Unpack[WrapperOptions],
     ) -> None:
-        head = self.resolve_head(feature_dim, head)
-        reject_with_loss(loss, temperature=temperature, memory_bank_size=memory_bank_size)
-        if loss is None:
-            loss = self.default_loss(head, temperature, memory_bank_size)
-        super().__init__(backbone, feature_dim, prune_ratio, head=head, loss=loss, **options)
+        self._assemble(
+            backbone,
+            feature_dim,
+            prune_ratio,
+            options,
+            head=head,
+            loss=loss,
+            temperature=temperature,
+            memory_bank_size=memory_bank_size,
+        )
 
     @staticmethod
     def default_head(feature_dim: int) -> nn.Module:
@@ -169,12 +156,7 @@ class MoCoAdapter(MomentumAdapter):
     def forward(self, x0: Tensor, x1: Tensor) -> Tensor:
         """The symmetric loss of one step; enqueues the step's keys once if there is a bank.
 
-        Args:
-            x0: First views, shape ``(N, ...)``: dense query, and key for ``x1``'s query.
-            x1: Second views of the same samples, same shape: twin query, key for ``x0``'s.
-
-        Returns:
-            The loss, a scalar tensor.
+        ``x0`` gives the dense query and the key for ``x1``'s twin query, and the reverse.
 
         Raises:
             ValueError: If the projections' dimension differs from the memory bank's.

@@ -12,23 +12,20 @@ from torch import Tensor, nn
 from typing_extensions import Unpack
 
 from selfdamage._checks import check_bool, check_int
-from selfdamage.adapters.base import SelfDamagingAdapter
+from selfdamage._warnings import warns_at_caller
+from selfdamage.adapters._head_sizes import head_output_dim
+from selfdamage.adapters._loss_options import default_temperature, memory_bank
+from selfdamage.adapters.base import PredictorAdapter
 from selfdamage.adapters.method_state import persist_method_state
-from selfdamage.adapters.options import (
-    WrapperOptions,
-    default_temperature,
-    head_output_dim,
-    memory_bank,
-    reject_with_loss,
-)
 from selfdamage.adapters.registry import register_adapter
+from selfdamage.adapters.wrapper_options import WrapperOptions
 from selfdamage.wrapper import DEFAULT_PRUNE_RATIO
 
 __all__ = ["NNCLRAdapter"]
 
 
 @register_adapter("nnclr")
-class NNCLRAdapter(SelfDamagingAdapter):
+class NNCLRAdapter(PredictorAdapter):
     """NNCLR [1] with a self-damaged twin; ``forward`` returns the loss.
 
     NNCLR replaces each projection by its nearest neighbour in a support set of past
@@ -42,34 +39,25 @@ class NNCLRAdapter(SelfDamagingAdapter):
 
     as in lightly's ``examples/pytorch/nnclr.py``. Both look-ups use the support set as it
     was before the step; then the step's *dense* projections ``z0`` are enqueued, ``N``
-    keys per step as in lightly's example. The twin's projections only query the support
-    set, they never enter it: the support set is the method's state and holds what the
-    dense model (the one that is evaluated) sees. lightly's example enqueues the second
-    view's projections ``z1``; the two views are drawn alike, so enqueuing ``z0`` instead
-    is the same method, and ``baseline=True`` does the same, so the comparison is like for
-    like. ``z`` carries no gradient (lightly detaches it; the neighbours come from the
-    bank), so the gradient reaches the shared weights through both predictions. A step
-    costs what an NNCLR step costs. SDCLR [0] defines only the SimCLR variant; damaging
-    one of NNCLR's online passes, with twin BatchNorm state in both heads, is this
-    library's choice, following the paper's argument that the idea applies to any
-    two-branch method.
+    keys per step as in lightly's example; the twin's projections only query it. lightly's
+    example enqueues the second view's projections ``z1``; the two views are drawn alike,
+    so enqueuing ``z0`` instead is the same method, and ``baseline=True`` does the same.
+    ``z`` carries no gradient (lightly detaches it), so the gradient reaches the shared
+    weights through both predictions. SDCLR: [0].
 
-    The support set is ``self.memory_bank``, lightly's ``NNMemoryBankModule``, and is part
-    of the ``state_dict`` (``memory_bank.bank``, ``memory_bank.bank_ptr``), so a
-    checkpoint resumes it. Evaluating the loss without gradient (``torch.no_grad()``)
-    enqueues nothing. Under DDP, pass ``gather_distributed=True``: every rank then enqueues
-    the dense projections of all ranks, and the support set is that of one process on the
-    whole batch. Without it DDP broadcasts rank 0's buffers before every forward pass, so
-    every rank looks up rank 0's support set, fed by rank 0's projections only.
+    The support set is ``self.memory_bank``, lightly's ``NNMemoryBankModule``, in the
+    ``state_dict`` (``memory_bank.bank``, ``memory_bank.bank_ptr``). Evaluating the loss
+    without gradient (``torch.no_grad()``) enqueues nothing. Under DDP, pass
+    ``gather_distributed=True``: every rank then enqueues the dense projections of all
+    ranks, and the support set is that of one process on the whole batch. Without it DDP
+    broadcasts rank 0's buffers before every forward pass, so every rank looks up rank 0's
+    support set, fed by rank 0's projections only.
 
     - [0] SDCLR, 2021, https://arxiv.org/abs/2106.02990
     - [1] NNCLR, 2021, https://arxiv.org/abs/2104.14548
 
     Args:
-        backbone, feature_dim, prune_ratio: As on every adapter, see
-            :class:`~selfdamage.adapters.SelfDamagingAdapter`, as are the wrapper
-            options (``**options``); ``baseline=True``
-            gives NNCLR as in lightly's example, ``z0`` enqueued.
+        backbone, feature_dim, prune_ratio: As on every adapter (and ``**options``).
         head: The projection head. Defaults to lightly's
             ``NNCLRProjectionHead(feature_dim, feature_dim, 128)``, the sizes of lightly's
             ``examples/pytorch/nnclr.py`` (``NNCLRProjectionHead(512, 512, 128)``); the
@@ -93,8 +81,7 @@ class NNCLRAdapter(SelfDamagingAdapter):
             loss that gathers too, ``NTXentLoss(gather_distributed=True)``.
 
     Raises:
-        TypeError: As on every adapter.
-        ValueError: As on every adapter; or ``temperature`` is not positive or is given with
+        ValueError: Also if ``temperature`` is not positive or is given with
             ``loss``, ``loss`` has a memory bank, ``memory_bank_size`` is not positive, or
             the head's output dimension cannot be read.
 
@@ -109,6 +96,7 @@ class NNCLRAdapter(SelfDamagingAdapter):
 
     memory_bank: NNMemoryBankModule
 
+    @warns_at_caller
     def __init__(
         self,
         backbone: nn.Module,
@@ -131,20 +119,18 @@ class NNCLRAdapter(SelfDamagingAdapter):
             what="a positive number of projections",
             fix="NNCLR needs a support set; lightly's example uses 4096.",
         )
-        head = self.resolve_head(feature_dim, head)
-        head_dim = head_output_dim(
-            head,
-            needed_for="size the support set",
-            fix="Use a head whose last nn.Linear gives the projection.",
-        )
-        reject_with_loss(loss, temperature=temperature)
-        if loss is None:
-            loss = self.default_loss(head, temperature)
-        super().__init__(
-            backbone, feature_dim, prune_ratio, head=head, predictor=predictor, loss=loss, **options
+        self._assemble(
+            backbone,
+            feature_dim,
+            prune_ratio,
+            options,
+            head=head,
+            loss=loss,
+            predictor=predictor,
+            temperature=temperature,
         )
         # The method's state, after the networks: the dense projections' support set.
-        self.memory_bank = NNMemoryBankModule(size=(size, head_dim))
+        self.memory_bank = NNMemoryBankModule(size=(size, _projection_dim(self._encoder.head)))
         self.memory_bank.gather_distributed = gather_distributed
         persist_method_state(self.memory_bank, None)
 
@@ -157,11 +143,7 @@ class NNCLRAdapter(SelfDamagingAdapter):
     @staticmethod
     def default_predictor(head: nn.Module, feature_dim: int) -> nn.Module:
         """lightly's ``NNCLRPredictionHead(D, feature_dim, D)``, ``D`` the head's output size."""
-        head_dim = head_output_dim(
-            head,
-            needed_for="size the support set",
-            fix="Use a head whose last nn.Linear gives the projection.",
-        )
+        head_dim = _projection_dim(head)
         module: nn.Module = NNCLRPredictionHead(head_dim, feature_dim, head_dim)
         return module
 
@@ -181,18 +163,19 @@ class NNCLRAdapter(SelfDamagingAdapter):
             )
 
     def forward(self, x0: Tensor, x1: Tensor) -> Tensor:
-        """The symmetric loss of one step; enqueues the dense projections ``z0``.
-
-        Args:
-            x0: First views, shape ``(N, ...)``: through the dense model; their
-                projections feed the support set.
-            x1: Second views of the same samples, same shape: through the twin.
-
-        Returns:
-            The loss, a scalar tensor.
-        """
+        """The symmetric loss of one step (``x0`` dense, ``x1`` through the twin); enqueues
+        the dense projections ``z0``."""
         (z0, p0), (z1, p1) = self._online(x0, x1, with_projection=True)
         nn1 = self.memory_bank(z1.detach(), update=False)
         nn0 = self.memory_bank(z0.detach(), update=p0.requires_grad)  # pre-step bank too
         loss: Tensor = (self.loss(nn0, p1) + self.loss(nn1, p0)) / 2
         return loss
+
+
+def _projection_dim(head: nn.Module) -> int:
+    """The head's output size, which sizes the support set and the default predictor."""
+    return head_output_dim(
+        head,
+        needed_for="size the support set",
+        fix="Use a head whose last nn.Linear gives the projection.",
+    )

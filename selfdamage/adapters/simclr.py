@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 from lightly.loss import NTXentLoss
-from lightly.models.modules import SimCLRProjectionHead
-from torch import nn
 
 from selfdamage.adapters.registry import register_adapter
 from selfdamage.adapters.two_view import TemperatureTwoView
@@ -21,13 +19,8 @@ class SimCLRAdapter(TemperatureTwoView):
 
         loss = NTXent(head(dense(x0)), head_twin(twin(x1)))
 
-    so a step costs what a SimCLR step costs. ``x0`` always goes through the dense branch.
-    Backbone and projection head are wrapped together in one
-    :class:`~selfdamage.wrapper.SelfDamagingWrapper` (``self.wrapper``): the head's
-    Linear weights are shared by both branches and not pruned by default, its BatchNorm
-    layers get twin state ("dual BN" in the reference code). ``baseline=True`` gives plain
-    SimCLR, both views through the dense model, same head, same loss: the baseline of a
-    fair comparison. It is :class:`~selfdamage.adapters.TwoViewAdapter` with SimCLR's
+    so a step costs what a SimCLR step costs; ``baseline=True`` gives plain SimCLR with the
+    same head and loss. It is :class:`~selfdamage.adapters.TwoViewAdapter` with SimCLR's
     head and loss as defaults.
 
     Under DDP, pass ``loss=NTXentLoss(temperature=..., gather_distributed=True)`` for
@@ -37,10 +30,7 @@ class SimCLRAdapter(TemperatureTwoView):
     - [1] SimCLR, 2020, https://arxiv.org/abs/2002.05709
 
     Args:
-        backbone, feature_dim, prune_ratio: As on every adapter, see
-            :class:`~selfdamage.adapters.SelfDamagingAdapter`, as are the wrapper
-            options (``**options``); ``feature_dim`` is 512 for a ResNet-18, the paper's
-            CIFAR backbone, and ``baseline=True`` gives plain SimCLR.
+        backbone, feature_dim, prune_ratio: As on every adapter (and ``**options``).
         head: The projection head. Defaults to lightly's
             ``SimCLRProjectionHead(feature_dim, feature_dim, 128)`` (hidden width as wide
             as the input, with BatchNorm, to 128-d: the SimCLR paper's sizes and lightly's
@@ -54,9 +44,8 @@ class SimCLRAdapter(TemperatureTwoView):
             ``temperature=0.5`` to match it. Only without ``loss``.
 
     Raises:
-        TypeError: As on every adapter.
-        ValueError: As on every adapter; or ``temperature`` is not positive or is given with
-            ``loss``, or ``loss`` has a memory bank.
+        ValueError: Also if ``temperature`` is not positive or
+            comes with ``loss``, or ``loss`` has a memory bank.
 
     Examples:
         >>> import torch, torchvision
@@ -78,9 +67,3 @@ class SimCLRAdapter(TemperatureTwoView):
 
     _loss_class = NTXentLoss
     _temperature = 0.2
-
-    @staticmethod
-    def default_head(feature_dim: int) -> nn.Module:
-        """lightly's ``SimCLRProjectionHead(feature_dim, feature_dim, 128)``."""
-        module: nn.Module = SimCLRProjectionHead(feature_dim, feature_dim, 128)
-        return module

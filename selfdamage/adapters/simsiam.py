@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from lightly.loss import NegativeCosineSimilarity
 from lightly.models.modules import SimSiamPredictionHead, SimSiamProjectionHead
 from torch import Tensor, nn
 
-from selfdamage.adapters.base import SelfDamagingAdapter
-from selfdamage.adapters.options import head_output_dim
+from selfdamage.adapters._head_sizes import predictor_dim
+from selfdamage.adapters._loss_options import negative_cosine_similarity
+from selfdamage.adapters.base import PredictorAdapter
 from selfdamage.adapters.registry import register_adapter
 
 __all__ = ["SimSiamAdapter"]
 
 
 @register_adapter("simsiam")
-class SimSiamAdapter(SelfDamagingAdapter):
+class SimSiamAdapter(PredictorAdapter):
     """SimSiam [1] with a self-damaged twin; ``forward`` returns the loss.
 
     SimSiam makes two online passes per step; each gives a projection ``z`` and a
@@ -29,20 +29,14 @@ class SimSiamAdapter(SelfDamagingAdapter):
     twin's prediction's target the dense projection: the targets come from the two
     passes SimSiam makes anyway, no extra pass, and a step costs what a SimSiam step
     costs. (Dense targets for both predictions would need a third, dense pass of ``x1``.)
-    With ``prune_ratio=0`` and a fresh twin it is exactly SimSiam. The projector and the
-    predictor are in the wrapped encoder: their Linear weights are shared by both
-    branches, their BatchNorm layers get twin state. SDCLR defines only the SimCLR
-    variant; this form is the library's choice, following the paper's argument that the
-    idea applies to any two-branch method. ``baseline=True`` gives SimSiam as in lightly's
-    ``examples/pytorch/simsiam.py``, with the same heads and loss.
+    With ``prune_ratio=0`` and a fresh twin it is exactly SimSiam. ``baseline=True`` gives
+    SimSiam as in lightly's ``examples/pytorch/simsiam.py``, with the same heads and loss.
 
     - [0] SDCLR, 2021, https://arxiv.org/abs/2106.02990
     - [1] SimSiam, 2021, https://arxiv.org/abs/2011.10566
 
     Args:
-        backbone, feature_dim, prune_ratio: As on every adapter, see
-            :class:`~selfdamage.adapters.SelfDamagingAdapter`, as are the wrapper
-            options (``**options``).
+        backbone, feature_dim, prune_ratio: As on every adapter (and ``**options``).
         head: The projection head. Defaults to lightly's
             ``SimSiamProjectionHead(feature_dim, feature_dim, 128)``, the sizes of lightly's
             ``examples/pytorch/simsiam.py`` (``SimSiamProjectionHead(512, 512, 128)``; the
@@ -51,11 +45,8 @@ class SimSiamAdapter(SelfDamagingAdapter):
             ``SimSiamPredictionHead(D, D // 2, D)``, where ``D`` is the ``out_features`` of
             the head's last ``nn.Linear`` (128 by default): lightly's example,
             ``SimSiamPredictionHead(128, 64, 128)``.
-        loss: The loss, called as ``loss(predictions, targets)`` on ``(N, D)`` tensors.
-            Defaults to lightly's ``NegativeCosineSimilarity()``.
-
-    Raises:
-        TypeError, ValueError: As on every adapter, with the predictor.
+        loss: ``loss(predictions, targets)`` on ``(N, D)`` tensors; lightly's
+            ``NegativeCosineSimilarity()`` by default.
 
     Examples:
         >>> import torch, torchvision
@@ -75,31 +66,14 @@ class SimSiamAdapter(SelfDamagingAdapter):
     @staticmethod
     def default_predictor(head: nn.Module, feature_dim: int) -> nn.Module:
         """lightly's ``SimSiamPredictionHead(D, D // 2, D)``, ``D`` the head's output size."""
-        head_dim = head_output_dim(
-            head,
-            needed_for="build the default predictor",
-            fix="Pass predictor=SimSiamPredictionHead(D, D // 2, D) with D the head's "
-            "output dimension.",
-        )
+        head_dim = predictor_dim(head, "SimSiamPredictionHead(D, D // 2, D)")
         module: nn.Module = SimSiamPredictionHead(head_dim, max(1, head_dim // 2), head_dim)
         return module
 
-    @staticmethod
-    def default_loss(head: nn.Module) -> nn.Module:
-        """lightly's ``NegativeCosineSimilarity()``."""
-        module: nn.Module = NegativeCosineSimilarity()
-        return module
+    default_loss = staticmethod(negative_cosine_similarity)
 
     def forward(self, x0: Tensor, x1: Tensor) -> Tensor:
-        """The symmetric loss of one step.
-
-        Args:
-            x0: First views, shape ``(N, ...)``: through the dense model.
-            x1: Second views of the same samples, same shape: through the twin.
-
-        Returns:
-            The loss, a scalar tensor.
-        """
+        """The symmetric loss of one step: ``x0`` dense, ``x1`` through the twin."""
         (z0, p0), (z1, p1) = self._online(x0, x1, with_projection=True)
         loss: Tensor = (self.loss(p0, z1.detach()) + self.loss(p1, z0.detach())) / 2
         return loss

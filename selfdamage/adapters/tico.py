@@ -8,9 +8,11 @@ from torch import Tensor, nn
 from typing_extensions import Unpack
 
 from selfdamage._checks import check_real
+from selfdamage._warnings import warns_at_caller
+from selfdamage.adapters._head_sizes import head_output_dim
 from selfdamage.adapters.base import MomentumAdapter
-from selfdamage.adapters.options import WrapperOptions, head_output_dim, reject_with_loss
 from selfdamage.adapters.registry import register_adapter
+from selfdamage.adapters.wrapper_options import WrapperOptions
 from selfdamage.wrapper import DEFAULT_PRUNE_RATIO
 
 __all__ = ["TiCoAdapter"]
@@ -30,44 +32,29 @@ class TiCoAdapter(MomentumAdapter):
         k0, k1 = momentum_encoder(x0), momentum_encoder(x1)
         loss = (L(z1, k0, update_covariance_matrix=False) + L(z0, k1)) / 2
 
-    with ``L`` lightly's ``TiCoLoss``. This is the *symmetric* form of TiCo: two online
-    passes and two momentum passes per step, where lightly's ``examples/pytorch/tico.py``
-    (and its ImageNet benchmark) makes one online pass and one momentum pass,
-    ``L(model(x0), momentum(x1))``. SDCLR needs two online passes, because one of them
-    goes through the twin: a single online pass would be either dense (no damage) or
-    damaged (no dense projection to compare it with). A step therefore costs about twice
-    the online and momentum compute of lightly's example. ``baseline=True`` gives
-    symmetric TiCo with the same head and loss (not lightly's asymmetric example): the
-    like-for-like baseline. SDCLR [0] defines only the SimCLR variant; damaging one of
-    TiCo's two online passes is this library's choice, following the paper's argument
-    that the idea applies to any two-branch method. The momentum encoder copies the
-    *dense* backbone and head; the twin never feeds it.
+    with ``L`` lightly's ``TiCoLoss``: the *symmetric* form of TiCo, as
+    :class:`~selfdamage.adapters.MoCoAdapter` is of MoCo (lightly's
+    ``examples/pytorch/tico.py`` makes one online and one momentum pass; SDCLR [0] needs
+    two online passes). ``baseline=True`` gives symmetric TiCo with the same head and loss.
 
-    The running covariance ``C`` is the method's state and is updated once per step, as
-    in lightly's example, from the *dense* half only: ``C <- beta * C + (1 - beta) * B``
-    with ``B = z0^T z0 / N`` of the normalized dense projections. The twin half is
-    computed first, with ``update_covariance_matrix=False``, so both halves see ``C`` as
-    it was before the step (each half's covariance term uses ``beta * C + (1 - beta) *
-    B`` of its own projections, as ``TiCoLoss`` defines it). The twin's projections never
-    enter ``C``: it follows the dense model, the one that is evaluated, and the number of
-    updates per step is the base method's. The baseline updates ``C`` from ``z0`` too.
-    ``C`` is a buffer in the ``state_dict`` (``loss.C``, zeros of ``(D, D)`` at the start,
-    as lightly's lazy initialisation; see
-    :func:`~selfdamage.adapters.method_state.persist_method_state`), so a checkpoint
-    resumes it; evaluating the loss without gradient (``torch.no_grad()``) leaves it as it
-    is. Under DDP, pass ``loss=TiCoLoss(gather_distributed=True)``: DDP broadcasts
-    rank 0's buffers before every forward pass, so without gathering ``C`` follows rank
-    0's projections only.
+    The running covariance ``C`` is the method's state and is updated once per step, as in
+    lightly's example, from the *dense* half only: ``C <- beta * C + (1 - beta) * B`` with
+    ``B = z0^T z0 / N`` of the normalized dense projections. The twin half is computed
+    first, with ``update_covariance_matrix=False``, so both halves see ``C`` as it was
+    before the step (each half's covariance term uses ``beta * C + (1 - beta) * B`` of its
+    own projections, as ``TiCoLoss`` defines it). The twin's projections never enter ``C``:
+    it follows the dense model, the one that is evaluated, and the number of updates per
+    step is the base method's. The baseline updates ``C`` from ``z0`` too. ``C`` is a buffer
+    in the ``state_dict`` (``loss.C``); evaluating the loss without gradient leaves it as it
+    is. Under DDP, pass ``loss=TiCoLoss(gather_distributed=True)``: DDP broadcasts rank 0's
+    buffers before every forward pass, so without gathering ``C`` follows rank 0's
+    projections only.
 
     - [0] SDCLR, 2021, https://arxiv.org/abs/2106.02990
     - [1] TiCo, 2022, https://arxiv.org/abs/2206.10698
 
     Args:
-        backbone, feature_dim, prune_ratio: As on every adapter, see
-            :class:`~selfdamage.adapters.SelfDamagingAdapter`, as are the wrapper
-            options (``**options``); ``baseline=True``
-            gives symmetric TiCo (twice the passes of lightly's asymmetric example, see
-            above), for baselines.
+        backbone, feature_dim, prune_ratio: As on every adapter (and ``**options``).
         head: The projection head. Defaults to lightly's
             ``TiCoProjectionHead(feature_dim, 4096, 256)``, the TiCo paper's sizes (hidden
             width 4096). lightly's ``examples/pytorch/tico.py`` uses
@@ -82,8 +69,8 @@ class TiCoAdapter(MomentumAdapter):
             paper's and lightly's. Only without ``loss``.
 
     Raises:
-        TypeError: As on every adapter; or ``loss`` is not a ``TiCoLoss``.
-        ValueError: As on every adapter; or ``beta`` or ``rho`` is given with ``loss``,
+        TypeError: Also if ``loss`` is not a ``TiCoLoss``.
+        ValueError: Also if ``beta`` or ``rho`` is given with ``loss``,
             ``beta`` is not in ``[0, 1]`` or ``rho`` is negative, or the head's output
             dimension cannot be read to size ``C``.
 
@@ -101,6 +88,7 @@ class TiCoAdapter(MomentumAdapter):
 
     _two_samples_because = "lightly's TiCoLoss needs a batch covariance"
 
+    @warns_at_caller
     def __init__(
         self,
         backbone: nn.Module,
@@ -113,16 +101,9 @@ class TiCoAdapter(MomentumAdapter):
         rho: float | None = None,
         **options: Unpack[WrapperOptions],
     ) -> None:
-        head = self.resolve_head(feature_dim, head)
-        head_output_dim(
-            head,
-            needed_for="size TiCo's running covariance C",
-            fix="Use a head whose last nn.Linear gives the projection.",
+        self._assemble(
+            backbone, feature_dim, prune_ratio, options, head=head, loss=loss, beta=beta, rho=rho
         )
-        reject_with_loss(loss, beta=beta, rho=rho)
-        if loss is None:
-            loss = self.default_loss(head, beta, rho)
-        super().__init__(backbone, feature_dim, prune_ratio, head=head, loss=loss, **options)
 
     @staticmethod
     def default_head(feature_dim: int) -> nn.Module:
@@ -140,7 +121,13 @@ class TiCoAdapter(MomentumAdapter):
         return TiCoLoss(beta=beta, rho=rho)
 
     def check_loss(self, loss: nn.Module, head: nn.Module) -> None:
-        """Raises unless ``loss`` is a ``TiCoLoss``: the twin half calls it without update."""
+        """Raises unless ``loss`` is a ``TiCoLoss`` (the twin half calls it without update)
+        and the head's output size, the size of ``C``, can be read."""
+        head_output_dim(
+            head,
+            needed_for="size TiCo's running covariance C",
+            fix="Use a head whose last nn.Linear gives the projection.",
+        )
         if not isinstance(loss, TiCoLoss):
             raise TypeError(
                 f"loss must be a lightly TiCoLoss, got {type(loss).__name__}: the adapter "
@@ -149,16 +136,8 @@ class TiCoAdapter(MomentumAdapter):
             )
 
     def forward(self, x0: Tensor, x1: Tensor) -> Tensor:
-        """The symmetric loss of one step; updates ``C`` once, from the dense half.
-
-        Args:
-            x0: First views, shape ``(N, ...)``: dense projection, and target for ``x1``.
-            x1: Second views of the same samples, same shape: twin projection, target
-                for ``x0``.
-
-        Returns:
-            The loss, a scalar tensor.
-        """
+        """The symmetric loss of one step (``x0`` dense, ``x1`` through the twin); updates
+        ``C`` once, from the dense half."""
         z0, z1 = self._online(x0, x1)
         k0, k1 = self._targets(x0, x1)
         twin_half: Tensor = self.loss(z1, k0, update_covariance_matrix=False)

@@ -5,19 +5,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import ClassVar
 
+from lightly.models.modules import SimCLRProjectionHead
 from torch import Tensor, nn
 from typing_extensions import Unpack
 
+from selfdamage._warnings import warns_at_caller
+from selfdamage.adapters._loss_options import default_temperature, memory_bank
 from selfdamage.adapters.base import SelfDamagingAdapter
-from selfdamage.adapters.options import (
-    WrapperOptions,
-    default_temperature,
-    memory_bank,
-    reject_with_loss,
-)
+from selfdamage.adapters.wrapper_options import WrapperOptions
 from selfdamage.wrapper import DEFAULT_PRUNE_RATIO
 
-__all__ = ["DefaultsTwoView", "TwoViewAdapter"]
+__all__ = ["TwoViewAdapter"]
 
 
 class TwoViewAdapter(SelfDamagingAdapter):
@@ -29,29 +27,20 @@ class TwoViewAdapter(SelfDamagingAdapter):
 
         loss = loss(head(dense(x0)), head_twin(twin(x1)))
 
-    so a step costs what a step of the method costs. ``x0`` always goes through the dense
-    branch. Backbone and head are wrapped together in one
-    :class:`~selfdamage.wrapper.SelfDamagingWrapper` (``self.wrapper``): the head's Linear
-    weights are shared by both branches and not pruned by default, its BatchNorm layers get
-    twin state. ``baseline=True`` gives the plain method (both views through the dense
-    model, same head, same loss), for fair baselines.
-
-    The loss is called once, on the dense projections first. lightly's two-view losses
-    are symmetric in their two arguments (``NTXentLoss``, ``BarlowTwinsLoss``,
-    ``VICRegLoss``, ``DCLLoss``, ``DCLWLoss``), so which view goes through the twin does
+    so a step costs what a step of the method costs; ``baseline=True`` gives the plain
+    method. The loss is called once, on the dense projections first. lightly's two-view
+    losses are symmetric in their two arguments, so which view goes through the twin does
     not matter to them. For an asymmetric loss, symmetrise it yourself (call the loss on
     both orders and average), or subclass and write ``forward`` from :meth:`_online`.
-
-    SimCLR, Barlow Twins, VICReg, DCL and DCLW have adapters with their default head and
-    loss (:class:`~selfdamage.adapters.SimCLRAdapter`, ...); this class takes yours.
+    A named method is a subclass that declares :meth:`default_head` and
+    :meth:`default_loss` (SimCLR, Barlow Twins, VICReg, DCL and DCLW are this); this
+    class has no defaults and takes yours.
 
     - [0] SDCLR, 2021, https://arxiv.org/abs/2106.02990
 
     Args:
         backbone, feature_dim, prune_ratio: As on every adapter, see
-            :class:`~selfdamage.adapters.SelfDamagingAdapter`, as are the wrapper
-            options (``**options``); ``baseline=True`` gives the
-            plain method, for baselines.
+            :class:`~selfdamage.adapters.SelfDamagingAdapter`, as are the wrapper options.
         head: The projection head, applied to the flattened features of both views.
         loss: The loss, called as ``loss(z0, z1)`` on the two ``(N, D)`` projections and
             returning a scalar; it must not have a lightly memory bank (it would fill with
@@ -83,19 +72,18 @@ class TwoViewAdapter(SelfDamagingAdapter):
         >>> optimizer.step()
         >>> loss.shape
         torch.Size([])
-    """
 
-    def __init__(
-        self,
-        backbone: nn.Module,
-        feature_dim: int = 512,
-        prune_ratio: float = DEFAULT_PRUNE_RATIO,
-        *,
-        head: nn.Module | None,
-        loss: nn.Module | None,
-        **options: Unpack[WrapperOptions],
-    ) -> None:
-        super().__init__(backbone, feature_dim, prune_ratio, head=head, loss=loss, **options)
+        A named method declares its defaults:
+
+        >>> from lightly.loss import NTXentLoss
+        >>> class Contrastive(TwoViewAdapter):
+        ...     default_head = staticmethod(lambda feature_dim: nn.Linear(feature_dim, 8))
+        ...     default_loss = staticmethod(lambda head: NTXentLoss())
+        >>> backbone = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1))
+        >>> model = Contrastive(backbone, 4, prune_ratio=0.5)
+        >>> model(torch.randn(2, 3, 8, 8), torch.randn(2, 3, 8, 8)).shape
+        torch.Size([])
+    """
 
     @staticmethod
     def default_head(feature_dim: int) -> nn.Module:
@@ -130,43 +118,17 @@ class TwoViewAdapter(SelfDamagingAdapter):
         return loss
 
 
-class DefaultsTwoView(TwoViewAdapter):
-    """A :class:`TwoViewAdapter` whose head and loss default to the method's.
-
-    The base of a named two-view method: declare :meth:`default_head` and
-    :meth:`default_loss`, and register the class (Barlow Twins and VICReg are this).
-
-    Examples:
-        >>> import torch
-        >>> from lightly.loss import NTXentLoss
-        >>> class Contrastive(DefaultsTwoView):
-        ...     default_head = staticmethod(lambda feature_dim: nn.Linear(feature_dim, 8))
-        ...     default_loss = staticmethod(lambda head: NTXentLoss())
-        >>> backbone = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1))
-        >>> model = Contrastive(backbone, 4, prune_ratio=0.5)
-        >>> model(torch.randn(2, 3, 8, 8), torch.randn(2, 3, 8, 8)).shape
-        torch.Size([])
-    """
-
-    def __init__(
-        self,
-        backbone: nn.Module,
-        feature_dim: int = 512,
-        prune_ratio: float = DEFAULT_PRUNE_RATIO,
-        *,
-        head: nn.Module | None = None,
-        loss: nn.Module | None = None,
-        **options: Unpack[WrapperOptions],
-    ) -> None:
-        super().__init__(backbone, feature_dim, prune_ratio, head=head, loss=loss, **options)
-
-
 class TemperatureTwoView(TwoViewAdapter):
-    """A :class:`TwoViewAdapter` whose default loss takes a ``temperature``: SimCLR's, DCL's."""
+    """A contrastive :class:`TwoViewAdapter`: SimCLR's head, a loss with a ``temperature``.
+
+    The base of SimCLR, DCL and DCLW (lightly's ``examples/pytorch/dcl.py`` uses SimCLR's
+    head). ``temperature`` sets the default loss's temperature (only without ``loss``).
+    """
 
     _loss_class: ClassVar[Callable[..., nn.Module]]  # the default loss, given temperature=
     _temperature: ClassVar[float]  # the default loss's default temperature
 
+    @warns_at_caller
     def __init__(
         self,
         backbone: nn.Module,
@@ -178,11 +140,21 @@ class TemperatureTwoView(TwoViewAdapter):
         temperature: float | None = None,
         **options: Unpack[WrapperOptions],
     ) -> None:
-        head = self.resolve_head(feature_dim, head)
-        reject_with_loss(loss, temperature=temperature)
-        if loss is None:
-            loss = self.default_loss(head, temperature)
-        super().__init__(backbone, feature_dim, prune_ratio, head=head, loss=loss, **options)
+        self._assemble(
+            backbone,
+            feature_dim,
+            prune_ratio,
+            options,
+            head=head,
+            loss=loss,
+            temperature=temperature,
+        )
+
+    @staticmethod
+    def default_head(feature_dim: int) -> nn.Module:
+        """lightly's ``SimCLRProjectionHead(feature_dim, feature_dim, 128)``."""
+        module: nn.Module = SimCLRProjectionHead(feature_dim, feature_dim, 128)
+        return module
 
     @classmethod
     def default_loss(cls, head: nn.Module, temperature: float | None = None) -> nn.Module:

@@ -7,13 +7,13 @@ from lightly.models.modules.heads import VICRegProjectionHead
 from torch import nn
 
 from selfdamage.adapters.registry import register_adapter
-from selfdamage.adapters.two_view import DefaultsTwoView
+from selfdamage.adapters.two_view import TwoViewAdapter
 
 __all__ = ["VICRegAdapter"]
 
 
 @register_adapter("vicreg")
-class VICRegAdapter(DefaultsTwoView):
+class VICRegAdapter(TwoViewAdapter):
     """VICReg [1] with a self-damaged twin; ``forward`` returns the loss.
 
     VICReg makes two online passes per step and pulls their projections together
@@ -36,9 +36,7 @@ class VICRegAdapter(DefaultsTwoView):
     - [1] VICReg, 2022, https://arxiv.org/abs/2105.04906
 
     Args:
-        backbone, feature_dim, prune_ratio: As on every adapter, see
-            :class:`~selfdamage.adapters.SelfDamagingAdapter`, as are the wrapper
-            options (``**options``).
+        backbone, feature_dim, prune_ratio: As on every adapter (and ``**options``).
         head: The projection head. Defaults to lightly's
             ``VICRegProjectionHead(feature_dim, 2048, 2048, num_layers=2)``, the sizes of
             lightly's ``examples/pytorch/vicreg.py`` (Linear, BatchNorm, ReLU, Linear). The
@@ -49,10 +47,6 @@ class VICRegAdapter(DefaultsTwoView):
             (invariance ``lambda_param=25``, variance ``mu_param=25``, covariance
             ``nu_param=1``). For other weights, or ``gather_distributed=True`` under DDP,
             pass ``loss=VICRegLoss(...)``.
-
-    Raises:
-        TypeError: As on every adapter.
-        ValueError: As on every adapter; or ``loss`` has a memory bank.
 
     Examples:
         >>> import torch, torchvision

@@ -25,7 +25,7 @@ from selfdamage.adapters import (
     TiCoAdapter,
     VICRegAdapter,
 )
-from selfdamage.adapters.options import memory_bank
+from selfdamage.adapters._loss_options import memory_bank
 
 from .helpers import FEATURES, tiny_backbone, views
 
@@ -344,9 +344,9 @@ def test_predictor_of_another_size_is_rejected_at_construction(
     cls(tiny_backbone(), FEATURES, 0.5, head=head, predictor=fitting)(*views(4))
 
 
-@pytest.mark.parametrize("name", ["moco", "byol", "tico"])
-def test_momentum_head_is_not_an_option_of_methods_that_copy_their_head(name: str) -> None:
-    # Only DINO builds its own teacher head; MoCo, BYOL and TiCo copy theirs, as in 0.2.
+@pytest.mark.parametrize("name", ["moco", "byol", "tico", "dino"])
+def test_momentum_head_is_not_an_option(name: str) -> None:
+    # The momentum head comes from the method (a copy of the head, DINO's teacher).
     backbone = nn.Sequential(nn.Flatten(), nn.Linear(12, 8))
     with pytest.raises(TypeError, match="unexpected keyword argument 'momentum_head'"):
         REGISTERED[name](backbone, 8, momentum_head=nn.Linear(8, 8))

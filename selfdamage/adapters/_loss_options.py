@@ -1,0 +1,56 @@
+"""The options of a method's default loss, and the memory bank a given loss may hold."""
+
+from __future__ import annotations
+
+from lightly.loss import NegativeCosineSimilarity
+from lightly.models.modules.memory_bank import MemoryBankModule
+from torch import nn
+
+from selfdamage._checks import check_real
+
+__all__ = ["default_temperature", "memory_bank", "negative_cosine_similarity", "reject_with_loss"]
+
+
+def default_temperature(temperature: object, default: float) -> float:
+    """The default loss's temperature: ``temperature`` if given (it must be > 0), else ``default``.
+
+    Examples:
+        >>> default_temperature(None, 0.2), default_temperature(0.5, 0.2)
+        (0.2, 0.5)
+    """
+    return check_real(
+        "temperature",
+        default if temperature is None else temperature,
+        0.0,
+        low_open=True,
+        fix=f"It divides the similarities; the default is {default}.",
+    )
+
+
+def negative_cosine_similarity(head: nn.Module) -> nn.Module:
+    """lightly's ``NegativeCosineSimilarity()``, the default loss of BYOL and SimSiam.
+
+    Examples:
+        >>> negative_cosine_similarity(nn.Identity())
+        NegativeCosineSimilarity()
+    """
+    module: nn.Module = NegativeCosineSimilarity()
+    return module
+
+
+def reject_with_loss(loss: nn.Module | None, **options: object) -> None:
+    """Raises if options of the default loss are set while a ``loss`` is given."""
+    given = [f"{name}={value!r}" for name, value in options.items() if value is not None]
+    if loss is not None and given:
+        raise ValueError(
+            f"{', '.join(given)} configures the default loss, but loss= was given too. "
+            f"Set it on your loss instead, or drop loss= to use the default loss."
+        )
+
+
+def memory_bank(loss: nn.Module) -> MemoryBankModule | None:
+    """The loss's enabled lightly memory bank, or None if it has none."""
+    for module in loss.modules():
+        if isinstance(module, MemoryBankModule) and module.size[0] > 0:
+            return module
+    return None

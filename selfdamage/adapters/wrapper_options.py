@@ -1,0 +1,92 @@
+"""The wrapper options: the keyword arguments every adapter passes on to its wrapper."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from typing_extensions import TypedDict
+
+from selfdamage._checks import check_bool
+from selfdamage._compat.removed import removed_damage_error, removed_option_error
+from selfdamage.damage import Damage, Prunable
+
+__all__ = ["WrapperOptions"]
+
+
+class WrapperOptions(TypedDict, total=False):
+    """The wrapper options: keyword arguments that every adapter takes and passes on unchanged.
+
+    Every adapter's signature ends in ``**options: Unpack[WrapperOptions]``; together with
+    the positional ``prune_ratio`` they mean exactly what they mean on
+    :class:`~selfdamage.wrapper.SelfDamagingWrapper`, and they are documented here once.
+
+    - ``damage``: the damage strategy (:mod:`selfdamage.damage`), or None (the default) for
+      ``WeightDamage(prune_ratio, random_ratio=..., prunable=...)``. A
+      :class:`~selfdamage.damage.ChannelDamage` takes ``example_inputs`` of the *backbone*;
+      the adapter traces the whole encoder with them.
+    - ``baseline``: if True, no twin in training: the plain method, both online passes
+      through the dense model, for fair baselines. The wrapper and its strategy still
+      exist, so the baseline's damaged twin can be evaluated after training
+      (``refresh_mask()``, then ``wrapper.damaged(x)``); it has no twin normalization
+      state (no parameter goes unused, which DDP would reject). Default False.
+    - ``random_ratio``: shorthand, the part of ``prune_ratio`` pruned at random instead of
+      by magnitude. Default 0.
+    - ``prunable``: shorthand, the module types whose weight is pruned, or a predicate
+      ``(name, module) -> bool`` over names like ``backbone.0``, ``head.layers.0`` and
+      ``predictor.layers.0``. Default ``(nn.Conv2d,)``.
+    - ``twin_norm``: if True (the default), the twin has its own BatchNorm parameters and
+      statistics.
+
+    ``damage=True|False|"weight"|"channel"`` and the channel keywords ``example_inputs``,
+    ``importance``, ``ignored_layers`` and ``max_channel_ratio`` raise a ``TypeError`` that
+    names the spelling to use (``baseline=True``, ``damage=ChannelDamage(...)``).
+
+    Examples:
+        >>> from torch import nn
+        >>> from selfdamage.adapters import SimCLRAdapter
+        >>> options: WrapperOptions = {"random_ratio": 0.1, "prunable": (nn.Conv2d, nn.Linear)}
+        >>> backbone = nn.Sequential(nn.Conv2d(3, 16, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        >>> model = SimCLRAdapter(backbone, 16, prune_ratio=0.9, **options)
+        >>> model.wrapper.damage
+        WeightDamage(prune_ratio=0.9, random_ratio=0.1, prunable='Conv2d,Linear')
+    """
+
+    damage: Damage | None
+    baseline: bool
+    random_ratio: float
+    prunable: Prunable
+    twin_norm: bool
+
+
+def read_wrapper_options(options: Mapping[str, Any], owner: str) -> tuple[bool, dict[str, Any]]:
+    """``baseline``, and the keyword arguments of the wrapper, from the wrapper options given.
+
+    Args:
+        options: The wrapper options an adapter received.
+        owner: The adapter's class name, for the error on an unknown keyword.
+
+    Raises:
+        TypeError: If a keyword is not a wrapper option (a removed spelling names its
+            replacement), or ``baseline`` or ``twin_norm`` is not a bool.
+
+    Examples:
+        >>> read_wrapper_options({"baseline": True}, "SimCLRAdapter")
+        (True, {'twin_norm': False})
+        >>> read_wrapper_options({"damage": False}, "SimCLRAdapter")
+        Traceback (most recent call last):
+        TypeError: damage=False was removed in selfdamage 1.0; use baseline=True instead.
+    """
+    given = dict(options)
+    for name in given:
+        removed = removed_option_error(name)
+        if removed is not None:
+            raise removed
+        if name not in WrapperOptions.__annotations__:
+            raise TypeError(f"{owner}.__init__() got an unexpected keyword argument {name!r}")
+    removed = removed_damage_error(given.get("damage"), adapter=True)
+    if removed is not None:
+        raise removed
+    baseline = check_bool("baseline", given.pop("baseline", False))
+    twin_norm = check_bool("twin_norm", given.pop("twin_norm", True))
+    return baseline, {**given, "twin_norm": twin_norm and not baseline}
