@@ -41,7 +41,15 @@ RandAugmentOpFn = Callable[[Image.Image, float, random.Random], Image.Image]
 
 
 class RandAugmentOp(NamedTuple):
-    """One operation of the pool: ``apply(image, value, rng)`` and its value range."""
+    """One operation of the pool: ``apply(image, value, rng)`` and its value range.
+
+    Examples:
+        >>> solarize = RAND_AUGMENT_OPS[8]
+        >>> solarize.name, solarize.low, solarize.high
+        ('Solarize', 0.0, 110.0)
+        >>> solarize.apply(Image.new("L", (4, 4), 200), 100.0, random.Random(0)).getpixel((0, 0))
+        55
+    """
 
     name: str
     apply: RandAugmentOpFn
@@ -61,7 +69,7 @@ def op_value(op: RandAugmentOp, magnitude: float) -> float:
 
 
 def _signed(value: float, rng: random.Random) -> float:
-    return -value if rng.random() < 0.5 else value
+    return -value if rng.random() > 0.5 else value
 
 
 def _affine(image: Image.Image, coefficients: tuple[float, ...]) -> Image.Image:
