@@ -1,0 +1,1 @@
+"""Long-tail tools beyond SDCLR: BCL, temperature schedules, geometric harmonization."""
