@@ -147,7 +147,8 @@ class GeometricHarmonization(nn.Module):
     Args:
         dim: Width of the projections (the authors: 128).
         num_prototypes: ``K``, the frame's size, at most ``dim`` (the authors: 100).
-        num_samples: Size of the training set: the memory has a row per dataset index.
+        num_samples: Size of the training set: the memory has a row per dataset index
+            (``num_samples * num_prototypes`` floats: 46 MB for ImageNet-LT at ``K = 100``).
         weight: The loss weight after the ramp (the authors: 1).
         warmup_epochs: Epochs of the plain method before GH (the authors: 500 of 1000 on
             CIFAR-100-LT, 400 on ImageNet-LT and Places-LT).
@@ -202,7 +203,8 @@ class GeometricHarmonization(nn.Module):
         seed: int = 0,
     ) -> None:
         super().__init__()
-        k = check_int("num_prototypes", num_prototypes, 2)
+        dim = check_int("dim", dim, 2)
+        k = check_int("num_prototypes", num_prototypes, 2, dim, fix="A simplex ETF needs K <= dim.")
         self.weight = check_real("weight", weight, 0.0)
         self.warmup_epochs = check_int("warmup_epochs", warmup_epochs, 0)
         self.ramp_epochs = check_int("ramp_epochs", ramp_epochs, 0)
@@ -336,7 +338,8 @@ class GeometricHarmonization(nn.Module):
                 f"index per row of z, got dtype={indices.dtype} and shape "
                 f"{tuple(indices.shape)}."
             )
-        scores, indices = _gather(self.scores(z.detach()).float()), _gather(indices)
+        scores = _gather(self.scores(z.detach()).float())
+        indices = _gather(indices.to(self.memory.device))
         if self._epoch == 0:
             self.memory[indices] += scores
         else:

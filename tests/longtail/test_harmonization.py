@@ -294,7 +294,7 @@ class TestGeometricHarmonization:
     @pytest.mark.parametrize(
         ("kwargs", "error", "match"),
         [
-            ({"num_prototypes": 9}, ValueError, "num_vertices must be <= dim"),
+            ({"num_prototypes": 9}, ValueError, r"num_prototypes must be in \[2, 8\]"),
             ({"epsilon": 0.0}, ValueError, "epsilon must be > 0.0"),
             ({"momentum": 1.5}, ValueError, "momentum must be in"),
             ({"sinkhorn_iterations": 0}, ValueError, "sinkhorn_iterations must be >= 1"),
