@@ -3,7 +3,8 @@
 Times, on the same SimCLR adapter (SDCLR twin, prune 0.9, CIFAR-style ResNet-18), batch
 and views:
 
-- ``sdclr``: ``loss = model.loss(z0, z1)`` from ``model._online(x0, x1)``, backward, SGD;
+- ``sdclr``: ``loss = model.loss(z0, z1)`` on ``model.wrapper(x0)`` and
+  ``model.wrapper.damaged(x1)``, backward, SGD;
 - ``sdclr+gh``: the same step plus ``gh(z0, z1)`` (GH active, the authors' 100 prototypes,
   300 Sinkhorn iterations) and ``gh.update(z0, index)``;
 - ``sdclr+gh+refresh``: the same in a prior-refresh epoch (the memory's argmax over
@@ -59,7 +60,7 @@ def main() -> None:
     model.refresh_mask()
 
     def step(with_gh: bool, epoch: int) -> None:
-        z0, z1 = model._online(x0, x1)
+        z0, z1 = model.wrapper(x0), model.wrapper.damaged(x1)
         loss = model.loss(z0, z1)
         if with_gh:
             gh.set_epoch(epoch)
