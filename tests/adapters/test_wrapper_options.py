@@ -40,9 +40,10 @@ def test_removed_damage_spelling_raises_at_construction(
 
 @pytest.mark.parametrize(("keyword", "value"), sorted(REMOVED_KEYWORDS.items()))
 def test_removed_channel_keyword_raises_at_construction(keyword: str, value: Any) -> None:
+    options = "example_inputs=..." + ("" if keyword == "example_inputs" else f", {keyword}=...")
     message = (
         f"{keyword}= was removed in selfdamage 1.0; use "
-        f"damage=ChannelDamage(prune_ratio, example_inputs=..., {keyword}=...) instead."
+        f"damage=ChannelDamage(prune_ratio, {options}) instead."
     )
     with pytest.raises(TypeError, match=re.escape(message)):
         SimCLRAdapter(tiny_backbone(), FEATURES, 0.5, **{keyword: value})
