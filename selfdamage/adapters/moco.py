@@ -15,6 +15,7 @@ from selfdamage.adapters._loss_options import default_temperature, memory_bank
 from selfdamage.adapters.base import MomentumAdapter
 from selfdamage.adapters.registry import register_adapter
 from selfdamage.adapters.wrapper_options import WrapperOptions
+from selfdamage.longtail.temperature import TemperatureSchedule
 from selfdamage.wrapper import DEFAULT_PRUNE_RATIO
 
 __all__ = ["MoCoAdapter"]
@@ -97,7 +98,7 @@ class MoCoAdapter(MomentumAdapter):
         *,
         head: nn.Module | None = None,
         loss: nn.Module | None = None,
-        temperature: float | None = None,
+        temperature: float | TemperatureSchedule | None = None,
         memory_bank_size: int | None = None,
         **options: Unpack[WrapperOptions],
     ) -> None:

@@ -19,6 +19,7 @@ from selfdamage.adapters.base import PredictorAdapter
 from selfdamage.adapters.method_state import persist_method_state
 from selfdamage.adapters.registry import register_adapter
 from selfdamage.adapters.wrapper_options import WrapperOptions
+from selfdamage.longtail.temperature import TemperatureSchedule
 from selfdamage.wrapper import DEFAULT_PRUNE_RATIO
 
 __all__ = ["NNCLRAdapter"]
@@ -106,7 +107,7 @@ class NNCLRAdapter(PredictorAdapter):
         head: nn.Module | None = None,
         predictor: nn.Module | None = None,
         loss: nn.Module | None = None,
-        temperature: float | None = None,
+        temperature: float | TemperatureSchedule | None = None,
         memory_bank_size: int = 4096,
         gather_distributed: bool = False,
         **options: Unpack[WrapperOptions],

@@ -13,6 +13,7 @@ from selfdamage._warnings import warns_at_caller
 from selfdamage.adapters._loss_options import default_temperature, memory_bank
 from selfdamage.adapters.base import SelfDamagingAdapter
 from selfdamage.adapters.wrapper_options import WrapperOptions
+from selfdamage.longtail.temperature import TemperatureSchedule
 from selfdamage.wrapper import DEFAULT_PRUNE_RATIO
 
 __all__ = ["TwoViewAdapter"]
@@ -137,7 +138,7 @@ class TemperatureTwoView(TwoViewAdapter):
         *,
         head: nn.Module | None = None,
         loss: nn.Module | None = None,
-        temperature: float | None = None,
+        temperature: float | TemperatureSchedule | None = None,
         **options: Unpack[WrapperOptions],
     ) -> None:
         self._assemble(
