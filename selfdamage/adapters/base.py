@@ -71,7 +71,8 @@ class SelfDamagingAdapter(nn.Module):
     Raises:
         TypeError: If ``backbone``, ``head``, ``predictor`` or ``loss`` is not an
             ``nn.Module``, ``backbone`` contains a wrapper, an option has the wrong type,
-            or a removed spelling is used (the message names its replacement).
+            a removed spelling is used (the message names its replacement), or
+            ``temperature=`` is a schedule and the loss has no float ``temperature``.
         ValueError: If ``feature_dim`` is not positive, a default cannot be sized from the
             head, ``predictor`` does not map the head's output to itself, a wrapper option is
             out of range, or a shorthand is given together with ``damage``.

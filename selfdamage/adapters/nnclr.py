@@ -71,7 +71,13 @@ class NNCLRAdapter(PredictorAdapter):
             e.g. lightly's ``NTXentLoss``; it must not have a memory bank of its own.
             Defaults to ``NTXentLoss(temperature)``.
         temperature: Temperature of the default loss. Defaults to 0.1, the NNCLR paper's.
-            lightly's example uses ``NTXentLoss()``'s default, 0.5. Only without ``loss``.
+            lightly's example uses ``NTXentLoss()``'s default, 0.5. A float only without
+            ``loss``.
+            Or a :class:`~selfdamage.longtail.temperature.TemperatureSchedule` (e.g.
+            ``CosineTemperature()``), also with ``loss``: it becomes the submodule
+            ``temperature_schedule`` (its progress in the ``state_dict``) and sets the
+            loss's temperature at the start of every forward. Step it yourself,
+            ``model.temperature_schedule.step()`` once per epoch as its authors do.
         memory_bank_size: Number of projections in the support set. Defaults to 4096, as
             lightly's ``examples/pytorch/nnclr.py`` on CIFAR-10 (the paper: 98304 on
             ImageNet). Keep it well below the number of training samples, or the support
