@@ -105,6 +105,5 @@ def check_schedulable(owner: str, loss: nn.Module) -> None:
     except TypeError as error:
         raise TypeError(
             f"temperature= got a temperature schedule, but {owner} has no temperature to "
-            f"schedule: its loss, {type(loss).__name__}, has no float `temperature`. "
-            + _SCHEDULED
+            f"schedule: its loss, {type(loss).__name__}, has no float `temperature`. " + _SCHEDULED
         ) from error

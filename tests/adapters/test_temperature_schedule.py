@@ -155,7 +155,7 @@ def test_adapters_without_a_temperature_reject_a_schedule(cls: Adapter) -> None:
 
 
 def test_two_view_adapter_with_a_loss_without_temperature_rejects_a_schedule() -> None:
-    with pytest.raises(TypeError, match="TwoViewAdapter has no temperature.*BarlowTwinsLoss"):
+    with pytest.raises(TypeError, match=r"TwoViewAdapter has no temperature.*BarlowTwinsLoss"):
         build(
             TwoViewAdapter,
             head=BarlowTwinsProjectionHead(FEATURES, 32, 32),
