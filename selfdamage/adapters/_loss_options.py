@@ -2,13 +2,31 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from lightly.loss import NegativeCosineSimilarity
 from lightly.models.modules.memory_bank import MemoryBankModule
 from torch import nn
 
 from selfdamage._checks import check_real
+from selfdamage.longtail.temperature import TemperatureSchedule, temperature_of
 
-__all__ = ["default_temperature", "memory_bank", "negative_cosine_similarity", "reject_with_loss"]
+__all__ = [
+    "check_schedulable",
+    "default_temperature",
+    "memory_bank",
+    "negative_cosine_similarity",
+    "reject_with_loss",
+    "split_schedule",
+]
+
+_SCHEDULED = (
+    "A temperature schedule is taken by SimCLRAdapter, DCLAdapter, DCLWAdapter, MoCoAdapter "
+    "and NNCLRAdapter, and by TwoViewAdapter with a loss that has a float `temperature` "
+    "(lightly's NTXentLoss, DCLLoss, DCLWLoss); BYOL, SimSiam, Barlow Twins, VICReg, TiCo "
+    "and DINO have no InfoNCE temperature."
+)
 
 
 def default_temperature(temperature: object, default: float) -> float:
@@ -54,3 +72,38 @@ def memory_bank(loss: nn.Module) -> MemoryBankModule | None:
         if isinstance(module, MemoryBankModule) and module.size[0] > 0:
             return module
     return None
+
+
+def split_schedule(
+    loss_options: Mapping[str, Any], options: Mapping[str, Any]
+) -> tuple[TemperatureSchedule | None, dict[str, Any], dict[str, Any]]:
+    """A schedule given as ``temperature=``, and the loss and wrapper options without it.
+
+    A temperature adapter receives ``temperature`` among its loss options, any other
+    adapter among its wrapper options; a schedule is taken out of either, any other value
+    is left where it is (and checked there as before).
+
+    Examples:
+        >>> from selfdamage.longtail.temperature import ConstantTemperature
+        >>> split_schedule({"temperature": ConstantTemperature(0.2)}, {"baseline": True})
+        (ConstantTemperature(tau=0.2, steps_per_epoch=None), {}, {'baseline': True})
+        >>> split_schedule({"temperature": 0.5}, {})
+        (None, {'temperature': 0.5}, {})
+    """
+    loss_options, options = dict(loss_options), dict(options)
+    for given in (loss_options, options):
+        if isinstance(given.get("temperature"), TemperatureSchedule):
+            schedule: TemperatureSchedule = given.pop("temperature")
+            return schedule, loss_options, options
+    return None, loss_options, options
+
+
+def check_schedulable(owner: str, loss: nn.Module) -> None:
+    """Raises a ``TypeError`` naming ``owner`` unless ``loss`` has a float temperature."""
+    try:
+        temperature_of(loss)
+    except TypeError as error:
+        raise TypeError(
+            f"temperature= got a temperature schedule, but {owner} has no temperature to "
+            f"schedule: its loss, {type(loss).__name__}, has no float `temperature`. " + _SCHEDULED
+        ) from error

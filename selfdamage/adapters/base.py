@@ -26,12 +26,17 @@ from typing_extensions import Unpack
 from selfdamage._checks import check_int, check_module, check_real
 from selfdamage._warnings import warns_at_caller
 from selfdamage.adapters._head_sizes import check_predictor, output_dim
-from selfdamage.adapters._loss_options import reject_with_loss
+from selfdamage.adapters._loss_options import (
+    check_schedulable,
+    reject_with_loss,
+    split_schedule,
+)
 from selfdamage.adapters._views import check_views
 from selfdamage.adapters.encoder import Encoder
 from selfdamage.adapters.method_state import persist_method_state
 from selfdamage.adapters.wrapper_options import WrapperOptions, read_wrapper_options
 from selfdamage.damage import Damage
+from selfdamage.longtail.temperature import TemperatureSchedule, set_temperature
 from selfdamage.wrapper import DEFAULT_PRUNE_RATIO, SelfDamagingWrapper, nested_wrapper
 
 __all__ = ["Encoder", "MomentumAdapter", "PredictorAdapter", "SelfDamagingAdapter"]
@@ -66,7 +71,8 @@ class SelfDamagingAdapter(nn.Module):
     Raises:
         TypeError: If ``backbone``, ``head``, ``predictor`` or ``loss`` is not an
             ``nn.Module``, ``backbone`` contains a wrapper, an option has the wrong type,
-            or a removed spelling is used (the message names its replacement).
+            a removed spelling is used (the message names its replacement), or
+            ``temperature=`` is a schedule and the loss has no float ``temperature``.
         ValueError: If ``feature_dim`` is not positive, a default cannot be sized from the
             head, ``predictor`` does not map the head's output to itself, a wrapper option is
             out of range, or a shorthand is given together with ``damage``.
@@ -74,6 +80,7 @@ class SelfDamagingAdapter(nn.Module):
 
     wrapper: SelfDamagingWrapper
     loss: nn.Module
+    temperature_schedule: TemperatureSchedule | None
 
     # Why the method's loss needs 2 samples per view in any mode, or None if it does not.
     _two_samples_because: ClassVar[str | None] = None
@@ -107,7 +114,10 @@ class SelfDamagingAdapter(nn.Module):
 
         Resolves the head, predictor and loss (in that order, defaults from the class),
         checks them, then builds :meth:`method_modules`, the wrapper and the method state.
-        ``loss_options`` (e.g. ``temperature=``) configure the default loss only.
+        ``loss_options`` (e.g. ``temperature=``) configure the default loss only; a
+        :class:`~selfdamage.longtail.temperature.TemperatureSchedule` given as
+        ``temperature=`` becomes the submodule ``temperature_schedule`` instead, and drives
+        the loss's temperature (given or default), which it must have.
         """
         nn.Module.__init__(self)
         feature_dim = check_int(
@@ -123,9 +133,13 @@ class SelfDamagingAdapter(nn.Module):
         if predictor is None:
             predictor = self.default_predictor(head, feature_dim)
         predictor = None if predictor is None else check_predictor(predictor, head)
+        schedule, loss_options, options = split_schedule(loss_options, options)
         reject_with_loss(loss, **loss_options)
         loss = self.default_loss(head, **loss_options) if loss is None else loss
         self.check_loss(check_module("loss", loss), head)
+        if schedule is not None:
+            check_schedulable(type(self).__name__, loss)
+            set_temperature(loss, schedule.value)
         nested = nested_wrapper(check_module("backbone", backbone))
         if nested is not None:
             raise TypeError(
@@ -140,6 +154,8 @@ class SelfDamagingAdapter(nn.Module):
         for name, module in derived.items():
             self.add_module(name, module)
         persist_method_state(self, output_dim(head))  # banks, TiCo's C: in the state_dict
+        # Without a schedule a plain attribute: no state_dict key, no module.
+        self.temperature_schedule = schedule
 
     @staticmethod
     def default_head(feature_dim: int) -> nn.Module:
@@ -199,9 +215,13 @@ class SelfDamagingAdapter(nn.Module):
         With ``baseline=True`` both go through the dense encoder. Checks the views first
         (:meth:`check_views`), so every adapter's ``forward`` rejects a bad pair before
         any pass, any BatchNorm update and any enqueue. ``kwargs`` go to
-        :meth:`Encoder.forward` (``with_projection=True``).
+        :meth:`Encoder.forward` (``with_projection=True``). With a temperature schedule,
+        first sets the loss's temperature to ``temperature_schedule.value`` (one host-side
+        attribute write).
         """
         self.check_views(x0, x1)
+        if self.temperature_schedule is not None:
+            set_temperature(self.loss, self.temperature_schedule.value)
         out0 = self.wrapper(x0, **kwargs)
         twin = self.wrapper if self.baseline else self.wrapper.damaged
         return out0, twin(x1, **kwargs)

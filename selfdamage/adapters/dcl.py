@@ -43,7 +43,12 @@ class DCLAdapter(TemperatureTwoView):
             ``loss=DCLLoss(temperature=..., gather_distributed=True)``.
         temperature: Temperature of the default loss. Defaults to 0.1, ``DCLLoss``'s
             default, which lightly's ``examples/pytorch/dcl.py`` (``DCLLoss()``) and its
-            ImageNet benchmark use. Only without ``loss``.
+            ImageNet benchmark use. A float only without ``loss``.
+            Or a :class:`~selfdamage.longtail.temperature.TemperatureSchedule` (e.g.
+            ``CosineTemperature()``), also with ``loss``: it becomes the submodule
+            ``temperature_schedule`` (its progress in the ``state_dict``) and sets the
+            loss's temperature at the start of every forward. Step it yourself,
+            ``model.temperature_schedule.step()`` once per epoch as its authors do.
 
     Raises:
         ValueError: Also if ``temperature`` is not positive or is given with
@@ -86,7 +91,8 @@ class DCLWAdapter(DCLAdapter):
             of its DCLW benchmark; for another, or ``gather_distributed=True`` under DDP,
             pass ``loss=DCLWLoss(temperature=..., sigma=..., gather_distributed=...)``.
         temperature: Temperature of the default loss. Defaults to 0.1, ``DCLWLoss``'s
-            default, as lightly's example and benchmark. Only without ``loss``.
+            default, as lightly's example and benchmark. A float only without ``loss``;
+            or a schedule, as for :class:`DCLAdapter`.
 
     Examples:
         >>> import torch, torchvision

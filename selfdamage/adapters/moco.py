@@ -15,6 +15,7 @@ from selfdamage.adapters._loss_options import default_temperature, memory_bank
 from selfdamage.adapters.base import MomentumAdapter
 from selfdamage.adapters.registry import register_adapter
 from selfdamage.adapters.wrapper_options import WrapperOptions
+from selfdamage.longtail.temperature import TemperatureSchedule
 from selfdamage.wrapper import DEFAULT_PRUNE_RATIO
 
 __all__ = ["MoCoAdapter"]
@@ -67,7 +68,12 @@ class MoCoAdapter(MomentumAdapter):
         temperature: Temperature of the default loss. Defaults to 0.2: MoCo v2's value,
             and SDCLR's CIFAR setting. lightly's ``examples/pytorch/moco.py`` builds
             ``NTXentLoss(memory_bank_size=...)`` and so uses ``NTXentLoss``'s default,
-            0.5; MoCo v1 used 0.07. Only without ``loss``.
+            0.5; MoCo v1 used 0.07. A float only without ``loss``.
+            Or a :class:`~selfdamage.longtail.temperature.TemperatureSchedule` (e.g.
+            ``CosineTemperature()``), also with ``loss``: it becomes the submodule
+            ``temperature_schedule`` (its progress in the ``state_dict``) and sets the
+            loss's temperature at the start of every forward. Step it yourself,
+            ``model.temperature_schedule.step()`` once per epoch as its authors do.
         memory_bank_size: Number of keys in the default loss's memory bank; 0 for none
             (in-batch negatives). Defaults to 4096, as lightly's ``examples/pytorch/moco.py``
             (the MoCo papers use 65536 on ImageNet). Only without ``loss``.
@@ -97,7 +103,7 @@ class MoCoAdapter(MomentumAdapter):
         *,
         head: nn.Module | None = None,
         loss: nn.Module | None = None,
-        temperature: float | None = None,
+        temperature: float | TemperatureSchedule | None = None,
         memory_bank_size: int | None = None,
         **options: Unpack[WrapperOptions],
     ) -> None:

@@ -19,6 +19,7 @@ from selfdamage.adapters.base import PredictorAdapter
 from selfdamage.adapters.method_state import persist_method_state
 from selfdamage.adapters.registry import register_adapter
 from selfdamage.adapters.wrapper_options import WrapperOptions
+from selfdamage.longtail.temperature import TemperatureSchedule
 from selfdamage.wrapper import DEFAULT_PRUNE_RATIO
 
 __all__ = ["NNCLRAdapter"]
@@ -70,7 +71,13 @@ class NNCLRAdapter(PredictorAdapter):
             e.g. lightly's ``NTXentLoss``; it must not have a memory bank of its own.
             Defaults to ``NTXentLoss(temperature)``.
         temperature: Temperature of the default loss. Defaults to 0.1, the NNCLR paper's.
-            lightly's example uses ``NTXentLoss()``'s default, 0.5. Only without ``loss``.
+            lightly's example uses ``NTXentLoss()``'s default, 0.5. A float only without
+            ``loss``.
+            Or a :class:`~selfdamage.longtail.temperature.TemperatureSchedule` (e.g.
+            ``CosineTemperature()``), also with ``loss``: it becomes the submodule
+            ``temperature_schedule`` (its progress in the ``state_dict``) and sets the
+            loss's temperature at the start of every forward. Step it yourself,
+            ``model.temperature_schedule.step()`` once per epoch as its authors do.
         memory_bank_size: Number of projections in the support set. Defaults to 4096, as
             lightly's ``examples/pytorch/nnclr.py`` on CIFAR-10 (the paper: 98304 on
             ImageNet). Keep it well below the number of training samples, or the support
@@ -106,7 +113,7 @@ class NNCLRAdapter(PredictorAdapter):
         head: nn.Module | None = None,
         predictor: nn.Module | None = None,
         loss: nn.Module | None = None,
-        temperature: float | None = None,
+        temperature: float | TemperatureSchedule | None = None,
         memory_bank_size: int = 4096,
         gather_distributed: bool = False,
         **options: Unpack[WrapperOptions],

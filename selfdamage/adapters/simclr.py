@@ -41,10 +41,17 @@ class SimCLRAdapter(TemperatureTwoView):
         temperature: Temperature of the default loss. Defaults to 0.2, the SDCLR
             paper's setting on CIFAR. lightly's ``NTXentLoss`` defaults to 0.5, which its
             ``examples/pytorch/simclr.py`` uses (``NTXentLoss()``); pass
-            ``temperature=0.5`` to match it. Only without ``loss``.
+            ``temperature=0.5`` to match it. A float only without ``loss``.
+            Or a :class:`~selfdamage.longtail.temperature.TemperatureSchedule` (e.g.
+            ``CosineTemperature()``), also with ``loss``: it becomes the submodule
+            ``temperature_schedule`` (its progress in the ``state_dict``) and sets the
+            loss's temperature at the start of every forward. Step it yourself,
+            ``model.temperature_schedule.step()`` once per epoch as its authors do.
 
     Raises:
-        ValueError: Also if ``temperature`` is not positive or
+        TypeError: Also if ``temperature`` is a schedule and ``loss`` has no float
+            ``temperature``.
+        ValueError: Also if ``temperature`` is not positive or is a float that
             comes with ``loss``, or ``loss`` has a memory bank.
 
     Examples:
@@ -63,6 +70,16 @@ class SimCLRAdapter(TemperatureTwoView):
         >>> with torch.no_grad():
         ...     model.embed(x0).shape
         torch.Size([4, 512])
+
+        With the cosine temperature schedule of Kukleva et al., stepped once per epoch:
+
+        >>> from selfdamage.longtail.temperature import CosineTemperature
+        >>> model = SimCLRAdapter(backbone, 512, temperature=CosineTemperature())
+        >>> for epoch in range(2):
+        ...     loss = model(x0, x1)  # sets model.loss.temperature first
+        ...     model.temperature_schedule.step()  # at the end of every epoch
+        >>> round(model.loss.temperature, 6), round(model.temperature_schedule.value, 6)
+        (0.999944, 0.999778)
     """
 
     _loss_class = NTXentLoss

@@ -13,6 +13,7 @@ from selfdamage._warnings import warns_at_caller
 from selfdamage.adapters._loss_options import default_temperature, memory_bank
 from selfdamage.adapters.base import SelfDamagingAdapter
 from selfdamage.adapters.wrapper_options import WrapperOptions
+from selfdamage.longtail.temperature import TemperatureSchedule
 from selfdamage.wrapper import DEFAULT_PRUNE_RATIO
 
 __all__ = ["TwoViewAdapter"]
@@ -45,9 +46,14 @@ class TwoViewAdapter(SelfDamagingAdapter):
         loss: The loss, called as ``loss(z0, z1)`` on the two ``(N, D)`` projections and
             returning a scalar; it must not have a lightly memory bank (it would fill with
             the twin's projections).
+        temperature: Only a :class:`~selfdamage.longtail.temperature.TemperatureSchedule`,
+            and only with a ``loss`` that has a float ``temperature`` (lightly's
+            ``NTXentLoss``, ``DCLLoss``, ``DCLWLoss``): it sets the loss's temperature at
+            the start of every forward; step it with ``model.temperature_schedule.step()``.
 
     Raises:
-        TypeError: As on every adapter; ``head`` and ``loss`` are needed.
+        TypeError: As on every adapter; ``head`` and ``loss`` are needed; or
+            ``temperature`` is given with a loss without a float ``temperature``.
         ValueError: As on every adapter; or ``loss`` has a memory bank.
 
     Examples:
@@ -122,7 +128,10 @@ class TemperatureTwoView(TwoViewAdapter):
     """A contrastive :class:`TwoViewAdapter`: SimCLR's head, a loss with a ``temperature``.
 
     The base of SimCLR, DCL and DCLW (lightly's ``examples/pytorch/dcl.py`` uses SimCLR's
-    head). ``temperature`` sets the default loss's temperature (only without ``loss``).
+    head). ``temperature`` sets the default loss's temperature (a
+    float only without ``loss``), or is a
+    :class:`~selfdamage.longtail.temperature.TemperatureSchedule` that sets the loss's
+    temperature at the start of every forward.
     """
 
     _loss_class: ClassVar[Callable[..., nn.Module]]  # the default loss, given temperature=
@@ -137,7 +146,7 @@ class TemperatureTwoView(TwoViewAdapter):
         *,
         head: nn.Module | None = None,
         loss: nn.Module | None = None,
-        temperature: float | None = None,
+        temperature: float | TemperatureSchedule | None = None,
         **options: Unpack[WrapperOptions],
     ) -> None:
         self._assemble(
