@@ -25,6 +25,7 @@ NEEDS_DATA = {
     "mine_tail_samples",
     "any_method",
     "own_data",
+    "boosted_sdclr",
 }
 SELF_CONTAINED = {"wrap_backbones", "custom_damage"}
 
