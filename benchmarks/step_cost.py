@@ -28,6 +28,16 @@ median ratio and the min-max of the per-round ratios.
 with a twin that skips the mask product (its own BatchNorm state, nothing pruned), so the
 cost of the mask product is the difference between the two.
 
+``--longtail`` adds the long-tail toolkit's variants (``benchmarks/_longtail_steps.py``):
+``sdclr+bcl``, the ``selfdamage`` step with BCL's bookkeeping as a training loop does it
+(per-sample NT-Xent losses of the step's features, ``MomentumLoss.update`` by dataset index,
+the mean loss backward: no extra pass), and ``sdclr+tau``, the step with a
+``CosineTemperature`` written into the loss. After the table it prints each against
+``selfdamage`` (median per-round ratio) and the bookkeeping alone, timed over
+``--bookkeeping-repeats`` interleaved calls on the step's feature shapes, as a share of the
+``selfdamage`` step, with ``MomentumLoss.step()`` (once per epoch of ``--num-samples``)
+spread over the epoch's steps.
+
 ``--clock cpu`` times each step by the CPU time of the process (``time.process_time``)
 instead of the wall clock: on a machine shared with other jobs, with ``--threads 1``, it
 measures the work of a step, which other jobs' load hardly changes (wall-clock ratios
@@ -43,6 +53,7 @@ Run:
     python benchmarks/step_cost.py --grid --arch resnet18 --threads 1 --clock cpu  # shared machine
     python benchmarks/step_cost.py --grid --grid-batch-sizes 32 --grid-image-sizes 64 --unmasked
     python benchmarks/step_cost.py --arch torchvision/densenet121 --batch-size 4 --clock cpu
+    python benchmarks/step_cost.py --longtail --channel-ratios --threads 1 --clock cpu  # BCL, tau
 """
 
 from __future__ import annotations
@@ -65,6 +76,7 @@ from selfdamage import ChannelDamage, SelfDamagingWrapper, WeightDamage
 from selfdamage.backbones import cifar_resnet18
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+import _longtail_steps as longtail  # benchmarks/, the script's own folder
 from zoo.models import MODELS as ZOO
 
 ARCHS = ("cifar_resnet18", "resnet18", "resnet50", *(m.name for m in ZOO))
@@ -202,7 +214,20 @@ def main() -> None:
         metavar="BATCHxSIZE",
         help="grid configurations to leave out, e.g. 128x128 (batch 128, 128 px)",
     )
+    parser.add_argument(
+        "--longtail",
+        action="store_true",
+        help="also time sdclr+bcl (BCL bookkeeping) and sdclr+tau (temperature schedule)",
+    )
+    parser.add_argument(
+        "--num-samples", type=int, default=50000, help="--longtail: dataset size (BCL memory)"
+    )
+    parser.add_argument(
+        "--bookkeeping-repeats", type=int, default=200, help="--longtail: calls of each piece"
+    )
     args = parser.parse_args()
+    if args.longtail and (args.grid or "/" in args.arch):
+        parser.error("--longtail times the main table's step; leave out --grid and zoo models")
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.clock == "cpu" and args.device != "cpu":
@@ -265,6 +290,8 @@ def main() -> None:
             variants[name] = _sdclr_step(channel, criterion, x0, x1)
             optimizers.append(torch.optim.SGD(channel.parameters(), lr=1e-3, momentum=0.9))
 
+    if args.longtail:
+        add_longtail(variants, wrapper, x0, x1, args)
     times = _time_interleaved(variants, optimizers, args.rounds, device, CLOCKS[args.clock])
 
     base = statistics.median(times["plain"])
@@ -291,9 +318,40 @@ def main() -> None:
             f"{name:<20}{r['median_s']:>10.3f}{spread:>18}{r['ratio_to_plain']:>10.3f}"
             f"{r['round_ratio']:>11.3f}"
         )
+    extra: dict[str, Any] = {}
+    if args.longtail:
+        dim = _features(wrapper(x0[:2])).shape[1]
+        pieces = longtail.time_bookkeeping(
+            args.batch_size,
+            dim,
+            args.num_samples,
+            repeats=args.bookkeeping_repeats,
+            clock=CLOCKS[args.clock],
+        )
+        extra["longtail"] = longtail.report(times, pieces, args.batch_size, args.num_samples)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"settings": vars(args), "results": results}, f, indent=2)
+            json.dump({"settings": vars(args), "results": results, **extra}, f, indent=2)
+
+
+def add_longtail(
+    variants: dict[str, Callable[[], None]],
+    wrapper: SelfDamagingWrapper,
+    x0: torch.Tensor,
+    x1: torch.Tensor,
+    args: argparse.Namespace,
+) -> None:
+    """Adds ``sdclr+bcl`` and ``sdclr+tau`` on ``wrapper``, whose optimizer steps them."""
+    device = x0.device
+    generator = torch.Generator().manual_seed(0)
+    index = torch.randperm(args.num_samples, generator=generator)[: args.batch_size]
+    tracker = longtail.MomentumLoss(args.num_samples).to(device)
+    variants["sdclr+bcl"] = longtail.bcl_step(
+        wrapper, NTXentLoss(temperature=0.2), tracker, index, x0, x1, _features
+    )
+    variants["sdclr+tau"] = longtail.tau_step(
+        wrapper, NTXentLoss(temperature=0.2), longtail.CosineTemperature(), x0, x1, _features
+    )
 
 
 def run_grid(args: argparse.Namespace) -> None:
