@@ -22,6 +22,7 @@ from lightly.loss import BarlowTwinsLoss, DINOLoss, NTXentLoss
 from lightly.models.modules import BarlowTwinsProjectionHead
 from torch import Tensor, nn
 
+from selfdamage import ChannelDamage
 from selfdamage.adapters import (
     ADAPTERS,
     BYOLAdapter,
@@ -265,6 +266,22 @@ class TestPerSampleValues:
         expected = dino_reference(teacher, student, state["center"], teacher_temp=0.04)
         torch.testing.assert_close(per_sample, expected, rtol=1e-7, atol=1e-7)
         torch.testing.assert_close(per_sample.mean(), final.detach(), rtol=1e-9, atol=1e-9)
+
+    @pytest.mark.parametrize("damage", ["channel", "baseline"])
+    def test_composes_with_channel_damage_and_the_baseline(self, damage: str) -> None:
+        # The pair is whatever the step contrasts: the compact twin's view, or (baseline,
+        # BCL-I) a second dense view.
+        torch.manual_seed(0)
+        options: dict[str, Any] = {"baseline": True}
+        if damage == "channel":
+            options = {"damage": ChannelDamage(0.5, example_inputs=torch.randn(2, 3, 12, 12))}
+        adapter = SimCLRAdapter(tiny_backbone(), FEATURES, **options)
+        twin = adapter.wrapper if damage == "baseline" else adapter.wrapper.damaged
+        x0, x1 = views(N)
+        _, per_sample = adapter(x0, x1, return_per_sample=True)
+        with torch.no_grad():
+            expected = ntxent_reference(adapter.wrapper(x0), twin(x1), 0.2).float()
+        torch.testing.assert_close(per_sample, expected, rtol=1e-5, atol=1e-5)
 
     def test_eval_without_gradient(self) -> None:
         adapter = build("byol").eval()
