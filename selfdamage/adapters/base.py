@@ -260,7 +260,8 @@ class SelfDamagingAdapter(nn.Module):
             raise ValueError(
                 f"return_per_sample=True is not available for {type(self).__name__}: {reason}."
             )
-        return record_per_sample(self.loss, step, x0.shape[0] if isinstance(x0, Tensor) else None)
+        batch = x0.shape[0] if isinstance(x0, Tensor) and x0.dim() > 0 else None
+        return record_per_sample(self.loss, step, batch)
 
     def check_views(self, x0: object, x1: object) -> None:
         """Raises unless ``x0`` and ``x1`` are a pair of batches this method can train on.
