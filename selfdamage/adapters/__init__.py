@@ -30,7 +30,9 @@ model, the one that is evaluated: the twin never feeds them.
 Common interface: ``Adapter(backbone, feature_dim, prune_ratio, *, head=, loss=, ...,
 **options)`` with the method's own options and the wrapper options (``damage=``,
 ``baseline=``, ``random_ratio=``, ``prunable=``, ``twin_norm=``:
-:class:`~selfdamage.adapters.wrapper_options.WrapperOptions`); ``loss = adapter(x0, x1)``;
+:class:`~selfdamage.adapters.wrapper_options.WrapperOptions`); ``loss = adapter(x0, x1)``, or
+``loss, per_sample = adapter(x0, x1, return_per_sample=True)`` (each sample's loss, no
+extra pass; not for Barlow Twins and VICReg);
 ``adapter.refresh_mask()`` once per epoch; ``adapter.embed(x)`` for dense features;
 ``adapter.wrapper`` (the :class:`~selfdamage.wrapper.SelfDamagingWrapper`),
 ``adapter.damage`` (the strategy), ``adapter.baseline`` and ``adapter.backbone``. MoCo,

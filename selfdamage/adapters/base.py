@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterator, Mapping
+from functools import partial
 from typing import Any, ClassVar, cast
 
 import torch
@@ -23,7 +24,7 @@ from lightly.models.utils import deactivate_requires_grad, update_momentum
 from torch import Tensor, nn
 from typing_extensions import Unpack
 
-from selfdamage._checks import check_int, check_module, check_real
+from selfdamage._checks import check_bool, check_int, check_module, check_real
 from selfdamage._warnings import warns_at_caller
 from selfdamage.adapters._head_sizes import check_predictor, output_dim
 from selfdamage.adapters._loss_options import (
@@ -36,6 +37,7 @@ from selfdamage.adapters.encoder import Encoder
 from selfdamage.adapters.method_state import persist_method_state
 from selfdamage.adapters.wrapper_options import WrapperOptions, read_wrapper_options
 from selfdamage.damage import Damage
+from selfdamage.longtail.per_sample import record_per_sample, why_no_per_sample
 from selfdamage.longtail.temperature import TemperatureSchedule, set_temperature
 from selfdamage.wrapper import DEFAULT_PRUNE_RATIO, SelfDamagingWrapper, nested_wrapper
 
@@ -225,6 +227,41 @@ class SelfDamagingAdapter(nn.Module):
         out0 = self.wrapper(x0, **kwargs)
         twin = self.wrapper if self.baseline else self.wrapper.damaged
         return out0, twin(x1, **kwargs)
+
+    def __call__(
+        self, x0: Any, x1: Any, *args: Any, return_per_sample: bool = False, **kwargs: Any
+    ) -> Any:
+        """The step, :meth:`forward`; with ``return_per_sample=True``, ``(loss, per_sample)``.
+
+        ``per_sample`` is each sample's loss in this step, detached, shape ``(N,)``, from
+        the inputs of the step's own loss calls (the dense-twin pairs, the scheduled
+        temperature, the bank, center or covariance before the step): no pass is added.
+        Its mean is the loss (the mean of the forward's loss calls, as in every adapter
+        here). Methods and why: :doc:`/toolkit` (BCL). Without it, ``forward``'s result.
+
+        Raises:
+            ValueError: If the loss has no per-sample form (Barlow Twins, VICReg: batch
+                statistics), before any pass.
+
+        Examples:
+            >>> from selfdamage.adapters import SimCLRAdapter
+            >>> backbone = nn.Sequential(nn.Conv2d(3, 8, 3), nn.AdaptiveAvgPool2d(1))
+            >>> model = SimCLRAdapter(backbone, 8, 0.5, prunable=(nn.Conv2d, nn.Linear))
+            >>> x0, x1 = torch.randn(2, 4, 3, 8, 8)  # two views of 4 samples
+            >>> loss, losses = model(x0, x1, return_per_sample=True)
+            >>> losses.shape, bool(abs(losses.mean() - loss) < 1e-6)
+            (torch.Size([4]), True)
+        """
+        if not check_bool("return_per_sample", return_per_sample):
+            return super().__call__(x0, x1, *args, **kwargs)
+        step = partial(super().__call__, x0, x1, *args, **kwargs)
+        reason = why_no_per_sample(self.loss)
+        if reason is not None:
+            raise ValueError(
+                f"return_per_sample=True is not available for {type(self).__name__}: {reason}."
+            )
+        batch = x0.shape[0] if isinstance(x0, Tensor) and x0.dim() > 0 else None
+        return record_per_sample(self.loss, step, batch)
 
     def check_views(self, x0: object, x1: object) -> None:
         """Raises unless ``x0`` and ``x1`` are a pair of batches this method can train on.

@@ -45,7 +45,11 @@ class TwoViewAdapter(SelfDamagingAdapter):
         head: The projection head, applied to the flattened features of both views.
         loss: The loss, called as ``loss(z0, z1)`` on the two ``(N, D)`` projections and
             returning a scalar; it must not have a lightly memory bank (it would fill with
-            the twin's projections).
+            the twin's projections). For ``model(x0, x1, return_per_sample=True)`` it needs
+            a per-sample form: a lightly loss that has one, a ``per_sample(z0, z1)`` method
+            (one loss per sample, whose mean is the loss), or ``reduction="mean"`` with
+            ``reduction="none"`` (torch's losses); see
+            :func:`~selfdamage.longtail.per_sample.per_sample_loss`.
         temperature: Only a :class:`~selfdamage.longtail.temperature.TemperatureSchedule`,
             and only with a ``loss`` that has a float ``temperature`` (lightly's
             ``NTXentLoss``, ``DCLLoss``, ``DCLWLoss``): it sets the loss's temperature at

@@ -1,23 +1,22 @@
-"""Per-sample two-view contrastive losses, from the forward pass the mean loss already uses.
+"""Per-sample losses, from the loss call the step already makes: their mean is the loss.
 
 BCL [0] keeps a moving average of every sample's contrastive loss, so it needs one loss
-per sample, not the batch mean that lightly's losses return. The functions here compute,
-for a batch of ``N`` samples with embeddings ``z0`` and ``z1`` of their two views, a
-tensor of ``N`` losses whose mean equals lightly's loss on the same embeddings:
+per sample, not the batch mean that lightly's losses return. For a batch of ``N``
+samples, the functions here give ``N`` losses whose mean equals the loss:
 
 - :func:`ntxent_per_sample` — lightly's ``NTXentLoss`` without a memory bank (SimCLR,
-  SDCLR): the mean over its ``2N`` anchors.
-- :func:`dcl_per_sample` — lightly's ``DCLLoss`` and ``DCLWLoss`` (pass the loss's
-  ``weight_fn``).
-- :func:`per_sample_loss` — either, read off a lightly loss module (its temperature,
-  weighting and ``gather_distributed``).
+  SDCLR): the mean over its ``2N`` anchors; :func:`dcl_per_sample` — ``DCLLoss``,
+  ``DCLWLoss``.
+- :func:`per_sample_loss` — these, read off a loss module, and MoCo's queue, BYOL's and
+  SimSiam's negative cosine, TiCo and DINO; :func:`why_no_per_sample` says why Barlow
+  Twins and VICReg (batch statistics) have none.
+- :func:`record_per_sample` — the per-sample losses of every loss call of a step, as the
+  adapters' ``return_per_sample=True`` uses them.
 
-A sample's loss is the mean of the losses of its two anchors (view 0 against all views,
-view 1 against all views), as the authors' ``losses/nt_xent.py: nt_xent(...,
-average=False)`` returns it (``loss.view(2, batch_size).mean(0)``). Nothing is computed
-twice: the per-sample losses are the terms of the mean, so ``losses.mean()`` is the
-loss to back-propagate and ``losses.detach()`` the values for
-:class:`~selfdamage.longtail.momentum_loss.MomentumLoss`.
+A sample's NT-Xent loss is the mean of its two anchors' losses, as the authors'
+``losses/nt_xent.py: nt_xent(..., average=False)`` returns it (``loss.view(2,
+batch_size).mean(0)``). ``losses.mean()`` is the loss to back-propagate and
+``losses.detach()`` the values for :class:`~selfdamage.longtail.momentum_loss.MomentumLoss`.
 
 - [0] BCL, Zhou et al., Contrastive Learning with Boosted Memorization, ICML 2022,
   https://arxiv.org/abs/2205.12693
@@ -25,11 +24,20 @@ loss to back-propagate and ``losses.detach()`` the values for
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Sequence
+from typing import Any, Callable, TypeVar, cast
 
 import torch
 import torch.nn.functional as F
-from lightly.loss import DCLLoss, NTXentLoss
+from lightly.loss import (
+    BarlowTwinsLoss,
+    DCLLoss,
+    DINOLoss,
+    NegativeCosineSimilarity,
+    NTXentLoss,
+    TiCoLoss,
+    VICRegLoss,
+)
 from lightly.utils import dist
 from torch import Tensor, nn
 
@@ -38,6 +46,15 @@ from selfdamage._checks import check_real
 __all__ = ["dcl_per_sample", "ntxent_per_sample", "per_sample_loss"]
 
 WeightFn = Callable[[Tensor, Tensor], Tensor]
+T = TypeVar("T")
+
+_BATCH_LEVEL = {
+    BarlowTwinsLoss: "is a function of the whole batch's cross-correlation matrix, "
+    "not a mean of per-sample terms",
+    VICRegLoss: "has variance and covariance terms that are statistics of the whole batch, "
+    "not means of per-sample terms",
+}
+_PER_SAMPLE = (NTXentLoss, DCLLoss, NegativeCosineSimilarity, TiCoLoss, DINOLoss)
 
 
 def ntxent_per_sample(
@@ -132,53 +149,228 @@ def dcl_per_sample(
     return 0.5 * ((loss_u - weight_u * positive) + (loss_v - weight_v * positive))
 
 
-def per_sample_loss(criterion: nn.Module, z0: Tensor, z1: Tensor) -> Tensor:
-    """The per-sample losses of a lightly loss module, whose mean is ``criterion(z0, z1)``.
+def per_sample_loss(
+    criterion: nn.Module,
+    z0: Tensor | Sequence[Tensor],
+    z1: Tensor | Sequence[Tensor],
+    **options: Any,
+) -> Tensor:
+    """The per-sample losses of one call of a loss module: their mean is ``criterion(z0, z1)``.
 
-    Reads the temperature, ``gather_distributed`` and (DCL) ``weight_fn`` off
-    ``criterion`` and calls :func:`ntxent_per_sample` or :func:`dcl_per_sample`.
+    Each sample's term of the loss that ``criterion(z0, z1, **options)`` returns, from the
+    module's state as it is now (temperature, memory bank, running covariance, center),
+    that is as the call would see it:
+
+    - lightly's ``NTXentLoss`` without memory bank, ``DCLLoss``, ``DCLWLoss``:
+      :func:`ntxent_per_sample`, :func:`dcl_per_sample`, with the loss's temperature,
+      weighting and ``gather_distributed``;
+    - ``NTXentLoss`` with a memory bank (MoCo): each query's InfoNCE, ``z0[i]`` against
+      its key ``z1[i]`` and the bank's keys (the bank before the call enqueues);
+    - ``NegativeCosineSimilarity`` (BYOL, SimSiam): ``-cos(z0[i], z1[i])``;
+    - ``TiCoLoss``: ``1 - u_i . v_i + rho u_i^T C' u_i``, ``u, v`` the normalized ``z0,
+      z1`` and ``C' = beta C + (1 - beta) u^T u / N`` as the loss computes it (its
+      ``update_covariance_matrix`` option changes nothing here);
+    - ``DINOLoss``, with ``z0`` the teacher's and ``z1`` the student's outputs (lists of
+      ``(N, D)`` tensors) and the loss's ``epoch`` or ``teacher_temp``: each sample's
+      teacher-student cross-entropy, averaged over the pairs of different views;
+    - any other module with a ``per_sample`` method, called as ``criterion.per_sample(z0,
+      z1, **options)``; or with ``reduction == "mean"`` (torch's losses): its values with
+      ``reduction="none"``, averaged over all but the first dimension.
 
     Args:
-        criterion: lightly's ``NTXentLoss`` (without memory bank), ``DCLLoss`` or
-            ``DCLWLoss``.
-        z0: Embeddings of the first views, shape ``(N, D)``.
-        z1: Embeddings of the second views, shape ``(N, D)``.
+        criterion: The loss module.
+        z0: The loss's first input, rows ``(N, D)`` (DINO: the teacher outputs).
+        z1: The loss's second input (DINO: the student outputs).
+        **options: The loss's keyword arguments (DINO's ``epoch``).
 
     Returns:
-        The loss of each sample, shape ``(N,)``.
+        The loss of each sample (each row of ``z0``), shape ``(N,)``.
 
     Raises:
-        TypeError: If ``criterion`` is another loss.
-        ValueError: If ``criterion`` is an ``NTXentLoss`` with a memory bank (its
-            negatives are not the batch's).
+        TypeError: If ``criterion`` has no per-sample losses (:func:`why_no_per_sample`
+            says why): lightly's ``BarlowTwinsLoss`` and ``VICRegLoss``, or an unknown loss.
 
     Examples:
         >>> criterion = NTXentLoss(temperature=0.5)
         >>> z0, z1 = torch.randn(4, 8), torch.randn(4, 8)
         >>> per_sample_loss(criterion, z0, z1).shape
         torch.Size([4])
+        >>> losses = per_sample_loss(NegativeCosineSimilarity(), z0, z1)
+        >>> bool(torch.isclose(losses.mean(), NegativeCosineSimilarity()(z0, z1)))
+        True
     """
-    gather = bool(getattr(criterion, "gather_distributed", False))
+    reason = why_no_per_sample(criterion)
+    if reason is not None:
+        raise TypeError(f"criterion has no per-sample losses: {reason}.")
+    own = getattr(criterion, "per_sample", None)
+    if callable(own):
+        values: Tensor = own(z0, z1, **options)
+        return values
+    if isinstance(criterion, DINOLoss):
+        return _dino_per_sample(criterion, list(z0), list(z1), **options)
+    z0, z1 = cast(Tensor, z0), cast(Tensor, z1)
     if isinstance(criterion, NTXentLoss):
-        if criterion.memory_bank.size[0] != 0:
-            raise ValueError(
-                "criterion must be an NTXentLoss without memory bank for per-sample losses, "
-                f"got memory_bank_size={criterion.memory_bank.size[0]}; a memory bank's "
-                "negatives change from step to step. Use NTXentLoss(memory_bank_size=0)."
-            )
-        return ntxent_per_sample(z0, z1, criterion.temperature, gather_distributed=gather)
+        gather = criterion.gather_distributed
+        if criterion.memory_bank.size[0] == 0:
+            return ntxent_per_sample(z0, z1, criterion.temperature, gather_distributed=gather)
+        return _queue_per_sample(z0, z1, criterion.memory_bank.bank, criterion.temperature)
     if isinstance(criterion, DCLLoss):
         return dcl_per_sample(
             z0,
             z1,
             criterion.temperature,
             weight_fn=criterion.weight_fn,
-            gather_distributed=gather,
+            gather_distributed=criterion.gather_distributed,
         )
-    raise TypeError(
-        "criterion must be lightly's NTXentLoss, DCLLoss or DCLWLoss for per-sample losses, "
-        f"got criterion={type(criterion).__name__}."
+    if isinstance(criterion, NegativeCosineSimilarity):
+        if criterion.dim % z0.dim() == 0:
+            raise ValueError("NegativeCosineSimilarity(dim=0) compares along the batch.")
+        cosine = F.cosine_similarity(z0, z1, criterion.dim, criterion.eps)
+        return -cosine.reshape(len(z0), -1).mean(1)
+    if isinstance(criterion, TiCoLoss):
+        return _tico_per_sample(criterion, z0, z1)
+    return _reduction_none(criterion, z0, z1, **options)
+
+
+def why_no_per_sample(criterion: nn.Module) -> str | None:
+    """Why :func:`per_sample_loss` has no per-sample losses for ``criterion``; None if it has.
+
+    A loss has per-sample losses when it is a mean over samples of a term per sample,
+    which may depend on the rest of the batch (NT-Xent's negatives, TiCo's covariance).
+    lightly's ``BarlowTwinsLoss`` and ``VICRegLoss`` are not: their terms are statistics
+    of the whole batch (the cross-correlation matrix; the variance and covariance of each
+    feature), which no sum over samples gives.
+
+    Examples:
+        >>> from lightly.loss import BarlowTwinsLoss
+        >>> why_no_per_sample(NTXentLoss()) is None
+        True
+        >>> why_no_per_sample(BarlowTwinsLoss())
+        "its loss, BarlowTwinsLoss, is a function of the whole batch's cross-correlation matrix, not a mean of per-sample terms"
+    """  # noqa: E501
+    name = type(criterion).__name__
+    for batch_level, reason in _BATCH_LEVEL.items():
+        if isinstance(criterion, batch_level):
+            return f"its loss, {name}, {reason}"
+    if (
+        isinstance(criterion, _PER_SAMPLE)
+        or callable(getattr(criterion, "per_sample", None))
+        or getattr(criterion, "reduction", None) == "mean"
+    ):
+        return None
+    return (
+        f"its loss, {name}, has no known per-sample form: give it a per_sample(z0, z1) "
+        "method that returns one loss per sample, whose mean is the loss, or use a loss with "
+        "reduction='mean' that also computes reduction='none'"
     )
+
+
+def record_per_sample(
+    criterion: nn.Module, step: Callable[[], T], batch_size: int | None = None
+) -> tuple[T, Tensor]:
+    """Runs ``step()`` and returns its result with the per-sample losses of its loss calls.
+
+    Each call of ``criterion`` in ``step`` gives, before it runs (so from the state it
+    sees), its :func:`per_sample_loss`, without gradient. A call on ``k * batch_size`` rows
+    (MoCo's one call on both views' queries) gives each sample the mean of its ``k`` rows;
+    the result is the mean over the calls, the per-sample form of a step whose loss is the
+    mean of its loss calls. Nothing is computed twice but the loss formula.
+
+    Args:
+        criterion: The loss module that ``step`` calls.
+        step: The step, e.g. an adapter's forward on a batch.
+        batch_size: The number of samples; None for the fewest rows of a call.
+
+    Returns:
+        ``step()``'s result, and the per-sample losses: detached, shape ``(batch_size,)``,
+        at least float32.
+
+    Raises:
+        TypeError: If ``criterion`` has no per-sample losses (:func:`per_sample_loss`).
+        RuntimeError: If ``step`` does not call ``criterion``.
+        ValueError: If a call's rows are not a multiple of ``batch_size``.
+
+    Examples:
+        >>> criterion = NegativeCosineSimilarity()
+        >>> p0, p1, t0, t1 = torch.randn(4, 4, 8)
+        >>> loss, losses = record_per_sample(
+        ...     criterion, lambda: (criterion(p0, t1) + criterion(p1, t0)) / 2)
+        >>> losses.shape, bool(torch.isclose(losses.mean(), loss))
+        (torch.Size([4]), True)
+    """
+    calls: list[Tensor] = []
+
+    def record(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        with torch.no_grad():
+            calls.append(per_sample_loss(module, *args, **kwargs).detach())
+
+    handle = criterion.register_forward_pre_hook(record, with_kwargs=True)
+    try:
+        result = step()
+    finally:
+        handle.remove()
+    if not calls:
+        raise RuntimeError(f"the step never called its loss, {type(criterion).__name__}.")
+    n = min(len(values) for values in calls) if batch_size is None else batch_size
+    if any(len(values) % n for values in calls):
+        rows = [len(values) for values in calls]
+        raise ValueError(f"loss calls on {rows} rows, not multiples of {n} samples.")
+    losses = torch.stack([values.reshape(-1, n).mean(0) for values in calls]).mean(0)
+    return result, losses.to(torch.promote_types(losses.dtype, torch.float32))
+
+
+def _queue_per_sample(queries: Tensor, keys: Tensor, bank: Tensor, temperature: float) -> Tensor:
+    """InfoNCE of each query: its key is the positive, the bank's rows the negatives."""
+    q, k = F.normalize(queries, dim=1), F.normalize(keys, dim=1)
+    positive = (q * k).sum(dim=1, keepdim=True)
+    logits = torch.cat([positive, q @ bank.to(q).T], dim=1) / temperature
+    return torch.logsumexp(logits, dim=1) - logits[:, 0]
+
+
+def _tico_per_sample(criterion: TiCoLoss, z_a: Tensor, z_b: Tensor) -> Tensor:
+    """TiCo's per-sample terms, with the covariance the loss would use on this call."""
+    u, v = F.normalize(z_a, dim=1), F.normalize(z_b, dim=1)
+    u_all = u
+    if criterion.gather_distributed and dist.world_size() > 1:
+        u_all = torch.cat(dist.gather(u), 0)
+    batch = (u_all.T @ u_all).detach() / len(u_all)
+    previous: Tensor | None = getattr(criterion, "C", None)  # None until lightly's first call
+    previous = torch.zeros_like(batch) if previous is None else previous
+    covariance = criterion.beta * previous + (1 - criterion.beta) * batch
+    losses: Tensor = 1.0 - (u * v).sum(dim=1) + criterion.rho * ((u @ covariance) * u).sum(dim=1)
+    return losses
+
+
+def _dino_per_sample(
+    criterion: DINOLoss,
+    teacher_out: list[Tensor],
+    student_out: list[Tensor],
+    teacher_temp: float | None = None,
+    epoch: int | None = None,
+) -> Tensor:
+    """Each sample's DINO cross-entropy, averaged over the (teacher, student) pairs of
+    different views, at the teacher temperature the loss would use."""
+    if teacher_temp is not None:
+        temperature = torch.tensor(teacher_temp)
+    elif epoch is not None and epoch < criterion.warmup_teacher_temp_epochs:
+        temperature = criterion.teacher_temp_schedule[epoch]
+    else:
+        temperature = torch.tensor(criterion.teacher_temp)
+    teacher = F.softmax((torch.stack(teacher_out) - criterion.center) / temperature, dim=-1)
+    student = F.log_softmax(torch.stack(student_out) / criterion.student_temp, dim=-1)
+    cross = -torch.einsum("tbd,sbd->tsb", teacher, student)
+    pairs = ~torch.eye(len(teacher), len(student), dtype=torch.bool, device=cross.device)
+    return cross[pairs].sum(dim=0) / pairs.sum()
+
+
+def _reduction_none(criterion: nn.Module, z0: Tensor, z1: Tensor, **options: Any) -> Tensor:
+    """A ``reduction="mean"`` loss's values with ``reduction="none"``, averaged per row."""
+    setattr(criterion, "reduction", "none")  # noqa: B010 (nn.Module types attributes)
+    try:
+        values: Tensor = criterion.forward(z0, z1, **options)
+    finally:
+        setattr(criterion, "reduction", "mean")  # noqa: B010
+    return values.reshape(len(z0), -1).mean(1)
 
 
 def _prepare(

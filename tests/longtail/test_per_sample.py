@@ -13,7 +13,7 @@ from pathlib import Path
 import ddp_harness
 import pytest
 import torch
-from lightly.loss import DCLLoss, DCLWLoss, NTXentLoss
+from lightly.loss import BarlowTwinsLoss, DCLLoss, DCLWLoss, NTXentLoss, VICRegLoss
 from torch import Tensor, nn
 
 from selfdamage.longtail.per_sample import dcl_per_sample, ntxent_per_sample, per_sample_loss
@@ -114,15 +114,32 @@ class TestPerSampleLoss:
             per_sample_loss(NTXentLoss(temperature=0.3), z0, z1), ntxent_per_sample(z0, z1, 0.3)
         )
 
-    def test_memory_bank_is_refused(self) -> None:
+    def test_memory_bank_gives_each_querys_infonce_against_the_bank(self) -> None:
+        # MoCo: z0[i] is a query, z1[i] its key, the bank's rows the negatives.
         z0, z1 = _embeddings(4)
-        with pytest.raises(ValueError, match="got memory_bank_size=128"):
-            per_sample_loss(NTXentLoss(memory_bank_size=(128, 16)), z0, z1)
+        criterion = NTXentLoss(temperature=0.5, memory_bank_size=(16, 16))
+        bank = criterion.memory_bank.bank.clone()  # before the call enqueues z1
+        ours = per_sample_loss(criterion, z0, z1)
+        u, v = nn.functional.normalize(z0, dim=1), nn.functional.normalize(z1, dim=1)
+        expected = []
+        for i in range(4):
+            negatives = sum(math.exp(float(u[i] @ key) / 0.5) for key in bank)
+            positive = math.exp(float(u[i] @ v[i]) / 0.5)
+            expected.append(-math.log(positive / (positive + negatives)))
+        torch.testing.assert_close(ours, torch.tensor(expected), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(ours.mean(), criterion(z0, z1), rtol=1e-6, atol=1e-6)
+
+    def test_batch_level_losses_are_refused(self) -> None:
+        z0, z1 = _embeddings(4)
+        with pytest.raises(TypeError, match="BarlowTwinsLoss, is a function of the whole batch"):
+            per_sample_loss(BarlowTwinsLoss(), z0, z1)
+        with pytest.raises(TypeError, match="VICRegLoss, has variance and covariance terms"):
+            per_sample_loss(VICRegLoss(), z0, z1)
 
     def test_other_loss_is_refused(self) -> None:
         z0, z1 = _embeddings(4)
-        with pytest.raises(TypeError, match="got criterion=MSELoss"):
-            per_sample_loss(nn.MSELoss(), z0, z1)
+        with pytest.raises(TypeError, match="its loss, CosineSimilarity, has no known per-sample"):
+            per_sample_loss(nn.CosineSimilarity(), z0, z1)
 
 
 def _ddp_worker(rank: int, world: int, z0: Tensor, z1: Tensor) -> Tensor:
