@@ -4,9 +4,9 @@ BCL keeps each sample's momentum loss, the moving average of its contrastive los
 epochs, and augments the samples with a high momentum loss (the ones the model memorizes
 least, mostly rare ones) more strongly: RandAugment operations applied more often and at a
 higher magnitude. BCL-D is BCL on SDCLR: the tracked loss is the one between the dense view
-and the pruned twin's view. The per-sample losses are the terms of the mean loss the step
-computes anyway, so no pass is added. Implemented and checked against the authors' code,
-not yet measured here (see docs/toolkit.rst).
+and the pruned twin's view. The adapter returns the per-sample losses of the step's own loss
+call (``return_per_sample=True``), so no pass is added. Implemented and checked against
+the authors' code, not yet measured here (see docs/toolkit.rst).
 
 Run:
     python examples/boosted_sdclr.py          # 5 epochs on Fashion-MNIST-LT
@@ -27,7 +27,6 @@ from selfdamage.longtail import (
     MomentumBoostedDataset,
     MomentumLoss,
     bcl_base_transform,
-    per_sample_loss,
 )
 
 
@@ -53,10 +52,9 @@ def main() -> None:
     for epoch in range(epochs):
         model.refresh_mask()  # SDCLR: re-prune the twin
         for (x0, x1), _, index in loader:
-            z0, z1 = model.wrapper(x0), model.wrapper.damaged(x1)  # dense view, twin view
-            losses = per_sample_loss(model.loss, z0, z1)  # (N,); the mean is the SDCLR loss
-            tracker.update(index, losses.detach())  # BCL: remember each sample's loss
-            loss = losses.mean()
+            # The SDCLR loss (dense view vs twin view) and each sample's share of it.
+            loss, losses = model(x0, x1, return_per_sample=True)
+            tracker.update(index, losses)  # BCL: remember each sample's loss
             loss.backward()
             optimizer.step()
             optimizer.zero_grad()
