@@ -39,7 +39,7 @@ from selfdamage.damage import Damage
 from selfdamage.longtail.temperature import TemperatureSchedule, set_temperature
 from selfdamage.wrapper import DEFAULT_PRUNE_RATIO, SelfDamagingWrapper, nested_wrapper
 
-__all__ = ["Encoder", "MomentumAdapter", "PredictorAdapter", "SelfDamagingAdapter"]
+__all__ = ["MomentumAdapter", "PredictorAdapter", "SelfDamagingAdapter"]
 
 
 class SelfDamagingAdapter(nn.Module):
