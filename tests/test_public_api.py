@@ -20,6 +20,7 @@ import ast
 import importlib
 import pkgutil
 import re
+import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -254,3 +255,21 @@ def test_each_directive_documents_exactly_the_frozen_names(name: str) -> None:
         f"the directives for {name} document {sorted(documented)}, its frozen line is "
         f"{FROZEN[name]}: make ':members:' (and any 'py:data') list exactly the line"
     )
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("selfdamage.damage.scope", "selfdamage.damage._scope"),
+        ("selfdamage.damage.slices", "selfdamage.damage._slices"),
+        ("selfdamage.damage.compact_copy", "selfdamage.damage._compact_copy"),
+    ],
+)
+def test_a_0_2_module_made_private_imports_with_a_warning(old: str, new: str) -> None:
+    sys.modules.pop(old, None)  # a 0.2 pickle loaded by another test may have imported it
+    namespace: dict[str, object] = {}
+    with pytest.warns(DeprecationWarning, match=rf"{re.escape(old)} is private") as caught:
+        exec(compile(f"import {old} as module", "users_script.py", "exec"), namespace)
+    assert namespace["module"] is importlib.import_module(new)
+    assert (caught[0].filename, caught[0].lineno) == ("users_script.py", 1)  # the import's line
+    assert not is_public(new) and old not in FROZEN

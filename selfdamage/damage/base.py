@@ -260,7 +260,7 @@ def find_prunable(model: nn.Module, prunable: Prunable) -> list[str]:
     """Qualified names of the weights of the modules ``prunable`` selects, each weight once.
 
     A selected module contributes its ``.weight`` (an ``nn.MultiheadAttention`` its input
-    projection weights, :func:`~selfdamage.damage._scope.weight_names`). Left out:
+    projection weights). Left out:
     normalization layers, frozen weights (``requires_grad=False``), and weights the
     module's forward does not use as is (weight or spectral normalization,
     parametrizations, weight standardization: masking them would not sparsify the

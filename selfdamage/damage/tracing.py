@@ -1,6 +1,6 @@
 """Tracing: a model's coupled channel groups, as plain data.
 
-torch-pruning's dependency graph (read through :mod:`~selfdamage.damage._torch_pruning_graph`)
+torch-pruning's dependency graph (read through one private adapter module)
 is built once on the bare model, each prunable group is turned into qualified names and
 index tensors (:class:`ChannelGroup`), and the graph is dropped, so the result survives
 ``copy.deepcopy``, pickling and ``.to()``.
