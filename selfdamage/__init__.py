@@ -27,6 +27,7 @@ from selfdamage.wrapper import SelfDamagingWrapper
 
 module_names.install()
 
+#: The installed version of selfdamage, as in ``pip show selfdamage``.
 __version__ = "0.2.0"
 
 __all__ = ["ChannelDamage", "Damage", "SelfDamagingWrapper", "WeightDamage", "__version__"]

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _NormBase
 
-__all__ = ["TwinNorm", "has_running_stats"]
+__all__ = ["TwinNorm"]
 
 _STATE_NAMES = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
 

@@ -37,11 +37,11 @@ from selfdamage._default_damage import resolve_damage as resolve_damage
 from selfdamage._loaded_masks import settle_loaded_masks
 from selfdamage._mirror import build_mirror, get_at
 from selfdamage._warnings import warns_at_caller
-from selfdamage.damage.base import Damage, Prunable, all_frozen
-from selfdamage.damage.scope import coverage_warning, weight_coverage
+from selfdamage.damage._scope import all_frozen, coverage_warning, weight_coverage
+from selfdamage.damage.base import Damage, Prunable
 from selfdamage.twin_norm import TwinNorm, has_running_stats, throwaway_statistics
 
-__all__ = ["Prunable", "SelfDamagingWrapper"]
+__all__ = ["SelfDamagingWrapper"]
 
 
 class _Masks(nn.Module):

@@ -24,6 +24,7 @@ _REMOVED_NAMES = {
     "weight_channel_sparsity); the wrapper reports wrapper.channel_sparsity",
     "selfdamage.adapters._base": "selfdamage.adapters (SelfDamagingAdapter, MomentumAdapter, "
     "Encoder)",
+    "selfdamage.damage.traceability": "selfdamage.damage (unfollowable_reshapes)",
     "selfdamage.study.run_longtail_study": "run_study(StudyConfig(...)) with the same keyword "
     "names",
 }

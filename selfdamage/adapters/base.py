@@ -41,7 +41,7 @@ from selfdamage.longtail.per_sample import record_per_sample, why_no_per_sample
 from selfdamage.longtail.temperature import TemperatureSchedule, set_temperature
 from selfdamage.wrapper import DEFAULT_PRUNE_RATIO, SelfDamagingWrapper, nested_wrapper
 
-__all__ = ["Encoder", "MomentumAdapter", "PredictorAdapter", "SelfDamagingAdapter"]
+__all__ = ["MomentumAdapter", "PredictorAdapter", "SelfDamagingAdapter"]
 
 
 class SelfDamagingAdapter(nn.Module):

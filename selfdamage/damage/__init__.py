@@ -7,10 +7,9 @@
 
 Behind them, one concern per module: :mod:`~selfdamage.damage.masks` (mask maths),
 :mod:`~selfdamage.damage.selection` (channel selection maths),
-:mod:`~selfdamage.damage.tracing` (the channel groups, as plain data),
-:mod:`~selfdamage.damage.torch_pruning_graph` (the one adapter to torch-pruning's
-dependency graph), :mod:`~selfdamage.damage.reshapes` (reshapes it cannot follow),
-:mod:`~selfdamage.damage.importance` (channel scores), :mod:`~selfdamage.damage.reports`
+:mod:`~selfdamage.damage.tracing` (the channel groups, as plain data, read from
+torch-pruning's dependency graph), :mod:`~selfdamage.damage.reshapes` (reshapes it cannot
+follow), :mod:`~selfdamage.damage.importance` (channel scores), :mod:`~selfdamage.damage.reports`
 (sparsity read from masks), :mod:`~selfdamage.damage.compact` (the compact channel twin).
 """
 

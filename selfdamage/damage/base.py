@@ -20,19 +20,11 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from selfdamage._aliasing import call_per_slot, find_aliases
 from selfdamage._checks import check_real, name_list
+from selfdamage.damage._scope import is_frozen, weight_names, weight_transform
 from selfdamage.damage.masks import apply_mask
 from selfdamage.damage.reports import weight_channel_sparsity
-from selfdamage.damage.scope import all_frozen, is_frozen, weight_names, weight_transform
 
-__all__ = [
-    "Damage",
-    "Prunable",
-    "Settings",
-    "all_frozen",
-    "find_prunable",
-    "is_frozen",
-    "prunable_predicate",
-]
+__all__ = ["Damage", "Prunable", "Settings", "find_prunable"]
 
 Prunable = Union[type, tuple[type, ...], Callable[[str, nn.Module], bool]]
 """Module types whose ``.weight`` is pruned, or a predicate ``(name, module) -> bool``."""
@@ -268,7 +260,7 @@ def find_prunable(model: nn.Module, prunable: Prunable) -> list[str]:
     """Qualified names of the weights of the modules ``prunable`` selects, each weight once.
 
     A selected module contributes its ``.weight`` (an ``nn.MultiheadAttention`` its input
-    projection weights, :func:`~selfdamage.damage.scope.weight_names`). Left out:
+    projection weights). Left out:
     normalization layers, frozen weights (``requires_grad=False``), and weights the
     module's forward does not use as is (weight or spectral normalization,
     parametrizations, weight standardization: masking them would not sparsify the

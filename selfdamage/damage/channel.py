@@ -15,8 +15,8 @@ import torch
 from torch import Tensor, nn
 
 from selfdamage._checks import check_bool, check_module
+from selfdamage.damage._channel_choice import resolve_ignored
 from selfdamage.damage.base import Damage, Prunable, Settings, describe_prunable, prunable_predicate
-from selfdamage.damage.channel_choice import resolve_ignored
 from selfdamage.damage.compact import CompactTwin
 from selfdamage.damage.importance import ImportanceLike, as_seed, make_importance, score_groups
 from selfdamage.damage.reports import dead_channels, group_channel_sparsity
@@ -27,7 +27,7 @@ from selfdamage.damage.selection import (
 )
 from selfdamage.damage.tracing import ChannelGroup, trace_groups
 
-__all__ = ["ChannelDamage", "channel_masks"]
+__all__ = ["ChannelDamage"]
 
 
 class ChannelDamage(Damage):

@@ -44,7 +44,7 @@ from torch.nn.modules.conv import _ConvNd
 from selfdamage._aliasing import call_per_slot, find_aliases
 from selfdamage._compat.compact_state import upgrade_compact_twin_state
 from selfdamage._modules import device_of
-from selfdamage.damage.compact_copy import (
+from selfdamage.damage._compact_copy import (
     CompactUnsupported,
     Gather,
     computed_weights,
@@ -55,17 +55,12 @@ from selfdamage.damage.compact_copy import (
     resize,
     same_structure,
 )
-from selfdamage.damage.example_inputs import to_meta
+from selfdamage.damage._example_inputs import to_meta
 from selfdamage.damage.masks import apply_mask
 from selfdamage.damage.reports import dead_channels
 from selfdamage.damage.tracing import ChannelGroup
 
-__all__ = [
-    "ONEDNN_PRIMITIVES_PER_CONV",
-    "CompactTwin",
-    "onednn_cache_capacity",
-    "onednn_cache_overflow",
-]
+__all__ = ["CompactTwin"]
 
 
 class CompactTwin:

@@ -15,11 +15,11 @@ from torch.nn.modules.conv import _ConvNd
 
 from selfdamage._checks import check_choice
 from selfdamage._modules import device_of
+from selfdamage.damage._torch_pruning_graph import scoring_group
 from selfdamage.damage.base import non_finite_error
-from selfdamage.damage.torch_pruning_graph import scoring_group
 from selfdamage.damage.tracing import ChannelGroup
 
-__all__ = ["IMPORTANCES", "ImportanceLike", "make_importance", "score_groups"]
+__all__ = ["IMPORTANCES", "ImportanceLike", "make_importance"]
 
 IMPORTANCES = ("magnitude", "taylor", "lamp", "bn_scale", "random")
 """Names accepted for ``importance``; see :func:`make_importance`."""

@@ -16,12 +16,7 @@ from torch.nn.modules.conv import _ConvNd
 if TYPE_CHECKING:
     from selfdamage.damage.tracing import ChannelGroup
 
-__all__ = [
-    "dead_channels",
-    "group_channel_sparsity",
-    "layer_channel_sparsity",
-    "weight_channel_sparsity",
-]
+__all__ = ["group_channel_sparsity", "layer_channel_sparsity", "weight_channel_sparsity"]
 
 
 def layer_channel_sparsity(model: nn.Module, masks: Mapping[str, Tensor]) -> dict[str, float]:

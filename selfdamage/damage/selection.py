@@ -15,7 +15,7 @@ from torch import Tensor
 from selfdamage._checks import check_real
 from selfdamage.damage.masks import num_to_prune
 
-__all__ = ["DEFAULT_MAX_CHANNEL_RATIO", "check_ratio_cap", "global_channel_masks"]
+__all__ = ["DEFAULT_MAX_CHANNEL_RATIO", "global_channel_masks"]
 
 DEFAULT_MAX_CHANNEL_RATIO = 0.9
 """Default cap on the fraction of one group's channels the twin may lose."""

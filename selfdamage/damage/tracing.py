@@ -1,6 +1,6 @@
 """Tracing: a model's coupled channel groups, as plain data.
 
-torch-pruning's dependency graph (read through :mod:`~selfdamage.damage.torch_pruning_graph`)
+torch-pruning's dependency graph (read through one private adapter module)
 is built once on the bare model, each prunable group is turned into qualified names and
 index tensors (:class:`ChannelGroup`), and the graph is dropped, so the result survives
 ``copy.deepcopy``, pickling and ``.to()``.
@@ -18,12 +18,11 @@ import torch
 from torch import nn
 
 from selfdamage._modules import device_of, in_mode
-from selfdamage.damage.channel_choice import prunable_hint, resolve_ignored
-from selfdamage.damage.example_inputs import call_with, traceable
-from selfdamage.damage.reshapes import unfollowable_reshapes, unsupported_reshapes
-from selfdamage.damage.scope import is_frozen
-from selfdamage.damage.slices import HANDLER_NAMES, Slice, slices_of
-from selfdamage.damage.torch_pruning_graph import (
+from selfdamage.damage._channel_choice import prunable_hint, resolve_ignored
+from selfdamage.damage._example_inputs import call_with, traceable
+from selfdamage.damage._scope import is_frozen
+from selfdamage.damage._slices import HANDLER_NAMES, Slice, slices_of
+from selfdamage.damage._torch_pruning_graph import (
     ROOT_TYPES,
     BudgetedGraph,
     CoupledLayer,
@@ -31,14 +30,15 @@ from selfdamage.damage.torch_pruning_graph import (
     build_graph,
     traced_groups,
 )
-from selfdamage.damage.unmaskable import (
+from selfdamage.damage._unmaskable import (
     UNUSABLE,
     check_left_dense,
     parameter_owners,
     unusable_weight,
 )
+from selfdamage.damage.reshapes import unfollowable_reshapes, unsupported_reshapes
 
-__all__ = ["ChannelGroup", "trace_groups"]
+__all__ = ["ChannelGroup"]
 
 
 @dataclass(frozen=True)

@@ -9,11 +9,13 @@
   :func:`small_grayscale_transform` — its default views for 28x28 grayscale images.
 - :class:`LongTailImageFolder`, :class:`ImageListDataset` — your own images on disk
   (an image folder, or ``path label`` list files), checked, as ``(views, label, index)``
-  items; :func:`image_views` — two SimCLR views of any size.
+  items; :func:`image_views` — two SimCLR views of any size; :class:`BatchViews` — the
+  same views drawn for a whole batch at once.
 """
 
 from __future__ import annotations
 
+from selfdamage.data.batch_views import BatchViews
 from selfdamage.data.datasets import (
     FASHION_MNIST_CLASSES,
     FASHION_MNIST_DIRS,
@@ -26,14 +28,10 @@ from selfdamage.data.image_datasets import (
     ImageFileDataset,
     ImageListDataset,
     LongTailImageFolder,
-    open_image,
 )
 from selfdamage.data.image_files import (
     IMAGE_EXTENSIONS,
     ImageSamples,
-    check_splits,
-    find_test_split,
-    image_modes,
     read_image_list,
     scan_image_folder,
 )
@@ -59,6 +57,7 @@ __all__ = [
     "FASHION_MNIST_MEAN",
     "FASHION_MNIST_STD",
     "IMAGE_EXTENSIONS",
+    "BatchViews",
     "ImageFileDataset",
     "ImageListDataset",
     "ImageSamples",
@@ -69,15 +68,11 @@ __all__ = [
     "Profile",
     "TwoViewDataset",
     "balanced_indices",
-    "check_splits",
-    "find_test_split",
-    "image_modes",
     "image_views",
     "load_cifar",
     "load_fashion_mnist",
     "longtail_counts",
     "longtail_indices",
-    "open_image",
     "read_image_list",
     "scan_image_folder",
     "small_grayscale_transform",

@@ -18,7 +18,7 @@ from torch.utils.data import Dataset
 from selfdamage._warnings import warns_at_caller
 from selfdamage.data.image_files import ImageSamples, read_image_list, scan_image_folder
 
-__all__ = ["ImageFileDataset", "ImageListDataset", "LongTailImageFolder", "open_image"]
+__all__ = ["ImageFileDataset", "ImageListDataset", "LongTailImageFolder"]
 
 
 def open_image(path: str, mode: str) -> Image.Image:

@@ -28,15 +28,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-__all__ = [
-    "IMAGE_EXTENSIONS",
-    "ImageSamples",
-    "check_splits",
-    "find_test_split",
-    "image_modes",
-    "read_image_list",
-    "scan_image_folder",
-]
+__all__ = ["IMAGE_EXTENSIONS", "ImageSamples", "read_image_list", "scan_image_folder"]
 
 logger = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ A sample with a high normalized momentum loss ``w`` (a score in ``[0, 1]`` from
 ``data/randaug.py`` (``RandAugment_prob``):
 
 - ``num_ops`` operations (``--rand_k``, default 1) are drawn from the pool
-  (:data:`~selfdamage.longtail.rand_augment.RAND_AUGMENT_OPS`) with replacement; each
+  (the 15 operations of the authors' ``augment_list``) with replacement; each
   is applied with probability ``w``, so a sample gets ``num_ops * w`` operations on
   average and none at ``w = 0``;
 - all at the magnitude ``min + (max - min) * w`` with ``min = 10`` for one operation,
@@ -34,8 +34,8 @@ from torch.utils.data import Dataset
 from torchvision import transforms as T
 
 from selfdamage._checks import check_int, check_real
+from selfdamage.longtail._rand_augment import RAND_AUGMENT_OPS, op_value
 from selfdamage.longtail.momentum_loss import MomentumLoss
-from selfdamage.longtail.rand_augment import RAND_AUGMENT_OPS, op_value
 
 __all__ = [
     "BoostedRandAugment",

@@ -35,15 +35,7 @@ from selfdamage.study.data import DATASETS
 from selfdamage.study.models import BACKBONES, HEADS, METHOD_TABLE, METHODS, reference_head_error
 from selfdamage.study.training import OPTIMIZERS
 
-__all__ = [
-    "DAMAGES",
-    "DAMAGE_PRUNE_RATIOS",
-    "GROUP_RULES",
-    "PROFILES",
-    "StudyConfig",
-    "add_arguments",
-    "from_arguments",
-]
+__all__ = ["StudyConfig", "add_arguments", "from_arguments"]
 
 DAMAGE_PRUNE_RATIOS = {"weight": 0.9, "channel": 0.5}
 """The default ``prune_ratio`` of each damage: the paper's 0.9 for weight damage; 0.5 for

@@ -16,7 +16,7 @@ from torch import Tensor
 
 from selfdamage.data import load_cifar, load_fashion_mnist
 
-__all__ = ["BUILT_IN", "DATASETS", "OWN_DATASETS", "ImageSource", "StudyData", "load_data"]
+__all__ = ["DATASETS", "ImageSource", "StudyData", "load_data"]
 
 BUILT_IN = ("fashion-mnist", "cifar10", "cifar100")
 """The datasets the study loads by name."""

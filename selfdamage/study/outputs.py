@@ -18,7 +18,7 @@ from typing import Any
 from selfdamage._compat.study_files import FALLBACK_SETTINGS_RECORDS
 from selfdamage.study.config import StudyConfig
 
-__all__ = ["NOT_RUN_SETTINGS", "run_differences"]
+__all__: list[str] = []  # the study's internals: no public name
 
 NOT_RUN_SETTINGS = (
     "jobs",

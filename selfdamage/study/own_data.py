@@ -34,15 +34,7 @@ from selfdamage.study._progress import progress_bar
 from selfdamage.study.config import StudyConfig
 from selfdamage.study.data import Images, StudyData
 
-__all__ = [
-    "MAX_DEFAULT_SIZE",
-    "STATS_SAMPLE",
-    "DecodeImage",
-    "DecodedImages",
-    "image_stats",
-    "load_own_data",
-    "read_samples",
-]
+__all__ = ["load_own_data"]
 
 logger = logging.getLogger(__name__)
 

@@ -19,15 +19,7 @@ from selfdamage.evaluation import frequency_groups
 from selfdamage.study.config import StudyConfig
 from selfdamage.study.data import OWN_DATASETS, StudyData
 
-__all__ = [
-    "bar_chart",
-    "describe_data",
-    "group_rule",
-    "group_thresholds",
-    "probe_shots",
-    "resolved_profile",
-    "training_split",
-]
+__all__: list[str] = []  # the study's internals: no public name
 
 _BARS = 20  # most rows of the text chart; more classes are shown in rank bins
 

@@ -6,7 +6,7 @@ import math
 import statistics
 from collections.abc import Sequence
 
-__all__ = ["half_width", "mean_std", "t_quantile_975"]
+__all__: list[str] = []  # the study's internals: no public name
 
 # Two-sided 95% quantiles of Student's t (the 0.975 quantile) by degrees of freedom.
 _T975 = (

@@ -31,7 +31,7 @@ from selfdamage.data.batch_views import BatchViews
 from selfdamage.study._progress import progress_bar
 from selfdamage.study.data import Images, StudyData
 
-__all__ = ["OPTIMIZERS", "TrainSettings", "build_optimizer", "lr_factor", "pretrain"]
+__all__ = ["OPTIMIZERS", "TrainSettings", "pretrain"]
 
 logger = logging.getLogger(__name__)
 

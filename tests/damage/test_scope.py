@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from selfdamage.damage.scope import (
+from selfdamage.damage._scope import (
     all_frozen,
     is_frozen,
     module_kind,

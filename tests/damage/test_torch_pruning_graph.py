@@ -1,6 +1,6 @@
 """What channel damage relies on in torch-pruning, pinned: these fail when torch-pruning changes.
 
-:mod:`selfdamage.damage.torch_pruning_graph` is the one module that reads torch-pruning's
+:mod:`selfdamage.damage._torch_pruning_graph` is the one module that reads torch-pruning's
 dependency graph. The API it calls is pinned by name and signature, its budgeted walk
 against torch-pruning's own ``get_pruning_group`` on small models, and the index mapping
 through a flatten against numbers worked out by hand.
@@ -16,8 +16,8 @@ import torch
 import torch_pruning as tp
 from torch import Tensor, nn
 
-from selfdamage.damage.slices import HANDLER_NAMES
-from selfdamage.damage.torch_pruning_graph import (
+from selfdamage.damage._slices import HANDLER_NAMES
+from selfdamage.damage._torch_pruning_graph import (
     BudgetedGraph,
     CouplingBudgetExceeded,
     build_graph,

@@ -184,7 +184,7 @@ class TestTracingErrors:
     def test_runaway_coupling_is_an_error_not_an_out_of_memory(
         self, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        import selfdamage.damage.torch_pruning_graph as graph
+        import selfdamage.damage._torch_pruning_graph as graph
 
         monkeypatch.setattr(graph, "coupling_limit", lambda model: 10)
         with pytest.raises(
@@ -195,7 +195,7 @@ class TestTracingErrors:
             channel_wrapper()  # every group maps more than 10 indices
 
     def test_coupling_budget_leaves_valid_models_alone(self) -> None:
-        from selfdamage.damage.torch_pruning_graph import coupling_limit
+        from selfdamage.damage._torch_pruning_graph import coupling_limit
 
         assert coupling_limit(ChannelNet()) == 128 * 1024  # the floor; ChannelNet has 57 channels
         wrapper = channel_wrapper()

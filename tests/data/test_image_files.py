@@ -12,14 +12,12 @@ from selfdamage.data import (
     ImageListDataset,
     ImageSamples,
     LongTailImageFolder,
-    check_splits,
-    find_test_split,
-    image_modes,
     image_views,
     read_image_list,
     scan_image_folder,
     view_settings,
 )
+from selfdamage.data.image_files import check_splits, find_test_split, image_modes
 from tests.study.images import write_folder, write_image, write_lists
 
 

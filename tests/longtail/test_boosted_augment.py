@@ -22,6 +22,7 @@ from torchvision.datasets import ImageFolder
 
 from selfdamage.data import ImageTensorDataset
 from selfdamage.longtail import boosted_augment
+from selfdamage.longtail._rand_augment import RAND_AUGMENT_OPS, RandAugmentOp, op_value
 from selfdamage.longtail.boosted_augment import (
     BoostedRandAugment,
     MomentumBoostedDataset,
@@ -29,7 +30,6 @@ from selfdamage.longtail.boosted_augment import (
     boost_strength,
 )
 from selfdamage.longtail.momentum_loss import MomentumLoss
-from selfdamage.longtail.rand_augment import RAND_AUGMENT_OPS, RandAugmentOp, op_value
 
 
 class FixedRandom(random.Random):

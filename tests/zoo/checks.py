@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from selfdamage import ChannelDamage, SelfDamagingWrapper, WeightDamage
-from selfdamage.damage.scope import weight_transform
+from selfdamage.damage._scope import weight_transform
 
 from .models import ZooModel, zoo_model
 

@@ -2,7 +2,7 @@
 
 A layer whose forward does not use its weight as is (weight or spectral normalization, a
 parametrization, timm's weight-standardizing ``StdConv2d``: the test
-:func:`~selfdamage.damage.scope.weight_transform` that weight damage applies too), or whose
+:func:`~selfdamage.damage._scope.weight_transform` that weight damage applies too), or whose
 weight another layer also holds, keeps every channel group it belongs to dense.
 """
 
@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 
 from torch import nn
 
-from selfdamage.damage.scope import weight_names, weight_transform
+from selfdamage.damage._scope import weight_names, weight_transform
 
 __all__ = ["UNUSABLE", "UNUSABLE_FIX", "check_left_dense", "parameter_owners", "unusable_weight"]
 
@@ -39,7 +39,7 @@ def unusable_weight(model: nn.Module, path: str, owners: Mapping[int, list[str]]
     """Why channel damage cannot mask the layer at ``path``, or None if it can.
 
     The layer's forward does not use its weight as is
-    (:func:`~selfdamage.damage.scope.weight_transform`, the test weight damage applies),
+    (:func:`~selfdamage.damage._scope.weight_transform`, the test weight damage applies),
     or one of its parameters is tied to another layer's.
 
     Args:

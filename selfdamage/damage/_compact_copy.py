@@ -21,7 +21,7 @@ from torch.nn.utils.weight_norm import WeightNorm
 from torch.utils._pytree import tree_leaves  # PyTorch has no public walker of nested outputs
 
 from selfdamage._modules import forward_pre_hooks, in_mode
-from selfdamage.damage.example_inputs import batch_of_two, call_with
+from selfdamage.damage._example_inputs import batch_of_two, call_with
 from selfdamage.damage.tracing import ChannelGroup
 
 __all__ = [

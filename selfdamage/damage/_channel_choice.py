@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Mapping
 
 from torch import nn
 
-from selfdamage.damage.torch_pruning_graph import ROOT_TYPES
+from selfdamage.damage._torch_pruning_graph import ROOT_TYPES
 
 __all__ = ["prunable_hint", "resolve_ignored"]
 
