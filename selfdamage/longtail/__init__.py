@@ -21,7 +21,13 @@ from selfdamage.longtail.boosted_augment import (
 )
 from selfdamage.longtail.harmonization import GeometricHarmonization, harmonization_loss, sinkhorn
 from selfdamage.longtail.momentum_loss import MomentumLoss, normalize_momentum_loss
-from selfdamage.longtail.per_sample import dcl_per_sample, ntxent_per_sample, per_sample_loss
+from selfdamage.longtail.per_sample import (
+    dcl_per_sample,
+    ntxent_per_sample,
+    per_sample_loss,
+    record_per_sample,
+    why_no_per_sample,
+)
 from selfdamage.longtail.simplex_etf import simplex_etf
 from selfdamage.longtail.temperature import (
     ConstantTemperature,
@@ -46,8 +52,10 @@ __all__ = [
     "normalize_momentum_loss",
     "ntxent_per_sample",
     "per_sample_loss",
+    "record_per_sample",
     "set_temperature",
     "simplex_etf",
     "sinkhorn",
     "temperature_of",
+    "why_no_per_sample",
 ]

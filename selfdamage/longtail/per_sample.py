@@ -43,7 +43,13 @@ from torch import Tensor, nn
 
 from selfdamage._checks import check_real
 
-__all__ = ["dcl_per_sample", "ntxent_per_sample", "per_sample_loss"]
+__all__ = [
+    "dcl_per_sample",
+    "ntxent_per_sample",
+    "per_sample_loss",
+    "record_per_sample",
+    "why_no_per_sample",
+]
 
 WeightFn = Callable[[Tensor, Tensor], Tensor]
 T = TypeVar("T")
