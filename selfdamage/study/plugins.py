@@ -174,8 +174,8 @@ def _boost(
     std: Tensor,
 ) -> Tensor:  # fmt: skip
     """Applies the boosted RandAugment to every view at its strength, on the host."""
-    pixels = ((views.detach().float() * std + mean).clamp(0, 1) * 255).round().to(torch.uint8)
-    pixels = pixels.cpu().permute(0, 2, 3, 1).numpy()
+    scaled = ((views.detach().float() * std + mean).clamp(0, 1) * 255).round().to(torch.uint8)
+    pixels = scaled.cpu().permute(0, 2, 3, 1).numpy()
     out = views.clone()
     for i, (magnitude, probability) in enumerate(strengths):
         if probability <= 0:
