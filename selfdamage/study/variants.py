@@ -143,7 +143,8 @@ def check_variants(config: Any) -> None:
     if twice:
         raise ValueError(
             f"variants must be distinct, got variants={list(config.variants or ())}: "
-            f"{twice} would be trained twice. List each variant once."
+            f"{twice} would be trained twice (boost, temperature_schedule and gh add their "
+            "plug-in to every variant). List each variant once."
         )
     if variants[0].base == "balanced":
         raise ValueError(
