@@ -174,10 +174,11 @@ def _variants_flag(args: argparse.Namespace) -> str:
 
 
 def _detectable(summary: dict[str, Any]) -> str:
+    differences = {name: row for name, row in summary.items() if " - " in name}
     widths = [
-        f"{variant}: {name} ±{100 * difference[m]['ci95']:.1f} points"
-        for variant, difference in summary.items()
-        if " - " in variant
+        ("" if len(differences) == 1 else f"{variant}: ")
+        + f"{name} ±{100 * difference[m]['ci95']:.1f} points"
+        for variant, difference in differences.items()
         for name, m in (("overall", "accuracy"), ("Few", "few"))
         if difference.get(m, {}).get("ci95") is not None
     ]

@@ -195,9 +195,9 @@ def _interval_line(name: str, difference: dict[str, Any]) -> str:
     if orders < 2:
         return f"95% interval of {name}: needs at least 2 class orders (--class-orders)"
     parts = []
-    for name, m in (("overall", "accuracy"), ("Few", "few")):
+    for group, m in (("overall", "accuracy"), ("Few", "few")):
         mean, ci = difference[m]["mean"], difference[m]["ci95"]
-        parts.append(f"{name} {100 * mean:+.1f} ± {100 * ci:.1f}")
+        parts.append(f"{group} {100 * mean:+.1f} ± {100 * ci:.1f}")
     return (
         f"95% interval of {name} over {orders} class orders: {', '.join(parts)} "
         "(points; a true effect smaller than ± this half-width can read as zero)"

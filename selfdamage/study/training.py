@@ -41,6 +41,8 @@ logger = logging.getLogger(__name__)
 class TrainSettings:
     """The options of :func:`pretrain` (resolved values of a ``StudyConfig``).
 
+    ``bcl`` and ``gh`` are the run's variant's plug-ins (:mod:`~selfdamage.study.variants`).
+
     Examples:
         >>> TrainSettings(epochs=2, batch_size=64, lr=0.5, weight_decay=1e-4).checkpoint_every
         10
@@ -84,6 +86,11 @@ def pretrain(
     warm-up over a tenth of the epochs (at most 10) and a cosine decay per step, as in the
     paper's scripts. The data order and augmentations of epoch ``e`` come from a generator
     seeded with ``(seed, e)`` on the model's device.
+
+    With ``settings.bcl`` or ``settings.gh`` each step goes through
+    :class:`~selfdamage.study.plugins.RunPlugins` (BCL's boosted views and momentum loss,
+    GH's term; their state in the checkpoint); a model with a ``temperature_schedule``
+    (``+ts``) has it stepped after every epoch.
 
     Args:
         model: The adapter, on its training device.

@@ -14,7 +14,7 @@ from PIL import Image
 
 from selfdamage.cli import main
 from selfdamage.longtail import BoostedRandAugment, MomentumLoss
-from selfdamage.study import StudyConfig, run_study
+from selfdamage.study import StudyConfig, format_table, run_study
 from selfdamage.study.outputs import run_differences
 from selfdamage.study.plugins import RunPlugins, study_temperature
 from selfdamage.study.report import summarize
@@ -159,6 +159,10 @@ def test_summary_has_a_paired_difference_per_variant() -> None:
     assert bcl["accuracy"]["ci95"] == pytest.approx(12.7062 * 0.01 / 2, abs=1e-12)
     assert bcl["few"]["mean"] == pytest.approx(0.09, abs=1e-12)
     assert bcl["runs"] == 2 and bcl["orders"] == 2
+    table = format_table({"summary": summary})
+    # accuracy: 4.5 ± 12.7062 * 0.01 / 2 = 6.35 points; Few: 9.0 ± 12.7062 * 0.02 / 2 = 12.7
+    line = "95% interval of sdclr+bcl - baseline over 2 class orders: overall +4.5 ± 6.4, Few +9.0 ± 12.7"  # noqa: E501
+    assert line in table and "95% interval of sdclr - baseline over 2 class orders" in table
     other = summarize(runs, ["sdclr", "sdclr+bcl"])
     assert list(other) == ["sdclr", "sdclr+bcl", "sdclr+bcl - sdclr"]
     assert other["sdclr+bcl - sdclr"]["accuracy"]["mean"] == pytest.approx(0.025, abs=1e-12)
