@@ -65,9 +65,10 @@ def main(argv: list[str] | None = None) -> int:
     threads = max(1, (os.cpu_count() or 1) // jobs)  # the probes run on the CPU
     base = dataclasses.replace(base, threads=threads)
     smoke_orders = 1 if args.tiny else CLASS_ORDERS
+    tiny_epochs = 2 if any(v.gh for v in study_variants(base)) else 1  # GH: a warm-up epoch
     smoke = dataclasses.replace(
         base,
-        epochs=1 if args.tiny else 3,
+        epochs=tiny_epochs if args.tiny else 3,
         max_steps=2 if args.tiny else None,
         class_orders=smoke_orders,
         jobs=min(jobs, smoke_orders * runs_per_order),
@@ -93,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         max_jobs=jobs,
         class_orders=CLASS_ORDERS,
     )
-    epochs = args.epochs or (1 if args.tiny else plan.epochs)
+    epochs = args.epochs or (tiny_epochs if args.tiny else plan.epochs)
     orders = args.class_orders or (2 if args.tiny else plan.class_orders)
     chosen = {"epochs": epochs, "class_orders": orders, "overridden": bool(args.epochs or
               args.class_orders or args.tiny)}  # fmt: skip
@@ -197,7 +198,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--scratch", required=True, help="folder for checkpoints and runs")
     parser.add_argument("--preflight", help="the versions preflight.py found (JSON)")
     parser.add_argument("--deadline", type=float, required=True, help="unix time to end by")
-    parser.add_argument("--tiny", action="store_true", help="CPU smoke run: 1 epoch, 2 steps")
+    parser.add_argument("--tiny", action="store_true", help="CPU smoke run: 1 epoch (2 with +gh), 2 steps")
     parser.add_argument("--epochs", type=int, help="replay: epochs instead of the plan's")
     parser.add_argument("--class-orders", type=int, help="replay: class orders instead")
     parser.add_argument("--jobs", type=int, help="parallel runs (default: all 9 at once)")
