@@ -198,7 +198,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--scratch", required=True, help="folder for checkpoints and runs")
     parser.add_argument("--preflight", help="the versions preflight.py found (JSON)")
     parser.add_argument("--deadline", type=float, required=True, help="unix time to end by")
-    parser.add_argument("--tiny", action="store_true", help="CPU smoke run: 1 epoch (2 with +gh), 2 steps")
+    parser.add_argument(
+        "--tiny", action="store_true", help="CPU smoke run: 1 epoch (2 with +gh), 2 steps"
+    )
     parser.add_argument("--epochs", type=int, help="replay: epochs instead of the plan's")
     parser.add_argument("--class-orders", type=int, help="replay: class orders instead")
     parser.add_argument("--jobs", type=int, help="parallel runs (default: all 9 at once)")
