@@ -57,7 +57,9 @@ def _add_longtail(commands: argparse._SubParsersAction[argparse.ArgumentParser])
             "set (Many/Medium/Few accuracy, balancedness), kNN and damage-score AUROC, and "
             "writes results.json, groups.png and checkpoints to --out. The defaults finish "
             "in about 6 minutes on 2 CPU cores. Options that depend on the method (--lr, "
-            "--temperature, --weight-decay) default to the method's own values."
+            "--temperature, --weight-decay) default to the method's own values. --variants "
+            "(e.g. simclr sdclr sdclr+bcl) trains other variants, with the plug-ins +bcl, "
+            "+ts and +gh, and reports each paired difference with the first."
         ),
     )
     p.set_defaults(command="longtail", run=_run_longtail)

@@ -12,6 +12,7 @@ the setuptools older than 77 that a stock Python 3.11 venv ships, which runs the
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import re
@@ -21,6 +22,7 @@ import time
 from collections.abc import Iterator
 from importlib.metadata import distribution, requires
 from pathlib import Path
+from typing import Any
 
 import pytest
 from packaging.requirements import Requirement
@@ -90,6 +92,45 @@ class TestErrors:
         assert "0" * 40 in lines[0] and head() in lines[0]
         assert "rerun benchmarks/gpu/prepare.sh" in lines[0]
         assert not (tmp_path / "out").exists()  # stopped before anything
+
+
+class TestVariants:
+    """``--variants`` reaches the study; the default design stays SimCLR, SDCLR, balanced."""
+
+    @pytest.fixture
+    def evidence(self, monkeypatch: pytest.MonkeyPatch) -> Any:
+        monkeypatch.syspath_prepend(str(REPO / "benchmarks" / "gpu"))
+        return importlib.import_module("evidence")
+
+    def _args(self, evidence: Any, *extra: str) -> Any:
+        base = ["--data-dir", "d", "--out", "o", "--scratch", "s", "--deadline", "0", "--tiny"]
+        return evidence._parser().parse_args([*base, *extra])
+
+    def test_default_design_and_variants(self, evidence: Any) -> None:
+        from selfdamage.study.variants import study_variants
+
+        default = evidence.base_config(self._args(evidence), chart=False)
+        assert [v.name for v in study_variants(default)] == ["baseline", "sdclr", "balanced"]
+        assert "variants" not in default.to_dict()
+        args = self._args(evidence, "--variants", "simclr", "sdclr", "sdclr+bcl")
+        config = evidence.base_config(args, chart=False)
+        assert [v.name for v in study_variants(config)] == [
+            "baseline",
+            "sdclr",
+            "sdclr+bcl",
+            "balanced",
+        ]
+        assert evidence._variants_flag(args) == " --variants simclr sdclr sdclr+bcl"
+
+    def test_unknown_variant_stops_before_any_measurement(
+        self, evidence: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        argv = ["--data-dir", "d", "--out", str(tmp_path / "out"), "--scratch", str(tmp_path)]
+        code = evidence.main([*argv, "--deadline", "0", "--tiny", "--variants", "sdclr+foo"])
+        assert code == 2
+        err = capsys.readouterr()
+        assert "variants has an unknown name, got 'sdclr+foo'" in err.err
+        assert "== speed" not in err.out
 
 
 @pytest.fixture(scope="session")

@@ -7,8 +7,10 @@
 2. A plan (:func:`selfdamage.study.budget.plan_study`): 300 epochs if they fit before the
    deadline, else fewer (never below 100), and class orders cut last.
 3. The study: Fashion-MNIST-LT (ratio 100, n_max 1500), width 64, SimCLR vs SDCLR vs the
-   balanced reference over the class orders, 5 probe draws; then the table, the 95%
-   intervals of SDCLR - baseline and the smallest effect this design can detect.
+   balanced reference over the class orders, 5 probe draws (``--variants``: those variants
+   and the balanced reference, e.g. ``--variants simclr sdclr sdclr+bcl``); then the table,
+   the 95% interval of each paired difference with the first variant (SDCLR - baseline by
+   default) and the smallest effect this design can detect.
 
 OUT receives results.json (every run's record, ``performance``, and under ``evidence`` the
 preflight's versions, the plan and the measurements) and groups.png (skipped without
@@ -33,9 +35,9 @@ import torch
 
 from selfdamage.study import StudyConfig, format_table, run_study
 from selfdamage.study.budget import measure, plan_study
+from selfdamage.study.variants import study_variants
 
 CLASS_ORDERS = 3
-RUNS_PER_ORDER = 3  # baseline, sdclr, balanced; one seed
 MARGIN_S = 30.0  # for writing results and the unforeseen
 
 
@@ -50,33 +52,26 @@ def main(argv: list[str] | None = None) -> int:
     chart = importlib.util.find_spec("matplotlib") is not None
     if not chart:
         print("matplotlib is not installed: the chart (groups.png) is skipped", flush=True)
+    try:  # a bad --variants fails here, before any measurement
+        base = base_config(args, chart)
+    except (TypeError, ValueError) as error:
+        print(f"evidence.py: error: {error}", file=sys.stderr)
+        return 2
     print("== speed (a plain SimCLR step and three SDCLR steps)", flush=True)
     performance = speed.measure(tiny=args.tiny)
     print(f"speed: {performance['wall_s']:.0f} s", flush=True)
-    jobs = args.jobs or (2 if args.tiny else CLASS_ORDERS * RUNS_PER_ORDER)
-    base = StudyConfig(
-        dataset="fashion-mnist",
-        data_dir=args.data_dir,
-        imbalance_ratio=100.0,
-        n_max=300 if args.tiny else 1500,
-        width=4 if args.tiny else 64,
-        batch_size=64 if args.tiny else 256,
-        balanced_reference=True,
-        device="cpu" if args.tiny else "cuda",
-        probe_shots=20 if args.tiny else 100,
-        probe_draws=1 if args.tiny else 5,
-        checkpoint_every=50,
-        chart=chart,
-        threads=max(1, (os.cpu_count() or 1) // jobs),  # the probes run on the CPU
-        progress=False,
-    )
+    runs_per_order = len(study_variants(base))
+    jobs = args.jobs or (2 if args.tiny else CLASS_ORDERS * runs_per_order)
+    threads = max(1, (os.cpu_count() or 1) // jobs)  # the probes run on the CPU
+    base = dataclasses.replace(base, threads=threads)
     smoke_orders = 1 if args.tiny else CLASS_ORDERS
+    tiny_epochs = 2 if any(v.gh for v in study_variants(base)) else 1  # GH: a warm-up epoch
     smoke = dataclasses.replace(
         base,
-        epochs=1 if args.tiny else 3,
+        epochs=tiny_epochs if args.tiny else 3,
         max_steps=2 if args.tiny else None,
         class_orders=smoke_orders,
-        jobs=min(jobs, smoke_orders * RUNS_PER_ORDER),
+        jobs=min(jobs, smoke_orders * runs_per_order),
         out_dir=str(scratch / "smoke"),
     )
     print(f"== smoke study ({smoke.epochs} epochs, {smoke.jobs} parallel jobs)", flush=True)
@@ -95,11 +90,11 @@ def main(argv: list[str] | None = None) -> int:
         epoch_s=epoch_s,
         eval_s=eval_s,
         budget_s=max(budget_s, 1.0),
-        runs_per_order=RUNS_PER_ORDER,
+        runs_per_order=runs_per_order,
         max_jobs=jobs,
         class_orders=CLASS_ORDERS,
     )
-    epochs = args.epochs or (1 if args.tiny else plan.epochs)
+    epochs = args.epochs or (tiny_epochs if args.tiny else plan.epochs)
     orders = args.class_orders or (2 if args.tiny else plan.class_orders)
     chosen = {"epochs": epochs, "class_orders": orders, "overridden": bool(args.epochs or
               args.class_orders or args.tiny)}  # fmt: skip
@@ -112,12 +107,13 @@ def main(argv: list[str] | None = None) -> int:
         )
     replay = (
         f"benchmarks/gpu/run.sh KIT OUT --epochs {epochs} --class-orders {orders} --jobs {jobs}"
-        f"{' --tiny' if args.tiny else ''}"
+        f"{' --tiny' if args.tiny else ''}{_variants_flag(args)}"
         f"   # or: selfdamage longtail --data-dir KIT/fashion-mnist --width {base.width} "
         f"--n-max {base.n_max} --batch-size {base.batch_size} --probe-shots {base.probe_shots} "
         f"--probe-draws {base.probe_draws}{' --max-steps 2' if args.tiny else ''} "
-        f"--balanced-reference --device {base.device} --epochs {epochs} --class-orders {orders} "
-        f"--jobs {min(jobs, orders * RUNS_PER_ORDER)} --threads {base.threads} "
+        f"--balanced-reference{_variants_flag(args)} --device {base.device} --epochs {epochs} "
+        f"--class-orders {orders} --jobs {min(jobs, orders * runs_per_order)} "
+        f"--threads {base.threads} "
         f"--checkpoint-every 50{'' if chart else ' --no-chart'} --out OUT"
     )
     print(f"replay: {replay}", flush=True)
@@ -127,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         epochs=epochs,
         max_steps=2 if args.tiny else None,
         class_orders=orders,
-        jobs=min(jobs, orders * RUNS_PER_ORDER),
+        jobs=min(jobs, orders * runs_per_order),
         out_dir=str(scratch / "study"),
     )
     print(f"== study ({epochs} epochs, {orders} class orders, {study.jobs} jobs)", flush=True)
@@ -153,10 +149,37 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def base_config(args: argparse.Namespace, chart: bool) -> StudyConfig:
+    """The kit's study design (``threads`` set once the jobs are known): Fashion-MNIST-LT,
+    width 64, the balanced reference, and ``--variants`` (default: SimCLR vs SDCLR)."""
+    return StudyConfig(
+        dataset="fashion-mnist",
+        data_dir=args.data_dir,
+        imbalance_ratio=100.0,
+        n_max=300 if args.tiny else 1500,
+        width=4 if args.tiny else 64,
+        batch_size=64 if args.tiny else 256,
+        balanced_reference=True,
+        variants=tuple(args.variants) if args.variants else None,
+        device="cpu" if args.tiny else "cuda",
+        probe_shots=20 if args.tiny else 100,
+        probe_draws=1 if args.tiny else 5,
+        checkpoint_every=50,
+        chart=chart,
+        progress=False,
+    )
+
+
+def _variants_flag(args: argparse.Namespace) -> str:
+    return f" --variants {' '.join(args.variants)}" if args.variants else ""
+
+
 def _detectable(summary: dict[str, Any]) -> str:
-    difference = summary.get("sdclr - baseline", {})
+    differences = {name: row for name, row in summary.items() if " - " in name}
     widths = [
-        f"{name} ±{100 * difference[m]['ci95']:.1f} points"
+        ("" if len(differences) == 1 else f"{variant}: ")
+        + f"{name} ±{100 * difference[m]['ci95']:.1f} points"
+        for variant, difference in differences.items()
         for name, m in (("overall", "accuracy"), ("Few", "few"))
         if difference.get(m, {}).get("ci95") is not None
     ]
@@ -175,10 +198,18 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--scratch", required=True, help="folder for checkpoints and runs")
     parser.add_argument("--preflight", help="the versions preflight.py found (JSON)")
     parser.add_argument("--deadline", type=float, required=True, help="unix time to end by")
-    parser.add_argument("--tiny", action="store_true", help="CPU smoke run: 1 epoch, 2 steps")
+    parser.add_argument(
+        "--tiny", action="store_true", help="CPU smoke run: 1 epoch (2 with +gh), 2 steps"
+    )
     parser.add_argument("--epochs", type=int, help="replay: epochs instead of the plan's")
     parser.add_argument("--class-orders", type=int, help="replay: class orders instead")
     parser.add_argument("--jobs", type=int, help="parallel runs (default: all 9 at once)")
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        help="the study's variants, as selfdamage longtail --variants (default: simclr "
+        "sdclr); the balanced reference is always added",
+    )
     return parser
 
 

@@ -4,16 +4,18 @@
 # that the interpreter has everything (preflight, seconds), measures the step speed, runs a
 # short smoke study (the whole path, and the throughput with the planned parallel jobs),
 # fits the design into the time budget, runs the study.
-#   usage: run.sh KIT OUT [--tiny] [--epochs N] [--class-orders K] [--jobs J]
+#   usage: run.sh KIT OUT [--tiny] [--epochs N] [--class-orders K] [--jobs J] [--variants V ...]
 #   KIT: made by prepare.sh. OUT: receives results.json, groups.png and evidence.log.
 #   --tiny: a CPU smoke run of the same path (1 epoch, 2 steps), no GPU needed.
 #   --epochs/--class-orders: replay a design instead of planning one.
+#   --variants: the study's variants (selfdamage longtail --variants), e.g. simclr sdclr
+#   sdclr+bcl; the balanced reference is added. Default: SimCLR vs SDCLR vs balanced.
 set -euo pipefail
 start=$(date +%s)
 budget_s=${SELFDAMAGE_GPU_BUDGET_S:-540}  # the whole script, install included: 9 minutes
 die() { echo "run.sh: error: $*" >&2; exit 2; }
 
-[ $# -ge 2 ] || die "usage: run.sh KIT OUT [--tiny] [--epochs N] [--class-orders K] [--jobs J]"
+[ $# -ge 2 ] || die "usage: run.sh KIT OUT [--tiny] [--epochs N] [--class-orders K] [--jobs J] [--variants V ...]"
 kit=$1
 out=$2
 shift 2

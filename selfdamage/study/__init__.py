@@ -16,7 +16,10 @@ One stage per module:
 - :mod:`~selfdamage.study.evaluation` — the evaluation protocol;
 - :mod:`~selfdamage.study.stats`, :mod:`~selfdamage.study.report` — summary, 95% intervals,
   table, chart;
-- :mod:`~selfdamage.study.runner` — the schedule of runs, ``jobs``, provenance;
+- :mod:`~selfdamage.study.variants` — the variants (``--variants``: a base with plug-ins
+  ``+bcl``, ``+ts``, ``+gh``), :mod:`~selfdamage.study.plugins` — the plug-ins in a run;
+- :mod:`~selfdamage.study.runner` — the schedule of runs, ``jobs``;
+  :mod:`~selfdamage.study.provenance` — versions, commit, device;
 - :mod:`~selfdamage.study.outputs` — the study folder: its settings record, resuming in it;
 - :mod:`~selfdamage.study.budget` — fitting a study into a time budget.
 

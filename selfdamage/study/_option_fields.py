@@ -4,13 +4,15 @@
 holds the command-line help, group and flag and the value check (:func:`data_path` one for
 a file or folder of the data); the ``check_*`` functions
 and the :func:`choice`, :func:`number` and :func:`optional` factories are those checks, in
-:mod:`selfdamage._checks`' message form.
+:mod:`selfdamage._checks`' message form. :func:`add_field_arguments` makes the command line
+of the fields.
 """
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Callable, Sequence
-from dataclasses import field
+from dataclasses import field, fields
 from typing import Any
 
 import torch
@@ -99,3 +101,41 @@ def option(
 def data_path(help: str) -> Any:
     """An optional file or folder of the data: None unless given, a str on the command line."""
     return option(None, help, group="data", cli={"type": str})
+
+
+def add_field_arguments(parser: argparse.ArgumentParser, config: type, methods: Any) -> None:
+    """Adds one command-line option per field of the dataclass ``config``, in groups.
+
+    ``methods`` is the method table: a field with a per-method default lists them in its help.
+    """
+    groups: dict[str, Any] = {}
+    for f in fields(config):
+        meta, cli = f.metadata, f.metadata["cli"]
+        group = groups.get(meta["group"]) or parser.add_argument_group(meta["group"])
+        groups[meta["group"]] = group
+        flag = meta["flag"] or "--" + f.name.replace("_", "-")
+        kwargs: dict[str, Any] = {"dest": f.name, "help": meta["help"]}
+        if f.default is False:
+            kwargs |= {"action": "store_true"}
+        elif cli.get("invert"):
+            kwargs |= {"action": "store_false"}
+        elif f.name in ("amp", "channels_last"):
+            kwargs |= {"action": argparse.BooleanOptionalAction, "default": None}
+        else:
+            kwargs |= {"type": cli.get("type", type(f.default)), "metavar": f.name.upper()}
+            kwargs |= {key: cli[key] for key in ("nargs", "choices", "metavar") if key in cli}
+            if meta["choices"] is not None:
+                kwargs["choices"] = meta["choices"]
+            if "choices" in kwargs:
+                kwargs["metavar"] = None
+        if "default" not in kwargs:
+            kwargs["default"] = list(f.default) if isinstance(f.default, tuple) else f.default
+        if f.name in methods["simclr"].defaults:
+            table = ", ".join(
+                f"{method} {'-' if spec.defaults[f.name] is None else spec.defaults[f.name]}"
+                for method, spec in methods.items()
+            )
+            kwargs["help"] += f" (default: the method's: {table})"
+        elif kwargs["default"] is not None and not isinstance(kwargs["default"], bool):
+            kwargs["help"] += " (default: %(default)s)"
+        group.add_argument(flag, **kwargs)

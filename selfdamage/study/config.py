@@ -20,6 +20,7 @@ import torch
 
 from selfdamage.study._data_options import check_own_data, check_thresholds, own_data_types
 from selfdamage.study._option_fields import (
+    add_field_arguments,
     check_batch_size,
     check_device_name,
     check_non_negative,
@@ -34,6 +35,7 @@ from selfdamage.study._option_fields import (
 from selfdamage.study.data import DATASETS
 from selfdamage.study.models import BACKBONES, HEADS, METHOD_TABLE, METHODS, reference_head_error
 from selfdamage.study.training import OPTIMIZERS
+from selfdamage.study.variants import check_variants
 
 __all__ = ["StudyConfig", "add_arguments", "from_arguments"]
 
@@ -43,6 +45,11 @@ channel damage, which cannot remove 90 % of a ResNet's channels (every layer kee
 DAMAGES = tuple(DAMAGE_PRUNE_RATIOS)
 PROFILES = ("auto", "natural", "exponential", "step", "pareto")
 GROUP_RULES = ("thirds", "counts")
+BOOSTS = ("bcl",)
+SCHEDULES = ("cosine",)
+ADDED_OPTIONS = ("variants", "boost", "temperature_schedule", "gh")
+"""Options that :meth:`StudyConfig.to_dict` leaves out at their default: the settings of a
+study without them are recorded as before they existed (and such folders resume)."""
 
 
 @dataclass(frozen=True)
@@ -228,6 +235,29 @@ class StudyConfig:
         "also train the base method on a balanced subset of the same size",
         group="model and training",
     )
+    # long-tail variants (selfdamage.study.variants)
+    variants: tuple[str, ...] | None = option(
+        None,
+        "variants to train and compare with the first, e.g. simclr sdclr sdclr+bcl: a base "
+        "(baseline or the method's name, sdclr, balanced) with plug-ins +bcl, +ts, +gh "
+        "(default: baseline sdclr, and balanced with --balanced-reference)",
+        group="long-tail variants",
+        cli={"type": str, "nargs": "+", "metavar": "VARIANT"},
+    )
+    boost: str | None = option(
+        None, "add BCL's boosted augmentation (+bcl) to every variant but balanced",
+        group="long-tail variants", check=optional(choice(BOOSTS)),
+        cli={"type": str, "choices": BOOSTS},
+    )  # fmt: skip
+    temperature_schedule: str | None = option(
+        None, "add the cosine temperature schedule (+ts) to every variant but balanced",
+        group="long-tail variants", check=optional(choice(SCHEDULES)),
+        cli={"type": str, "choices": SCHEDULES},
+    )  # fmt: skip
+    gh: bool = option(
+        False, "add geometric harmonization (+gh) to every variant but balanced",
+        group="long-tail variants",
+    )  # fmt: skip
     device: str = option(
         "cpu",
         "where to train, e.g. cpu or cuda",
@@ -304,6 +334,7 @@ class StudyConfig:
         if self.head == "reference" and not METHOD_TABLE[self.method].reference_head:
             raise ValueError(reference_head_error(self.method))
         check_own_data(self)
+        check_variants(self)
 
     def resolved(self) -> StudyConfig:
         """The same configuration with every ``None`` that has a default filled in.
@@ -331,12 +362,19 @@ class StudyConfig:
     def to_dict(self) -> dict[str, Any]:
         """The options as plain JSON types (``seeds`` and other tuples lists).
 
+        The options of :data:`ADDED_OPTIONS` are left out where they have their default.
+
         Examples:
             >>> StudyConfig().to_dict()["seeds"]
             [0]
         """
         out = dataclasses.asdict(self)
+        for name in ADDED_OPTIONS:  # a default study's record stays the one 1.0 wrote
+            if out[name] == _DEFAULTS[name]:
+                del out[name]
         out["seeds"] = list(self.seeds)
+        if out.get("variants") is not None:
+            out["variants"] = list(out["variants"])
         for name in ("group_thresholds", "mean", "std"):
             if out[name] is not None:
                 out[name] = list(out[name])
@@ -352,37 +390,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         >>> from_arguments(parser.parse_args(["--epochs", "3", "--n-max", "0"])).n_max is None
         True
     """
-    groups: dict[str, Any] = {}
-    for f in dataclasses.fields(StudyConfig):
-        meta, cli = f.metadata, f.metadata["cli"]
-        group = groups.get(meta["group"]) or parser.add_argument_group(meta["group"])
-        groups[meta["group"]] = group
-        flag = meta["flag"] or "--" + f.name.replace("_", "-")
-        kwargs: dict[str, Any] = {"dest": f.name, "help": meta["help"]}
-        if f.default is False:
-            kwargs |= {"action": "store_true"}
-        elif cli.get("invert"):
-            kwargs |= {"action": "store_false"}
-        elif f.name in ("amp", "channels_last"):
-            kwargs |= {"action": argparse.BooleanOptionalAction, "default": None}
-        else:
-            kwargs |= {"type": cli.get("type", type(f.default)), "metavar": f.name.upper()}
-            kwargs |= {key: cli[key] for key in ("nargs", "choices", "metavar") if key in cli}
-            if meta["choices"] is not None:
-                kwargs["choices"] = meta["choices"]
-            if "choices" in kwargs:
-                kwargs["metavar"] = None
-        if "default" not in kwargs:
-            kwargs["default"] = list(f.default) if isinstance(f.default, tuple) else f.default
-        if f.name in METHOD_TABLE["simclr"].defaults:
-            table = ", ".join(
-                f"{method} {'-' if spec.defaults[f.name] is None else spec.defaults[f.name]}"
-                for method, spec in METHOD_TABLE.items()
-            )
-            kwargs["help"] += f" (default: the method's: {table})"
-        elif kwargs["default"] is not None and not isinstance(kwargs["default"], bool):
-            kwargs["help"] += " (default: %(default)s)"
-        group.add_argument(flag, **kwargs)
+    add_field_arguments(parser, StudyConfig, METHOD_TABLE)
 
 
 def from_arguments(args: argparse.Namespace) -> StudyConfig:
@@ -398,3 +406,6 @@ def from_arguments(args: argparse.Namespace) -> StudyConfig:
             value = None
         values[f.name] = value
     return StudyConfig(**values)
+
+
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(StudyConfig)}

@@ -19,6 +19,7 @@ from selfdamage._warnings import warns_at_caller
 from selfdamage.adapters import ADAPTERS, SDCLRProjectionHead, SelfDamagingAdapter
 from selfdamage.backbones import cifar_resnet18
 from selfdamage.damage import ChannelDamage, Damage, WeightDamage
+from selfdamage.longtail.temperature import TemperatureSchedule
 
 __all__ = [
     "BACKBONES",
@@ -136,7 +137,7 @@ def build_model(
     sdclr: bool,
     damage: str,
     prune_ratio: float,
-    temperature: float | None,
+    temperature: float | TemperatureSchedule | None,
     head: str = "lightly",
 ) -> SelfDamagingAdapter:
     """The adapter of one run; the same initial weights for every variant of a seed.
@@ -150,7 +151,8 @@ def build_model(
         sdclr: Train through the damaged twin (SDCLR) rather than the plain method.
         damage: ``"weight"`` or ``"channel"`` (structured) damage of the twin.
         prune_ratio: The twin's prune ratio.
-        temperature: The loss temperature; ``None`` for a method without one.
+        temperature: The loss temperature, or a temperature schedule (the adapter steps
+            nothing: the caller does); ``None`` for a method without one.
         head: One of :data:`HEADS`: ``"lightly"``, the adapter's default head, or
             ``"reference"``, ``SDCLRProjectionHead(feature_dim, feature_dim, 128)`` (for a
             method with ``reference_head`` in :data:`METHOD_TABLE`), for every variant.

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from selfdamage._compat.study_files import FALLBACK_SETTINGS_RECORDS
-from selfdamage.study.config import StudyConfig
+from selfdamage.study.config import ADDED_OPTIONS, StudyConfig
 
 __all__: list[str] = []  # the study's internals: no public name
 
@@ -44,7 +44,8 @@ def run_differences(config: StudyConfig, stored: Mapping[str, Any]) -> dict[str,
         config: A resolved configuration.
         stored: Another resolved configuration's :meth:`~StudyConfig.to_dict` (a
             ``settings.json``). An option missing from it counts as its default, or as
-            equal if its default is resolved from other options; options of
+            equal if its default is resolved from other options (not those of
+            :data:`~selfdamage.study.config.ADDED_OPTIONS`, left out at their default); options of
             :data:`NOT_RUN_SETTINGS` are not compared.
 
     Examples:
@@ -57,9 +58,11 @@ def run_differences(config: StudyConfig, stored: Mapping[str, Any]) -> dict[str,
     for f in dataclasses.fields(config):
         if f.name in NOT_RUN_SETTINGS:
             continue
-        before = stored.get(f.name, own[f.name] if f.default is None else f.default)
-        if before != own[f.name]:
-            differences[f.name] = (before, own[f.name])
+        now = own.get(f.name, f.default)  # ADDED_OPTIONS are left out at their default
+        missing = f.default if f.default is not None or f.name in ADDED_OPTIONS else now
+        before = stored.get(f.name, missing)
+        if before != now:
+            differences[f.name] = (before, now)
     return differences
 
 

@@ -21,13 +21,12 @@ DIFFERENCE = "sdclr - baseline"
 
 
 def summarize(runs: list[dict[str, Any]], variants: Sequence[str]) -> dict[str, Any]:
-    """Mean and std of every metric per variant, the paired difference SDCLR - baseline.
+    """Mean and std of every metric per variant, each paired difference with the first.
 
-    The difference row holds, per metric, the mean and std over (class order, seed)
-    pairs, and ``ci95``: the half-width of the 95% t-interval over class orders (each
-    order's mean difference over its seeds is one value), ``None`` with fewer than two
-    orders. With a balanced reference, ``gap_closed`` is SDCLR's gain over the baseline
-    as a fraction of the balanced model's.
+    The first variant is the reference; every other one but ``balanced`` gets the row
+    ``"<variant> - <reference>"`` (:func:`paired_difference`; ``"sdclr - baseline"`` in
+    the default design). With a balanced reference, ``gap_closed`` is SDCLR's gain over
+    the baseline as a fraction of the balanced model's.
 
     Examples:
         >>> summarize([], ["baseline"])["baseline"]["runs"]
@@ -41,27 +40,12 @@ def summarize(runs: list[dict[str, Any]], variants: Sequence[str]) -> dict[str, 
             if any(m in r for r in chosen):
                 summary[variant][m] = mean_std([r.get(m) for r in chosen])
         summary[variant]["runs"] = len(chosen)
-    by_key = {(r["variant"], r["order"], r["seed"]): r for r in runs}
-    pairs = [
-        (by_key[("sdclr", o, s)], r)
-        for (v, o, s), r in by_key.items()
-        if v == "baseline" and ("sdclr", o, s) in by_key
-    ]
-    if not pairs:
-        return summary
-    orders = sorted({b["order"] for _, b in pairs})
-    difference: dict[str, Any] = {}
-    extra = [m for m in EXTRA_METRICS if all(m in a and m in b for a, b in pairs)]
-    for m in list(METRICS[:-1]) + extra:
-        difference[m] = mean_std([a[m] - b[m] for a, b in pairs])
-        per_order = [
-            statistics.fmean(a[m] - b[m] for a, b in pairs if b["order"] == o) for o in orders
-        ]
-        std = statistics.stdev(per_order) if len(per_order) > 1 else None
-        difference[m]["ci95"] = half_width(std, len(per_order))
-    difference["runs"], difference["orders"] = len(pairs), len(orders)
-    summary[DIFFERENCE] = difference
-    if "balanced" in variants:
+    reference = variants[0] if variants else None
+    for variant in variants[1:]:
+        difference = paired_difference(runs, variant, reference) if variant != "balanced" else None
+        if difference is not None:
+            summary[f"{variant} - {reference}"] = difference
+    if DIFFERENCE in summary and "balanced" in variants:
         gap = {}
         for m in ("accuracy", "few"):
             cost = summary["balanced"][m]["mean"] - summary["baseline"][m]["mean"]
@@ -71,11 +55,49 @@ def summarize(runs: list[dict[str, Any]], variants: Sequence[str]) -> dict[str, 
     return summary
 
 
+def paired_difference(
+    runs: list[dict[str, Any]], variant: str, reference: str | None
+) -> dict[str, Any] | None:
+    """The paired difference ``variant - reference`` of every metric; None without pairs.
+
+    Runs are paired by (class order, seed). Per metric: the mean and std over the pairs,
+    and ``ci95``, the half-width of the 95% t-interval over class orders (each order's
+    mean difference over its seeds is one value), ``None`` with fewer than two orders.
+
+    Examples:
+        >>> runs = [{"variant": v, "order": 0, "seed": 0, "accuracy": a}
+        ...     for v, a in (("baseline", 0.5), ("sdclr", 0.75))]
+        >>> paired_difference(runs, "sdclr", "baseline")["accuracy"]["mean"]
+        0.25
+    """
+    by_key = {(r["variant"], r["order"], r["seed"]): r for r in runs}
+    pairs = [
+        (by_key[(variant, o, s)], r)
+        for (v, o, s), r in by_key.items()
+        if v == reference and (variant, o, s) in by_key
+    ]
+    if not pairs:
+        return None
+    orders = sorted({b["order"] for _, b in pairs})
+    difference: dict[str, Any] = {}
+    extra = [m for m in EXTRA_METRICS if all(m in a and m in b for a, b in pairs)]
+    for m in [m for m in METRICS[:-1] if m in pairs[0][0]] + extra:
+        difference[m] = mean_std([a[m] - b[m] for a, b in pairs])
+        per_order = [
+            statistics.fmean(a[m] - b[m] for a, b in pairs if b["order"] == o) for o in orders
+        ]
+        std = statistics.stdev(per_order) if len(per_order) > 1 else None
+        difference[m]["ci95"] = half_width(std, len(per_order))
+    difference["runs"], difference["orders"] = len(pairs), len(orders)
+    return difference
+
+
 def format_table(results: dict[str, Any]) -> str:
     """The study's summary as a text table, in percent, mean ± std over runs.
 
-    Below it: the 95% interval of SDCLR - baseline over class orders (its half-width is
-    the smallest effect the design detects) and the share of the imbalance gap closed.
+    Below it: the 95% interval of each paired difference (e.g. SDCLR - baseline) over class
+    orders (its half-width is the smallest effect the design detects) and the share of the
+    imbalance gap closed.
 
     Examples:
         >>> stats = {m: {"mean": 0.5, "std": 0.01} for m in METRICS}
@@ -96,9 +118,9 @@ def format_table(results: dict[str, Any]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = ["  ".join(cell.rjust(w) for cell, w in zip(row, widths)) for row in rows]
     lines.insert(1, "-" * len(lines[0]))
-    difference = summary.get(DIFFERENCE)
-    if difference:
-        lines.append("\n" + _interval_line(difference))
+    for name, difference in summary.items():
+        if " - " in name and difference:
+            lines.append("\n" + _interval_line(name, difference))
     gap = summary.get("gap_closed")
     if gap:
         closed = ", ".join(
@@ -168,16 +190,16 @@ def format_data(info: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _interval_line(difference: dict[str, Any]) -> str:
+def _interval_line(name: str, difference: dict[str, Any]) -> str:
     orders = difference.get("orders", 0)
     if orders < 2:
-        return "95% interval of sdclr - baseline: needs at least 2 class orders (--class-orders)"
+        return f"95% interval of {name}: needs at least 2 class orders (--class-orders)"
     parts = []
-    for name, m in (("overall", "accuracy"), ("Few", "few")):
+    for group, m in (("overall", "accuracy"), ("Few", "few")):
         mean, ci = difference[m]["mean"], difference[m]["ci95"]
-        parts.append(f"{name} {100 * mean:+.1f} ± {100 * ci:.1f}")
+        parts.append(f"{group} {100 * mean:+.1f} ± {100 * ci:.1f}")
     return (
-        f"95% interval of sdclr - baseline over {orders} class orders: {', '.join(parts)} "
+        f"95% interval of {name} over {orders} class orders: {', '.join(parts)} "
         "(points; a true effect smaller than ± this half-width can read as zero)"
     )
 

@@ -15,9 +15,6 @@ import importlib
 import json
 import logging
 import multiprocessing
-import os
-import platform
-import subprocess
 import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor
@@ -28,7 +25,6 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
-from selfdamage import __version__
 from selfdamage._warnings import warns_at_caller
 from selfdamage.data import LongTailSplit, balanced_indices
 from selfdamage.study._preflight import check_device, check_fits_data
@@ -43,15 +39,20 @@ from selfdamage.study.outputs import (
     write_settings,
 )
 from selfdamage.study.own_data import load_own_data
+from selfdamage.study.plugins import study_temperature
 from selfdamage.study.profile import describe_data, group_thresholds, probe_shots, training_split
+from selfdamage.study.provenance import provenance as study_provenance
 from selfdamage.study.report import one_line, plot, summarize, title
 from selfdamage.study.training import TrainSettings, pretrain
+from selfdamage.study.variants import Variant, parse_variant, study_variants
 
 __all__ = ["VARIANTS", "RunSpec", "run_study", "schedule"]
 
 logger = logging.getLogger(__name__)
 
 VARIANTS = ("baseline", "sdclr", "balanced")
+"""The default design's variants, which are also the bases of every variant name
+(:mod:`~selfdamage.study.variants`)."""
 
 
 @dataclass(frozen=True)
@@ -76,11 +77,13 @@ class RunSpec:
 def schedule(config: StudyConfig) -> list[RunSpec]:
     """The runs of a study, class order by class order, seed by seed, variant by variant.
 
+    The variants are :func:`~selfdamage.study.variants.study_variants`, by canonical name.
+
     Examples:
         >>> [r.name for r in schedule(StudyConfig(seeds=(0, 1)))][1:3]
         ['sdclr-order0-seed0', 'baseline-order0-seed1']
     """
-    variants = VARIANTS if config.balanced_reference else VARIANTS[:2]
+    variants = [variant.name for variant in study_variants(config)]
     return [
         RunSpec(variant, order, seed)
         for order in range(config.class_orders)
@@ -143,7 +146,7 @@ def run_study(config: StudyConfig) -> dict[str, Any]:
     variants = list(dict.fromkeys(spec.variant for spec in specs))
     summary = summarize(runs, variants)
     settings = config.to_dict()
-    provenance = _provenance(config, time.perf_counter() - start)
+    provenance = study_provenance(config.device, time.perf_counter() - start)
     results = {"settings": settings, "provenance": provenance, "runs": runs, "summary": summary}
     results["data"] = data_info
     (out / "results.json").write_text(json.dumps(results, indent=2))
@@ -171,7 +174,7 @@ def run_one(config: StudyConfig, spec: RunSpec, data: StudyData) -> dict[str, An
         model,
         data,
         torch.from_numpy(np.array(indices)),
-        _train_settings(config),
+        _train_settings(config, _variant(config, spec)),
         name=spec.name,
         checkpoint=out / "checkpoints" / f"{spec.name}.pt",
         resume=config.resume,
@@ -209,15 +212,19 @@ def _evaluate(
         data,
         split.class_counts,
         torch.from_numpy(np.array(split.indices)),
-        with_damage=spec.variant != "balanced",
+        with_damage=_variant(config, spec).base != "balanced",
         probe_shots=probe_shots(config, data.train_labels),
         probe_draws=config.probe_draws,
         thresholds=group_thresholds(config),
     )
 
 
-def _train_settings(config: StudyConfig) -> TrainSettings:
-    """The pretraining options of every run of a resolved ``config``."""
+def _variant(config: StudyConfig, spec: RunSpec) -> Variant:
+    return parse_variant(spec.variant, config.method)
+
+
+def _train_settings(config: StudyConfig, variant: Variant | None = None) -> TrainSettings:
+    """The pretraining options of the runs of ``variant`` under a resolved ``config``."""
     return TrainSettings(
         epochs=config.epochs,
         batch_size=config.batch_size,
@@ -229,6 +236,8 @@ def _train_settings(config: StudyConfig) -> TrainSettings:
         amp=bool(config.amp),
         channels_last=bool(config.channels_last),
         progress=config.progress and config.jobs == 1,
+        bcl=variant is not None and variant.bcl,
+        gh=variant is not None and variant.gh,
     )
 
 
@@ -241,7 +250,7 @@ def _training_subset(
     class has fewer images than that needs per class (:func:`_preflight` warns).
     """
     split = training_split(config, data.train_labels, spec.order)
-    if spec.variant == "balanced":
+    if _variant(config, spec).base == "balanced":
         per_class = min(len(split.indices) // data.num_classes, _rarest(data))
         return split, balanced_indices(data.train_labels, per_class, seed=spec.order)
     return split, split.indices
@@ -258,10 +267,10 @@ def _model(config: StudyConfig, data: StudyData, spec: RunSpec) -> Any:
         config.width,
         data.image_shape,
         seed=spec.seed,
-        sdclr=spec.variant == "sdclr",
+        sdclr=_variant(config, spec).base == "sdclr",
         damage=config.damage,
         prune_ratio=_resolved(config.prune_ratio),
-        temperature=config.temperature,
+        temperature=study_temperature(config, _variant(config, spec)),
         head=config.head,
     )
 
@@ -275,7 +284,7 @@ def _preflight(config: StudyConfig, data: StudyData, specs: list[RunSpec]) -> No
         split, indices = _training_subset(config, spec, data)
         subsets[spec.name] = len(indices)
         wanted = len(split.indices) // data.num_classes
-        if spec.variant == "balanced" and wanted > _rarest(data):
+        if _variant(config, spec).base == "balanced" and wanted > _rarest(data):
             warnings.warn(
                 f"{spec.name}: a balanced subset as large as the long-tailed one needs "
                 f"{wanted} images per class, the rarest class has {_rarest(data)}; the "
@@ -354,45 +363,3 @@ def _run_in_worker(config: StudyConfig, spec: RunSpec) -> dict[str, Any]:
     if key not in _WORKER_DATA:
         _WORKER_DATA[key] = _load(config)
     return run_one(config, spec, _WORKER_DATA[key])
-
-
-def _provenance(config: StudyConfig, wall_time_s: float) -> dict[str, Any]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        lightly_version: str | None = version("lightly")
-    except PackageNotFoundError:
-        lightly_version = None
-    return {
-        "selfdamage": __version__,
-        "git_commit": _git_commit(),
-        "torch": torch.__version__,
-        "lightly": lightly_version,
-        "device": _device_name(torch.device(config.device)),
-        "wall_time_s": wall_time_s,
-    }
-
-
-def _git_commit() -> str | None:
-    """This checkout's commit; ``SELFDAMAGE_GIT_COMMIT`` for an installed copy (the GPU kit)."""
-    if os.environ.get("SELFDAMAGE_GIT_COMMIT"):
-        return os.environ["SELFDAMAGE_GIT_COMMIT"]
-    try:
-        done = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=Path(__file__).resolve().parent,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    commit = done.stdout.strip()
-    return commit if done.returncode == 0 and commit else None
-
-
-def _device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    parts = [platform.machine(), platform.processor(), f"({os.cpu_count()} cores)"]
-    return " ".join(part for part in parts if part)

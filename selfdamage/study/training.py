@@ -30,6 +30,7 @@ from selfdamage.adapters import MomentumAdapter, SelfDamagingAdapter
 from selfdamage.data.batch_views import BatchViews
 from selfdamage.study._progress import progress_bar
 from selfdamage.study.data import Images, StudyData
+from selfdamage.study.plugins import RunPlugins
 
 __all__ = ["OPTIMIZERS", "TrainSettings", "pretrain"]
 
@@ -39,6 +40,8 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class TrainSettings:
     """The options of :func:`pretrain` (resolved values of a ``StudyConfig``).
+
+    ``bcl`` and ``gh`` are the run's variant's plug-ins (:mod:`~selfdamage.study.variants`).
 
     Examples:
         >>> TrainSettings(epochs=2, batch_size=64, lr=0.5, weight_decay=1e-4).checkpoint_every
@@ -55,6 +58,8 @@ class TrainSettings:
     amp: bool = False
     channels_last: bool = False
     progress: bool = False
+    bcl: bool = False
+    gh: bool = False
 
 
 @warns_at_caller
@@ -82,6 +87,11 @@ def pretrain(
     paper's scripts. The data order and augmentations of epoch ``e`` come from a generator
     seeded with ``(seed, e)`` on the model's device.
 
+    With ``settings.bcl`` or ``settings.gh`` each step goes through
+    :class:`~selfdamage.study.plugins.RunPlugins` (BCL's boosted views and momentum loss,
+    GH's term; their state in the checkpoint); a model with a ``temperature_schedule``
+    (``+ts``) has it stepped after every epoch.
+
     Args:
         model: The adapter, on its training device.
         data: The dataset.
@@ -100,7 +110,7 @@ def pretrain(
         >>> losses = pretrain(model, data, indices, settings, name="run",
         ...     checkpoint=Path("run.pt"), resume=False, seed=0)  # doctest: +SKIP
     """
-    run = _Run.start(model, data, indices, settings)
+    run = _Run.start(model, data, indices, settings, seed=seed)
     epochs, first = settings.epochs, 0
     losses: list[float] = []
     if resume and checkpoint.exists():
@@ -140,6 +150,7 @@ class _Run:
     views: BatchViews
     optimizer: torch.optim.Optimizer
     schedule: torch.optim.lr_scheduler.LambdaLR
+    plugins: RunPlugins | None = None
 
     @property
     def device(self) -> torch.device:
@@ -152,7 +163,13 @@ class _Run:
 
     @classmethod
     def start(
-        cls, model: SelfDamagingAdapter, data: StudyData, indices: Tensor, settings: TrainSettings
+        cls,
+        model: SelfDamagingAdapter,
+        data: StudyData,
+        indices: Tensor,
+        settings: TrainSettings,
+        *,
+        seed: int = 0,
     ) -> _Run:
         """Moves in-memory images to the model's device and builds views, optimizer, schedule."""
         device = device_of(model)
@@ -182,7 +199,9 @@ class _Run:
         schedule = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda step: lr_factor(step, total, warmup)
         )
-        return cls(model, settings, images, indices, steps, views, optimizer, schedule)
+        plugins = RunPlugins.build(model, bcl=settings.bcl, gh=settings.gh, samples=len(indices),
+                                   epochs=epochs, seed=seed)  # fmt: skip
+        return cls(model, settings, images, indices, steps, views, optimizer, schedule, plugins)
 
     def train_epoch(self, epoch: int, seed: int, bar: Any) -> float:
         """Trains one epoch; returns its mean loss (the epoch's one host-device sync)."""
@@ -192,10 +211,16 @@ class _Run:
         gen = torch.Generator(device=device).manual_seed(seed * 1_000_003 + epoch)
         order = torch.randperm(len(self.indices), device=device, generator=gen)
         epoch_loss = torch.zeros((), device=device)
+        plugins, size = self.plugins, settings.batch_size
+        if plugins is not None:
+            plugins.start_epoch(epoch)
         batches = _epoch_batches(self.images, self.indices, order, settings.batch_size, self.steps)
         for step, uint8 in enumerate(batches):
             batch = uint8.to(device, non_blocking=True).float() / 255
             x0, x1 = self.views(batch, generator=gen), self.views(batch, generator=gen)
+            positions = order[step * size : (step + 1) * size]
+            if plugins is not None:
+                x0, x1 = plugins.boost(x0, x1, positions, self.views.mean, self.views.std)
             if settings.channels_last:
                 x0 = x0.contiguous(memory_format=torch.channels_last)
                 x1 = x1.contiguous(memory_format=torch.channels_last)
@@ -204,7 +229,7 @@ class _Run:
                     cosine_schedule(epoch * self.steps + step, self.total, 0.99, 1.0)
                 )
             with _autocast(device, settings.amp):
-                loss = model(x0, x1)
+                loss = model(x0, x1) if plugins is None else plugins.loss(model, x0, x1, positions)
             loss.backward()
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
@@ -212,6 +237,11 @@ class _Run:
             epoch_loss += loss.detach()  # no host-device sync within an epoch
             if bar is not None:
                 bar.update(1)
+        if plugins is not None:
+            plugins.end_epoch()
+        schedule = getattr(model, "temperature_schedule", None)
+        if schedule is not None:  # +ts: once per epoch, as the authors
+            schedule.step()
         return float(epoch_loss) / self.steps
 
     def state(self, epoch: int, losses: list[float]) -> dict[str, Any]:
@@ -222,6 +252,7 @@ class _Run:
             "schedule": self.schedule.state_dict(),
             "epoch": epoch,
             "losses": losses,
+            **({} if self.plugins is None else {"plugins": self.plugins.state()}),
         }
 
     def restore(self, state: dict[str, Any]) -> tuple[int, list[float]]:
@@ -229,6 +260,8 @@ class _Run:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["schedule"])
+        if self.plugins is not None:
+            self.plugins.restore(state["plugins"])
         return state["epoch"], list(state["losses"])
 
 
