@@ -107,7 +107,7 @@ class TestVariants:
         return evidence._parser().parse_args([*base, *extra])
 
     def test_default_design_and_variants(self, evidence: Any) -> None:
-        from selfdamage.study.variants import study_variants
+        from selfdamage.study._variants import study_variants
 
         default = evidence.base_config(self._args(evidence), chart=False)
         assert [v.name for v in study_variants(default)] == ["baseline", "sdclr", "balanced"]

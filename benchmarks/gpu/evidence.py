@@ -34,8 +34,8 @@ import speed
 import torch
 
 from selfdamage.study import StudyConfig, format_table, run_study
+from selfdamage.study._variants import study_variants
 from selfdamage.study.budget import measure, plan_study
-from selfdamage.study.variants import study_variants
 
 CLASS_ORDERS = 3
 MARGIN_S = 30.0  # for writing results and the unforeseen

@@ -16,10 +16,9 @@ One stage per module:
 - :mod:`~selfdamage.study.evaluation` — the evaluation protocol;
 - :mod:`~selfdamage.study.stats`, :mod:`~selfdamage.study.report` — summary, 95% intervals,
   table, chart;
-- :mod:`~selfdamage.study.variants` — the variants (``--variants``: a base with plug-ins
-  ``+bcl``, ``+ts``, ``+gh``), :mod:`~selfdamage.study.plugins` — the plug-ins in a run;
-- :mod:`~selfdamage.study.runner` — the schedule of runs, ``jobs``;
-  :mod:`~selfdamage.study.provenance` — versions, commit, device;
+- :mod:`~selfdamage.study.runner` — the schedule of runs, ``jobs``; the variants it trains
+  (``--variants``: a base with the plug-ins ``+bcl``, ``+ts``, ``+gh``) are parsed and run by
+  internal modules;
 - :mod:`~selfdamage.study.outputs` — the study folder: its settings record, resuming in it;
 - :mod:`~selfdamage.study.budget` — fitting a study into a time budget.
 

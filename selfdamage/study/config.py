@@ -32,10 +32,10 @@ from selfdamage.study._option_fields import (
     option,
     optional,
 )
+from selfdamage.study._variants import check_variants
 from selfdamage.study.data import DATASETS
 from selfdamage.study.models import BACKBONES, HEADS, METHOD_TABLE, METHODS, reference_head_error
 from selfdamage.study.training import OPTIMIZERS
-from selfdamage.study.variants import check_variants
 
 __all__ = ["StudyConfig", "add_arguments", "from_arguments"]
 
@@ -235,7 +235,7 @@ class StudyConfig:
         "also train the base method on a balanced subset of the same size",
         group="model and training",
     )
-    # long-tail variants (selfdamage.study.variants)
+    # long-tail variants (selfdamage.study._variants)
     variants: tuple[str, ...] | None = option(
         None,
         "variants to train and compare with the first, e.g. simclr sdclr sdclr+bcl: a base "

@@ -27,7 +27,10 @@ import torch
 
 from selfdamage._warnings import warns_at_caller
 from selfdamage.data import LongTailSplit, balanced_indices
+from selfdamage.study._plugins import study_temperature
 from selfdamage.study._preflight import check_device, check_fits_data
+from selfdamage.study._provenance import provenance as study_provenance
+from selfdamage.study._variants import Variant, parse_variant, study_variants
 from selfdamage.study.config import StudyConfig
 from selfdamage.study.data import OWN_DATASETS, StudyData, load_data
 from selfdamage.study.evaluation import evaluate
@@ -39,12 +42,9 @@ from selfdamage.study.outputs import (
     write_settings,
 )
 from selfdamage.study.own_data import load_own_data
-from selfdamage.study.plugins import study_temperature
 from selfdamage.study.profile import describe_data, group_thresholds, probe_shots, training_split
-from selfdamage.study.provenance import provenance as study_provenance
 from selfdamage.study.report import one_line, plot, summarize, title
 from selfdamage.study.training import TrainSettings, pretrain
-from selfdamage.study.variants import Variant, parse_variant, study_variants
 
 __all__ = ["VARIANTS", "RunSpec", "run_study", "schedule"]
 
@@ -52,7 +52,7 @@ logger = logging.getLogger(__name__)
 
 VARIANTS = ("baseline", "sdclr", "balanced")
 """The default design's variants, which are also the bases of every variant name
-(:mod:`~selfdamage.study.variants`)."""
+(see :class:`~selfdamage.study.config.StudyConfig`'s ``variants``)."""
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,8 @@ class RunSpec:
 def schedule(config: StudyConfig) -> list[RunSpec]:
     """The runs of a study, class order by class order, seed by seed, variant by variant.
 
-    The variants are :func:`~selfdamage.study.variants.study_variants`, by canonical name.
+    The variants are the config's (its ``variants``, else the default design), by
+    canonical name.
 
     Examples:
         >>> [r.name for r in schedule(StudyConfig(seeds=(0, 1)))][1:3]

@@ -28,9 +28,9 @@ from selfdamage._modules import device_of
 from selfdamage._warnings import warns_at_caller
 from selfdamage.adapters import MomentumAdapter, SelfDamagingAdapter
 from selfdamage.data.batch_views import BatchViews
+from selfdamage.study._plugins import RunPlugins
 from selfdamage.study._progress import progress_bar
 from selfdamage.study.data import Images, StudyData
-from selfdamage.study.plugins import RunPlugins
 
 __all__ = ["OPTIMIZERS", "TrainSettings", "pretrain"]
 
@@ -41,7 +41,7 @@ logger = logging.getLogger(__name__)
 class TrainSettings:
     """The options of :func:`pretrain` (resolved values of a ``StudyConfig``).
 
-    ``bcl`` and ``gh`` are the run's variant's plug-ins (:mod:`~selfdamage.study.variants`).
+    ``bcl`` and ``gh`` are the run's variant's plug-ins (``_variants``).
 
     Examples:
         >>> TrainSettings(epochs=2, batch_size=64, lr=0.5, weight_decay=1e-4).checkpoint_every
@@ -88,7 +88,7 @@ def pretrain(
     seeded with ``(seed, e)`` on the model's device.
 
     With ``settings.bcl`` or ``settings.gh`` each step goes through
-    :class:`~selfdamage.study.plugins.RunPlugins` (BCL's boosted views and momentum loss,
+    ``_plugins.RunPlugins`` (BCL's boosted views and momentum loss,
     GH's term; their state in the checkpoint); a model with a ``temperature_schedule``
     (``+ts``) has it stepped after every epoch.
 

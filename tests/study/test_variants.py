@@ -15,11 +15,11 @@ from PIL import Image
 from selfdamage.cli import main
 from selfdamage.longtail import BoostedRandAugment, MomentumLoss
 from selfdamage.study import StudyConfig, format_table, run_study
+from selfdamage.study._plugins import RunPlugins, study_temperature
+from selfdamage.study._variants import Variant, parse_variant, study_variants
 from selfdamage.study.outputs import run_differences
-from selfdamage.study.plugins import RunPlugins, study_temperature
 from selfdamage.study.report import summarize
 from selfdamage.study.runner import schedule
-from selfdamage.study.variants import Variant, parse_variant, study_variants
 
 
 def names(**options: Any) -> list[str]:

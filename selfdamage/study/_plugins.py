@@ -1,6 +1,6 @@
 """The long-tail plug-ins in a study run: BCL's boosted views, GH's term, the schedule.
 
-A variant with ``+bcl`` or ``+gh`` (:mod:`~selfdamage.study.variants`) trains through
+A variant with ``+bcl`` or ``+gh`` (``_variants``) trains through
 :class:`RunPlugins`; a variant without them never builds one, so its step is the plain
 ``model(x0, x1)``. Per step, :meth:`RunPlugins.loss` computes the two projections as the
 adapter's forward does (dense ``x0``, the twin's ``x1`` under SDCLR, the dense model's for
@@ -67,7 +67,7 @@ def study_temperature(config: Any, variant: Any) -> float | TemperatureSchedule 
 
     Examples:
         >>> from selfdamage.study import StudyConfig
-        >>> from selfdamage.study.variants import Variant
+        >>> from selfdamage.study._variants import Variant
         >>> study_temperature(StudyConfig(epochs=30), Variant("sdclr", ts=True))
         CosineTemperature(tau_min=0.1, tau_max=1.0, period_epochs=30, steps_per_epoch=None)
     """
