@@ -28,6 +28,6 @@ from selfdamage.wrapper import SelfDamagingWrapper
 module_names.install()
 
 #: The installed version of selfdamage, as in ``pip show selfdamage``.
-__version__ = "0.2.0"
+__version__ = "1.0.0.dev0"
 
 __all__ = ["ChannelDamage", "Damage", "SelfDamagingWrapper", "WeightDamage", "__version__"]
