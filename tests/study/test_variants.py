@@ -294,3 +294,22 @@ def test_listing_the_default_variants_changes_nothing() -> None:
     explicit = StudyConfig(variants=("simclr", "sdclr"))
     assert [s.name for s in schedule(explicit)] == [s.name for s in schedule(StudyConfig())]
     assert explicit.to_dict()["variants"] == ["simclr", "sdclr"]
+
+
+@_TINY_TWIN
+def test_plugins_compose_with_channel_damage(tmp_path: Path) -> None:
+    data = _noise_folder(tmp_path / "data", {"a": 16, "b": 16, "c": 16})
+    config = StudyConfig(data_dir=str(data), out_dir=str(tmp_path / "out"), epochs=2,
+                         damage="channel", variants=("sdclr+bcl+gh",), **_TINY)  # fmt: skip
+    run_study(config)
+    name = "sdclr+bcl+gh-order0-seed0"
+    record = json.loads((tmp_path / "out" / "runs" / f"{name}.json").read_text())
+    assert all(np.isfinite(record["losses"]))
+    state = torch.load(tmp_path / "out" / "checkpoints" / f"{name}.pt", weights_only=True)
+    # the twin is channel damage's: whole channels (every 3x3 kernel kept or masked as one,
+    # unlike weight damage's single entries), and its norm's, masked
+    conv = state["model"]["wrapper.masks.backbone.layer1.0.conv1.weight"].flatten(2)
+    assert torch.equal(conv.all(dim=2), conv.any(dim=2)) and not bool(conv.all())
+    assert "wrapper.masks.backbone.layer1.0.bn1.weight" in state["model"]
+    tracked = state["plugins"]["momentum_loss"]
+    assert int(tracked["epochs"]) == 2 and bool((tracked["scores"] > 0).any())
