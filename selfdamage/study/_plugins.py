@@ -1,16 +1,15 @@
 """The long-tail plug-ins in a study run: BCL's boosted views, GH's term, the schedule.
 
 A variant with ``+bcl`` or ``+gh`` (``_variants``) trains through
-:class:`RunPlugins`; a variant without them never builds one, so its step is the plain
-``model(x0, x1)``. Per step, :meth:`RunPlugins.loss` computes the two projections as the
-adapter's forward does (dense ``x0``, the twin's ``x1`` under SDCLR, the dense model's for
-the base method) and from them, in the same pass:
+:class:`RunPlugins`; a variant without them never builds one. Either way the step is the
+adapter's own ``model(x0, x1)`` (dense ``x0``, the twin's ``x1`` under SDCLR, the dense
+model's for the base method), and, from that one pass:
 
-- ``+bcl``: the per-sample losses (:func:`~selfdamage.longtail.per_sample.per_sample_loss`),
-  whose mean is the loss trained on, recorded in a
-  :class:`~selfdamage.longtail.momentum_loss.MomentumLoss` keyed by the sample's position in
-  the run's training subset. Its scores set each image's boosted RandAugment strength
-  (:meth:`RunPlugins.boost`, the authors' operation pool and mapping) in the next epoch.
+- ``+bcl``: the per-sample losses of the adapter's loss call (``return_per_sample=True``),
+  recorded in a :class:`~selfdamage.longtail.momentum_loss.MomentumLoss` keyed by the
+  sample's position in the run's training subset. Its scores set each image's boosted
+  RandAugment strength (:meth:`RunPlugins.boost`, the authors' operation pool and mapping)
+  in the next epoch.
 - ``+gh``: :class:`~selfdamage.longtail.harmonization.GeometricHarmonization` on both
   branches, as the authors' ``sdclr_GH``, with its schedule scaled to the run
   (:meth:`~selfdamage.longtail.harmonization.GeometricHarmonization.scaled_to`), ``K =
@@ -32,7 +31,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -46,8 +45,6 @@ from selfdamage.longtail import (
     GeometricHarmonization,
     MomentumLoss,
     TemperatureSchedule,
-    per_sample_loss,
-    set_temperature,
 )
 
 __all__ = ["AUTHORS_PERIOD_EPOCHS", "RunPlugins", "study_temperature"]
@@ -137,23 +134,26 @@ class RunPlugins:
         return _boost(x0, strengths, self, mean, std), _boost(x1, strengths, self, mean, std)
 
     def loss(self, model: SelfDamagingAdapter, x0: Tensor, x1: Tensor, positions: Tensor) -> Tensor:
-        """The step's loss from one pass per view: the method's loss (mean of the per-sample
-        losses with ``+bcl``) plus GH's term; records BCL's losses and GH's scores."""
-        schedule = getattr(model, "temperature_schedule", None)
-        if schedule is not None:
-            set_temperature(model.loss, schedule.value)
-        z0 = model.wrapper(x0)
-        z1 = (model.wrapper if model.baseline else model.wrapper.damaged)(x1)
-        if self.tracker is not None:
-            losses = per_sample_loss(model.loss, z0, z1)
-            self.tracker.update(positions, losses)
-            loss: Tensor = losses.mean()
-        else:
-            loss = model.loss(z0, z1)
+        """The step's loss: the adapter's, plus GH's term on the projections its loss call
+        received; records BCL's per-sample losses and GH's scores."""
+        projections: list[tuple[Any, ...]] = []
+        hook = None
         if self.harmonization is not None:
+            hook = model.loss.register_forward_pre_hook(lambda _, args: projections.append(args))
+        try:
+            if self.tracker is not None:
+                loss, losses = model(x0, x1, return_per_sample=True)
+                self.tracker.update(positions, losses)
+            else:
+                loss = model(x0, x1)
+        finally:
+            if hook is not None:
+                hook.remove()
+        if self.harmonization is not None:
+            z0, z1 = projections[0]
             loss = loss + self.harmonization(z0, z1)
             self.harmonization.update(z0, positions)
-        return loss
+        return cast(Tensor, loss)
 
     def state(self) -> dict[str, Any]:
         """The plug-ins' state for the run's checkpoint (tensors and plain types)."""
