@@ -36,8 +36,9 @@ __all__ = [
 BASES = ("baseline", "sdclr", "balanced")
 PLUGINS = ("bcl", "ts", "gh")
 PLUGIN_METHODS = ("simclr", "dcl", "dclw")
-"""The methods whose study step exposes its two projections and per-sample losses (lightly's
-``NTXentLoss``, ``DCLLoss``, ``DCLWLoss``): those ``bcl`` and ``gh`` apply to."""
+"""The methods ``bcl`` and ``gh`` apply to: the two-view contrastive ones (lightly's
+``NTXentLoss``, ``DCLLoss``, ``DCLWLoss``), whose one loss call takes the dense and the twin's
+projections (GH's inputs) and gives the contrastive per-sample loss BCL's authors track."""
 
 
 @dataclass(frozen=True)
@@ -58,11 +59,6 @@ class Variant:
     def name(self) -> str:
         """The canonical name: the base, then the plug-ins in the order of :data:`PLUGINS`."""
         return "+".join([self.base] + [p for p in PLUGINS if getattr(self, p)])
-
-    @property
-    def plugins(self) -> tuple[str, ...]:
-        """The plug-ins, in the order of :data:`PLUGINS`."""
-        return tuple(p for p in PLUGINS if getattr(self, p))
 
 
 def parse_variant(name: str, method: str) -> Variant:
@@ -161,9 +157,9 @@ def _check_plugins(variant: Variant, config: Any) -> None:
     for plugin in ("bcl", "gh"):
         if getattr(variant, plugin) and method not in PLUGIN_METHODS:
             raise ValueError(
-                f"variant {variant.name!r}: '{plugin}' needs a method whose study step "
-                f"exposes its projections and per-sample losses, got method={method!r}; "
-                f"allowed: {', '.join(PLUGIN_METHODS)}."
+                f"variant {variant.name!r}: '{plugin}' needs a two-view contrastive method "
+                f"(one loss call on the dense and the twin's projections), got "
+                f"method={method!r}; allowed: {', '.join(PLUGIN_METHODS)}."
             )
     if variant.ts and METHOD_TABLE[method].defaults["temperature"] is None:
         takes = [m for m, spec in METHOD_TABLE.items() if spec.defaults["temperature"] is not None]
