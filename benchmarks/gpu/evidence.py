@@ -60,12 +60,13 @@ def main(argv: list[str] | None = None) -> int:
     print("== speed (a plain SimCLR step and three SDCLR steps)", flush=True)
     performance = speed.measure(tiny=args.tiny)
     print(f"speed: {performance['wall_s']:.0f} s", flush=True)
-    runs_per_order = len(study_variants(base))
+    variants = study_variants(base)
+    runs_per_order = len(variants)
     jobs = args.jobs or (2 if args.tiny else CLASS_ORDERS * runs_per_order)
     threads = max(1, (os.cpu_count() or 1) // jobs)  # the probes run on the CPU
     base = dataclasses.replace(base, threads=threads)
     smoke_orders = 1 if args.tiny else CLASS_ORDERS
-    tiny_epochs = 2 if any(v.gh for v in study_variants(base)) else 1  # GH: a warm-up epoch
+    tiny_epochs = 2 if any(v.gh for v in variants) else 1  # GH: a warm-up epoch
     smoke = dataclasses.replace(
         base,
         epochs=tiny_epochs if args.tiny else 3,
