@@ -6,6 +6,7 @@ from lightly.loss import BarlowTwinsLoss
 from lightly.models.modules import BarlowTwinsProjectionHead
 from torch import nn
 
+from selfdamage.adapters.heads import lightly_head
 from selfdamage.adapters.registry import register_adapter
 from selfdamage.adapters.two_view import TwoViewAdapter
 
@@ -57,11 +58,7 @@ class BarlowTwinsAdapter(TwoViewAdapter):
 
     _two_samples_because = "Barlow Twins normalizes each projection feature over the batch"
 
-    @staticmethod
-    def default_head(feature_dim: int) -> nn.Module:
-        """lightly's ``BarlowTwinsProjectionHead(feature_dim, 2048, 2048)``."""
-        module: nn.Module = BarlowTwinsProjectionHead(feature_dim, 2048, 2048)
-        return module
+    default_head = lightly_head(BarlowTwinsProjectionHead, 2048, 2048)
 
     @staticmethod
     def default_loss(head: nn.Module) -> nn.Module:

@@ -15,6 +15,7 @@ projection head). The heads are not pruned with the default ``prunable=(nn.Conv2
 from __future__ import annotations
 
 import copy
+import inspect
 from collections.abc import Iterator, Mapping
 from functools import partial
 from typing import Any, ClassVar, cast
@@ -27,15 +28,17 @@ from typing_extensions import Unpack
 from selfdamage._checks import check_bool, check_int, check_module, check_real
 from selfdamage._warnings import warns_at_caller
 from selfdamage.adapters._head_sizes import check_predictor, output_dim
-from selfdamage.adapters._loss_options import (
-    check_schedulable,
-    reject_with_loss,
-    split_schedule,
-)
+from selfdamage.adapters._loss_options import check_schedulable, reject_with_loss
 from selfdamage.adapters._views import check_views
 from selfdamage.adapters.encoder import Encoder
+from selfdamage.adapters.method_options import (
+    MethodOptions,
+    adapter_signature,
+    builder_keywords,
+    take,
+)
 from selfdamage.adapters.method_state import persist_method_state
-from selfdamage.adapters.wrapper_options import WrapperOptions, read_wrapper_options
+from selfdamage.adapters.wrapper_options import read_wrapper_options
 from selfdamage.damage import Damage
 from selfdamage.longtail.per_sample import record_per_sample, why_no_per_sample
 from selfdamage.longtail.temperature import TemperatureSchedule, set_temperature
@@ -49,11 +52,12 @@ class SelfDamagingAdapter(nn.Module):
 
     A method is a subclass that declares its defaults at class level (:meth:`default_head`,
     :meth:`default_loss`) and implements ``forward(x0, x1) -> loss``, typically from
-    :meth:`_online` (one dense pass, one twin pass). A method with keywords of its own (a
-    temperature) lists them in its ``__init__`` and passes them, with the rest, to
-    :meth:`_assemble`, the one body of every adapter's constructor; the options of its
-    default loss go on to ``default_loss(head, **loss_options)``. Modules the method
-    derives from the networks (a momentum copy) come from :meth:`method_modules`.
+    :meth:`_online` (one dense pass, one twin pass). Modules the method derives from the
+    networks (a momentum copy, a support set) come from :meth:`method_modules`. The
+    method's own keywords are declared once, where they are used: a keyword of
+    ``default_loss(head, ...)`` (a temperature) configures the default loss, one of
+    ``method_modules(encoder, *, default_head, ...)`` (a bank size) the method's modules;
+    the constructor takes them, and ``inspect.signature`` shows them.
 
     Args:
         backbone: Any module mapping an input batch to ``feature_dim`` features per
@@ -66,13 +70,15 @@ class SelfDamagingAdapter(nn.Module):
             the SDCLR paper.
         head: The projection head; None for the method's :meth:`default_head`.
         loss: The loss module; None for the method's :meth:`default_loss`.
-        **options: The wrapper options ``damage``, ``baseline``, ``random_ratio``,
-            ``prunable`` and ``twin_norm``, the same on every adapter and documented once:
+        **options: The method's own keywords (documented by each method), and the
+            wrapper options ``damage``, ``baseline``, ``random_ratio``, ``prunable`` and
+            ``twin_norm``, the same on every adapter and documented once:
             :class:`~selfdamage.adapters.wrapper_options.WrapperOptions`.
 
     Raises:
         TypeError: If ``backbone``, ``head``, ``predictor`` or ``loss`` is not an
-            ``nn.Module``, ``backbone`` contains a wrapper, an option has the wrong type,
+            ``nn.Module``, ``backbone`` contains a wrapper, a keyword is not the
+            method's or the wrapper's, an option has the wrong type,
             a removed spelling is used (the message names its replacement), or
             ``temperature=`` is a schedule and the loss has no float ``temperature``.
         ValueError: If ``feature_dim`` is not positive, a default cannot be sized from the
@@ -84,8 +90,11 @@ class SelfDamagingAdapter(nn.Module):
     loss: nn.Module
     temperature_schedule: TemperatureSchedule | None
 
+    __signature__: ClassVar[inspect.Signature | None]
     # Why the method's loss needs 2 samples per view in any mode, or None if it does not.
     _two_samples_because: ClassVar[str | None] = None
+    # Whether the method has a prediction head, and so takes predictor=.
+    _takes_predictor: ClassVar[bool] = False
 
     @warns_at_caller
     def __init__(
@@ -96,9 +105,28 @@ class SelfDamagingAdapter(nn.Module):
         *,
         head: nn.Module | None = None,
         loss: nn.Module | None = None,
-        **options: Unpack[WrapperOptions],
+        **options: Unpack[MethodOptions],
     ) -> None:
         self._assemble(backbone, feature_dim, prune_ratio, options, head=head, loss=loss)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # help() and inspect.signature() show the keywords this class takes; a class
+        # with an __init__ of its own shows that one.
+        own_init = cls.__init__ is not SelfDamagingAdapter.__init__
+        cls.__signature__ = None if own_init else adapter_signature(cls.__init__, cls._keywords())
+
+    @classmethod
+    def _keywords(cls) -> list[inspect.Parameter]:
+        """The keywords the class takes besides ``head``, ``loss`` and the wrapper options."""
+        predictor = inspect.Parameter(
+            "predictor", inspect.Parameter.KEYWORD_ONLY, default=None, annotation="nn.Module | None"
+        )
+        return [
+            *([predictor] if cls._takes_predictor else []),
+            *builder_keywords(cls.default_loss),
+            *builder_keywords(cls.method_modules),
+        ]
 
     def _assemble(
         self,
@@ -109,17 +137,19 @@ class SelfDamagingAdapter(nn.Module):
         *,
         head: nn.Module | None,
         loss: nn.Module | None,
-        predictor: nn.Module | None = None,
-        **loss_options: Any,
+        **keywords: Any,
     ) -> None:
         """Builds the adapter from its arguments: the body of every adapter's ``__init__``.
 
-        Resolves the head, predictor and loss (in that order, defaults from the class),
-        checks them, then builds :meth:`method_modules`, the wrapper and the method state.
-        ``loss_options`` (e.g. ``temperature=``) configure the default loss only; a
+        ``options`` and ``keywords`` are the keywords given besides ``head`` and ``loss``;
+        each goes to what it configures: ``predictor``, the options of
+        :meth:`default_loss` (refused next to ``loss``), those of :meth:`method_modules`,
+        the wrapper options, and a
         :class:`~selfdamage.longtail.temperature.TemperatureSchedule` given as
-        ``temperature=`` becomes the submodule ``temperature_schedule`` instead, and drives
-        the loss's temperature (given or default), which it must have.
+        ``temperature=``, which becomes the submodule ``temperature_schedule`` and drives
+        the loss's temperature (given or default), which it must have. Resolves the head,
+        predictor and loss (in that order, defaults from the class), checks them, then
+        builds the method modules, the wrapper and the method state.
         """
         nn.Module.__init__(self)
         feature_dim = check_int(
@@ -130,12 +160,18 @@ class SelfDamagingAdapter(nn.Module):
             fix="Pass the number of features per sample that the backbone outputs "
             "(512 for a ResNet-18).",
         )
+        given = {**options, **keywords}
+        schedule: TemperatureSchedule | None = None
+        if isinstance(given.get("temperature"), TemperatureSchedule):
+            schedule = given.pop("temperature")
+        predictor = given.pop("predictor", None) if self._takes_predictor else None
+        loss_options = take(given, [p.name for p in builder_keywords(self.default_loss)])
+        module_options = take(given, [p.name for p in builder_keywords(self.method_modules)])
         default_head = head is None
         head = check_module("head", self.default_head(feature_dim) if default_head else head)
         if predictor is None:
             predictor = self.default_predictor(head, feature_dim)
         predictor = None if predictor is None else check_predictor(predictor, head)
-        schedule, loss_options, options = split_schedule(loss_options, options)
         reject_with_loss(loss, **loss_options)
         loss = self.default_loss(head, **loss_options) if loss is None else loss
         self.check_loss(check_module("loss", loss), head)
@@ -148,9 +184,9 @@ class SelfDamagingAdapter(nn.Module):
                 f"backbone contains a SelfDamagingWrapper at {nested or 'its root'!r}; the "
                 "adapter builds its own wrapper. Pass the bare backbone (wrapper.model)."
             )
-        self.baseline, wrapper_options = read_wrapper_options(options, type(self).__name__)
+        self.baseline, wrapper_options = read_wrapper_options(given, type(self).__name__)
         encoder = Encoder(backbone, head, feature_dim, predictor)
-        derived = self.method_modules(encoder, default_head=default_head)
+        derived = self.method_modules(encoder, default_head=default_head, **module_options)
         self.wrapper = SelfDamagingWrapper(encoder, prune_ratio, **wrapper_options)
         self.loss = loss
         for name, module in derived.items():
@@ -306,21 +342,7 @@ class PredictorAdapter(SelfDamagingAdapter):
     size to itself.
     """
 
-    @warns_at_caller
-    def __init__(
-        self,
-        backbone: nn.Module,
-        feature_dim: int = 512,
-        prune_ratio: float = DEFAULT_PRUNE_RATIO,
-        *,
-        head: nn.Module | None = None,
-        predictor: nn.Module | None = None,
-        loss: nn.Module | None = None,
-        **options: Unpack[WrapperOptions],
-    ) -> None:
-        self._assemble(
-            backbone, feature_dim, prune_ratio, options, head=head, loss=loss, predictor=predictor
-        )
+    _takes_predictor = True
 
 
 class MomentumAdapter(SelfDamagingAdapter):

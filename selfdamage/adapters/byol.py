@@ -8,6 +8,7 @@ from torch import Tensor, nn
 from selfdamage.adapters._head_sizes import predictor_dim
 from selfdamage.adapters._loss_options import negative_cosine_similarity
 from selfdamage.adapters.base import MomentumAdapter, PredictorAdapter
+from selfdamage.adapters.heads import lightly_head
 from selfdamage.adapters.registry import register_adapter
 
 __all__ = ["BYOLAdapter"]
@@ -56,11 +57,7 @@ class BYOLAdapter(PredictorAdapter, MomentumAdapter):
         True
     """
 
-    @staticmethod
-    def default_head(feature_dim: int) -> nn.Module:
-        """lightly's ``BYOLProjectionHead(feature_dim, 4096, 256)``."""
-        module: nn.Module = BYOLProjectionHead(feature_dim, 4096, 256)
-        return module
+    default_head = lightly_head(BYOLProjectionHead, 4096, 256)
 
     @staticmethod
     def default_predictor(head: nn.Module, feature_dim: int) -> nn.Module:

@@ -1,6 +1,9 @@
-"""The SDCLR authors' projection head, for a like-for-like comparison with their code."""
+"""The projection heads: the SDCLR authors', and lightly's as a method's default head."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 from torch import Tensor, nn
 
@@ -80,3 +83,34 @@ class SDCLRProjectionHead(nn.Module):
         """The projection of features ``x`` of shape ``(N, input_dim)``: ``(N, output_dim)``."""
         out: Tensor = self.layers(x)
         return out
+
+
+def lightly_head(
+    head: Callable[..., nn.Module], hidden: int | None, output: int, **options: Any
+) -> Any:
+    """A method's ``default_head``, declared in one line at class level.
+
+    ``default_head(feature_dim)`` is ``head(feature_dim, hidden, output, **options)``, with
+    ``hidden=None`` for a hidden layer as wide as the input. A ``staticmethod``, typed
+    ``Any`` so that it overrides the base's method.
+
+    Examples:
+        >>> from lightly.models.modules import MoCoProjectionHead
+        >>> class Method:
+        ...     default_head = lightly_head(MoCoProjectionHead, None, 128)
+        >>> Method.default_head.__doc__
+        "lightly's ``MoCoProjectionHead(feature_dim, feature_dim, 128)``."
+        >>> Method.default_head(16).layers[0].in_features
+        16
+    """
+    arguments = ", ".join(
+        ["feature_dim", "feature_dim" if hidden is None else str(hidden), str(output)]
+        + [f"{name}={value!r}" for name, value in options.items()]
+    )
+
+    def default_head(feature_dim: int) -> nn.Module:
+        width = feature_dim if hidden is None else hidden
+        return head(feature_dim, width, output, **options)
+
+    default_head.__doc__ = f"lightly's ``{getattr(head, '__name__', head)}({arguments})``."
+    return staticmethod(default_head)

@@ -6,17 +6,13 @@ import torch
 from lightly.loss import NTXentLoss
 from lightly.models.modules import MoCoProjectionHead
 from torch import Tensor, nn
-from typing_extensions import Unpack
 
 from selfdamage._checks import check_int
-from selfdamage._warnings import warns_at_caller
 from selfdamage.adapters._head_sizes import head_output_dim, output_dim
 from selfdamage.adapters._loss_options import default_temperature, memory_bank
 from selfdamage.adapters.base import MomentumAdapter
+from selfdamage.adapters.heads import lightly_head
 from selfdamage.adapters.registry import register_adapter
-from selfdamage.adapters.wrapper_options import WrapperOptions
-from selfdamage.longtail.temperature import TemperatureSchedule
-from selfdamage.wrapper import DEFAULT_PRUNE_RATIO
 
 __all__ = ["MoCoAdapter"]
 
@@ -94,35 +90,7 @@ class MoCoAdapter(MomentumAdapter):
         8
     """
 
-    @warns_at_caller
-    def __init__(
-        self,
-        backbone: nn.Module,
-        feature_dim: int = 512,
-        prune_ratio: float = DEFAULT_PRUNE_RATIO,
-        *,
-        head: nn.Module | None = None,
-        loss: nn.Module | None = None,
-        temperature: float | TemperatureSchedule | None = None,
-        memory_bank_size: int | None = None,
-        **options: Unpack[WrapperOptions],
-    ) -> None:
-        self._assemble(
-            backbone,
-            feature_dim,
-            prune_ratio,
-            options,
-            head=head,
-            loss=loss,
-            temperature=temperature,
-            memory_bank_size=memory_bank_size,
-        )
-
-    @staticmethod
-    def default_head(feature_dim: int) -> nn.Module:
-        """lightly's ``MoCoProjectionHead(feature_dim, feature_dim, 128)``."""
-        module: nn.Module = MoCoProjectionHead(feature_dim, feature_dim, 128)
-        return module
+    default_head = lightly_head(MoCoProjectionHead, None, 128)
 
     @staticmethod
     def default_loss(

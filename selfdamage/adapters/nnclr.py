@@ -9,18 +9,14 @@ from lightly.models.modules import (
     NNMemoryBankModule,
 )
 from torch import Tensor, nn
-from typing_extensions import Unpack
 
 from selfdamage._checks import check_bool, check_int
-from selfdamage._warnings import warns_at_caller
 from selfdamage.adapters._head_sizes import head_output_dim
 from selfdamage.adapters._loss_options import default_temperature, memory_bank
 from selfdamage.adapters.base import PredictorAdapter
-from selfdamage.adapters.method_state import persist_method_state
+from selfdamage.adapters.encoder import Encoder
+from selfdamage.adapters.heads import lightly_head
 from selfdamage.adapters.registry import register_adapter
-from selfdamage.adapters.wrapper_options import WrapperOptions
-from selfdamage.longtail.temperature import TemperatureSchedule
-from selfdamage.wrapper import DEFAULT_PRUNE_RATIO
 
 __all__ = ["NNCLRAdapter"]
 
@@ -103,49 +99,7 @@ class NNCLRAdapter(PredictorAdapter):
 
     memory_bank: NNMemoryBankModule
 
-    @warns_at_caller
-    def __init__(
-        self,
-        backbone: nn.Module,
-        feature_dim: int = 512,
-        prune_ratio: float = DEFAULT_PRUNE_RATIO,
-        *,
-        head: nn.Module | None = None,
-        predictor: nn.Module | None = None,
-        loss: nn.Module | None = None,
-        temperature: float | TemperatureSchedule | None = None,
-        memory_bank_size: int = 4096,
-        gather_distributed: bool = False,
-        **options: Unpack[WrapperOptions],
-    ) -> None:
-        check_bool("gather_distributed", gather_distributed)
-        size = check_int(
-            "memory_bank_size",
-            memory_bank_size,
-            1,
-            what="a positive number of projections",
-            fix="NNCLR needs a support set; lightly's example uses 4096.",
-        )
-        self._assemble(
-            backbone,
-            feature_dim,
-            prune_ratio,
-            options,
-            head=head,
-            loss=loss,
-            predictor=predictor,
-            temperature=temperature,
-        )
-        # The method's state, after the networks: the dense projections' support set.
-        self.memory_bank = NNMemoryBankModule(size=(size, _projection_dim(self._encoder.head)))
-        self.memory_bank.gather_distributed = gather_distributed
-        persist_method_state(self.memory_bank, None)
-
-    @staticmethod
-    def default_head(feature_dim: int) -> nn.Module:
-        """lightly's ``NNCLRProjectionHead(feature_dim, feature_dim, 128)``."""
-        module: nn.Module = NNCLRProjectionHead(feature_dim, feature_dim, 128)
-        return module
+    default_head = lightly_head(NNCLRProjectionHead, None, 128)
 
     @staticmethod
     def default_predictor(head: nn.Module, feature_dim: int) -> nn.Module:
@@ -159,6 +113,28 @@ class NNCLRAdapter(PredictorAdapter):
         """``NTXentLoss(temperature)``, by default at 0.1 (the NNCLR paper's)."""
         module: nn.Module = NTXentLoss(temperature=default_temperature(temperature, 0.1))
         return module
+
+    def method_modules(
+        self,
+        encoder: Encoder,
+        *,
+        default_head: bool,
+        memory_bank_size: int = 4096,
+        gather_distributed: bool = False,
+    ) -> dict[str, nn.Module]:
+        """The support set, ``memory_bank``: lightly's ``NNMemoryBankModule`` of the dense
+        projections, ``memory_bank_size`` of them."""
+        check_bool("gather_distributed", gather_distributed)
+        size = check_int(
+            "memory_bank_size",
+            memory_bank_size,
+            1,
+            what="a positive number of projections",
+            fix="NNCLR needs a support set; lightly's example uses 4096.",
+        )
+        bank = NNMemoryBankModule(size=(size, _projection_dim(encoder.head)))
+        bank.gather_distributed = gather_distributed
+        return {"memory_bank": bank}
 
     def check_loss(self, loss: nn.Module, head: nn.Module) -> None:
         """Raises if ``loss`` has a memory bank: the support set is the adapter's own."""

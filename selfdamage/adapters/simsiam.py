@@ -8,6 +8,7 @@ from torch import Tensor, nn
 from selfdamage.adapters._head_sizes import predictor_dim
 from selfdamage.adapters._loss_options import negative_cosine_similarity
 from selfdamage.adapters.base import PredictorAdapter
+from selfdamage.adapters.heads import lightly_head
 from selfdamage.adapters.registry import register_adapter
 
 __all__ = ["SimSiamAdapter"]
@@ -57,11 +58,7 @@ class SimSiamAdapter(PredictorAdapter):
         True
     """
 
-    @staticmethod
-    def default_head(feature_dim: int) -> nn.Module:
-        """lightly's ``SimSiamProjectionHead(feature_dim, feature_dim, 128)``."""
-        module: nn.Module = SimSiamProjectionHead(feature_dim, feature_dim, 128)
-        return module
+    default_head = lightly_head(SimSiamProjectionHead, None, 128)
 
     @staticmethod
     def default_predictor(head: nn.Module, feature_dim: int) -> nn.Module:

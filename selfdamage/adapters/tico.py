@@ -5,15 +5,12 @@ from __future__ import annotations
 from lightly.loss import TiCoLoss
 from lightly.models.modules.heads import TiCoProjectionHead
 from torch import Tensor, nn
-from typing_extensions import Unpack
 
 from selfdamage._checks import check_real
-from selfdamage._warnings import warns_at_caller
 from selfdamage.adapters._head_sizes import head_output_dim
 from selfdamage.adapters.base import MomentumAdapter
+from selfdamage.adapters.heads import lightly_head
 from selfdamage.adapters.registry import register_adapter
-from selfdamage.adapters.wrapper_options import WrapperOptions
-from selfdamage.wrapper import DEFAULT_PRUNE_RATIO
 
 __all__ = ["TiCoAdapter"]
 
@@ -88,28 +85,7 @@ class TiCoAdapter(MomentumAdapter):
 
     _two_samples_because = "lightly's TiCoLoss needs a batch covariance"
 
-    @warns_at_caller
-    def __init__(
-        self,
-        backbone: nn.Module,
-        feature_dim: int = 512,
-        prune_ratio: float = DEFAULT_PRUNE_RATIO,
-        *,
-        head: nn.Module | None = None,
-        loss: TiCoLoss | None = None,
-        beta: float | None = None,
-        rho: float | None = None,
-        **options: Unpack[WrapperOptions],
-    ) -> None:
-        self._assemble(
-            backbone, feature_dim, prune_ratio, options, head=head, loss=loss, beta=beta, rho=rho
-        )
-
-    @staticmethod
-    def default_head(feature_dim: int) -> nn.Module:
-        """lightly's ``TiCoProjectionHead(feature_dim, 4096, 256)``."""
-        module: nn.Module = TiCoProjectionHead(feature_dim, 4096, 256)
-        return module
+    default_head = lightly_head(TiCoProjectionHead, 4096, 256)
 
     @staticmethod
     def default_loss(

@@ -7,14 +7,10 @@ from typing import ClassVar
 
 from lightly.models.modules import SimCLRProjectionHead
 from torch import Tensor, nn
-from typing_extensions import Unpack
 
-from selfdamage._warnings import warns_at_caller
 from selfdamage.adapters._loss_options import default_temperature, memory_bank
 from selfdamage.adapters.base import SelfDamagingAdapter
-from selfdamage.adapters.wrapper_options import WrapperOptions
-from selfdamage.longtail.temperature import TemperatureSchedule
-from selfdamage.wrapper import DEFAULT_PRUNE_RATIO
+from selfdamage.adapters.heads import lightly_head
 
 __all__ = ["TwoViewAdapter"]
 
@@ -141,33 +137,7 @@ class TemperatureTwoView(TwoViewAdapter):
     _loss_class: ClassVar[Callable[..., nn.Module]]  # the default loss, given temperature=
     _temperature: ClassVar[float]  # the default loss's default temperature
 
-    @warns_at_caller
-    def __init__(
-        self,
-        backbone: nn.Module,
-        feature_dim: int = 512,
-        prune_ratio: float = DEFAULT_PRUNE_RATIO,
-        *,
-        head: nn.Module | None = None,
-        loss: nn.Module | None = None,
-        temperature: float | TemperatureSchedule | None = None,
-        **options: Unpack[WrapperOptions],
-    ) -> None:
-        self._assemble(
-            backbone,
-            feature_dim,
-            prune_ratio,
-            options,
-            head=head,
-            loss=loss,
-            temperature=temperature,
-        )
-
-    @staticmethod
-    def default_head(feature_dim: int) -> nn.Module:
-        """lightly's ``SimCLRProjectionHead(feature_dim, feature_dim, 128)``."""
-        module: nn.Module = SimCLRProjectionHead(feature_dim, feature_dim, 128)
-        return module
+    default_head = lightly_head(SimCLRProjectionHead, None, 128)
 
     @classmethod
     def default_loss(cls, head: nn.Module, temperature: float | None = None) -> nn.Module:

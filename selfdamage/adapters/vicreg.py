@@ -6,6 +6,7 @@ from lightly.loss import VICRegLoss
 from lightly.models.modules.heads import VICRegProjectionHead
 from torch import nn
 
+from selfdamage.adapters.heads import lightly_head
 from selfdamage.adapters.registry import register_adapter
 from selfdamage.adapters.two_view import TwoViewAdapter
 
@@ -59,11 +60,7 @@ class VICRegAdapter(TwoViewAdapter):
 
     _two_samples_because = "VICReg's variance and covariance terms are statistics over the batch"
 
-    @staticmethod
-    def default_head(feature_dim: int) -> nn.Module:
-        """lightly's ``VICRegProjectionHead(feature_dim, 2048, 2048, num_layers=2)``."""
-        module: nn.Module = VICRegProjectionHead(feature_dim, 2048, 2048, num_layers=2)
-        return module
+    default_head = lightly_head(VICRegProjectionHead, 2048, 2048, num_layers=2)
 
     @staticmethod
     def default_loss(head: nn.Module) -> nn.Module:
