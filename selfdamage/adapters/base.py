@@ -1,16 +1,4 @@
-"""The adapters' public bases: the wrapped encoder, the two online passes, momentum.
-
-Subclass :class:`SelfDamagingAdapter` (:class:`PredictorAdapter` with a prediction head,
-:class:`MomentumAdapter` with a momentum copy) to bring another two-branch method to
-SDCLR, and register it with :func:`~selfdamage.adapters.register_adapter`; the recipe is
-in :doc:`/architecture`.
-
-Every adapter wraps ONE module, :class:`Encoder` (``backbone -> flatten(1) -> head``, plus
-a predictor), in a :class:`~selfdamage.wrapper.SelfDamagingWrapper`. The heads' Linear
-weights are therefore shared between the dense and the damaged branch while their
-BatchNorm layers get twin state, like the backbone's ("dual BN" in the reference code's
-projection head). The heads are not pruned with the default ``prunable=(nn.Conv2d,)``.
-"""
+"""The adapters' public bases; subclass one for another two-branch method: :doc:`/architecture`."""
 
 from __future__ import annotations
 
@@ -48,42 +36,30 @@ __all__ = ["MomentumAdapter", "PredictorAdapter", "SelfDamagingAdapter"]
 
 
 class SelfDamagingAdapter(nn.Module):
-    """Base of the adapters: one wrapped :class:`Encoder`, a loss, and the wrapper options.
+    """Base of the adapters: one wrapped :class:`Encoder`, a loss, the wrapper options.
 
-    A method is a subclass that declares its defaults at class level (:meth:`default_head`,
-    :meth:`default_loss`) and implements ``forward(x0, x1) -> loss``, typically from
-    :meth:`_online` (one dense pass, one twin pass). Modules the method derives from the
-    networks (a momentum copy, a support set) come from :meth:`method_modules`. The
-    method's own keywords are declared once, where they are used: a keyword of
-    ``default_loss(head, ...)`` (a temperature) configures the default loss, one of
-    ``method_modules(encoder, *, default_head, ...)`` (a bank size) the method's modules;
-    the constructor takes them, and ``inspect.signature`` shows them.
+    A method's own keywords are those of :meth:`default_loss` and :meth:`method_modules`.
 
     Args:
-        backbone: Any module mapping an input batch to ``feature_dim`` features per
-            sample; its output is flattened with ``flatten(start_dim=1)``, so include any
-            global pooling in it. Trained in place; also reachable as ``self.backbone``.
-        feature_dim: The backbone's number of output features per sample (512 for a
-            ResNet-18).
-        prune_ratio: Shorthand for ``damage=WeightDamage(prune_ratio, ...)``: fraction of
-            the prunable weights the twin loses, 0.9 on CIFAR and 0.3 on ImageNet-100 in
-            the SDCLR paper.
+        backbone: Maps an input batch to ``feature_dim`` features per sample after
+            ``flatten(start_dim=1)`` (include any global pooling). Trained in place.
+        feature_dim: The backbone's output features per sample (512 for a ResNet-18).
+        prune_ratio: Fraction of the prunable weights the twin loses (shorthand for
+            ``damage=WeightDamage(prune_ratio, ...)``); 0.9 on CIFAR, 0.3 on ImageNet-100
+            in the SDCLR paper.
         head: The projection head; None for the method's :meth:`default_head`.
         loss: The loss module; None for the method's :meth:`default_loss`.
-        **options: The method's own keywords (documented by each method), and the
-            wrapper options ``damage``, ``baseline``, ``random_ratio``, ``prunable`` and
-            ``twin_norm``, the same on every adapter and documented once:
+        **options: The method's own keywords (see each method) and the wrapper options:
             :class:`~selfdamage.adapters.wrapper_options.WrapperOptions`.
 
     Raises:
-        TypeError: If ``backbone``, ``head``, ``predictor`` or ``loss`` is not an
-            ``nn.Module``, ``backbone`` contains a wrapper, a keyword is not the
-            method's or the wrapper's, an option has the wrong type,
-            a removed spelling is used (the message names its replacement), or
-            ``temperature=`` is a schedule and the loss has no float ``temperature``.
+        TypeError: If ``backbone``, ``head``, ``predictor`` or ``loss`` is not a module,
+            ``backbone`` holds a wrapper, a keyword is unknown, removed (the message names
+            its replacement) or mistyped, or ``temperature=`` is a schedule for a loss
+            without a float ``temperature``.
         ValueError: If ``feature_dim`` is not positive, a default cannot be sized from the
-            head, ``predictor`` does not map the head's output to itself, a wrapper option is
-            out of range, or a shorthand is given together with ``damage``.
+            head, ``predictor`` does not map the head's output to itself, a wrapper option
+            is out of range, or a shorthand is given together with ``damage``.
     """
 
     wrapper: SelfDamagingWrapper
@@ -111,8 +87,7 @@ class SelfDamagingAdapter(nn.Module):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        # help() and inspect.signature() show the keywords this class takes; a class
-        # with an __init__ of its own shows that one.
+        # help() and inspect.signature() show the keywords taken, or an own __init__'s.
         own_init = cls.__init__ is not SelfDamagingAdapter.__init__
         cls.__signature__ = None if own_init else adapter_signature(cls.__init__, cls._keywords())
 
@@ -139,17 +114,13 @@ class SelfDamagingAdapter(nn.Module):
         loss: nn.Module | None,
         **keywords: Any,
     ) -> None:
-        """Builds the adapter from its arguments: the body of every adapter's ``__init__``.
+        """The body of every adapter's ``__init__``.
 
-        ``options`` and ``keywords`` are the keywords given besides ``head`` and ``loss``;
-        each goes to what it configures: ``predictor``, the options of
-        :meth:`default_loss` (refused next to ``loss``), those of :meth:`method_modules`,
-        the wrapper options, and a
-        :class:`~selfdamage.longtail.temperature.TemperatureSchedule` given as
-        ``temperature=``, which becomes the submodule ``temperature_schedule`` and drives
-        the loss's temperature (given or default), which it must have. Resolves the head,
-        predictor and loss (in that order, defaults from the class), checks them, then
-        builds the method modules, the wrapper and the method state.
+        Routes ``options`` and ``keywords``: ``predictor``; :meth:`default_loss`'s options
+        (refused next to ``loss``); :meth:`method_modules`'s; the wrapper options; and a
+        ``TemperatureSchedule`` as ``temperature=``, kept as ``temperature_schedule`` to
+        drive the (given or default) loss's float ``temperature``. Builds head, predictor,
+        loss (in that order), method modules, wrapper, method state.
         """
         nn.Module.__init__(self)
         feature_dim = check_int(
@@ -197,11 +168,7 @@ class SelfDamagingAdapter(nn.Module):
 
     @staticmethod
     def default_head(feature_dim: int) -> nn.Module:
-        """The method's projection head for ``feature_dim`` input features.
-
-        Raises:
-            TypeError: Here, where there is no default head: pass ``head=``.
-        """
+        """The method's projection head for ``feature_dim`` features; here a TypeError."""
         raise TypeError("head must be a torch.nn.Module, got None; pass head=.")
 
     @staticmethod
@@ -211,11 +178,7 @@ class SelfDamagingAdapter(nn.Module):
 
     @staticmethod
     def default_loss(head: nn.Module) -> nn.Module:
-        """The method's loss, for the projections of ``head``.
-
-        Raises:
-            TypeError: Here, where there is no default loss: pass ``loss=``.
-        """
+        """The method's loss, for the projections of ``head``; here a TypeError."""
         raise TypeError("loss must be a torch.nn.Module, got None; pass loss=.")
 
     def check_loss(self, loss: nn.Module, head: nn.Module) -> None:
@@ -224,10 +187,8 @@ class SelfDamagingAdapter(nn.Module):
     def method_modules(self, encoder: Encoder, *, default_head: bool) -> dict[str, nn.Module]:
         """Modules the method derives from the networks, registered after ``loss``; none here.
 
-        Called once the head, predictor and loss are resolved, before the wrapper exists.
-
         Args:
-            encoder: The dense encoder the wrapper will wrap.
+            encoder: The dense encoder, before the wrapper exists.
             default_head: Whether the head is the method's :meth:`default_head`.
         """
         return {}
@@ -248,15 +209,7 @@ class SelfDamagingAdapter(nn.Module):
         return self._encoder.backbone
 
     def _online(self, x0: Tensor, x1: Tensor, **kwargs: Any) -> tuple[Any, Any]:
-        """The two online passes: ``x0`` through the dense encoder, ``x1`` through the twin.
-
-        With ``baseline=True`` both go through the dense encoder. Checks the views first
-        (:meth:`check_views`), so every adapter's ``forward`` rejects a bad pair before
-        any pass, any BatchNorm update and any enqueue. ``kwargs`` go to
-        :meth:`Encoder.forward` (``with_projection=True``). With a temperature schedule,
-        first sets the loss's temperature to ``temperature_schedule.value`` (one host-side
-        attribute write).
-        """
+        """Views checked, temperature scheduled; ``x0`` dense, ``x1`` twin (dense if baseline)."""
         self.check_views(x0, x1)
         if self.temperature_schedule is not None:
             set_temperature(self.loss, self.temperature_schedule.value)
@@ -269,15 +222,13 @@ class SelfDamagingAdapter(nn.Module):
     ) -> Any:
         """The step, :meth:`forward`; with ``return_per_sample=True``, ``(loss, per_sample)``.
 
-        ``per_sample`` is each sample's loss in this step, detached, shape ``(N,)``, from
-        the inputs of the step's own loss calls (the dense-twin pairs, the scheduled
-        temperature, the bank, center or covariance before the step): no pass is added.
-        Its mean is the loss (the mean of the forward's loss calls, as in every adapter
-        here). Methods and why: :doc:`/toolkit` (BCL). Without it, ``forward``'s result.
+        ``per_sample``: each sample's loss in this step, detached, shape ``(N,)``, from the
+        inputs of the step's own loss calls (no pass added); its mean is the loss. See
+        :ref:`per-sample-losses`.
 
         Raises:
-            ValueError: If the loss has no per-sample form (Barlow Twins, VICReg: batch
-                statistics), before any pass.
+            ValueError: If the loss has no per-sample form (Barlow Twins, VICReg), before
+                any pass.
 
         Examples:
             >>> from selfdamage.adapters import SimCLRAdapter
@@ -302,11 +253,6 @@ class SelfDamagingAdapter(nn.Module):
     def check_views(self, x0: object, x1: object) -> None:
         """Raises unless ``x0`` and ``x1`` are a pair of batches this method can train on.
 
-        Both views' rows are positive pairs, so they must have the same batch size (and,
-        from the same transform, the same dtype and shape), at least one sample, and 2 where
-        a training ``BatchNorm1d`` or the method's loss (TiCo, DCL, DCLW, VICReg, Barlow
-        Twins) needs them. Inputs that are both not tensors are not checked.
-
         Raises:
             TypeError: If one view is a tensor and the other is not.
             ValueError: If the views do not fit each other or the method.
@@ -319,14 +265,11 @@ class SelfDamagingAdapter(nn.Module):
         self.wrapper.refresh_mask()
 
     def embed(self, x: Tensor) -> Tensor:
-        """Dense backbone features for evaluation, flattened to ``(N, feature_dim)``.
-
-        No head, no twin. The train/eval mode is left as it is: call ``.eval()`` first so
-        BatchNorm uses its running statistics, and ``torch.no_grad()`` to extract
-        features without building a graph.
+        """Dense backbone features (no head, no twin), flattened to ``(N, feature_dim)``.
 
         Args:
-            x: An input batch, e.g. images of shape ``(N, C, H, W)``.
+            x: An input batch; the mode is left as it is: call ``.eval()`` (and use
+                ``torch.no_grad()``) first.
         """
         return self._encoder.features(x)
 
@@ -337,22 +280,16 @@ class SelfDamagingAdapter(nn.Module):
 class PredictorAdapter(SelfDamagingAdapter):
     """An adapter with a prediction head after the projection head (BYOL, SimSiam, NNCLR).
 
-    Takes the arguments of :class:`SelfDamagingAdapter`, and ``predictor``: the prediction
-    head, None for the method's :meth:`default_predictor`; it must map the head's output
-    size to itself.
+    ``predictor=``: None for :meth:`default_predictor`; it maps the head's output to itself.
     """
 
     _takes_predictor = True
 
 
 class MomentumAdapter(SelfDamagingAdapter):
-    """An adapter with a momentum (EMA) copy of the dense backbone and projection head.
+    """An adapter with ``momentum_encoder``, an EMA copy of the dense backbone and head.
 
-    The copy, ``momentum_encoder``, is made of the dense modules only, never of the wrapper,
-    so masks and twin state are not in it; its parameters do not require gradients. It
-    excludes a predictor: its parameters mirror ``backbone`` and ``head`` one to one. A
-    method that builds its momentum head otherwise (DINO's teacher) overrides
-    :meth:`momentum_head`.
+    No masks, twin state, predictor or gradients in it; DINO overrides :meth:`momentum_head`.
     """
 
     momentum_encoder: Encoder
@@ -371,10 +308,6 @@ class MomentumAdapter(SelfDamagingAdapter):
     @torch.no_grad()
     def update_momentum(self, m: float) -> None:
         """Moves the momentum encoder towards the dense one: ``ema = m * ema + (1 - m) * w``.
-
-        Only parameters are averaged (lightly's ``update_momentum``); the momentum
-        encoder's BatchNorm running statistics come from its own forward passes. Call it
-        once per step, before the forward pass, as lightly's examples do.
 
         Args:
             m: The momentum, in ``[0, 1]``; 1 leaves the momentum encoder unchanged.

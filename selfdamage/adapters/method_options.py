@@ -20,14 +20,10 @@ _FIXED = frozenset({"self", "head", "encoder", "default_head"})
 class MethodOptions(WrapperOptions, total=False):
     """The keywords an adapter takes besides ``head`` and ``loss``: the methods' and the wrapper's.
 
-    Every adapter's signature ends in ``**options: Unpack[MethodOptions]``, so a type checker
-    knows each keyword's type. Which of them an adapter takes is its own: the wrapper
-    options (:class:`~selfdamage.adapters.wrapper_options.WrapperOptions`), ``predictor``
-    where it has a prediction head, the options of its ``default_loss`` and of its
-    ``method_modules``. ``inspect.signature`` and ``help()`` show exactly those, and any
-    other keyword raises a ``TypeError`` at construction. ``temperature`` also takes a
-    :class:`~selfdamage.longtail.temperature.TemperatureSchedule` on any adapter whose loss
-    has a float ``temperature``. The meaning of each keyword is in its adapter's docstring.
+    Typed once for ``**options: Unpack[MethodOptions]``. An adapter takes the wrapper options,
+    ``predictor`` where it has one, and its builders' keywords (what ``inspect.signature``
+    shows; others raise a ``TypeError``); ``temperature`` also takes a ``TemperatureSchedule``
+    where the loss has a float ``temperature``. Meanings: each adapter's docstring.
 
     Examples:
         >>> import inspect
@@ -78,11 +74,7 @@ def take(given: dict[str, Any], names: Iterable[str]) -> dict[str, Any]:
 def adapter_signature(
     init: Callable[..., Any], keywords: Iterable[inspect.Parameter]
 ) -> inspect.Signature:
-    """The signature of an adapter class: ``init``'s, with ``keywords`` before ``**options``.
-
-    Each keyword has the type :class:`MethodOptions` declares for callers (a temperature
-    may be a schedule); ``**options`` is then only the wrapper options.
-    """
+    """``init``'s signature with ``keywords`` (typed per MethodOptions) before ``**options``."""
     *named, options = list(inspect.signature(init).parameters.values())[1:]  # no self
     declared = [keyword.replace(annotation=_declared_type(keyword)) for keyword in keywords]
     options = options.replace(annotation="Unpack[WrapperOptions]")
