@@ -1,44 +1,18 @@
 """SDCLR for lightly's two-branch methods: each adapter is a module whose forward is the loss.
 
-- :class:`SimCLRAdapter` — SimCLR with a damaged twin: SDCLR as in the paper.
-- :class:`MoCoAdapter` — symmetric MoCo v2: momentum key encoder, memory bank.
-- :class:`BYOLAdapter` — BYOL: predictor, momentum target network.
-- :class:`SimSiamAdapter` — SimSiam: predictor, stop-gradient targets.
-- :class:`NNCLRAdapter` — NNCLR: nearest neighbours from a support set of dense projections.
-- :class:`TiCoAdapter` — symmetric TiCo: momentum targets, a running covariance.
-- :class:`DINOAdapter` — DINO on two global crops: momentum teacher, centering.
-- :class:`BarlowTwinsAdapter`, :class:`VICRegAdapter`, :class:`DCLAdapter`,
-  :class:`DCLWAdapter` — Barlow Twins, VICReg, DCL and DCLW: a loss on the two projections.
-- :class:`TwoViewAdapter` — any method whose step is ``loss(z0, z1)`` on the two online
-  projections, with your head and loss (the base of SimCLR and the four above).
-- :class:`SDCLRProjectionHead` — the SDCLR reference code's 3-layer projection head, to
-  pass as ``head=``.
-- :data:`ADAPTERS` — method name -> adapter class; each adapter registers itself with
-  :func:`register_adapter` where it is defined.
+- :class:`SimCLRAdapter` (SDCLR as in the paper), :class:`MoCoAdapter` (symmetric MoCo v2),
+  :class:`BYOLAdapter`, :class:`SimSiamAdapter`, :class:`NNCLRAdapter`,
+  :class:`TiCoAdapter` (symmetric), :class:`DINOAdapter` (two global crops),
+  :class:`BarlowTwinsAdapter`, :class:`VICRegAdapter`, :class:`DCLAdapter`, :class:`DCLWAdapter`.
+- :class:`TwoViewAdapter`: any method whose step is ``loss(z0, z1)`` on the two projections.
+- :class:`SDCLRProjectionHead`: the SDCLR reference code's head, to pass as ``head=``.
+- :data:`ADAPTERS`: method name -> adapter class, filled by :func:`register_adapter`.
 - :class:`SelfDamagingAdapter`, :class:`PredictorAdapter`, :class:`MomentumAdapter`,
-  :class:`Encoder` — the bases, for a method that is not a loss on two projections.
+  :class:`Encoder`: the bases, for other methods.
 
-The rule they share: the base method makes two online passes per step with a symmetric
-loss; SDCLR sends one of them through the damaged twin (``wrapper.damaged``) and the other
-through the dense model, and changes nothing else, so a step costs what a step of the base
-method costs. ``baseline=True`` gives the base method itself, for fair baselines. SDCLR
-defines only the SimCLR variant; for the other methods, damaging one of the two online
-passes is this library's choice, following the paper's argument that the idea applies to
-any two-branch method. Momentum copies, banks and running statistics follow the *dense*
-model, the one that is evaluated: the twin never feeds them.
-
-Common interface: ``Adapter(backbone, feature_dim, prune_ratio, *, head=, loss=, ...,
-**options)`` with the method's own options and the wrapper options (``damage=``,
-``baseline=``, ``random_ratio=``, ``prunable=``, ``twin_norm=``:
-:class:`~selfdamage.adapters.wrapper_options.WrapperOptions`); ``loss = adapter(x0, x1)``, or
-``loss, per_sample = adapter(x0, x1, return_per_sample=True)`` (each sample's loss, no
-extra pass; not for Barlow Twins and VICReg);
-``adapter.refresh_mask()`` once per epoch; ``adapter.embed(x)`` for dense features;
-``adapter.wrapper`` (the :class:`~selfdamage.wrapper.SelfDamagingWrapper`),
-``adapter.damage`` (the strategy), ``adapter.baseline`` and ``adapter.backbone``. MoCo,
-BYOL, TiCo and DINO add ``update_momentum(m)``. Method state (memory banks, NNCLR's support set,
-TiCo's covariance) is in the ``state_dict``, see
-:func:`~selfdamage.adapters.method_state.persist_method_state`.
+One of the two online passes goes through the damaged twin, the other stays dense; momentum
+copies, banks and running statistics follow the dense model; ``baseline=True`` is the base
+method. The common interface and the rule: :doc:`/adapters`; each method: :doc:`/methods`.
 """
 
 from __future__ import annotations

@@ -16,15 +16,7 @@ def output_dim(head: nn.Module) -> int | None:
 
 
 def head_output_dim(head: nn.Module, *, needed_for: str, fix: str) -> int:
-    """:func:`output_dim` of ``head``, for an adapter that cannot do without it.
-
-    Args:
-        head: The projection head.
-        needed_for: What the dimension sizes, e.g. ``"size the memory bank"``.
-        fix: What the user can pass instead, a sentence.
-
-    Raises:
-        ValueError: If the head has no ``nn.Linear``.
+    """:func:`output_dim` of ``head``, or a ValueError: to ``needed_for``, ``fix`` (a sentence).
 
     Examples:
         >>> head_output_dim(nn.Linear(8, 4), needed_for="size the bank", fix="Pass one.")
@@ -54,16 +46,7 @@ def predictor_dim(head: nn.Module, default: str) -> int:
 
 
 def check_predictor(predictor: object, head: nn.Module) -> nn.Module:
-    """Returns ``predictor`` if it maps the head's projections to projections of that size.
-
-    The loss compares each prediction with the other view's projection, so the
-    predictor's first and last ``nn.Linear`` must take and give the head's output size.
-    Sizes that cannot be read (no ``nn.Linear``) are not checked.
-
-    Raises:
-        TypeError: If ``predictor`` is not an ``nn.Module``.
-        ValueError: If the sizes differ.
-    """
+    """``predictor`` if its first and last ``nn.Linear`` take and give the head's output size."""
     predictor = check_module("predictor", predictor)
     size = output_dim(head)
     linears = [m for m in predictor.modules() if isinstance(m, nn.Linear)]

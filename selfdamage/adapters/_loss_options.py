@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 from lightly.loss import NegativeCosineSimilarity
 from lightly.models.modules.memory_bank import MemoryBankModule
 from torch import nn
 
 from selfdamage._checks import check_real
-from selfdamage.longtail.temperature import TemperatureSchedule, temperature_of
+from selfdamage.longtail.temperature import temperature_of
 
 __all__ = [
     "check_schedulable",
@@ -18,7 +15,6 @@ __all__ = [
     "memory_bank",
     "negative_cosine_similarity",
     "reject_with_loss",
-    "split_schedule",
 ]
 
 _SCHEDULED = (
@@ -72,30 +68,6 @@ def memory_bank(loss: nn.Module) -> MemoryBankModule | None:
         if isinstance(module, MemoryBankModule) and module.size[0] > 0:
             return module
     return None
-
-
-def split_schedule(
-    loss_options: Mapping[str, Any], options: Mapping[str, Any]
-) -> tuple[TemperatureSchedule | None, dict[str, Any], dict[str, Any]]:
-    """A schedule given as ``temperature=``, and the loss and wrapper options without it.
-
-    A temperature adapter receives ``temperature`` among its loss options, any other
-    adapter among its wrapper options; a schedule is taken out of either, any other value
-    is left where it is (and checked there as before).
-
-    Examples:
-        >>> from selfdamage.longtail.temperature import ConstantTemperature
-        >>> split_schedule({"temperature": ConstantTemperature(0.2)}, {"baseline": True})
-        (ConstantTemperature(tau=0.2, steps_per_epoch=None), {}, {'baseline': True})
-        >>> split_schedule({"temperature": 0.5}, {})
-        (None, {'temperature': 0.5}, {})
-    """
-    loss_options, options = dict(loss_options), dict(options)
-    for given in (loss_options, options):
-        if isinstance(given.get("temperature"), TemperatureSchedule):
-            schedule: TemperatureSchedule = given.pop("temperature")
-            return schedule, loss_options, options
-    return None, loss_options, options
 
 
 def check_schedulable(owner: str, loss: nn.Module) -> None:

@@ -15,26 +15,8 @@ def check_views(
 ) -> None:
     """Raises unless ``x0`` and ``x1`` are two non-empty batches of the same shape.
 
-    Both views' rows are positive pairs (row ``i`` of ``x0`` and of ``x1`` are views of one
-    sample) and the momentum adapters enqueue one key per row, so a size mismatch would
-    give a loss from misaligned pairs. The two views of a two-view method come from the
-    same transform, so they also have the same dtype and the same shape. A training
-    ``nn.BatchNorm1d`` (lightly's SimCLR and BYOL heads) needs 2 samples per view: it
-    normalizes each feature over the batch. Inputs that are both not tensors (a backbone
-    taking a dict, say) are not checked.
-
-    Args:
-        x0: First views, shape ``(N, ...)``.
-        x1: Second views, of ``x0``'s shape and dtype.
-        training: The model in training mode, whose ``BatchNorm1d`` layers need 2
-            samples; None in eval mode.
-        two_samples_because: Why the method's loss needs 2 samples in any mode; None if it
-            does not.
-
-    Raises:
-        TypeError: If one view is a tensor and the other is not.
-        ValueError: If a view has no batch dimension, the dtypes, batch sizes or shapes
-            differ, a view is empty, or it holds one sample where 2 are needed.
+    ``training``: the encoder in training mode (its ``BatchNorm1d`` need 2 samples), else
+    None; ``two_samples_because``: why the loss needs 2 samples in any mode, or None.
 
     Examples:
         >>> import torch

@@ -25,63 +25,34 @@ _HEAD_SIZES = (512, 64, 2048)
 
 @register_adapter("dino")
 class DINOAdapter(MomentumAdapter):
-    """DINO [1] on two global crops with a self-damaged student pass; ``forward`` returns the loss.
+    """DINO [1] on two global crops with a self-damaged twin; ``forward`` returns the loss::
 
-    The student is the wrapped encoder (backbone and DINO head); of its two passes, one
-    is dense and one goes through the pruned twin. The teacher is the dense momentum
-    network, without gradient::
+        s0, s1 = head(dense(x0)), head_twin(twin(x1))  # student: the wrapped encoder
+        t0, t1 = teacher(x0), teacher(x1)  # dense momentum backbone + teacher head, no gradient
+        loss = DINOLoss([t0, t1], [s0, s1])  # pairs (t0, s1) and (t1, s0)
 
-        s0, s1 = head(dense(x0)), head_twin(twin(x1))
-        t0, t1 = teacher(x0), teacher(x1)             # momentum backbone + teacher head
-        loss = DINOLoss([t0, t1], [s0, s1])           # pairs (t0, s1) and (t1, s0)
-
-    DINO's center (``loss.center``, in the ``state_dict``) is updated once per step from the
-    *teacher* outputs only. The teacher head starts equal to the student head, as in the
-    DINO authors' code (lightly's example leaves it at its own random initialization): the
-    default one is built anew and loaded with the student's weights, a given one is
-    deep-copied. lightly's head uses ``torch.nn.utils.weight_norm``, which keeps its
-    computed weight as a plain attribute that ``copy.deepcopy`` refuses while it carries a
-    graph; the adapter detaches it before copying, so ``copy.deepcopy(adapter)`` and
-    :class:`~selfdamage.ChannelDamage`'s compact twin work (a bare deep copy of the wrapped
-    encoder after a training forward raises torch's RuntimeError: copy the adapter).
-
-    The head's weight-normalized last layer is not pruned: the default
-    ``prunable=(nn.Conv2d,)`` leaves all of the head unpruned, and a ``prunable`` that
-    selects ``nn.Linear`` skips it with a warning (masking a weight-normalized weight
-    would not sparsify what the layer computes). The twin still uses it, shared.
-
-    **Two global crops only.** DINO's local crops are not supported: SDCLR's rule (one of
-    the *two* online passes through the twin) has no unique extension to ``2 + V`` student
-    passes (all local crops through the twin, or split between dense and twin, is each a
-    new method to be calibrated).
-
-    Teacher-temperature warm-up: ``forward`` takes an optional ``epoch``, passed to the
-    loss as lightly's example does; without it the loss uses its final temperature. The
-    default loss (lightly's example: ``DINOLoss(D, warmup_teacher_temp_epochs=5)``)
-    warms up from 0.04 to 0.04, so ``epoch`` changes nothing there; it matters for a
-    loss built with another ``warmup_teacher_temp``. Freezing the last layer in the
-    first epoch (lightly's ``freeze_last_layer=1``) is an explicit call after
-    ``backward``: :meth:`cancel_last_layer_gradients`. The study's training loop calls
-    ``model(x0, x1)`` and neither of them. ``baseline=True`` gives lightly's
-    ``examples/pytorch/dino.py`` on its two global crops, with the same heads and loss.
+    The center (``loss.center``) is updated once per step from the teacher outputs only. The
+    teacher head starts equal to the student head. ``copy.deepcopy`` the adapter, not its
+    wrapped encoder. The head's weight-normalized last layer is never pruned (the twin shares
+    it). No local crops; ``forward(x0, x1, epoch=...)`` and :meth:`cancel_last_layer_gradients`
+    give lightly's teacher-temperature warm-up and last-layer freezing (:doc:`/methods`).
 
     - [0] SDCLR, 2021, https://arxiv.org/abs/2106.02990
     - [1] DINO, 2021, https://arxiv.org/abs/2104.14294
 
     Args:
         backbone, feature_dim, prune_ratio: As on every adapter (and ``**options``).
-        head: The student head. Defaults to lightly's ``DINOProjectionHead(feature_dim,
-            512, 64, 2048, freeze_last_layer=1)``, the sizes of lightly's
-            ``examples/pytorch/dino.py`` (the DINO paper uses 2048, 256 and 65536). A
-            given head is deep-copied for the teacher.
-        loss: The loss, called as ``loss(teacher_outputs, student_outputs)`` on two lists
-            of two ``(N, D)`` tensors (and ``epoch=epoch`` when ``forward`` gets one).
-            Defaults to ``DINOLoss(D, warmup_teacher_temp_epochs=5)`` (lightly's example)
-            with ``D`` the ``out_features`` of the head's last ``nn.Linear``.
+        head: The student head; default ``DINOProjectionHead(feature_dim, 512, 64, 2048,
+            freeze_last_layer=1)``, lightly's example's sizes (the paper: 2048, 256, 65536).
+            A given head is deep-copied for the teacher.
+        loss: Called as ``loss(teacher_outputs, student_outputs)`` on lists of two ``(N, D)``
+            tensors (and ``epoch=epoch`` when ``forward`` gets one). Default lightly's example's
+            ``DINOLoss(D, warmup_teacher_temp_epochs=5)``, ``D`` the head's output size; its
+            warm-up goes from 0.04 to 0.04, so ``epoch`` matters only for another loss.
 
     Raises:
-        ValueError: Also if the head's output dimension cannot be read for
-            the default loss or differs from a ``DINOLoss``'s.
+        ValueError: Also if the head's output dimension cannot be read for the default loss
+            or differs from a ``DINOLoss``'s.
 
     Examples:
         >>> import torch, torchvision
@@ -106,11 +77,8 @@ class DINOAdapter(MomentumAdapter):
 
     @staticmethod
     def default_head(feature_dim: int) -> nn.Module:
-        """lightly's ``DINOProjectionHead(feature_dim, 512, 64, 2048, freeze_last_layer=1)``.
-
-        torch's ``FutureWarning`` that ``torch.nn.utils.weight_norm`` (used by lightly's
-        head) is deprecated is silenced: the user cannot act on it.
-        """
+        """lightly's ``DINOProjectionHead(feature_dim, 512, 64, 2048, freeze_last_layer=1)``;
+        torch's ``weight_norm`` deprecation ``FutureWarning`` is silenced (not actionable)."""
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", "`torch.nn.utils.weight_norm` is deprecated")
             module: nn.Module = DINOProjectionHead(feature_dim, *_HEAD_SIZES, freeze_last_layer=1)
@@ -139,11 +107,8 @@ class DINOAdapter(MomentumAdapter):
             )
 
     def momentum_head(self, encoder: Encoder, *, default_head: bool) -> nn.Module:
-        """The teacher head, with the student head's weights.
-
-        The default head is built anew and loaded with the student's weights; a given head
-        is deep-copied once its computed weights are detached.
-        """
+        """The teacher head, with the student head's weights: the default head built anew and
+        loaded, a given head deep-copied once its computed weights are detached."""
         if not default_head:
             _detach_computed_weights(encoder.head)
             return copy.deepcopy(encoder.head)
@@ -158,15 +123,14 @@ class DINOAdapter(MomentumAdapter):
             x0: First global crops, shape ``(N, ...)``: through the dense student.
             x1: Second global crops of the same samples, same shape: through the twin.
             epoch: The current epoch, for the loss's teacher-temperature warm-up; None
-                for the loss's final teacher temperature.
+                for its final teacher temperature.
 
         Returns:
             The loss, a scalar tensor.
 
         Raises:
             TypeError: If ``epoch`` is not an int.
-            ValueError: If ``epoch`` is negative or the views do not pass
-                :meth:`check_views`.
+            ValueError: If ``epoch`` is negative or the views fail :meth:`check_views`.
         """
         if epoch is not None:
             epoch = check_int("epoch", epoch, 0, fix="Pass the 0-based epoch, or None.")
@@ -179,11 +143,10 @@ class DINOAdapter(MomentumAdapter):
     def cancel_last_layer_gradients(self, epoch: int) -> None:
         """Drops the gradients of the student head's last layer while it is frozen.
 
-        lightly's ``DINOProjectionHead.cancel_last_layer_gradients``: the last layer stays
-        fixed in the first ``head.freeze_last_layer`` epochs (1 by default, lightly's
-        example; the teacher's copy of it only follows by momentum). Call it after
-        ``backward`` and before the optimizer step. The layer is shared by the dense and
-        the twin pass, so this drops both branches' gradients.
+        lightly's ``DINOProjectionHead.cancel_last_layer_gradients``; call it after ``backward``,
+        before the optimizer step. The layer stays fixed in the first ``head.freeze_last_layer``
+        epochs (1 by default, lightly's example) for both branches, which share it; the
+        teacher's copy follows by momentum only.
 
         Args:
             epoch: The current epoch, from 0.
@@ -214,9 +177,8 @@ class DINOAdapter(MomentumAdapter):
 def _detach_computed_weights(module: nn.Module) -> None:
     """Replaces each weight that ``torch.nn.utils.weight_norm`` computed by its detached value.
 
-    The weight is recomputed before every forward pass, and a pass in progress keeps its
-    own reference, so this changes no result; it makes the module deep-copyable.
-    """
+    It is recomputed before every pass (one in progress keeps its reference): results do not
+    change, and the module becomes deep-copyable."""
     for submodule in module.modules():
         for hook in forward_pre_hooks(submodule):
             if isinstance(hook, WeightNorm):

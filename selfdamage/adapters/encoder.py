@@ -10,15 +10,14 @@ __all__ = ["Encoder"]
 class Encoder(nn.Module):
     """``backbone -> flatten(start_dim=1) -> head [-> predictor]``: what the twin is made of.
 
-    Its qualified names (``backbone.*``, ``head.*``, ``predictor.*``) are the names that a
-    ``prunable`` predicate sees and the keys under ``wrapper.model.`` in a checkpoint.
+    Its names (``backbone.*``, ``head.*``, ``predictor.*``) are those a ``prunable``
+    predicate sees and the checkpoint keys under ``wrapper.model.``.
 
     Args:
-        backbone: Maps an input batch to features of shape ``(N, feature_dim)``, or to any
-            shape with ``feature_dim`` entries per sample after ``flatten(start_dim=1)``.
+        backbone: Gives ``feature_dim`` features per sample after ``flatten(start_dim=1)``.
         head: The projection head.
         feature_dim: The backbone's number of features per sample.
-        predictor: BYOL's prediction head, applied after ``head``; None for no predictor.
+        predictor: The prediction head after ``head``; None for no predictor.
     """
 
     predictor: nn.Module | None
@@ -59,9 +58,8 @@ class Encoder(nn.Module):
 
         Args:
             x: An input batch.
-            with_projection: Return ``(projection, prediction)`` from the same pass, for
-                methods that use both (SimSiam's stop-gradient targets, NNCLR's support
-                set). Needs a predictor.
+            with_projection: Return ``(projection, prediction)`` of the same pass (SimSiam,
+                NNCLR); needs a predictor.
         """
         projection: Tensor = self.head(self.features(x))
         if self.predictor is None:

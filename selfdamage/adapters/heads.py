@@ -1,6 +1,9 @@
-"""The SDCLR authors' projection head, for a like-for-like comparison with their code."""
+"""The projection heads: the SDCLR authors', and lightly's as a method's default head."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 from torch import Tensor, nn
 
@@ -12,25 +15,9 @@ __all__ = ["SDCLRProjectionHead"]
 class SDCLRProjectionHead(nn.Module):
     """The 3-layer projection head of the SDCLR reference code [0].
 
-    ``Linear -> BatchNorm1d -> ReLU -> Linear -> BatchNorm1d -> ReLU -> Linear -> BatchNorm1d``:
-    the first ``nn.Linear`` has a bias, the other two have none, and every one is followed
-    by a ``BatchNorm1d`` (with affine parameters), the last one included; there is no ReLU
-    after the last. These are the layers of ``proj_head`` in the authors'
-    ``models/resnet_prune_multibn.py`` (``fc1, bn1, relu, fc2, bn2, relu, fc3, bn3``), which
-    their CIFAR scripts build as ``proj_head(512, 128)``. lightly's
-    ``SimCLRProjectionHead(512, 512, 128)``, the default head of
-    :class:`~selfdamage.adapters.SimCLRAdapter`, has two layers instead, both without bias.
-
-    Pass it as ``head=`` to an adapter. The adapter wraps the head together with the
-    backbone, so its Linear weights are shared by the dense and the damaged branch, and
-    (with ``twin_norm=True``, the default) each of its three BatchNorm layers gets the
-    twin's own parameters and running statistics: the reference code's "dual BN". The
-    default ``prunable=(nn.Conv2d,)`` leaves its Linear weights unpruned, as the
-    reference code does.
-
-    The reference code's baseline (SimCLR without ``--prune_dual_bn``) used a different,
-    2-layer head (``proj_head`` in its ``models/utils.py``); pass this head to both the
-    baseline and SDCLR for a comparison in which only the twin differs.
+    ``Linear(bias) -> BN -> ReLU -> Linear -> BN -> ReLU -> Linear -> BN`` (``proj_head`` in
+    ``models/resnet_prune_multibn.py``); lightly's ``SimCLRProjectionHead`` has two layers.
+    Pass it as ``head=`` (to the baseline too): :doc:`/adapters`.
 
     - [0] SDCLR, 2021, https://arxiv.org/abs/2106.02990, code:
       https://github.com/VITA-Group/SDCLR
@@ -80,3 +67,32 @@ class SDCLRProjectionHead(nn.Module):
         """The projection of features ``x`` of shape ``(N, input_dim)``: ``(N, output_dim)``."""
         out: Tensor = self.layers(x)
         return out
+
+
+def lightly_head(
+    head: Callable[..., nn.Module], hidden: int | None, output: int, **options: Any
+) -> Any:
+    """A method's ``default_head``, declared in one line at class level.
+
+    ``head(feature_dim, hidden, output, **options)``, ``hidden=None`` for ``feature_dim``.
+
+    Examples:
+        >>> from lightly.models.modules import MoCoProjectionHead
+        >>> class Method:
+        ...     default_head = lightly_head(MoCoProjectionHead, None, 128)
+        >>> Method.default_head.__doc__
+        "lightly's ``MoCoProjectionHead(feature_dim, feature_dim, 128)``."
+        >>> Method.default_head(16).layers[0].in_features
+        16
+    """
+    arguments = ", ".join(
+        ["feature_dim", "feature_dim" if hidden is None else str(hidden), str(output)]
+        + [f"{name}={value!r}" for name, value in options.items()]
+    )
+
+    def default_head(feature_dim: int) -> nn.Module:
+        width = feature_dim if hidden is None else hidden
+        return head(feature_dim, width, output, **options)
+
+    default_head.__doc__ = f"lightly's ``{getattr(head, '__name__', head)}({arguments})``."
+    return staticmethod(default_head)

@@ -1,17 +1,4 @@
-"""Method state in the adapter's ``state_dict``: lightly's memory banks, TiCo's covariance.
-
-lightly keeps some of a method's state where ``state_dict`` does not see it: a
-``MemoryBankModule`` (MoCo's ``NTXentLoss`` bank, NNCLR's ``NNMemoryBankModule``) registers
-``bank`` and ``bank_ptr`` with ``persistent=False``, and ``TiCoLoss`` keeps its running
-covariance ``C`` as a plain attribute, ``None`` until its first call. A checkpoint of the
-``state_dict`` alone would then resume with a fresh bank or covariance, and a resumed run
-would not continue exactly. :func:`persist_method_state`, called once by every adapter's
-``__init__``, makes all of it persistent buffers, under the adapter's own names
-(``loss.memory_bank.bank``, ``memory_bank.bank_ptr``, ``loss.C``).
-
-Nothing changes in the numbers: the bank keeps its content and its order, and ``C`` starts
-as the zeros that lightly's lazy initialisation creates.
-"""
+"""Method state in the adapter's ``state_dict``: lightly's memory banks, TiCo's covariance."""
 
 from __future__ import annotations
 
@@ -28,31 +15,18 @@ __all__ = ["persist_method_state"]
 def persist_method_state(module: nn.Module, projection_dim: int | None) -> None:
     """Makes the lightly method state inside ``module`` part of its ``state_dict``.
 
-    - Every enabled ``MemoryBankModule`` (``size[0] > 0``): ``bank`` and ``bank_ptr``
-      become persistent, re-registered with ``register_buffer(..., persistent=True)``.
-      A disabled bank (``NTXentLoss(memory_bank_size=0)``, SimCLR's) holds nothing and
-      stays out of the ``state_dict``.
-    - Every ``TiCoLoss``: ``C`` becomes a persistent buffer, zeros of shape ``(D, D)``
-      (or its current value if it was called before), ``D = projection_dim``. lightly
-      creates it lazily as ``B.new_zeros(B.shape)`` on the first call, with the dtype and
-      device of that batch; the buffer is float32 from the start and follows the module
-      through ``.to()``. Without autocast the numbers are the same (lightly's first update
-      is ``0.9 * 0 + 0.1 * B`` either way); under bf16 autocast lightly's lazy ``C``
-      would be bf16, this one stays float32 (``beta * C + (1 - beta) * B`` promotes to
-      float32), so the running covariance accumulates at full precision.
-
-    Each owner also gets the load pre-hook of ``selfdamage._compat.adapter_state``: a
-    ``state_dict`` that lacks exactly these keys loads with ``strict=True`` and
-    leaves the bank or covariance as it is; every other missing key is still reported.
+    Every enabled ``MemoryBankModule``'s ``bank`` and ``bank_ptr`` (a disabled one holds
+    nothing) and every ``TiCoLoss``'s ``C``, a float32 ``(D, D)`` buffer of zeros (or its
+    current value), become persistent buffers. A ``state_dict`` that lacks exactly these
+    keys loads with ``strict=True`` and leaves them as they are. Why: :doc:`/adapters`.
 
     Args:
         module: The adapter (or any module holding lightly losses and banks).
-        projection_dim: The dimension ``D`` of the projections that a ``TiCoLoss`` sees;
-            None if unknown (then ``module`` must not hold a fresh ``TiCoLoss``).
+        projection_dim: ``D``, the projection size a ``TiCoLoss`` sees; None if unknown.
 
     Raises:
-        ValueError: If ``module`` holds a ``TiCoLoss`` that was never called and
-            ``projection_dim`` is None.
+        ValueError: If ``module`` holds a never-called ``TiCoLoss`` and ``projection_dim``
+            is None.
 
     Examples:
         >>> from lightly.loss import NTXentLoss

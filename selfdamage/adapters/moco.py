@@ -6,17 +6,13 @@ import torch
 from lightly.loss import NTXentLoss
 from lightly.models.modules import MoCoProjectionHead
 from torch import Tensor, nn
-from typing_extensions import Unpack
 
 from selfdamage._checks import check_int
-from selfdamage._warnings import warns_at_caller
 from selfdamage.adapters._head_sizes import head_output_dim, output_dim
 from selfdamage.adapters._loss_options import default_temperature, memory_bank
 from selfdamage.adapters.base import MomentumAdapter
+from selfdamage.adapters.heads import lightly_head
 from selfdamage.adapters.registry import register_adapter
-from selfdamage.adapters.wrapper_options import WrapperOptions
-from selfdamage.longtail.temperature import TemperatureSchedule
-from selfdamage.wrapper import DEFAULT_PRUNE_RATIO
 
 __all__ = ["MoCoAdapter"]
 
@@ -25,30 +21,17 @@ __all__ = ["MoCoAdapter"]
 class MoCoAdapter(MomentumAdapter):
     """Symmetric MoCo v2 [1, 2] with a self-damaged twin; ``forward`` returns the loss.
 
-    Both views are queries, one through the dense encoder and one through the pruned
-    twin; keys come from the dense momentum encoder, without gradient::
+    Both views are queries, one through the dense encoder and one through the pruned twin;
+    keys come from the dense momentum encoder, without gradient::
 
         q0, q1 = head(dense(x0)), head_twin(twin(x1))
         k0, k1 = momentum_encoder(x0), momentum_encoder(x1)
         loss = (L(q0, k1) + L(q1, k0)) / 2
 
-    This is the *symmetric* form of MoCo: two query passes, two key passes and ``2N`` keys
-    enqueued per step, where lightly's ``examples/pytorch/moco.py`` (the MoCo papers'
-    asymmetric form) makes one of each and enqueues ``N``. SDCLR [0] needs two online
-    passes, one through the twin, so a step costs about twice the compute of lightly's
-    example and the bank turns over twice as fast. ``baseline=True`` gives symmetric MoCo
-    v2 with the same head, loss and bank: the like-for-like baseline.
-
-    With a memory bank, the two halves are computed in ONE loss call,
-    ``L(cat(q0, q1), cat(k1, k0))``: every query is scored against the bank as it was
-    before the step, and the step's ``2N`` keys are enqueued once. (Two loss calls would
-    enqueue ``k1`` before the second half, whose query ``q1_i`` would then meet ``k1_i``,
-    a key of its own view, as a negative.) Without a memory bank the loss is called once
-    per half, with in-batch negatives. The bank is in the ``state_dict``
-    (``loss.memory_bank.bank`` and ``bank_ptr``). Under DDP, pass a loss with
-    ``gather_distributed=True``: DDP broadcasts rank 0's buffers before every forward
-    pass, so without gathering only rank 0's keys stay in the bank. There is no
-    shuffling BN [1].
+    The symmetric form (two query and two key passes per step), so ``baseline=True`` is
+    symmetric MoCo, not lightly's example: see :doc:`/methods`. With a memory bank the
+    halves are one call, ``L(cat(q0, q1), cat(k1, k0))``, against the bank as it was before
+    the step, and the step's ``2N`` keys are enqueued once.
 
     - [0] SDCLR, 2021, https://arxiv.org/abs/2106.02990
     - [1] MoCo, 2020, https://arxiv.org/abs/1911.05722
@@ -56,33 +39,24 @@ class MoCoAdapter(MomentumAdapter):
 
     Args:
         backbone, feature_dim, prune_ratio: As on every adapter (and ``**options``).
-        head: The projection head. Defaults to lightly's
-            ``MoCoProjectionHead(feature_dim, feature_dim, 128)`` (MoCo v2: hidden as wide
-            as the input, ReLU, 128-d, no BatchNorm; the sizes of lightly's
-            ``examples/pytorch/moco.py``, ``MoCoProjectionHead(512, 512, 128)``).
-        loss: The loss, called as ``loss(queries, keys)`` on ``(N, D)`` tensors, e.g.
-            lightly's ``NTXentLoss`` with ``memory_bank_size=(size, D)``. With a memory
-            bank it must average a per-row term, as ``NTXentLoss`` does. Defaults to
-            ``NTXentLoss(temperature, memory_bank_size=(memory_bank_size, D))`` where
-            ``D`` is the ``out_features`` of the head's last ``nn.Linear``.
-        temperature: Temperature of the default loss. Defaults to 0.2: MoCo v2's value,
-            and SDCLR's CIFAR setting. lightly's ``examples/pytorch/moco.py`` builds
-            ``NTXentLoss(memory_bank_size=...)`` and so uses ``NTXentLoss``'s default,
-            0.5; MoCo v1 used 0.07. A float only without ``loss``.
-            Or a :class:`~selfdamage.longtail.temperature.TemperatureSchedule` (e.g.
-            ``CosineTemperature()``), also with ``loss``: it becomes the submodule
-            ``temperature_schedule`` (its progress in the ``state_dict``) and sets the
-            loss's temperature at the start of every forward. Step it yourself,
-            ``model.temperature_schedule.step()`` once per epoch as its authors do.
-        memory_bank_size: Number of keys in the default loss's memory bank; 0 for none
-            (in-batch negatives). Defaults to 4096, as lightly's ``examples/pytorch/moco.py``
-            (the MoCo papers use 65536 on ImageNet). Only without ``loss``.
+        head: Defaults to lightly's ``MoCoProjectionHead(feature_dim, feature_dim, 128)``
+            (MoCo v2's, no BatchNorm; lightly's example's sizes).
+        loss: Called as ``loss(queries, keys)`` on ``(N, D)`` tensors; with a memory bank
+            it must average a per-row term, as ``NTXentLoss`` does. Under DDP give it
+            ``gather_distributed=True``. Defaults to ``NTXentLoss(temperature,
+            memory_bank_size=(memory_bank_size, D))``, ``D`` the ``out_features`` of the
+            head's last ``nn.Linear``.
+        temperature: Of the default loss, a float only without ``loss``. Defaults to 0.2,
+            MoCo v2's and SDCLR's (lightly's example: 0.5). Or a schedule: see
+            :class:`~selfdamage.adapters.TwoViewAdapter`.
+        memory_bank_size: Keys in the default loss's bank, only without ``loss``; 0 for
+            none (in-batch negatives). Defaults to 4096, as lightly's example.
 
     Raises:
-        ValueError: Also if ``temperature`` is not positive,
-            ``temperature`` or ``memory_bank_size`` is given with ``loss``,
-            ``memory_bank_size`` is negative, the bank's dimension differs from the head's
-            output, or the head's output dimension cannot be read for the default bank.
+        ValueError: Also if ``temperature`` is not positive, ``temperature`` or
+            ``memory_bank_size`` is given with ``loss``, ``memory_bank_size`` is negative,
+            the bank's dimension differs from the head's output, or the head's output
+            dimension cannot be read for the default bank.
 
     Examples:
         >>> import torch, torchvision
@@ -94,35 +68,7 @@ class MoCoAdapter(MomentumAdapter):
         8
     """
 
-    @warns_at_caller
-    def __init__(
-        self,
-        backbone: nn.Module,
-        feature_dim: int = 512,
-        prune_ratio: float = DEFAULT_PRUNE_RATIO,
-        *,
-        head: nn.Module | None = None,
-        loss: nn.Module | None = None,
-        temperature: float | TemperatureSchedule | None = None,
-        memory_bank_size: int | None = None,
-        **options: Unpack[WrapperOptions],
-    ) -> None:
-        self._assemble(
-            backbone,
-            feature_dim,
-            prune_ratio,
-            options,
-            head=head,
-            loss=loss,
-            temperature=temperature,
-            memory_bank_size=memory_bank_size,
-        )
-
-    @staticmethod
-    def default_head(feature_dim: int) -> nn.Module:
-        """lightly's ``MoCoProjectionHead(feature_dim, feature_dim, 128)``."""
-        module: nn.Module = MoCoProjectionHead(feature_dim, feature_dim, 128)
-        return module
+    default_head = lightly_head(MoCoProjectionHead, None, 128)
 
     @staticmethod
     def default_loss(
@@ -161,8 +107,6 @@ class MoCoAdapter(MomentumAdapter):
 
     def forward(self, x0: Tensor, x1: Tensor) -> Tensor:
         """The symmetric loss of one step; enqueues the step's keys once if there is a bank.
-
-        ``x0`` gives the dense query and the key for ``x1``'s twin query, and the reverse.
 
         Raises:
             ValueError: If the projections' dimension differs from the memory bank's.

@@ -9,88 +9,57 @@ from lightly.models.modules import (
     NNMemoryBankModule,
 )
 from torch import Tensor, nn
-from typing_extensions import Unpack
 
 from selfdamage._checks import check_bool, check_int
-from selfdamage._warnings import warns_at_caller
 from selfdamage.adapters._head_sizes import head_output_dim
 from selfdamage.adapters._loss_options import default_temperature, memory_bank
 from selfdamage.adapters.base import PredictorAdapter
-from selfdamage.adapters.method_state import persist_method_state
+from selfdamage.adapters.encoder import Encoder
+from selfdamage.adapters.heads import lightly_head
 from selfdamage.adapters.registry import register_adapter
-from selfdamage.adapters.wrapper_options import WrapperOptions
-from selfdamage.longtail.temperature import TemperatureSchedule
-from selfdamage.wrapper import DEFAULT_PRUNE_RATIO
 
 __all__ = ["NNCLRAdapter"]
 
 
 @register_adapter("nnclr")
 class NNCLRAdapter(PredictorAdapter):
-    """NNCLR [1] with a self-damaged twin; ``forward`` returns the loss.
+    """NNCLR [1] with a self-damaged twin (SDCLR [0]); ``forward`` returns the loss.
 
-    NNCLR replaces each projection by its nearest neighbour in a support set of past
-    projections and contrasts it, with NT-Xent, against the other view's prediction. Of
-    the two online passes, one goes through the dense network and one through the pruned
-    twin; each gives a projection ``z`` and a prediction ``p`` of the same pass::
+    Each projection ``z`` is replaced by its nearest neighbour in a support set of past
+    projections and contrasted, with NT-Xent, against the other pass's prediction ``p``::
 
         z0, p0 = dense(x0)                 # projection head, then prediction head
         z1, p1 = twin(x1)
         loss = (NTXent(NN(z0), p1) + NTXent(NN(z1), p0)) / 2
 
-    as in lightly's ``examples/pytorch/nnclr.py``. Both look-ups use the support set as it
-    was before the step; then the step's *dense* projections ``z0`` are enqueued, ``N``
-    keys per step as in lightly's example; the twin's projections only query it. lightly's
-    example enqueues the second view's projections ``z1``; the two views are drawn alike,
-    so enqueuing ``z0`` instead is the same method, and ``baseline=True`` does the same.
-    ``z`` carries no gradient (lightly detaches it), so the gradient reaches the shared
-    weights through both predictions. SDCLR: [0].
-
-    The support set is ``self.memory_bank``, lightly's ``NNMemoryBankModule``, in the
-    ``state_dict`` (``memory_bank.bank``, ``memory_bank.bank_ptr``). Evaluating the loss
-    without gradient (``torch.no_grad()``) enqueues nothing. Under DDP, pass
-    ``gather_distributed=True``: every rank then enqueues the dense projections of all
-    ranks, and the support set is that of one process on the whole batch. Without it DDP
-    broadcasts rank 0's buffers before every forward pass, so every rank looks up rank 0's
-    support set, fed by rank 0's projections only.
+    Both look-ups use the support set as it was before the step; then the dense ``z0`` are
+    enqueued, the twin's only query it (see :doc:`/methods`). ``z`` is detached, as in
+    lightly. The support set is ``self.memory_bank`` (lightly's ``NNMemoryBankModule``, in
+    the ``state_dict``); evaluating the loss under ``torch.no_grad()`` enqueues nothing.
 
     - [0] SDCLR, 2021, https://arxiv.org/abs/2106.02990
     - [1] NNCLR, 2021, https://arxiv.org/abs/2104.14548
 
     Args:
         backbone, feature_dim, prune_ratio: As on every adapter (and ``**options``).
-        head: The projection head. Defaults to lightly's
-            ``NNCLRProjectionHead(feature_dim, feature_dim, 128)``, the sizes of lightly's
-            ``examples/pytorch/nnclr.py`` (``NNCLRProjectionHead(512, 512, 128)``); the
-            NNCLR paper uses ``(2048, 2048, 256)``.
-        predictor: The prediction head. Defaults to lightly's
-            ``NNCLRPredictionHead(D, feature_dim, D)``, ``D`` the ``out_features`` of the
-            head's last ``nn.Linear`` (lightly's example: ``NNCLRPredictionHead(128, 512,
-            128)``; the paper: hidden width 4096).
-        loss: The loss, called as ``loss(neighbours, predictions)`` on ``(N, D)`` tensors,
-            e.g. lightly's ``NTXentLoss``; it must not have a memory bank of its own.
-            Defaults to ``NTXentLoss(temperature)``.
-        temperature: Temperature of the default loss. Defaults to 0.1, the NNCLR paper's.
-            lightly's example uses ``NTXentLoss()``'s default, 0.5. A float only without
-            ``loss``.
-            Or a :class:`~selfdamage.longtail.temperature.TemperatureSchedule` (e.g.
-            ``CosineTemperature()``), also with ``loss``: it becomes the submodule
-            ``temperature_schedule`` (its progress in the ``state_dict``) and sets the
-            loss's temperature at the start of every forward. Step it yourself,
-            ``model.temperature_schedule.step()`` once per epoch as its authors do.
-        memory_bank_size: Number of projections in the support set. Defaults to 4096, as
-            lightly's ``examples/pytorch/nnclr.py`` on CIFAR-10 (the paper: 98304 on
-            ImageNet). Keep it well below the number of training samples, or the support
-            set holds a sample's own projection from the previous epoch. Also with
-            ``loss``: the support set is the adapter's, not the loss's.
-        gather_distributed: Under DDP, enqueue the dense projections of all ranks
-            (lightly's ``MemoryBankModule(gather_distributed=True)``); pass it with a
-            loss that gathers too, ``NTXentLoss(gather_distributed=True)``.
+        head: Defaults to ``NNCLRProjectionHead(feature_dim, feature_dim, 128)``, lightly's.
+        predictor: Defaults to lightly's ``NNCLRPredictionHead(D, feature_dim, D)``, ``D``
+            the ``out_features`` of the head's last ``nn.Linear``, as lightly's example.
+        loss: Called as ``loss(neighbours, predictions)`` on ``(N, D)`` tensors, without a
+            memory bank of its own. Defaults to ``NTXentLoss(temperature)``.
+        temperature: Of the default loss, a float only without ``loss``. Defaults to 0.1,
+            the NNCLR paper's (lightly's example: 0.5). Or a schedule: see
+            :class:`~selfdamage.adapters.TwoViewAdapter`.
+        memory_bank_size: Projections in the support set, also with ``loss``. Defaults to
+            4096, as lightly's example. Keep it well below the number of training samples,
+            or the support set holds a sample's own projection from the previous epoch.
+        gather_distributed: Under DDP, enqueue the dense projections of all ranks; pass it
+            with a loss that gathers too, ``NTXentLoss(gather_distributed=True)``.
 
     Raises:
-        ValueError: Also if ``temperature`` is not positive or is given with
-            ``loss``, ``loss`` has a memory bank, ``memory_bank_size`` is not positive, or
-            the head's output dimension cannot be read.
+        ValueError: Also if ``temperature`` is not positive or is given with ``loss``,
+            ``loss`` has a memory bank, ``memory_bank_size`` is not positive, or the head's
+            output dimension cannot be read.
 
     Examples:
         >>> import torch, torchvision
@@ -103,49 +72,7 @@ class NNCLRAdapter(PredictorAdapter):
 
     memory_bank: NNMemoryBankModule
 
-    @warns_at_caller
-    def __init__(
-        self,
-        backbone: nn.Module,
-        feature_dim: int = 512,
-        prune_ratio: float = DEFAULT_PRUNE_RATIO,
-        *,
-        head: nn.Module | None = None,
-        predictor: nn.Module | None = None,
-        loss: nn.Module | None = None,
-        temperature: float | TemperatureSchedule | None = None,
-        memory_bank_size: int = 4096,
-        gather_distributed: bool = False,
-        **options: Unpack[WrapperOptions],
-    ) -> None:
-        check_bool("gather_distributed", gather_distributed)
-        size = check_int(
-            "memory_bank_size",
-            memory_bank_size,
-            1,
-            what="a positive number of projections",
-            fix="NNCLR needs a support set; lightly's example uses 4096.",
-        )
-        self._assemble(
-            backbone,
-            feature_dim,
-            prune_ratio,
-            options,
-            head=head,
-            loss=loss,
-            predictor=predictor,
-            temperature=temperature,
-        )
-        # The method's state, after the networks: the dense projections' support set.
-        self.memory_bank = NNMemoryBankModule(size=(size, _projection_dim(self._encoder.head)))
-        self.memory_bank.gather_distributed = gather_distributed
-        persist_method_state(self.memory_bank, None)
-
-    @staticmethod
-    def default_head(feature_dim: int) -> nn.Module:
-        """lightly's ``NNCLRProjectionHead(feature_dim, feature_dim, 128)``."""
-        module: nn.Module = NNCLRProjectionHead(feature_dim, feature_dim, 128)
-        return module
+    default_head = lightly_head(NNCLRProjectionHead, None, 128)
 
     @staticmethod
     def default_predictor(head: nn.Module, feature_dim: int) -> nn.Module:
@@ -159,6 +86,28 @@ class NNCLRAdapter(PredictorAdapter):
         """``NTXentLoss(temperature)``, by default at 0.1 (the NNCLR paper's)."""
         module: nn.Module = NTXentLoss(temperature=default_temperature(temperature, 0.1))
         return module
+
+    def method_modules(
+        self,
+        encoder: Encoder,
+        *,
+        default_head: bool,
+        memory_bank_size: int = 4096,
+        gather_distributed: bool = False,
+    ) -> dict[str, nn.Module]:
+        """The support set, ``memory_bank``: lightly's ``NNMemoryBankModule`` of the dense
+        projections, ``memory_bank_size`` of them."""
+        check_bool("gather_distributed", gather_distributed)
+        size = check_int(
+            "memory_bank_size",
+            memory_bank_size,
+            1,
+            what="a positive number of projections",
+            fix="NNCLR needs a support set; lightly's example uses 4096.",
+        )
+        bank = NNMemoryBankModule(size=(size, _projection_dim(encoder.head)))
+        bank.gather_distributed = gather_distributed
+        return {"memory_bank": bank}
 
     def check_loss(self, loss: nn.Module, head: nn.Module) -> None:
         """Raises if ``loss`` has a memory bank: the support set is the adapter's own."""

@@ -10,8 +10,7 @@ from selfdamage.adapters.base import SelfDamagingAdapter
 __all__ = ["ADAPTERS", "register_adapter"]
 
 ADAPTERS: dict[str, type[SelfDamagingAdapter]] = {}
-"""Method name -> adapter class. Each adapter registers itself where it is defined, with
-:func:`register_adapter`; :mod:`selfdamage.adapters` imports them all."""
+"""Method name -> adapter class; each adapter registers itself with :func:`register_adapter`."""
 
 A = TypeVar("A", bound=type[SelfDamagingAdapter])
 
@@ -20,8 +19,7 @@ def register_adapter(name: str) -> Callable[[A], A]:
     """Class decorator that adds an adapter to :data:`ADAPTERS` under ``name``.
 
     Raises:
-        TypeError: If ``name`` is not a string or the class is not a
-            :class:`~selfdamage.adapters.SelfDamagingAdapter`.
+        TypeError: If ``name`` is not a string or the class not a ``SelfDamagingAdapter``.
         ValueError: If ``name`` is taken.
 
     Examples:

@@ -8,6 +8,7 @@ from torch import Tensor, nn
 from selfdamage.adapters._head_sizes import predictor_dim
 from selfdamage.adapters._loss_options import negative_cosine_similarity
 from selfdamage.adapters.base import PredictorAdapter
+from selfdamage.adapters.heads import lightly_head
 from selfdamage.adapters.registry import register_adapter
 
 __all__ = ["SimSiamAdapter"]
@@ -15,38 +16,22 @@ __all__ = ["SimSiamAdapter"]
 
 @register_adapter("simsiam")
 class SimSiamAdapter(PredictorAdapter):
-    """SimSiam [1] with a self-damaged twin; ``forward`` returns the loss.
-
-    SimSiam makes two online passes per step; each gives a projection ``z`` and a
-    prediction ``p``, and each prediction is pulled towards the *other* pass's projection
-    under a stop-gradient. SDCLR [0] sends the second pass through the pruned twin::
+    """SimSiam [1] with a self-damaged twin; ``forward`` returns the loss of one step::
 
         z0, p0 = projector(dense(x0)), predictor(z0)
         z1, p1 = projector_twin(twin(x1)), predictor_twin(z1)
-        loss = (NegCos(p0, z1.detach()) + NegCos(p1, z0.detach())) / 2
-
-    So the dense prediction's stop-gradient target is the twin's projection and the
-    twin's prediction's target the dense projection: the targets come from the two
-    passes SimSiam makes anyway, no extra pass, and a step costs what a SimSiam step
-    costs. (Dense targets for both predictions would need a third, dense pass of ``x1``.)
-    With ``prune_ratio=0`` and a fresh twin it is exactly SimSiam. ``baseline=True`` gives
-    SimSiam as in lightly's ``examples/pytorch/simsiam.py``, with the same heads and loss.
+        loss = (NegCos(p0, z1.detach()) + NegCos(p1, z0.detach())) / 2  # no extra pass
 
     - [0] SDCLR, 2021, https://arxiv.org/abs/2106.02990
     - [1] SimSiam, 2021, https://arxiv.org/abs/2011.10566
 
     Args:
         backbone, feature_dim, prune_ratio: As on every adapter (and ``**options``).
-        head: The projection head. Defaults to lightly's
-            ``SimSiamProjectionHead(feature_dim, feature_dim, 128)``, the sizes of lightly's
-            ``examples/pytorch/simsiam.py`` (``SimSiamProjectionHead(512, 512, 128)``; the
-            SimSiam paper uses 2048-d on ImageNet).
-        predictor: The prediction head. Defaults to lightly's
-            ``SimSiamPredictionHead(D, D // 2, D)``, where ``D`` is the ``out_features`` of
-            the head's last ``nn.Linear`` (128 by default): lightly's example,
-            ``SimSiamPredictionHead(128, 64, 128)``.
-        loss: ``loss(predictions, targets)`` on ``(N, D)`` tensors; lightly's
-            ``NegativeCosineSimilarity()`` by default.
+        head: The projector; default ``SimSiamProjectionHead(feature_dim, feature_dim, 128)``,
+            lightly's example's sizes (the paper: 2048-d on ImageNet).
+        predictor: Default ``SimSiamPredictionHead(D, D // 2, D)``, ``D`` the projector's
+            output size (128 by default): lightly's example.
+        loss: ``loss(predictions, targets)`` on ``(N, D)``; default ``NegativeCosineSimilarity()``.
 
     Examples:
         >>> import torch, torchvision
@@ -57,11 +42,7 @@ class SimSiamAdapter(PredictorAdapter):
         True
     """
 
-    @staticmethod
-    def default_head(feature_dim: int) -> nn.Module:
-        """lightly's ``SimSiamProjectionHead(feature_dim, feature_dim, 128)``."""
-        module: nn.Module = SimSiamProjectionHead(feature_dim, feature_dim, 128)
-        return module
+    default_head = lightly_head(SimSiamProjectionHead, None, 128)
 
     @staticmethod
     def default_predictor(head: nn.Module, feature_dim: int) -> nn.Module:

@@ -5,74 +5,43 @@ from __future__ import annotations
 from lightly.loss import TiCoLoss
 from lightly.models.modules.heads import TiCoProjectionHead
 from torch import Tensor, nn
-from typing_extensions import Unpack
 
 from selfdamage._checks import check_real
-from selfdamage._warnings import warns_at_caller
 from selfdamage.adapters._head_sizes import head_output_dim
 from selfdamage.adapters.base import MomentumAdapter
+from selfdamage.adapters.heads import lightly_head
 from selfdamage.adapters.registry import register_adapter
-from selfdamage.adapters.wrapper_options import WrapperOptions
-from selfdamage.wrapper import DEFAULT_PRUNE_RATIO
 
 __all__ = ["TiCoAdapter"]
 
 
 @register_adapter("tico")
 class TiCoAdapter(MomentumAdapter):
-    """Symmetric TiCo [1] with a self-damaged twin; ``forward`` returns the loss.
-
-    TiCo pulls an online projection towards the momentum network's projection of the
-    other view (transformation invariance) and pushes it away from a running covariance
-    ``C`` of past online projections (covariance contrast). Both views are online, one
-    through the dense encoder and one through the pruned twin; targets come from the
-    dense momentum encoder, without gradient::
+    """Symmetric TiCo [1] with a self-damaged twin; ``forward`` returns the loss of one step::
 
         z0, z1 = head(dense(x0)), head_twin(twin(x1))
-        k0, k1 = momentum_encoder(x0), momentum_encoder(x1)
+        k0, k1 = momentum_encoder(x0), momentum_encoder(x1)  # dense, without gradient
         loss = (L(z1, k0, update_covariance_matrix=False) + L(z0, k1)) / 2
 
-    with ``L`` lightly's ``TiCoLoss``: the *symmetric* form of TiCo, as
-    :class:`~selfdamage.adapters.MoCoAdapter` is of MoCo (lightly's
-    ``examples/pytorch/tico.py`` makes one online and one momentum pass; SDCLR [0] needs
-    two online passes). ``baseline=True`` gives symmetric TiCo with the same head and loss.
-
-    The running covariance ``C`` is the method's state and is updated once per step, as in
-    lightly's example, from the *dense* half only: ``C <- beta * C + (1 - beta) * B`` with
-    ``B = z0^T z0 / N`` of the normalized dense projections. The twin half is computed
-    first, with ``update_covariance_matrix=False``, so both halves see ``C`` as it was
-    before the step (each half's covariance term uses ``beta * C + (1 - beta) * B`` of its
-    own projections, as ``TiCoLoss`` defines it). The twin's projections never enter ``C``:
-    it follows the dense model, the one that is evaluated, and the number of updates per
-    step is the base method's. The baseline updates ``C`` from ``z0`` too. ``C`` is a buffer
-    in the ``state_dict`` (``loss.C``); evaluating the loss without gradient leaves it as it
-    is. Under DDP, pass ``loss=TiCoLoss(gather_distributed=True)``: DDP broadcasts rank 0's
-    buffers before every forward pass, so without gathering ``C`` follows rank 0's
-    projections only.
+    ``L`` is lightly's ``TiCoLoss`` (symmetric form: :doc:`/methods`). Its running covariance
+    ``C`` (``loss.C``) is updated once per step from the dense half; the twin half only reads it.
 
     - [0] SDCLR, 2021, https://arxiv.org/abs/2106.02990
     - [1] TiCo, 2022, https://arxiv.org/abs/2206.10698
 
     Args:
         backbone, feature_dim, prune_ratio: As on every adapter (and ``**options``).
-        head: The projection head. Defaults to lightly's
-            ``TiCoProjectionHead(feature_dim, 4096, 256)``, the TiCo paper's sizes (hidden
-            width 4096). lightly's ``examples/pytorch/tico.py`` uses
-            ``TiCoProjectionHead(512, 1024, 256)``; pass
-            ``head=TiCoProjectionHead(feature_dim, 1024, 256)`` to match it.
-        loss: The loss, lightly's ``TiCoLoss`` (or a subclass: it is called with
-            ``update_covariance_matrix=False`` for the twin half). Defaults to
-            ``TiCoLoss(beta, rho)``.
-        beta: EMA coefficient of the running covariance of the default loss. Defaults to
-            0.9, the TiCo paper's and lightly's. Only without ``loss``.
-        rho: Weight of the covariance term of the default loss. Defaults to 8.0, the TiCo
-            paper's and lightly's. Only without ``loss``.
+        head: Default ``TiCoProjectionHead(feature_dim, 4096, 256)``, the paper's sizes
+            (lightly's example: hidden 1024; pass ``head=`` to match).
+        loss: A ``TiCoLoss`` (or a subclass); default ``TiCoLoss(beta, rho)``. Under DDP pass
+            ``TiCoLoss(gather_distributed=True)``, or ``C`` follows rank 0's projections only.
+        beta: EMA coefficient of ``C``; default 0.9 (paper, lightly). Only without ``loss``.
+        rho: Weight of the covariance term; default 8.0 (paper, lightly). Only without ``loss``.
 
     Raises:
         TypeError: Also if ``loss`` is not a ``TiCoLoss``.
-        ValueError: Also if ``beta`` or ``rho`` is given with ``loss``,
-            ``beta`` is not in ``[0, 1]`` or ``rho`` is negative, or the head's output
-            dimension cannot be read to size ``C``.
+        ValueError: Also if ``beta`` or ``rho`` is given with ``loss``, ``beta`` is not in
+            ``[0, 1]``, ``rho`` is negative, or the head's output size (``C``'s) cannot be read.
 
     Examples:
         >>> import torch, torchvision
@@ -88,28 +57,7 @@ class TiCoAdapter(MomentumAdapter):
 
     _two_samples_because = "lightly's TiCoLoss needs a batch covariance"
 
-    @warns_at_caller
-    def __init__(
-        self,
-        backbone: nn.Module,
-        feature_dim: int = 512,
-        prune_ratio: float = DEFAULT_PRUNE_RATIO,
-        *,
-        head: nn.Module | None = None,
-        loss: TiCoLoss | None = None,
-        beta: float | None = None,
-        rho: float | None = None,
-        **options: Unpack[WrapperOptions],
-    ) -> None:
-        self._assemble(
-            backbone, feature_dim, prune_ratio, options, head=head, loss=loss, beta=beta, rho=rho
-        )
-
-    @staticmethod
-    def default_head(feature_dim: int) -> nn.Module:
-        """lightly's ``TiCoProjectionHead(feature_dim, 4096, 256)``."""
-        module: nn.Module = TiCoProjectionHead(feature_dim, 4096, 256)
-        return module
+    default_head = lightly_head(TiCoProjectionHead, 4096, 256)
 
     @staticmethod
     def default_loss(
@@ -121,8 +69,7 @@ class TiCoAdapter(MomentumAdapter):
         return TiCoLoss(beta=beta, rho=rho)
 
     def check_loss(self, loss: nn.Module, head: nn.Module) -> None:
-        """Raises unless ``loss`` is a ``TiCoLoss`` (the twin half calls it without update)
-        and the head's output size, the size of ``C``, can be read."""
+        """Raises unless ``loss`` is a ``TiCoLoss`` and the head's output size can be read."""
         head_output_dim(
             head,
             needed_for="size TiCo's running covariance C",
@@ -136,8 +83,7 @@ class TiCoAdapter(MomentumAdapter):
             )
 
     def forward(self, x0: Tensor, x1: Tensor) -> Tensor:
-        """The symmetric loss of one step (``x0`` dense, ``x1`` through the twin); updates
-        ``C`` once, from the dense half."""
+        """Symmetric loss of one step (``x0`` dense, ``x1`` twin); ``C`` from the dense half."""
         z0, z1 = self._online(x0, x1)
         k0, k1 = self._targets(x0, x1)
         twin_half: Tensor = self.loss(z1, k0, update_covariance_matrix=False)

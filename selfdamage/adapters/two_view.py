@@ -7,14 +7,10 @@ from typing import ClassVar
 
 from lightly.models.modules import SimCLRProjectionHead
 from torch import Tensor, nn
-from typing_extensions import Unpack
 
-from selfdamage._warnings import warns_at_caller
 from selfdamage.adapters._loss_options import default_temperature, memory_bank
 from selfdamage.adapters.base import SelfDamagingAdapter
-from selfdamage.adapters.wrapper_options import WrapperOptions
-from selfdamage.longtail.temperature import TemperatureSchedule
-from selfdamage.wrapper import DEFAULT_PRUNE_RATIO
+from selfdamage.adapters.heads import lightly_head
 
 __all__ = ["TwoViewAdapter"]
 
@@ -22,20 +18,15 @@ __all__ = ["TwoViewAdapter"]
 class TwoViewAdapter(SelfDamagingAdapter):
     """Any two-view method with a loss on the two online projections, with a damaged twin.
 
-    For methods whose step is ``loss(head(f(x0)), head(f(x1)))`` with no momentum branch
-    and no predictor: SimCLR, Barlow Twins, VICReg, DCL, DCLW, or your own loss. SDCLR [0]
-    sends the second online pass through the pruned twin, and nothing else changes::
+    For methods whose step is ``loss(head(f(x0)), head(f(x1)))``, without momentum branch or
+    predictor: SimCLR, Barlow Twins, VICReg, DCL, DCLW, or yours. SDCLR [0] sends the second
+    online pass through the pruned twin::
 
         loss = loss(head(dense(x0)), head_twin(twin(x1)))
 
-    so a step costs what a step of the method costs; ``baseline=True`` gives the plain
-    method. The loss is called once, on the dense projections first. lightly's two-view
-    losses are symmetric in their two arguments, so which view goes through the twin does
-    not matter to them. For an asymmetric loss, symmetrise it yourself (call the loss on
-    both orders and average), or subclass and write ``forward`` from :meth:`_online`.
-    A named method is a subclass that declares :meth:`default_head` and
-    :meth:`default_loss` (SimCLR, Barlow Twins, VICReg, DCL and DCLW are this); this
-    class has no defaults and takes yours.
+    The loss is called once, dense projections first: give it a symmetric loss (lightly's
+    two-view losses are), symmetrise it, or subclass and write ``forward`` from
+    :meth:`_online`. A named method is a subclass with defaults (:doc:`/architecture`).
 
     - [0] SDCLR, 2021, https://arxiv.org/abs/2106.02990
 
@@ -43,17 +34,17 @@ class TwoViewAdapter(SelfDamagingAdapter):
         backbone, feature_dim, prune_ratio: As on every adapter, see
             :class:`~selfdamage.adapters.SelfDamagingAdapter`, as are the wrapper options.
         head: The projection head, applied to the flattened features of both views.
-        loss: The loss, called as ``loss(z0, z1)`` on the two ``(N, D)`` projections and
-            returning a scalar; it must not have a lightly memory bank (it would fill with
-            the twin's projections). For ``model(x0, x1, return_per_sample=True)`` it needs
-            a per-sample form: a lightly loss that has one, a ``per_sample(z0, z1)`` method
-            (one loss per sample, whose mean is the loss), or ``reduction="mean"`` with
-            ``reduction="none"`` (torch's losses); see
+        loss: Called as ``loss(z0, z1)`` on the two ``(N, D)`` projections, returning a
+            scalar; without a lightly memory bank (it would fill with the twin's projections).
+            ``return_per_sample=True`` needs a per-sample form of it, see
             :func:`~selfdamage.longtail.per_sample.per_sample_loss`.
-        temperature: Only a :class:`~selfdamage.longtail.temperature.TemperatureSchedule`,
-            and only with a ``loss`` that has a float ``temperature`` (lightly's
-            ``NTXentLoss``, ``DCLLoss``, ``DCLWLoss``): it sets the loss's temperature at
-            the start of every forward; step it with ``model.temperature_schedule.step()``.
+        temperature: A :class:`~selfdamage.longtail.temperature.TemperatureSchedule` (e.g.
+            ``CosineTemperature()``), here only with a ``loss`` that has a float
+            ``temperature`` (lightly's ``NTXentLoss``, ``DCLLoss``, ``DCLWLoss``). On this
+            and every adapter that takes one (also with ``loss``), it becomes the submodule
+            ``temperature_schedule`` (its progress in the ``state_dict``) and sets the loss's
+            temperature at the start of every forward. Step it yourself,
+            ``model.temperature_schedule.step()``, once per epoch as its authors do.
 
     Raises:
         TypeError: As on every adapter; ``head`` and ``loss`` are needed; or
@@ -115,59 +106,22 @@ class TwoViewAdapter(SelfDamagingAdapter):
             )
 
     def forward(self, x0: Tensor, x1: Tensor) -> Tensor:
-        """The loss of one step: ``loss(z0, z1)``, ``z0`` dense, ``z1`` from the twin.
+        """The loss of one step, a scalar tensor: ``loss(z0, z1)``.
 
-        Args:
-            x0: First views, shape ``(N, ...)``: through the dense model.
-            x1: Second views of the same samples, same shape: through the twin.
-
-        Returns:
-            The loss, a scalar tensor.
+        ``x0``, shape ``(N, ...)``, goes through the dense model; ``x1``, second views of the
+        same samples, same shape, through the twin.
         """
         loss: Tensor = self.loss(*self._online(x0, x1))
         return loss
 
 
 class TemperatureTwoView(TwoViewAdapter):
-    """A contrastive :class:`TwoViewAdapter`: SimCLR's head, a loss with a ``temperature``.
-
-    The base of SimCLR, DCL and DCLW (lightly's ``examples/pytorch/dcl.py`` uses SimCLR's
-    head). ``temperature`` sets the default loss's temperature (a
-    float only without ``loss``), or is a
-    :class:`~selfdamage.longtail.temperature.TemperatureSchedule` that sets the loss's
-    temperature at the start of every forward.
-    """
+    """The base of SimCLR, DCL and DCLW: SimCLR's head, a loss class at a ``temperature``."""
 
     _loss_class: ClassVar[Callable[..., nn.Module]]  # the default loss, given temperature=
     _temperature: ClassVar[float]  # the default loss's default temperature
 
-    @warns_at_caller
-    def __init__(
-        self,
-        backbone: nn.Module,
-        feature_dim: int = 512,
-        prune_ratio: float = DEFAULT_PRUNE_RATIO,
-        *,
-        head: nn.Module | None = None,
-        loss: nn.Module | None = None,
-        temperature: float | TemperatureSchedule | None = None,
-        **options: Unpack[WrapperOptions],
-    ) -> None:
-        self._assemble(
-            backbone,
-            feature_dim,
-            prune_ratio,
-            options,
-            head=head,
-            loss=loss,
-            temperature=temperature,
-        )
-
-    @staticmethod
-    def default_head(feature_dim: int) -> nn.Module:
-        """lightly's ``SimCLRProjectionHead(feature_dim, feature_dim, 128)``."""
-        module: nn.Module = SimCLRProjectionHead(feature_dim, feature_dim, 128)
-        return module
+    default_head = lightly_head(SimCLRProjectionHead, None, 128)
 
     @classmethod
     def default_loss(cls, head: nn.Module, temperature: float | None = None) -> nn.Module:

@@ -17,30 +17,21 @@ __all__ = ["WrapperOptions"]
 class WrapperOptions(TypedDict, total=False):
     """The wrapper options: keyword arguments that every adapter takes and passes on unchanged.
 
-    Every adapter's signature ends in ``**options: Unpack[WrapperOptions]``; together with
-    the positional ``prune_ratio`` they mean exactly what they mean on
-    :class:`~selfdamage.wrapper.SelfDamagingWrapper`, and they are documented here once.
+    With the positional ``prune_ratio`` they mean what they mean on
+    :class:`~selfdamage.wrapper.SelfDamagingWrapper`:
 
-    - ``damage``: the damage strategy (:mod:`selfdamage.damage`), or None (the default) for
+    - ``damage``: the strategy (:mod:`selfdamage.damage`); None (the default) for
       ``WeightDamage(prune_ratio, random_ratio=..., prunable=...)``. A
-      :class:`~selfdamage.damage.ChannelDamage` takes ``example_inputs`` of the *backbone*;
-      the adapter traces the whole encoder with them.
-    - ``baseline``: if True, no twin in training: the plain method, both online passes
-      through the dense model, for fair baselines. The wrapper and its strategy still
-      exist, so the baseline's damaged twin can be evaluated after training
-      (``refresh_mask()``, then ``wrapper.damaged(x)``); it has no twin normalization
-      state (no parameter goes unused, which DDP would reject). Default False.
-    - ``random_ratio``: shorthand, the part of ``prune_ratio`` pruned at random instead of
-      by magnitude. Default 0.
+      :class:`~selfdamage.damage.ChannelDamage` takes ``example_inputs`` of the *backbone*.
+    - ``baseline``: if True, no twin in training: both online passes dense, for fair
+      baselines (:doc:`/adapters`). Default False.
+    - ``random_ratio``: shorthand, the part of ``prune_ratio`` pruned at random. Default 0.
     - ``prunable``: shorthand, the module types whose weight is pruned, or a predicate
-      ``(name, module) -> bool`` over names like ``backbone.0``, ``head.layers.0`` and
-      ``predictor.layers.0``. Default ``(nn.Conv2d,)``.
-    - ``twin_norm``: if True (the default), the twin has its own BatchNorm parameters and
-      statistics.
+      ``(name, module) -> bool`` over names like ``head.layers.0``. Default ``(nn.Conv2d,)``.
+    - ``twin_norm``: if True (the default), the twin has its own BatchNorm state.
 
-    ``damage=True|False|"weight"|"channel"`` and the channel keywords ``example_inputs``,
-    ``importance``, ``ignored_layers`` and ``max_channel_ratio`` raise a ``TypeError`` that
-    names the spelling to use (``baseline=True``, ``damage=ChannelDamage(...)``).
+    ``damage=True|False|"weight"|"channel"`` and ``example_inputs``, ``importance``,
+    ``ignored_layers``, ``max_channel_ratio`` raise a ``TypeError`` naming the spelling to use.
 
     Examples:
         >>> from torch import nn
@@ -60,15 +51,7 @@ class WrapperOptions(TypedDict, total=False):
 
 
 def read_wrapper_options(options: Mapping[str, Any], owner: str) -> tuple[bool, dict[str, Any]]:
-    """``baseline``, and the keyword arguments of the wrapper, from the wrapper options given.
-
-    Args:
-        options: The wrapper options an adapter received.
-        owner: The adapter's class name, for the error on an unknown keyword.
-
-    Raises:
-        TypeError: If a keyword is not a wrapper option (a removed spelling names its
-            replacement), or ``baseline`` or ``twin_norm`` is not a bool.
+    """``baseline``, and the wrapper's keyword arguments, from the wrapper options given.
 
     Examples:
         >>> read_wrapper_options({"baseline": True}, "SimCLRAdapter")
