@@ -45,18 +45,18 @@ class MethodOptions(WrapperOptions, total=False):
 
 
 def builder_keywords(builder: Callable[..., Any]) -> list[inspect.Parameter]:
-    """The keywords of a default builder (``default_loss``, ``method_modules``), keyword-only.
+    """The named keywords of a default builder (``default_loss``, ``method_modules``).
 
     Examples:
-        >>> def default_loss(head, temperature=None): ...
+        >>> def default_loss(head, temperature=None, **unnamed): ...
         >>> [str(parameter) for parameter in builder_keywords(default_loss)]
         ['temperature=None']
     """
-    parameters = inspect.signature(builder).parameters.values()
+    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
     return [
         parameter.replace(kind=inspect.Parameter.KEYWORD_ONLY)
-        for parameter in parameters
-        if parameter.name not in _FIXED
+        for parameter in inspect.signature(builder).parameters.values()
+        if parameter.kind in named and parameter.name not in _FIXED
     ]
 
 
