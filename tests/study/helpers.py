@@ -6,6 +6,7 @@ from typing import Any
 import pytest
 
 from selfdamage.data import FASHION_MNIST_DIRS
+from selfdamage.study import METRICS
 
 HAVE_FASHION_MNIST = any(
     (Path(d) / "train-images-idx3-ubyte.gz").exists() for d in FASHION_MNIST_DIRS
@@ -24,3 +25,13 @@ TINY: dict[str, Any] = {
     "probe_draws": 1,
     "progress": False,
 }
+
+
+def run_record(
+    variant: str, seed: int, accuracy: float, few: float, order: int = 0
+) -> dict[str, Any]:
+    """A run's record as ``runs/*.json`` holds it, built by hand: the given accuracy and Few
+    accuracy, 0.5 for the other metrics and no damage AUROC."""
+    metrics = dict.fromkeys(METRICS, 0.5)
+    metrics |= {"accuracy": accuracy, "few": few, "damage_auroc": None}
+    return {"variant": variant, "order": order, "seed": seed, **metrics}

@@ -8,32 +8,28 @@ import pytest
 from selfdamage.study import METRICS, VARIANTS, format_table
 from selfdamage.study.report import plot, summarize
 
-
-def run(variant: str, seed: int, accuracy: float, few: float, order: int = 0) -> dict[str, Any]:
-    metrics = dict.fromkeys(METRICS, 0.5)
-    metrics |= {"accuracy": accuracy, "few": few, "damage_auroc": None}
-    return {"variant": variant, "order": order, "seed": seed, **metrics}
+from .helpers import run_record
 
 
 def two_orders() -> list[dict[str, Any]]:
     """One seed, two class orders: differences 0.03 and 0.01 (accuracy), 0.08, 0.02 (few)."""
     return [
-        run("baseline", 0, 0.70, 0.50, order=0),
-        run("sdclr", 0, 0.73, 0.58, order=0),
-        run("baseline", 0, 0.74, 0.54, order=1),
-        run("sdclr", 0, 0.75, 0.56, order=1),
+        run_record("baseline", 0, 0.70, 0.50, order=0),
+        run_record("sdclr", 0, 0.73, 0.58, order=0),
+        run_record("baseline", 0, 0.74, 0.54, order=1),
+        run_record("sdclr", 0, 0.75, 0.56, order=1),
     ]
 
 
 class TestSummary:
     def test_means_stds_and_paired_differences_by_hand(self) -> None:
         runs = [
-            run("baseline", 0, 0.70, 0.50),
-            run("baseline", 1, 0.74, 0.54),
-            run("sdclr", 0, 0.73, 0.58),
-            run("sdclr", 1, 0.75, 0.56),
-            run("balanced", 0, 0.80, 0.70),
-            run("balanced", 1, 0.80, 0.70),
+            run_record("baseline", 0, 0.70, 0.50),
+            run_record("baseline", 1, 0.74, 0.54),
+            run_record("sdclr", 0, 0.73, 0.58),
+            run_record("sdclr", 1, 0.75, 0.56),
+            run_record("balanced", 0, 0.80, 0.70),
+            run_record("balanced", 1, 0.80, 0.70),
         ]
         summary = summarize(runs, VARIANTS)
         # By hand: baseline mean 0.72, sample std sqrt(2 * 0.02^2 / 1) = 0.028284.
@@ -62,12 +58,12 @@ class TestSummary:
 
     def test_seeds_are_averaged_within_an_order(self) -> None:
         runs = [
-            run("baseline", 0, 0.70, 0.5, order=0),
-            run("sdclr", 0, 0.74, 0.5, order=0),  # order 0: 0.04 and 0.00 -> 0.02
-            run("baseline", 1, 0.70, 0.5, order=0),
-            run("sdclr", 1, 0.70, 0.5, order=0),
-            run("baseline", 0, 0.70, 0.5, order=1),
-            run("sdclr", 0, 0.70, 0.5, order=1),  # order 1: 0.00
+            run_record("baseline", 0, 0.70, 0.5, order=0),
+            run_record("sdclr", 0, 0.74, 0.5, order=0),  # order 0: 0.04 and 0.00 -> 0.02
+            run_record("baseline", 1, 0.70, 0.5, order=0),
+            run_record("sdclr", 1, 0.70, 0.5, order=0),
+            run_record("baseline", 0, 0.70, 0.5, order=1),
+            run_record("sdclr", 0, 0.70, 0.5, order=1),  # order 1: 0.00
         ]
         difference = summarize(runs, VARIANTS[:2])["sdclr - baseline"]
         # Per order 0.02, 0.00: std 0.0141421 -> 12.7062 * 0.01 = 0.127062.
@@ -89,12 +85,12 @@ class TestTable:
         assert "over 2 class orders: overall +2.0 ± 12.7, Few +5.0 ± 38.1" in table
 
     def test_interval_needs_two_orders(self) -> None:
-        runs = [run("baseline", 0, 0.70, 0.50), run("sdclr", 0, 0.73, 0.58)]
+        runs = [run_record("baseline", 0, 0.70, 0.50), run_record("sdclr", 0, 0.73, 0.58)]
         table = format_table({"summary": summarize(runs, VARIANTS[:2])})
         assert "needs at least 2 class orders" in table
 
 
 def test_plot_writes_a_png(tmp_path: Path) -> None:
-    runs = [run("baseline", 0, 0.70, 0.50), run("sdclr", 0, 0.73, 0.58)]
+    runs = [run_record("baseline", 0, 0.70, 0.50), run_record("sdclr", 0, 0.73, 0.58)]
     plot(summarize(runs, VARIANTS[:2]), VARIANTS[:2], tmp_path / "g.png", title="t")
     assert (tmp_path / "g.png").read_bytes()[:4] == b"\x89PNG"

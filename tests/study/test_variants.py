@@ -21,6 +21,8 @@ from selfdamage.study.outputs import run_differences
 from selfdamage.study.report import summarize
 from selfdamage.study.runner import schedule
 
+from .helpers import run_record
+
 
 def names(**options: Any) -> list[str]:
     return [v.name for v in study_variants(StudyConfig(**options))]
@@ -133,22 +135,16 @@ class TestRecords:
         assert study_temperature(StudyConfig(temperature=0.3), Variant("sdclr")) == 0.3
 
 
-def _run(variant: str, order: int, accuracy: float, few: float) -> dict[str, Any]:
-    metrics = dict.fromkeys(("many", "medium", "balancedness", "knn", "damage_auroc"), 0.5)
-    return {"variant": variant, "order": order, "seed": 0, **metrics,
-            "accuracy": accuracy, "few": few}  # fmt: skip
-
-
 def test_summary_has_a_paired_difference_per_variant() -> None:
     runs = [
-        _run("baseline", 0, 0.70, 0.50),
-        _run("sdclr", 0, 0.73, 0.58),
-        _run("sdclr+bcl", 0, 0.75, 0.60),
-        _run("balanced", 0, 0.80, 0.70),
-        _run("baseline", 1, 0.74, 0.54),
-        _run("sdclr", 1, 0.75, 0.56),
-        _run("sdclr+bcl", 1, 0.78, 0.62),
-        _run("balanced", 1, 0.80, 0.70),
+        run_record("baseline", 0, 0.70, 0.50, order=0),
+        run_record("sdclr", 0, 0.73, 0.58, order=0),
+        run_record("sdclr+bcl", 0, 0.75, 0.60, order=0),
+        run_record("balanced", 0, 0.80, 0.70, order=0),
+        run_record("baseline", 0, 0.74, 0.54, order=1),
+        run_record("sdclr", 0, 0.75, 0.56, order=1),
+        run_record("sdclr+bcl", 0, 0.78, 0.62, order=1),
+        run_record("balanced", 0, 0.80, 0.70, order=1),
     ]
     summary = summarize(runs, ["baseline", "sdclr", "sdclr+bcl", "balanced"])
     assert list(summary)[4:] == ["sdclr - baseline", "sdclr+bcl - baseline", "gap_closed"]
