@@ -32,16 +32,14 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import time
 import warnings
 
 import torch
+from _clocks import CLOCKS, add_clock_options  # benchmarks/, the script's own folder
 
 from selfdamage.adapters import SimCLRAdapter
 from selfdamage.backbones import cifar_resnet18
 from selfdamage.longtail.harmonization import GeometricHarmonization
-
-CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 
 
 def main() -> None:
@@ -54,13 +52,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=5, help="steps per variant per round")
     parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
-    parser.add_argument(
-        "--clock",
-        choices=CLOCKS,
-        default="cpu",
-        help="cpu: time.process_time (the process's CPU time); wall: time.perf_counter",
-    )
-    parser.add_argument("--json", help="also write the results to this file")
+    add_clock_options(parser, default="cpu")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)

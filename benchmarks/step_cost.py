@@ -77,10 +77,10 @@ from selfdamage.backbones import cifar_resnet18
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import _longtail_steps as longtail  # benchmarks/, the script's own folder
+from _clocks import CLOCKS, add_clock_options
 from zoo.models import MODELS as ZOO
 
 ARCHS = ("cifar_resnet18", "resnet18", "resnet50", *(m.name for m in ZOO))
-CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 
 
 def build_model(arch: str, width: int = 64) -> torch.nn.Module:
@@ -175,13 +175,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's)")
-    parser.add_argument(
-        "--clock",
-        choices=CLOCKS,
-        default="wall",
-        help="wall: time.perf_counter; cpu: time.process_time (the process's CPU time)",
-    )
-    parser.add_argument("--json", help="also write the results to this file")
+    add_clock_options(parser, default="wall")
     parser.add_argument(
         "--channel-ratios",
         type=float,
