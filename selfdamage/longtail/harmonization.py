@@ -21,6 +21,12 @@ _AUTHORS_RAMP = 10
 _AUTHORS_PRIOR_EVERY = 20
 
 
+# sinkhorn starts from the authors' ``v = 1/N`` expressed for the row-shifted kernel,
+# ``exp(gap_i) / N``, ``gap_i`` row i's maximum minus the largest, over epsilon (<= 0);
+# floored at -_GAP_FLOOR so that the first factors (up to ``N e^50``) stay in float32.
+_GAP_FLOOR = 50.0
+
+
 @torch.no_grad()
 def sinkhorn(
     logits: Tensor, prior: Tensor | None = None, *, epsilon: float = 0.05, iterations: int = 300
@@ -35,8 +41,18 @@ def sinkhorn(
     last update is the row one); the columns sum to about ``N * prior``.
 
     Runs without gradient, in float32, on ``logits``' device, with no host sync.
-    ``logits`` are shifted by their maximum first, which leaves the result unchanged
-    (a common factor of ``P`` cancels in ``u``) and keeps ``exp`` finite for any input.
+    ``P`` is first divided by its largest entry in each row (over the prototypes with
+    mass), then in each column, so that every row and every column of it holds a 1 and
+    no row or column underflows to zeros: a column factor is absorbed into ``u`` at
+    once, a row factor into ``v``, whose start becomes ``exp(gap) / N`` (``gap`` a
+    row's maximum minus the largest, over ``epsilon``). The result is the authors'
+    iteration, at any number of iterations, whenever every ``gap >= -50``: always for
+    unit-norm scores (GH's) with ``epsilon >= 0.04``. A row further below starts from
+    ``exp(-50) / N`` instead, which changes the first iterations, not the assignments
+    they converge to. Scores whose balancing needs factors beyond float32's range
+    (spreads of several hundred ``epsilon``, such as standard normal logits times 3 over
+    100 prototypes at ``epsilon = 0.05``) can still overflow to NaN: normalise the
+    scores, as GH does, or raise ``epsilon``.
 
     Args:
         logits: Scores, shape ``(N, K)``.
@@ -58,13 +74,17 @@ def sinkhorn(
     """
     scores = logits.detach().float()
     n, k = scores.shape
-    kernel = torch.exp((scores - scores.amax()) / epsilon)
     if prior is None:
         mass = torch.full((k,), 1.0 / k, device=scores.device)
+        row_max = scores.amax(dim=1, keepdim=True)
     else:
         mass = prior.detach().float() / prior.sum()
-    v = torch.full((n,), 1.0 / n, device=scores.device)
-    u = mass
+        # A row's 1 must be in a column with mass: u is 0 in the others.
+        row_max = torch.where(mass > 0, scores, float("-inf")).amax(dim=1, keepdim=True)
+    exponent = (scores - row_max) / epsilon
+    kernel = torch.exp(exponent - exponent.amax(dim=0, keepdim=True))
+    gap = (row_max.squeeze(1) - row_max.amax()) / epsilon
+    v = torch.exp(gap.clamp(min=-_GAP_FLOOR)) / n
     for _ in range(iterations):
         u = mass / (kernel.T @ v)
         v = (1.0 / n) / (kernel @ u)

@@ -149,6 +149,43 @@ class TestSinkhorn:
         out = _sphere_scores(6, 3, seed=3).requires_grad_()
         assert not sinkhorn(out, iterations=3).requires_grad
 
+    @pytest.mark.parametrize(
+        "logits",
+        [
+            [[0.0, 0.0], [-6.0, -6.0]],  # a row 120 epsilon below the other
+            [[0.0, -6.0], [0.0, -6.0]],  # a column 120 epsilon below the other
+        ],
+    )
+    def test_rows_and_columns_far_below_the_max(self, logits: list[list[float]]) -> None:
+        # Each sample scores both prototypes alike, or both samples score them alike: by
+        # symmetry, every sample gives half to each prototype (was NaN: exp underflowed).
+        q = sinkhorn(torch.tensor(logits))
+        torch.testing.assert_close(q, torch.full((2, 2), 0.5), atol=1e-6, rtol=0)
+
+    def test_raw_logits_converge_to_the_float64_iteration(self) -> None:
+        # Unnormalised scores spanning ~300 epsilon; in float64 their kernel is finite,
+        # so the authors' iteration runs as is. 1000 iterations: converged, so the start
+        # of the far rows (exp(-50) / N here) no longer shows.
+        torch.manual_seed(0)
+        logits = torch.randn(64, 10) * 2
+        expected = _ref_sinkhorn(logits.double().numpy(), 0.05, 1000, None)
+        q = sinkhorn(logits, iterations=1000)
+        np.testing.assert_allclose(q.numpy(), expected, rtol=0, atol=1e-5)
+        q = sinkhorn(logits)  # the authors' 300: finite, rows 1, columns near N / K
+        assert torch.isfinite(q).all()
+        torch.testing.assert_close(q.sum(1), torch.ones(64), atol=1e-5, rtol=0)
+        torch.testing.assert_close(q.sum(0), torch.full((10,), 6.4), atol=0.05, rtol=0)
+
+    def test_raw_logits_with_an_empty_prototype(self) -> None:
+        # A prototype without mass gets none, and no row is left without a column.
+        logits = torch.randn(40, 5, generator=torch.Generator().manual_seed(1)) * 2
+        prior = [0.3, 0.0, 0.2, 0.1, 0.4]
+        expected = _ref_sinkhorn(logits.double().numpy(), 0.05, 300, np.array(prior))
+        q = sinkhorn(logits, torch.tensor(prior))
+        np.testing.assert_allclose(q.numpy(), expected, rtol=0, atol=1e-5)
+        assert (q[:, 1] == 0).all()
+        torch.testing.assert_close(q.sum(0), 40 * torch.tensor(prior), atol=1e-3, rtol=0)
+
 
 class TestHarmonizationLoss:
     """utils.py, ``GHLoss.loss`` (with ``sinkhorn``, l = 0.05, gamma = 0.1)."""
