@@ -27,7 +27,6 @@ _AUTHORS_PRIOR_EVERY = 20
 _GAP_FLOOR = 50.0
 
 
-@torch.no_grad()
 def sinkhorn(
     logits: Tensor, prior: Tensor | None = None, *, epsilon: float = 0.05, iterations: int = 300
 ) -> Tensor:
@@ -56,13 +55,22 @@ def sinkhorn(
 
     Args:
         logits: Scores, shape ``(N, K)``.
-        prior: Target mass per prototype, shape ``(K,)``, non-negative, normalised
-            here. None for uniform.
-        epsilon: The entropic regularisation; smaller is sharper (the authors: 0.05).
+        prior: Target mass per prototype, shape ``(K,)``, non-negative with a positive
+            sum, normalised here. None for uniform. Its values are checked on the CPU
+            only: on an accelerator, a check would cost a host sync each call.
+        epsilon: The entropic regularisation, ``> 0``; smaller is sharper (the authors:
+            0.05).
         iterations: Number of Sinkhorn iterations, at least 1 (the authors: 300).
 
     Returns:
         The assignments ``q``, shape ``(N, K)``, float32, rows summing to 1.
+
+    Raises:
+        TypeError: If ``epsilon`` is not a float, ``iterations`` not an int, or
+            ``prior`` not a real tensor.
+        ValueError: If ``epsilon <= 0``, ``iterations < 1``, ``prior``'s shape is not
+            ``(K,)``, or (on the CPU) ``prior`` has a negative or non-finite entry or
+            sums to 0.
 
     Examples:
         >>> logits = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.8, 0.2], [0.0, 1.0]])
@@ -72,6 +80,13 @@ def sinkhorn(
         >>> q.sum(dim=0).round(decimals=3)  # each prototype: N / K, not 3 and 1
         tensor([2., 2.])
     """
+    epsilon, iterations = _check_sinkhorn(logits, prior, epsilon, iterations)
+    return _sinkhorn(logits, prior, epsilon, iterations)
+
+
+@torch.no_grad()
+def _sinkhorn(logits: Tensor, prior: Tensor | None, epsilon: float, iterations: int) -> Tensor:
+    """:func:`sinkhorn` without the checks."""
     scores = logits.detach().float()
     n, k = scores.shape
     if prior is None:
@@ -89,6 +104,36 @@ def sinkhorn(
         u = mass / (kernel.T @ v)
         v = (1.0 / n) / (kernel @ u)
     return n * v[:, None] * kernel * u[None, :]
+
+
+def _check_sinkhorn(
+    logits: Tensor, prior: Tensor | None, epsilon: float, iterations: int
+) -> tuple[float, int]:
+    """The checked ``epsilon`` and ``iterations``; raises on a bad ``prior`` for ``logits``."""
+    epsilon = check_real("epsilon", epsilon, 0.0, low_open=True)
+    iterations = check_int("iterations", iterations, 1)
+    if prior is None:
+        return epsilon, iterations
+    k = logits.shape[-1]
+    if not isinstance(prior, Tensor) or prior.dtype == torch.bool or prior.is_complex():
+        shown = f"dtype {prior.dtype}" if isinstance(prior, Tensor) else type(prior).__name__
+        raise TypeError(
+            f"prior must be a real tensor of shape ({k},), one mass per prototype, or None "
+            f"for uniform, got {shown}."
+        )
+    if prior.shape != (k,):
+        raise ValueError(
+            f"prior must have shape ({k},), one mass per prototype (column of the scores), "
+            f"got shape {tuple(prior.shape)}."
+        )
+    if prior.device.type == "cpu":  # elsewhere a host sync: not checked
+        values = prior.detach().double()
+        if not (torch.isfinite(values).all() and (values >= 0).all() and values.sum() > 0):
+            raise ValueError(
+                "prior must be finite and non-negative with a positive sum (it is "
+                f"normalised here), got prior={prior}."
+            )
+    return epsilon, iterations
 
 
 def harmonization_loss(
@@ -111,12 +156,17 @@ def harmonization_loss(
     Args:
         logits0: First view's scores, shape ``(N, K)``.
         logits1: Second view's scores, same shape.
-        prior: Target mass per prototype, see :func:`sinkhorn`.
+        prior: Target mass per prototype, see :func:`sinkhorn` (checked the same way).
         epsilon, iterations: The Sinkhorn settings, see :func:`sinkhorn`.
-        temperature: Softmax temperature of the predictions (the authors: 0.1).
+        temperature: Softmax temperature of the predictions, ``> 0`` (the authors: 0.1).
 
     Returns:
         The loss, a scalar tensor.
+
+    Raises:
+        TypeError, ValueError: On a bad ``prior``, ``epsilon`` or ``iterations``, as
+            :func:`sinkhorn`; if ``temperature`` is not a float (TypeError) or not
+            ``> 0`` (ValueError).
 
     Examples:
         Already balanced scores keep their softmax at ``epsilon``: ``q = [0.982, 0.018]``
@@ -128,8 +178,10 @@ def harmonization_loss(
         >>> round(loss.item(), 4)
         0.3258
     """
-    q0 = sinkhorn(logits0, prior, epsilon=epsilon, iterations=iterations)
-    q1 = sinkhorn(logits1, prior, epsilon=epsilon, iterations=iterations)
+    epsilon, iterations = _check_sinkhorn(logits0, prior, epsilon, iterations)
+    temperature = check_real("temperature", temperature, 0.0, low_open=True)
+    q0 = _sinkhorn(logits0, prior, epsilon, iterations)
+    q1 = _sinkhorn(logits1, prior, epsilon, iterations)
     log_p0 = F.log_softmax(logits0 / temperature, dim=1)
     log_p1 = F.log_softmax(logits1 / temperature, dim=1)
     return -(q0 * log_p1).sum(dim=1).mean() - (q1 * log_p0).sum(dim=1).mean()

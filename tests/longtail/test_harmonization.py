@@ -186,6 +186,56 @@ class TestSinkhorn:
         assert (q[:, 1] == 0).all()
         torch.testing.assert_close(q.sum(0), 40 * torch.tensor(prior), atol=1e-3, rtol=0)
 
+    @pytest.mark.parametrize(
+        ("kwargs", "error", "message"),
+        [
+            ({"iterations": 0}, ValueError, "iterations must be >= 1, got iterations=0."),
+            ({"iterations": 2.0}, TypeError, "iterations must be an int, got iterations=2.0."),
+            ({"epsilon": 0.0}, ValueError, "epsilon must be > 0.0, got epsilon=0.0."),
+            ({"epsilon": -0.1}, ValueError, "epsilon must be > 0.0, got epsilon=-0.1."),
+            (
+                {"epsilon": float("nan")},
+                ValueError,
+                "epsilon must be a finite number > 0.0, got epsilon=nan.",
+            ),
+            (
+                {"prior": torch.zeros(2)},
+                ValueError,
+                "prior must be finite and non-negative with a positive sum (it is normalised "
+                "here), got prior=tensor([0., 0.]).",
+            ),
+            (
+                {"prior": torch.tensor([1.0, -0.5])},
+                ValueError,
+                "prior must be finite and non-negative with a positive sum (it is normalised "
+                "here), got prior=tensor([ 1.0000, -0.5000]).",
+            ),
+            (
+                {"prior": torch.ones(3)},
+                ValueError,
+                "prior must have shape (2,), one mass per prototype (column of the scores), "
+                "got shape (3,).",
+            ),
+            (
+                {"prior": [0.5, 0.5]},
+                TypeError,
+                "prior must be a real tensor of shape (2,), one mass per prototype, or None "
+                "for uniform, got list.",
+            ),
+        ],
+    )
+    def test_bad_arguments(self, kwargs: dict[str, object], error: type, message: str) -> None:
+        # The same words as GeometricHarmonization's for its settings; both functions.
+        logits = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+        kwargs = dict(kwargs)
+        prior = kwargs.pop("prior", None)
+        with pytest.raises(error) as raised:
+            sinkhorn(logits, prior, **kwargs)  # type: ignore[arg-type]
+        assert str(raised.value) == message
+        with pytest.raises(error) as raised:
+            harmonization_loss(logits, logits, prior, **kwargs)  # type: ignore[arg-type]
+        assert str(raised.value) == message
+
 
 class TestHarmonizationLoss:
     """utils.py, ``GHLoss.loss`` (with ``sinkhorn``, l = 0.05, gamma = 0.1)."""
@@ -202,6 +252,21 @@ class TestHarmonizationLoss:
         assert loss.item() == pytest.approx(loss_ref, rel=1e-5)
         np.testing.assert_allclose(x.grad.numpy(), gx_ref, rtol=1e-4, atol=1e-6)
         np.testing.assert_allclose(y.grad.numpy(), gy_ref, rtol=1e-4, atol=1e-6)
+
+    @pytest.mark.parametrize(
+        ("temperature", "error", "message"),
+        [
+            (0.0, ValueError, "temperature must be > 0.0, got temperature=0.0."),
+            (-1.0, ValueError, "temperature must be > 0.0, got temperature=-1.0."),
+            ("0.1", TypeError, "temperature must be a float, got temperature='0.1'."),
+        ],
+    )
+    def test_bad_temperature(self, temperature: object, error: type, message: str) -> None:
+        # As GeometricHarmonization(temperature=...) says; was NaN (0) or a number (-1).
+        logits = _sphere_scores(4, 2, seed=0)
+        with pytest.raises(error) as raised:
+            harmonization_loss(logits, logits, temperature=temperature)  # type: ignore[arg-type]
+        assert str(raised.value) == message
 
 
 def _gh(**kwargs: object) -> GeometricHarmonization:
