@@ -401,10 +401,12 @@ class GeometricHarmonization(nn.Module):
             indices: Their dataset indices, shape ``(N,)``, integer.
 
         Raises:
-            ValueError: If the shapes do not match.
+            ValueError: If the shapes do not match, or ``indices`` is not an integer
+                tensor (a boolean mask would be read as indices 0 and 1).
         """
         self._check_projections(z, "z")
-        if indices.shape != (z.shape[0],) or indices.is_floating_point():
+        integer = not (indices.is_floating_point() or indices.is_complex())
+        if indices.shape != (z.shape[0],) or not integer or indices.dtype == torch.bool:
             raise ValueError(
                 f"indices must be an integer tensor of shape ({z.shape[0]},), one dataset "
                 f"index per row of z, got dtype={indices.dtype} and shape "

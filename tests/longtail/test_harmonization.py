@@ -415,6 +415,9 @@ class TestGeometricHarmonization:
             gh(torch.randn(3, 8), torch.randn(2, 8))
         with pytest.raises(ValueError, match="indices must be an integer tensor of shape"):
             gh.update(torch.randn(3, 8), torch.zeros(3))
+        with pytest.raises(ValueError, match=r"got dtype=torch\.bool"):
+            gh.update(torch.randn(3, 8), torch.tensor([True, False, True]))
+        assert gh.memory.abs().sum() == 0  # nothing recorded
         with pytest.raises(ValueError, match="epoch must be >= 0"):
             gh.set_epoch(-1)
 
