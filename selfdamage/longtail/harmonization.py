@@ -21,7 +21,12 @@ _AUTHORS_RAMP = 10
 _AUTHORS_PRIOR_EVERY = 20
 
 
-@torch.no_grad()
+# sinkhorn starts from the authors' ``v = 1/N`` expressed for the row-shifted kernel,
+# ``exp(gap_i) / N``, ``gap_i`` row i's maximum minus the largest, over epsilon (<= 0);
+# floored at -_GAP_FLOOR so that the first factors (up to ``N e^50``) stay in float32.
+_GAP_FLOOR = 50.0
+
+
 def sinkhorn(
     logits: Tensor, prior: Tensor | None = None, *, epsilon: float = 0.05, iterations: int = 300
 ) -> Tensor:
@@ -35,18 +40,37 @@ def sinkhorn(
     last update is the row one); the columns sum to about ``N * prior``.
 
     Runs without gradient, in float32, on ``logits``' device, with no host sync.
-    ``logits`` are shifted by their maximum first, which leaves the result unchanged
-    (a common factor of ``P`` cancels in ``u``) and keeps ``exp`` finite for any input.
+    ``P`` is first divided by its largest entry in each row (over the prototypes with
+    mass), then in each column, so that every row and every column of it holds a 1 and
+    no row or column underflows to zeros: a column factor is absorbed into ``u`` at
+    once, a row factor into ``v``, whose start becomes ``exp(gap) / N`` (``gap`` a
+    row's maximum minus the largest, over ``epsilon``). The result is the authors'
+    iteration, at any number of iterations, whenever every ``gap >= -50``: always for
+    unit-norm scores (GH's) with ``epsilon >= 0.04``. A row further below starts from
+    ``exp(-50) / N`` instead, which changes the first iterations, not the assignments
+    they converge to. Scores whose balancing needs factors beyond float32's range
+    (spreads of several hundred ``epsilon``, such as standard normal logits times 3 over
+    100 prototypes at ``epsilon = 0.05``) can still overflow to NaN: normalise the
+    scores, as GH does, or raise ``epsilon``.
 
     Args:
         logits: Scores, shape ``(N, K)``.
-        prior: Target mass per prototype, shape ``(K,)``, non-negative, normalised
-            here. None for uniform.
-        epsilon: The entropic regularisation; smaller is sharper (the authors: 0.05).
+        prior: Target mass per prototype, shape ``(K,)``, non-negative with a positive
+            sum, normalised here. None for uniform. Its values are checked on the CPU
+            only: on an accelerator, a check would cost a host sync each call.
+        epsilon: The entropic regularisation, ``> 0``; smaller is sharper (the authors:
+            0.05).
         iterations: Number of Sinkhorn iterations, at least 1 (the authors: 300).
 
     Returns:
         The assignments ``q``, shape ``(N, K)``, float32, rows summing to 1.
+
+    Raises:
+        TypeError: If ``epsilon`` is not a float, ``iterations`` not an int, or
+            ``prior`` not a real tensor.
+        ValueError: If ``epsilon <= 0``, ``iterations < 1``, ``prior``'s shape is not
+            ``(K,)``, or (on the CPU) ``prior`` has a negative or non-finite entry or
+            sums to 0.
 
     Examples:
         >>> logits = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.8, 0.2], [0.0, 1.0]])
@@ -56,19 +80,60 @@ def sinkhorn(
         >>> q.sum(dim=0).round(decimals=3)  # each prototype: N / K, not 3 and 1
         tensor([2., 2.])
     """
+    epsilon, iterations = _check_sinkhorn(logits, prior, epsilon, iterations)
+    return _sinkhorn(logits, prior, epsilon, iterations)
+
+
+@torch.no_grad()
+def _sinkhorn(logits: Tensor, prior: Tensor | None, epsilon: float, iterations: int) -> Tensor:
+    """:func:`sinkhorn` without the checks."""
     scores = logits.detach().float()
     n, k = scores.shape
-    kernel = torch.exp((scores - scores.amax()) / epsilon)
     if prior is None:
         mass = torch.full((k,), 1.0 / k, device=scores.device)
+        row_max = scores.amax(dim=1, keepdim=True)
     else:
         mass = prior.detach().float() / prior.sum()
-    v = torch.full((n,), 1.0 / n, device=scores.device)
-    u = mass
+        # A row's 1 must be in a column with mass: u is 0 in the others.
+        row_max = torch.where(mass > 0, scores, float("-inf")).amax(dim=1, keepdim=True)
+    exponent = (scores - row_max) / epsilon
+    kernel = torch.exp(exponent - exponent.amax(dim=0, keepdim=True))
+    gap = (row_max.squeeze(1) - row_max.amax()) / epsilon
+    v = torch.exp(gap.clamp(min=-_GAP_FLOOR)) / n
     for _ in range(iterations):
         u = mass / (kernel.T @ v)
         v = (1.0 / n) / (kernel @ u)
     return n * v[:, None] * kernel * u[None, :]
+
+
+def _check_sinkhorn(
+    logits: Tensor, prior: Tensor | None, epsilon: float, iterations: int
+) -> tuple[float, int]:
+    """The checked ``epsilon`` and ``iterations``; raises on a bad ``prior`` for ``logits``."""
+    epsilon = check_real("epsilon", epsilon, 0.0, low_open=True)
+    iterations = check_int("iterations", iterations, 1)
+    if prior is None:
+        return epsilon, iterations
+    k = logits.shape[-1]
+    if not isinstance(prior, Tensor) or prior.dtype == torch.bool or prior.is_complex():
+        shown = f"dtype {prior.dtype}" if isinstance(prior, Tensor) else type(prior).__name__
+        raise TypeError(
+            f"prior must be a real tensor of shape ({k},), one mass per prototype, or None "
+            f"for uniform, got {shown}."
+        )
+    if prior.shape != (k,):
+        raise ValueError(
+            f"prior must have shape ({k},), one mass per prototype (column of the scores), "
+            f"got shape {tuple(prior.shape)}."
+        )
+    if prior.device.type == "cpu":  # elsewhere a host sync: not checked
+        values = prior.detach().double()
+        if not (torch.isfinite(values).all() and (values >= 0).all() and values.sum() > 0):
+            raise ValueError(
+                "prior must be finite and non-negative with a positive sum (it is "
+                f"normalised here), got prior={prior}."
+            )
+    return epsilon, iterations
 
 
 def harmonization_loss(
@@ -91,12 +156,17 @@ def harmonization_loss(
     Args:
         logits0: First view's scores, shape ``(N, K)``.
         logits1: Second view's scores, same shape.
-        prior: Target mass per prototype, see :func:`sinkhorn`.
+        prior: Target mass per prototype, see :func:`sinkhorn` (checked the same way).
         epsilon, iterations: The Sinkhorn settings, see :func:`sinkhorn`.
-        temperature: Softmax temperature of the predictions (the authors: 0.1).
+        temperature: Softmax temperature of the predictions, ``> 0`` (the authors: 0.1).
 
     Returns:
         The loss, a scalar tensor.
+
+    Raises:
+        TypeError, ValueError: On a bad ``prior``, ``epsilon`` or ``iterations``, as
+            :func:`sinkhorn`; if ``temperature`` is not a float (TypeError) or not
+            ``> 0`` (ValueError).
 
     Examples:
         Already balanced scores keep their softmax at ``epsilon``: ``q = [0.982, 0.018]``
@@ -108,8 +178,10 @@ def harmonization_loss(
         >>> round(loss.item(), 4)
         0.3258
     """
-    q0 = sinkhorn(logits0, prior, epsilon=epsilon, iterations=iterations)
-    q1 = sinkhorn(logits1, prior, epsilon=epsilon, iterations=iterations)
+    epsilon, iterations = _check_sinkhorn(logits0, prior, epsilon, iterations)
+    temperature = check_real("temperature", temperature, 0.0, low_open=True)
+    q0 = _sinkhorn(logits0, prior, epsilon, iterations)
+    q1 = _sinkhorn(logits1, prior, epsilon, iterations)
     log_p0 = F.log_softmax(logits0 / temperature, dim=1)
     log_p1 = F.log_softmax(logits1 / temperature, dim=1)
     return -(q0 * log_p1).sum(dim=1).mean() - (q1 * log_p0).sum(dim=1).mean()
@@ -329,10 +401,12 @@ class GeometricHarmonization(nn.Module):
             indices: Their dataset indices, shape ``(N,)``, integer.
 
         Raises:
-            ValueError: If the shapes do not match.
+            ValueError: If the shapes do not match, or ``indices`` is not an integer
+                tensor (a boolean mask would be read as indices 0 and 1).
         """
         self._check_projections(z, "z")
-        if indices.shape != (z.shape[0],) or indices.is_floating_point():
+        integer = not (indices.is_floating_point() or indices.is_complex())
+        if indices.shape != (z.shape[0],) or not integer or indices.dtype == torch.bool:
             raise ValueError(
                 f"indices must be an integer tensor of shape ({z.shape[0]},), one dataset "
                 f"index per row of z, got dtype={indices.dtype} and shape "

@@ -135,13 +135,19 @@ class MomentumLoss(nn.Module):
 
         Raises:
             ValueError: If the shapes are not ``(B,)`` and equal.
-            TypeError: If ``indices`` is not an integer tensor.
+            TypeError: If ``indices`` is not an integer tensor (a boolean mask included).
         """
         if indices.dim() != 1 or losses.shape != indices.shape:
             raise ValueError(
                 "indices and losses must both have shape (B,), one loss per dataset index, "
                 f"got indices of shape {tuple(indices.shape)} and losses of shape "
                 f"{tuple(losses.shape)}."
+            )
+        if indices.dtype == torch.bool:
+            raise TypeError(
+                "indices must be an integer tensor of dataset indices, got dtype torch.bool: "
+                "a mask would be read as indices 0 and 1. Pass each sample's dataset index "
+                "(from a mask: mask.nonzero().squeeze(1))."
             )
         if indices.dtype.is_floating_point or indices.dtype.is_complex:
             raise TypeError(

@@ -24,6 +24,7 @@ batch_size).mean(0)``). ``losses.mean()`` is the loss to back-propagate and
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from typing import Any, Callable, TypeVar, cast
 
@@ -280,7 +281,10 @@ def record_per_sample(
     sees), its :func:`per_sample_loss`, without gradient. A call on ``k * batch_size`` rows
     (MoCo's one call on both views' queries) gives each sample the mean of its ``k`` rows;
     the result is the mean over the calls, the per-sample form of a step whose loss is the
-    mean of its loss calls. Nothing is computed twice but the loss formula.
+    mean of its loss calls. Nothing is computed twice but the loss formula. A call's
+    arguments are bound to the loss's ``forward``: its first two are ``z0`` and ``z1``,
+    the others go to :func:`per_sample_loss` by name, however the step passed them
+    (``dino(t, s, None, 2)`` as ``epoch=2``).
 
     Args:
         criterion: The loss module that ``step`` calls.
@@ -292,7 +296,9 @@ def record_per_sample(
         at least float32.
 
     Raises:
-        TypeError: If ``criterion`` has no per-sample losses (:func:`per_sample_loss`).
+        TypeError: If ``criterion`` has no per-sample losses (:func:`per_sample_loss`),
+            or a call's arguments do not fit its ``forward`` or give it other than two
+            inputs (through ``*args``).
         RuntimeError: If ``step`` does not call ``criterion``.
         ValueError: If a call's rows are not a multiple of ``batch_size``.
 
@@ -307,8 +313,9 @@ def record_per_sample(
     calls: list[Tensor] = []
 
     def record(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        z0, z1, options = _loss_inputs(module, args, kwargs)
         with torch.no_grad():
-            calls.append(per_sample_loss(module, *args, **kwargs).detach())
+            calls.append(per_sample_loss(module, z0, z1, **options).detach())
 
     handle = criterion.register_forward_pre_hook(record, with_kwargs=True)
     try:
@@ -323,6 +330,36 @@ def record_per_sample(
         raise ValueError(f"loss calls on {rows} rows, not multiples of {n} samples.")
     losses = torch.stack([values.reshape(-1, n).mean(0) for values in calls]).mean(0)
     return result, losses.to(torch.promote_types(losses.dtype, torch.float32))
+
+
+def _loss_inputs(
+    module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[Any, Any, dict[str, Any]]:
+    """A loss call's two inputs and its other arguments by name, bound to its ``forward``:
+    ``dino(t, s, None, 2)`` gives ``(t, s, {"teacher_temp": None, "epoch": 2})``."""
+    signature = inspect.signature(module.forward)
+    try:
+        bound = signature.bind(*args, **kwargs)
+    except TypeError as error:
+        raise TypeError(f"{type(module).__name__} called with bad arguments: {error}") from None
+    inputs: list[Any] = []
+    options: dict[str, Any] = {}
+    for name, value in bound.arguments.items():
+        kind = signature.parameters[name].kind
+        if kind is inspect.Parameter.VAR_POSITIONAL:
+            inputs.extend(value)
+        elif kind is inspect.Parameter.VAR_KEYWORD:
+            options.update(value)
+        elif len(inputs) < 2 and kind is not inspect.Parameter.KEYWORD_ONLY:
+            inputs.append(value)
+        else:
+            options[name] = value
+    if len(inputs) != 2:
+        raise TypeError(
+            f"{type(module).__name__} was called with {len(inputs)} inputs before its "
+            "options; per_sample_loss needs two (z0, z1), the other arguments by name."
+        )
+    return inputs[0], inputs[1], options
 
 
 def _queue_per_sample(queries: Tensor, keys: Tensor, bank: Tensor, temperature: float) -> Tensor:

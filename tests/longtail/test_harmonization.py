@@ -149,6 +149,93 @@ class TestSinkhorn:
         out = _sphere_scores(6, 3, seed=3).requires_grad_()
         assert not sinkhorn(out, iterations=3).requires_grad
 
+    @pytest.mark.parametrize(
+        "logits",
+        [
+            [[0.0, 0.0], [-6.0, -6.0]],  # a row 120 epsilon below the other
+            [[0.0, -6.0], [0.0, -6.0]],  # a column 120 epsilon below the other
+        ],
+    )
+    def test_rows_and_columns_far_below_the_max(self, logits: list[list[float]]) -> None:
+        # Each sample scores both prototypes alike, or both samples score them alike: by
+        # symmetry, every sample gives half to each prototype (was NaN: exp underflowed).
+        q = sinkhorn(torch.tensor(logits))
+        torch.testing.assert_close(q, torch.full((2, 2), 0.5), atol=1e-6, rtol=0)
+
+    def test_raw_logits_converge_to_the_float64_iteration(self) -> None:
+        # Unnormalised scores spanning ~300 epsilon; in float64 their kernel is finite,
+        # so the authors' iteration runs as is. 1000 iterations: converged, so the start
+        # of the far rows (exp(-50) / N here) no longer shows.
+        torch.manual_seed(0)
+        logits = torch.randn(64, 10) * 2
+        expected = _ref_sinkhorn(logits.double().numpy(), 0.05, 1000, None)
+        q = sinkhorn(logits, iterations=1000)
+        np.testing.assert_allclose(q.numpy(), expected, rtol=0, atol=1e-5)
+        q = sinkhorn(logits)  # the authors' 300: finite, rows 1, columns near N / K
+        assert torch.isfinite(q).all()
+        torch.testing.assert_close(q.sum(1), torch.ones(64), atol=1e-5, rtol=0)
+        torch.testing.assert_close(q.sum(0), torch.full((10,), 6.4), atol=0.05, rtol=0)
+
+    def test_raw_logits_with_an_empty_prototype(self) -> None:
+        # A prototype without mass gets none, and no row is left without a column.
+        logits = torch.randn(40, 5, generator=torch.Generator().manual_seed(1)) * 2
+        prior = [0.3, 0.0, 0.2, 0.1, 0.4]
+        expected = _ref_sinkhorn(logits.double().numpy(), 0.05, 300, np.array(prior))
+        q = sinkhorn(logits, torch.tensor(prior))
+        np.testing.assert_allclose(q.numpy(), expected, rtol=0, atol=1e-5)
+        assert (q[:, 1] == 0).all()
+        torch.testing.assert_close(q.sum(0), 40 * torch.tensor(prior), atol=1e-3, rtol=0)
+
+    @pytest.mark.parametrize(
+        ("kwargs", "error", "message"),
+        [
+            ({"iterations": 0}, ValueError, "iterations must be >= 1, got iterations=0."),
+            ({"iterations": 2.0}, TypeError, "iterations must be an int, got iterations=2.0."),
+            ({"epsilon": 0.0}, ValueError, "epsilon must be > 0.0, got epsilon=0.0."),
+            ({"epsilon": -0.1}, ValueError, "epsilon must be > 0.0, got epsilon=-0.1."),
+            (
+                {"epsilon": float("nan")},
+                ValueError,
+                "epsilon must be a finite number > 0.0, got epsilon=nan.",
+            ),
+            (
+                {"prior": torch.zeros(2)},
+                ValueError,
+                "prior must be finite and non-negative with a positive sum (it is normalised "
+                "here), got prior=tensor([0., 0.]).",
+            ),
+            (
+                {"prior": torch.tensor([1.0, -0.5])},
+                ValueError,
+                "prior must be finite and non-negative with a positive sum (it is normalised "
+                "here), got prior=tensor([ 1.0000, -0.5000]).",
+            ),
+            (
+                {"prior": torch.ones(3)},
+                ValueError,
+                "prior must have shape (2,), one mass per prototype (column of the scores), "
+                "got shape (3,).",
+            ),
+            (
+                {"prior": [0.5, 0.5]},
+                TypeError,
+                "prior must be a real tensor of shape (2,), one mass per prototype, or None "
+                "for uniform, got list.",
+            ),
+        ],
+    )
+    def test_bad_arguments(self, kwargs: dict[str, object], error: type, message: str) -> None:
+        # The same words as GeometricHarmonization's for its settings; both functions.
+        logits = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+        kwargs = dict(kwargs)
+        prior = kwargs.pop("prior", None)
+        with pytest.raises(error) as raised:
+            sinkhorn(logits, prior, **kwargs)  # type: ignore[arg-type]
+        assert str(raised.value) == message
+        with pytest.raises(error) as raised:
+            harmonization_loss(logits, logits, prior, **kwargs)  # type: ignore[arg-type]
+        assert str(raised.value) == message
+
 
 class TestHarmonizationLoss:
     """utils.py, ``GHLoss.loss`` (with ``sinkhorn``, l = 0.05, gamma = 0.1)."""
@@ -165,6 +252,21 @@ class TestHarmonizationLoss:
         assert loss.item() == pytest.approx(loss_ref, rel=1e-5)
         np.testing.assert_allclose(x.grad.numpy(), gx_ref, rtol=1e-4, atol=1e-6)
         np.testing.assert_allclose(y.grad.numpy(), gy_ref, rtol=1e-4, atol=1e-6)
+
+    @pytest.mark.parametrize(
+        ("temperature", "error", "message"),
+        [
+            (0.0, ValueError, "temperature must be > 0.0, got temperature=0.0."),
+            (-1.0, ValueError, "temperature must be > 0.0, got temperature=-1.0."),
+            ("0.1", TypeError, "temperature must be a float, got temperature='0.1'."),
+        ],
+    )
+    def test_bad_temperature(self, temperature: object, error: type, message: str) -> None:
+        # As GeometricHarmonization(temperature=...) says; was NaN (0) or a number (-1).
+        logits = _sphere_scores(4, 2, seed=0)
+        with pytest.raises(error) as raised:
+            harmonization_loss(logits, logits, temperature=temperature)  # type: ignore[arg-type]
+        assert str(raised.value) == message
 
 
 def _gh(**kwargs: object) -> GeometricHarmonization:
@@ -313,6 +415,9 @@ class TestGeometricHarmonization:
             gh(torch.randn(3, 8), torch.randn(2, 8))
         with pytest.raises(ValueError, match="indices must be an integer tensor of shape"):
             gh.update(torch.randn(3, 8), torch.zeros(3))
+        with pytest.raises(ValueError, match=r"got dtype=torch\.bool"):
+            gh.update(torch.randn(3, 8), torch.tensor([True, False, True]))
+        assert gh.memory.abs().sum() == 0  # nothing recorded
         with pytest.raises(ValueError, match="epoch must be >= 0"):
             gh.set_epoch(-1)
 

@@ -158,6 +158,10 @@ class TestMomentumLoss:
             tracker.update(torch.tensor([0, 1]), torch.zeros(3))
         with pytest.raises(TypeError, match="indices must be an integer tensor"):
             tracker.update(torch.tensor([0.0, 1.0]), torch.zeros(2))
+        mask = torch.tensor([False, False, True, True])
+        with pytest.raises(TypeError, match=r"got dtype torch\.bool: a mask would be read as"):
+            tracker.update(mask, torch.tensor([1.0, 2.0, 3.0, 4.0]))  # was: rows 0 and 1 set
+        assert not tracker.seen.any() and not tracker.epoch_loss.any()
 
 
 def _ddp_worker(rank: int, world: int, batches: list[tuple[Tensor, Tensor]]) -> dict[str, Tensor]:

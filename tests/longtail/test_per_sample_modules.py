@@ -8,6 +8,7 @@ the methods: ``loss/negative_cosine_similarity.py``, ``loss/tico_loss.py``,
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -129,6 +130,39 @@ class TestRecordPerSample:
         torch.testing.assert_close(ours.mean(), loss, **TOL)
         assert not criterion._forward_pre_hooks  # the recording hook is gone
 
+    @pytest.mark.parametrize(
+        ("call", "options"),
+        [
+            (lambda loss, t, s: loss(t, s, None, 2), {"epoch": 2}),
+            (lambda loss, t, s: loss(t, s, 0.07), {"teacher_temp": 0.07}),
+            (lambda loss, t, s: loss(teacher_out=t, student_out=s, epoch=2), {"epoch": 2}),
+        ],
+        ids=["epoch-positional", "teacher_temp-positional", "all-by-name"],
+    )
+    def test_dino_options_however_passed(self, call: Callable, options: dict) -> None:
+        # lightly's DINOLoss.forward(teacher_out, student_out, teacher_temp, epoch): the
+        # positional options are the keyword ones (was a TypeError from the hook). The
+        # schedule's epoch 2 (0.02 -> 0.04 over 5 epochs) differs from teacher_temp=0.04.
+        gen = torch.Generator().manual_seed(1)
+        teacher = list(torch.randn(2, 6, 32, generator=gen))
+        student = list(torch.randn(2, 6, 32, generator=gen))
+        criterion = DINOLoss(32, warmup_teacher_temp=0.02, warmup_teacher_temp_epochs=5)
+        criterion.center += 0.1  # a center that is not zero
+        expected = per_sample_loss(criterion, teacher, student, **options)
+        assert not torch.allclose(expected, per_sample_loss(criterion, teacher, student))
+        loss, ours = record_per_sample(criterion, lambda: call(criterion, teacher, student))
+        torch.testing.assert_close(ours, expected, **TOL)
+        torch.testing.assert_close(ours.mean(), loss, **TOL)
+
+    def test_tico_positional_option(self) -> None:
+        # TiCoLoss.forward(z_a, z_b, update_covariance_matrix=True), called with False.
+        gen = torch.Generator().manual_seed(2)
+        z_a, z_b = torch.randn(2, 16, 8, generator=gen)
+        criterion = TiCoLoss()
+        criterion(z_b, z_a)  # a covariance that is not zero
+        loss, ours = record_per_sample(criterion, lambda: criterion(z_a, z_b, False))
+        torch.testing.assert_close(ours.mean(), loss, **TOL)
+
     def test_errors(self) -> None:
         criterion = NegativeCosineSimilarity()
         with pytest.raises(RuntimeError, match="never called its loss"):
@@ -136,4 +170,6 @@ class TestRecordPerSample:
         x = torch.randn(5, 4)
         with pytest.raises(ValueError, match=r"loss calls on \[5\] rows, not multiples of 2"):
             record_per_sample(criterion, lambda: criterion(x, x), batch_size=2)
+        with pytest.raises(TypeError, match="missing a required argument: 'x1'"):
+            record_per_sample(criterion, lambda: criterion(x))
         assert not criterion._forward_pre_hooks
