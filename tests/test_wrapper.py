@@ -206,6 +206,17 @@ class TestMasks:
         pruned_again = ~torch.cat([m.flatten() for _, m in wrapper.named_masks()])
         assert not torch.equal(pruned, pruned_again)
 
+    def test_float64_model_keeps_the_larger_of_two_weights_equal_in_float32(self) -> None:
+        model = nn.Sequential(nn.Conv2d(1, 1, 1, bias=False), nn.Conv2d(1, 1, 1, bias=False))
+        model = model.double()
+        with torch.no_grad():  # 1 + 1e-12 == 1 in float32
+            model[0].weight.fill_(1.0 + 1e-12)
+            model[1].weight.fill_(1.0)
+        with pytest.warns(UserWarning, match="masks every entry of '1.weight'"):
+            wrapper = SelfDamagingWrapper(model, 0.5)
+        masks = {name: mask.item() for name, mask in wrapper.named_masks()}
+        assert masks == {"0.weight": True, "1.weight": False}
+
     def test_zero_ratio_twin_equals_dense(self, net: SmallNet) -> None:
         wrapper = SelfDamagingWrapper(net, prune_ratio=0.0)
         reference = copy.deepcopy(net)

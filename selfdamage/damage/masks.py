@@ -10,6 +10,7 @@ copies of the weights.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -147,7 +148,9 @@ def global_magnitude_masks(
     ``random_prune_percent``). The masks are recomputed from scratch: nothing is
     carried over from an earlier call.
 
-    All work happens on the weights' device.
+    All work happens on the weights' device, in the widest floating dtype of the weights
+    and at least ``float32`` (``float64`` weights are compared in ``float64``, so weights
+    that differ by less than ``float32`` resolution are still told apart).
 
     - [0] SDCLR, 2021, https://arxiv.org/abs/2106.02990
 
@@ -176,7 +179,9 @@ def global_magnitude_masks(
     if len(weights) == 0:
         raise ValueError("weights is empty: there is nothing to prune.")
     with torch.no_grad():
-        flat = torch.cat([w.detach().reshape(-1).float() for w in weights])
+        # float32 at least (bf16 and fp16 weights), float64 for float64 weights.
+        dtype = functools.reduce(torch.promote_types, [w.dtype for w in weights], torch.float32)
+        flat = torch.cat([w.detach().reshape(-1).to(dtype) for w in weights])
         if not bool(torch.isfinite(flat).all()):
             raise ValueError(
                 "weights contain NaN or infinite values; the pruning threshold is undefined. "

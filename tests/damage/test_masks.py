@@ -98,6 +98,18 @@ class TestGlobalMagnitudeMasks:
         # largest weights go too (probability of none among the top 350 is negligible).
         assert pruned[order[650:]].sum() > 0
 
+    def test_float64_weights_are_compared_in_float64(self) -> None:
+        # 1 + 1e-12 and 1 are equal in float32 (the tie would keep the later one).
+        w = torch.tensor([1.0 + 1e-12, 1.0], dtype=torch.float64)
+        (keep,) = global_magnitude_masks([w], 0.5)
+        assert keep.tolist() == [True, False]
+
+    @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+    def test_half_weights_are_compared_in_float32(self, dtype: torch.dtype) -> None:
+        w = torch.tensor([3.0, 1.0, 2.0, 0.5], dtype=dtype)
+        (keep,) = global_magnitude_masks([w], 0.5)
+        assert keep.tolist() == [True, False, True, False]
+
     def test_random_part_is_seeded(self) -> None:
         w = [torch.randn(500, generator=torch.Generator().manual_seed(0))]
 
