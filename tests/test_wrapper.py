@@ -3,7 +3,7 @@ from __future__ import annotations
 import copy
 import inspect
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import ddp_harness
@@ -547,6 +547,30 @@ class TestErrors:
                 SelfDamagingWrapper(parallel)
         finally:
             torch.distributed.destroy_process_group()
+
+    @pytest.mark.parametrize(
+        ("lazy", "name"),
+        [
+            (lambda: nn.LazyConv2d(4, 3), "0.weight"),  # a parameter
+            (lambda: nn.LazyBatchNorm2d(affine=False), "0.running_mean"),  # buffers only
+        ],
+        ids=["LazyConv2d", "LazyBatchNorm2d"],
+    )
+    def test_uninitialized_lazy_model(self, lazy: Callable[[], nn.Module], name: str) -> None:
+        model = nn.Sequential(lazy(), nn.Conv2d(4, 4, 1), nn.AdaptiveAvgPool2d(1))
+        with pytest.raises(
+            ValueError,
+            match=rf"model has uninitialized \(lazy\) .*'{re.escape(name)}'.*Run one forward "
+            r"pass with an example batch before wrapping, so the lazy modules know their shapes",
+        ):
+            SelfDamagingWrapper(model, 0.5)
+        model(torch.randn(1, 4, 8, 8))  # the advice
+        assert SelfDamagingWrapper(model, 0.5).damaged(torch.randn(2, 4, 8, 8)).shape == (
+            2,
+            4,
+            1,
+            1,
+        )
 
     def test_twin_norm_type(self, net: SmallNet) -> None:
         with pytest.raises(TypeError, match="twin_norm must be a bool"):
