@@ -14,6 +14,7 @@ The checks on how a wrapper is used say the fix too:
 - :func:`optimizer_error`: an optimizer that misses trainable parameters of the wrapper.
 - :func:`parallel_error`: a model already wrapped in ``DataParallel`` or
   ``DistributedDataParallel``, at construction.
+- :func:`lazy_error`: a model whose lazy modules have not run yet, at construction.
 
 This module imports nothing from the package, so any module may use it.
 """
@@ -35,6 +36,7 @@ __all__ = [
     "check_module",
     "check_placement",
     "check_real",
+    "lazy_error",
     "masks_error",
     "name_list",
     "optimizer_error",
@@ -315,6 +317,40 @@ def optimizer_error(
         f"{name_list(missing)}. Build the optimizer from wrapper.parameters() (or "
         "the adapter's or LightningModule's parameters()), not model.parameters(): the "
         "twin's BatchNorm parameters live in the wrapper."
+    )
+
+
+def lazy_error(model: nn.Module) -> ValueError | None:
+    """The error for a model with uninitialized (lazy) parameters or buffers, or None.
+
+    A lazy module (``nn.LazyConv2d``, ``nn.LazyLinear``, ``nn.LazyBatchNorm2d``, ...)
+    learns its shapes at its first forward pass; until then its tensors have no shape,
+    and the twin's masks and normalization state cannot be built.
+
+    Examples:
+        >>> lazy_error(nn.Linear(2, 2)) is None
+        True
+        >>> print(lazy_error(nn.Sequential(nn.LazyLinear(2))))  # doctest: +ELLIPSIS
+        model has uninitialized (lazy) parameters or buffers: '0.weight' (LazyLinear), ...
+    """
+    found = [
+        (f"{prefix}.{name}" if prefix else name, type(module).__name__)
+        for prefix, module in model.named_modules()
+        for name, tensor in (
+            *module.named_parameters(recurse=False),
+            *module.named_buffers(recurse=False),
+        )
+        if nn.parameter.is_lazy(tensor)
+    ]
+    if not found:
+        return None
+    listed = ", ".join(f"{name!r} ({kind})" for name, kind in found[:5])
+    more = f" and {len(found) - 5} more" if len(found) > 5 else ""
+    return ValueError(
+        f"model has uninitialized (lazy) parameters or buffers: {listed}{more}. The twin's "
+        "masks need their shapes. Run one forward pass with an example batch before "
+        "wrapping, so the lazy modules know their shapes: model(x), then "
+        "SelfDamagingWrapper(model)."
     )
 
 

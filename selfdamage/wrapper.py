@@ -22,6 +22,7 @@ from selfdamage._checks import (
     check_bool,
     check_module,
     check_placement,
+    lazy_error,
     masks_error,
     optimizer_error,
     parallel_error,
@@ -103,8 +104,9 @@ class SelfDamagingWrapper(nn.Module):
             holds a ``DataParallel`` or ``DistributedDataParallel`` (wrap the bare model,
             then parallelize the wrapper), or an argument has the wrong type.
         ValueError: If a ratio is out of range, a shorthand is given together with
-            ``damage``, the strategy is already bound, nothing is selected for
-            masking, or the weights are not finite.
+            ``damage``, the strategy is already bound, ``model`` has uninitialized
+            (lazy) parameters or buffers (run one forward pass before wrapping), nothing
+            is selected for masking, or the weights are not finite.
 
     Examples:
         >>> import torchvision
@@ -151,9 +153,9 @@ class SelfDamagingWrapper(nn.Module):
                 f"model contains a SelfDamagingWrapper at {nested!r}; a model can only "
                 "be wrapped once. Wrap the bare model instead."
             )
-        parallel = parallel_error(model)
-        if parallel is not None:
-            raise parallel
+        for error in (parallel_error(model), lazy_error(model)):
+            if error is not None:
+                raise error
         self.twin_norm = check_bool("twin_norm", twin_norm)
         self.damage = resolve_damage(
             damage, prune_ratio=prune_ratio, random_ratio=random_ratio, prunable=prunable

@@ -3,7 +3,7 @@ from __future__ import annotations
 import copy
 import inspect
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import ddp_harness
@@ -205,6 +205,17 @@ class TestMasks:
         wrapper.refresh_mask()  # a new draw for the random part
         pruned_again = ~torch.cat([m.flatten() for _, m in wrapper.named_masks()])
         assert not torch.equal(pruned, pruned_again)
+
+    def test_float64_model_keeps_the_larger_of_two_weights_equal_in_float32(self) -> None:
+        model = nn.Sequential(nn.Conv2d(1, 1, 1, bias=False), nn.Conv2d(1, 1, 1, bias=False))
+        model = model.double()
+        with torch.no_grad():  # 1 + 1e-12 == 1 in float32
+            model[0].weight.fill_(1.0 + 1e-12)
+            model[1].weight.fill_(1.0)
+        with pytest.warns(UserWarning, match="masks every entry of '1.weight'"):
+            wrapper = SelfDamagingWrapper(model, 0.5)
+        masks = {name: mask.item() for name, mask in wrapper.named_masks()}
+        assert masks == {"0.weight": True, "1.weight": False}
 
     def test_zero_ratio_twin_equals_dense(self, net: SmallNet) -> None:
         wrapper = SelfDamagingWrapper(net, prune_ratio=0.0)
@@ -536,6 +547,30 @@ class TestErrors:
                 SelfDamagingWrapper(parallel)
         finally:
             torch.distributed.destroy_process_group()
+
+    @pytest.mark.parametrize(
+        ("lazy", "name"),
+        [
+            (lambda: nn.LazyConv2d(4, 3), "0.weight"),  # a parameter
+            (lambda: nn.LazyBatchNorm2d(affine=False), "0.running_mean"),  # buffers only
+        ],
+        ids=["LazyConv2d", "LazyBatchNorm2d"],
+    )
+    def test_uninitialized_lazy_model(self, lazy: Callable[[], nn.Module], name: str) -> None:
+        model = nn.Sequential(lazy(), nn.Conv2d(4, 4, 1), nn.AdaptiveAvgPool2d(1))
+        with pytest.raises(
+            ValueError,
+            match=rf"model has uninitialized \(lazy\) .*'{re.escape(name)}'.*Run one forward "
+            r"pass with an example batch before wrapping, so the lazy modules know their shapes",
+        ):
+            SelfDamagingWrapper(model, 0.5)
+        model(torch.randn(1, 4, 8, 8))  # the advice
+        assert SelfDamagingWrapper(model, 0.5).damaged(torch.randn(2, 4, 8, 8)).shape == (
+            2,
+            4,
+            1,
+            1,
+        )
 
     def test_twin_norm_type(self, net: SmallNet) -> None:
         with pytest.raises(TypeError, match="twin_norm must be a bool"):

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import pytest
 import torch
 from torch import nn
 
-from selfdamage import SelfDamagingWrapper
+from selfdamage import ChannelDamage, SelfDamagingWrapper
 from tests.test_wrapper import SmallNet
 
 FULLY_MASKED = r"the twin masks every entry of 'conv1\.weight'"
@@ -67,3 +68,45 @@ def test_each_warning_is_raised_once() -> None:
         warnings.simplefilter("always")
         wrapper.refresh_mask()
     assert len([w for w in record if "masks every entry" in str(w.message)]) == 1
+
+
+class WarnsInForward(nn.Module):
+    """A user's model whose forward warns: ChannelDamage traces it several times."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 8, 3)
+        self.bn = nn.BatchNorm2d(8)
+        self.conv2 = nn.Conv2d(8, 8, 3)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        warnings.warn("the user's forward warns", UserWarning, stacklevel=1)
+        return self.pool(self.conv2(torch.relu(self.bn(self.conv1(x)))))
+
+
+FORWARD_LINE = WarnsInForward.forward.__code__.co_firstlineno + 1
+
+
+def channel_wrapper() -> SelfDamagingWrapper:
+    damage = ChannelDamage(0.5, example_inputs=torch.randn(1, 3, 8, 8))
+    return SelfDamagingWrapper(WarnsInForward(), damage=damage)
+
+
+def test_a_models_own_warning_keeps_its_line_and_is_shown_once() -> None:
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        channel_wrapper()
+    assert [(w.filename, w.lineno) for w in record if "forward warns" in str(w.message)] == [
+        (__file__, FORWARD_LINE)
+    ]
+
+
+def test_a_filter_on_the_models_module_ignores_its_warning() -> None:
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        warnings.filterwarnings(
+            "ignore", "the user's forward warns", module=re.escape(__name__), lineno=FORWARD_LINE
+        )
+        channel_wrapper()
+    assert [w for w in record if "forward warns" in str(w.message)] == []

@@ -59,7 +59,8 @@ class SelfDamagingAdapter(nn.Module):
             without a float ``temperature``.
         ValueError: If ``feature_dim`` is not positive, a default cannot be sized from the
             head, ``predictor`` does not map the head's output to itself, a wrapper option
-            is out of range, or a shorthand is given together with ``damage``.
+            is out of range, a shorthand is given together with ``damage``, or a module
+            has uninitialized (lazy) parameters (run one forward pass first).
     """
 
     wrapper: SelfDamagingWrapper

@@ -10,6 +10,7 @@ copies of the weights.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -140,14 +141,18 @@ def global_magnitude_masks(
 ) -> list[Tensor]:
     """Global unstructured magnitude pruning over several weight tensors at once.
 
-    One threshold is taken over ``|w|`` of all weights together (not per layer), as in
-    SDCLR [0]: ``round((prune_ratio - random_ratio) * n)`` weights with the smallest
-    magnitude are pruned, then ``round(prune_ratio * n)`` minus that many more are pruned
-    uniformly at random among the weights still kept (the reference code's
-    ``random_prune_percent``). The masks are recomputed from scratch: nothing is
-    carried over from an earlier call.
+    One threshold is taken over ``|w|`` of all ``n`` weights together (not per layer), as
+    in SDCLR [0]. ``round(prune_ratio * n)`` weights are pruned in all, of which
+    ``round(random_ratio * n)`` (at most that total) uniformly at random: first the
+    ``round(prune_ratio * n) - round(random_ratio * n)`` with the smallest magnitude, then
+    the random ones among the weights still kept (the reference code's
+    ``random_prune_percent``). With ``n = 10``, ``prune_ratio=0.14`` and
+    ``random_ratio=0.05``, one weight is pruned, at random. The masks are recomputed from
+    scratch: nothing is carried over from an earlier call.
 
-    All work happens on the weights' device.
+    All work happens on the weights' device, in the widest floating dtype of the weights
+    and at least ``float32`` (``float64`` weights are compared in ``float64``, so weights
+    that differ by less than ``float32`` resolution are still told apart).
 
     - [0] SDCLR, 2021, https://arxiv.org/abs/2106.02990
 
@@ -155,7 +160,7 @@ def global_magnitude_masks(
         weights: Weight tensors of any shapes, on one device.
         prune_ratio: Fraction of all weights to prune, in ``[0, 1)``.
         random_ratio: Fraction of all weights pruned at random instead of by magnitude,
-            in ``[0, prune_ratio]``.
+            in ``[0, prune_ratio]``; part of ``prune_ratio``, not added to it.
         generator: Random generator for the random part, on the weights' device. Pass a
             seeded one for masks that agree across processes.
 
@@ -176,7 +181,9 @@ def global_magnitude_masks(
     if len(weights) == 0:
         raise ValueError("weights is empty: there is nothing to prune.")
     with torch.no_grad():
-        flat = torch.cat([w.detach().reshape(-1).float() for w in weights])
+        # float32 at least (bf16 and fp16 weights), float64 for float64 weights.
+        dtype = functools.reduce(torch.promote_types, [w.dtype for w in weights], torch.float32)
+        flat = torch.cat([w.detach().reshape(-1).to(dtype) for w in weights])
         if not bool(torch.isfinite(flat).all()):
             raise ValueError(
                 "weights contain NaN or infinite values; the pruning threshold is undefined. "

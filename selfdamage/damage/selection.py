@@ -31,9 +31,10 @@ def global_channel_masks(
 ) -> list[Tensor]:
     """Global channel selection over several groups, with a per-group cap.
 
-    ``round(prune_ratio * n)`` of the ``n`` channels of all groups together are pruned:
-    ``round((prune_ratio - random_ratio) * n)`` with the lowest scores, then the rest
-    uniformly at random among the channels still kept. No group loses more than
+    ``round(prune_ratio * n)`` of the ``n`` channels of all groups together are pruned, of
+    which ``round(random_ratio * n)`` (at most that total) uniformly at random: first the
+    ``round(prune_ratio * n) - round(random_ratio * n)`` with the lowest scores, then the
+    random ones among the channels still kept. No group loses more than
     ``floor(max_channel_ratio * size)`` channels, and every group keeps at least one.
     Ties are broken by the channel's relative position ``(i + 0.5) / size`` in its group,
     then by group order, so the result is deterministic and all-equal scores prune every
@@ -45,7 +46,7 @@ def global_channel_masks(
         prune_ratio: Fraction of all channels to prune, in ``[0, 1)``.
         max_channel_ratio: Most any one group may lose, in ``(0, 1]``.
         random_ratio: Fraction of all channels pruned at random instead of by score,
-            in ``[0, prune_ratio]``.
+            in ``[0, prune_ratio]``; part of ``prune_ratio``, not added to it.
         generator: Random generator (CPU) for the random part. Pass a seeded one for
             masks that agree across processes.
 

@@ -193,6 +193,11 @@ class TestAdapters:
         with pytest.raises(TypeError, match="backbone contains a SelfDamagingWrapper"):
             cls(wrapped, FEATURES)
 
+    def test_lazy_backbone_is_rejected(self, cls: Adapter) -> None:
+        lazy = nn.Sequential(nn.LazyConv2d(3, 1), tiny_backbone())
+        with pytest.raises(ValueError, match=r"uninitialized \(lazy\).*'backbone\.0\.weight'"):
+            cls(lazy, FEATURES)
+
 
 def _state(module: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in module.state_dict().items()}

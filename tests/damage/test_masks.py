@@ -98,6 +98,42 @@ class TestGlobalMagnitudeMasks:
         # largest weights go too (probability of none among the top 350 is negligible).
         assert pruned[order[650:]].sum() > 0
 
+    @pytest.mark.parametrize(
+        ("prune_ratio", "random_ratio", "by_magnitude"),
+        # n = 10: round(10 * prune_ratio) pruned in all, round(10 * random_ratio) of them at
+        # random, the rest by magnitude. (0.14, 0.05): 1 in all, 1 at random, 0 by magnitude;
+        # (0.26, 0.14): 3 in all, 1 at random, 2 by magnitude.
+        [(0.14, 0.05, 0), (0.26, 0.14, 2)],
+    )
+    def test_random_part_is_round_random_ratio_n_of_the_total(
+        self, prune_ratio: float, random_ratio: float, by_magnitude: int
+    ) -> None:
+        w = torch.arange(1.0, 11.0)  # magnitudes 1..10: index i is the (i+1)-th smallest
+        draws = set()
+        for seed in range(20):
+            gen = torch.Generator().manual_seed(seed)
+            (keep,) = global_magnitude_masks(
+                [w], prune_ratio, random_ratio=random_ratio, generator=gen
+            )
+            pruned = set((~keep).nonzero().flatten().tolist())
+            assert len(pruned) == round(prune_ratio * 10)
+            assert set(range(by_magnitude)) <= pruned  # the smallest, every time
+            draws.add(frozenset(pruned - set(range(by_magnitude))))
+        assert all(len(d) == 1 for d in draws)  # one at random, among the weights kept
+        assert len(draws) > 1  # ...and not the same one for every seed
+
+    def test_float64_weights_are_compared_in_float64(self) -> None:
+        # 1 + 1e-12 and 1 are equal in float32 (the tie would keep the later one).
+        w = torch.tensor([1.0 + 1e-12, 1.0], dtype=torch.float64)
+        (keep,) = global_magnitude_masks([w], 0.5)
+        assert keep.tolist() == [True, False]
+
+    @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+    def test_half_weights_are_compared_in_float32(self, dtype: torch.dtype) -> None:
+        w = torch.tensor([3.0, 1.0, 2.0, 0.5], dtype=dtype)
+        (keep,) = global_magnitude_masks([w], 0.5)
+        assert keep.tolist() == [True, False, True, False]
+
     def test_random_part_is_seeded(self) -> None:
         w = [torch.randn(500, generator=torch.Generator().manual_seed(0))]
 

@@ -54,6 +54,30 @@ class TestGlobalChannelMasks:
         assert all(not k[:3].any() for k in a)
         assert any(not torch.equal(x, y) for x, y in zip(a, c))
 
+    @pytest.mark.parametrize(
+        ("prune_ratio", "random_ratio", "by_score"),
+        # n = 10: round(10 * prune_ratio) pruned in all, round(10 * random_ratio) of them at
+        # random, the rest by score. (0.14, 0.05): 1 in all, 1 at random, 0 by score;
+        # (0.26, 0.14): 3 in all, 1 at random, 2 by score.
+        [(0.14, 0.05, 0), (0.26, 0.14, 2)],
+    )
+    def test_random_part_is_round_random_ratio_n_of_the_total(
+        self, prune_ratio: float, random_ratio: float, by_score: int
+    ) -> None:
+        scores = [torch.arange(1.0, 6.0), torch.arange(6.0, 11.0)]  # channel i scores i + 1
+        draws = set()
+        for seed in range(20):
+            gen = torch.Generator().manual_seed(seed)
+            keep = global_channel_masks(
+                scores, prune_ratio, random_ratio=random_ratio, generator=gen
+            )
+            pruned = set((~torch.cat(keep)).nonzero().flatten().tolist())
+            assert len(pruned) == round(prune_ratio * 10)
+            assert set(range(by_score)) <= pruned  # the lowest, every time
+            draws.add(frozenset(pruned - set(range(by_score))))
+        assert all(len(d) == 1 for d in draws)  # one at random, among the channels kept
+        assert len(draws) > 1  # ...and not the same one for every seed
+
     def test_nan_counts_as_zero(self) -> None:
         keep = global_channel_masks([torch.tensor([float("nan"), 1.0, 2.0, 3.0])], 0.25)
         assert keep[0].tolist() == [False, True, True, True]
