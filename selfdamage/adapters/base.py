@@ -156,7 +156,9 @@ class SelfDamagingAdapter(nn.Module):
                 f"backbone contains a SelfDamagingWrapper at {nested or 'its root'!r}; the "
                 "adapter builds its own wrapper. Pass the bare backbone (wrapper.model)."
             )
-        self.baseline, wrapper_options = read_wrapper_options(given, type(self).__name__)
+        self.baseline, wrapper_options = read_wrapper_options(
+            given, type(self).__name__, ["head", "loss", *(p.name for p in self._keywords())]
+        )
         encoder = Encoder(backbone, head, feature_dim, predictor)
         derived = self.method_modules(encoder, default_head=default_head, **module_options)
         self.wrapper = SelfDamagingWrapper(encoder, prune_ratio, **wrapper_options)

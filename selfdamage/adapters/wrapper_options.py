@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import difflib
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from typing_extensions import TypedDict
@@ -50,26 +51,46 @@ class WrapperOptions(TypedDict, total=False):
     twin_norm: bool
 
 
-def read_wrapper_options(options: Mapping[str, Any], owner: str) -> tuple[bool, dict[str, Any]]:
+def read_wrapper_options(
+    options: Mapping[str, Any], owner: str, keywords: Iterable[str] = ()
+) -> tuple[bool, dict[str, Any]]:
     """``baseline``, and the wrapper's keyword arguments, from the wrapper options given.
+
+    ``keywords``: the owner's other keywords, named with the wrapper options when one
+    given is unknown.
 
     Examples:
         >>> read_wrapper_options({"baseline": True}, "SimCLRAdapter")
         (True, {'twin_norm': False})
+        >>> read_wrapper_options({"tempreature": 0.1}, "SimCLRAdapter", ["temperature"])
+        Traceback (most recent call last):
+        TypeError: SimCLRAdapter.__init__() got an unexpected keyword argument 'tempreature'. Did you mean 'temperature'? It takes temperature, damage, baseline, random_ratio, prunable and twin_norm.
         >>> read_wrapper_options({"damage": False}, "SimCLRAdapter")
         Traceback (most recent call last):
         TypeError: damage=False was removed in selfdamage 1.0; use baseline=True instead.
-    """
+    """  # noqa: E501
     given = dict(options)
     for name in given:
         removed = removed_option_error(name)
         if removed is not None:
             raise removed
         if name not in WrapperOptions.__annotations__:
-            raise TypeError(f"{owner}.__init__() got an unexpected keyword argument {name!r}")
+            raise TypeError(
+                _unknown_keyword(owner, name, [*keywords, *WrapperOptions.__annotations__])
+            )
     removed = removed_damage_error(given.get("damage"), adapter=True)
     if removed is not None:
         raise removed
     baseline = check_bool("baseline", given.pop("baseline", False))
     twin_norm = check_bool("twin_norm", given.pop("twin_norm", True))
     return baseline, {**given, "twin_norm": twin_norm and not baseline}
+
+
+def _unknown_keyword(owner: str, name: str, taken: list[str]) -> str:
+    """Python's message for an unknown keyword, with the closest one taken and all of them."""
+    close = difflib.get_close_matches(name, taken, n=1)
+    guess = f" Did you mean {close[0]!r}?" if close else ""
+    listed = f"{', '.join(taken[:-1])} and {taken[-1]}"
+    return (
+        f"{owner}.__init__() got an unexpected keyword argument {name!r}.{guess} It takes {listed}."
+    )

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from selfdamage.adapters import ADAPTERS, SimCLRAdapter
+from selfdamage.adapters import ADAPTERS, MoCoAdapter, SimCLRAdapter
 from selfdamage.adapters.wrapper_options import read_wrapper_options
 
 from .helpers import FEATURES, tiny_backbone
@@ -52,6 +52,18 @@ def test_removed_channel_keyword_raises_at_construction(keyword: str, value: Any
 def test_unknown_keyword_names_the_adapter() -> None:
     with pytest.raises(TypeError, match=r"SimCLRAdapter\.__init__\(\) got an unexpected keyword"):
         SimCLRAdapter(tiny_backbone(), FEATURES, 0.5, bogus=1)  # type: ignore[call-arg]
+
+
+def test_unknown_keyword_gets_the_closest_and_every_keyword_taken() -> None:
+    message = (
+        "SimCLRAdapter.__init__() got an unexpected keyword argument 'tempreature'. Did you "
+        "mean 'temperature'? It takes head, loss, temperature, damage, baseline, "
+        "random_ratio, prunable and twin_norm."
+    )
+    with pytest.raises(TypeError, match=re.escape(message)):
+        SimCLRAdapter(tiny_backbone(), FEATURES, 0.5, tempreature=0.1)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match=r"'memory_bank'\. Did you mean 'memory_bank_size'\?"):
+        MoCoAdapter(tiny_backbone(), FEATURES, 0.5, memory_bank=16)  # type: ignore[call-arg]
 
 
 @pytest.mark.parametrize(
