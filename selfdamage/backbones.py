@@ -2,7 +2,12 @@
 
 The paper trains a ResNet-18 with a 3x3 stem and no max-pool on 32x32 images. torchvision's
 ResNet fixes the width at 64; :func:`cifar_resnet18` builds the same architecture with a
-width of your choice, so the long-tail study can run on a CPU.
+width of your choice, so the long-tail study can run on a CPU. It is initialised as
+torchvision's ResNet and the SDCLR code's: He-normal convolutions in ``fan_out`` mode,
+BatchNorm at weight 1 and bias 0. The initialisation matters to the twin: under PyTorch's
+default (uniform within ``1/sqrt(fan_in)``), the widest convolutions hold only small weights,
+and the first global threshold at ``prune_ratio=0.9`` removes all of ``layer4``'s 3x3
+convolutions.
 """
 
 from __future__ import annotations
@@ -63,6 +68,9 @@ class CifarResNet(nn.Module):
         self.layer1, self.layer2, self.layer3, self.layer4 = layers
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.feature_dim = in_planes
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.relu(self.bn1(self.conv1(x)))
@@ -71,7 +79,7 @@ class CifarResNet(nn.Module):
 
 
 def cifar_resnet18(*, width: int = 64, in_channels: int = 3) -> CifarResNet:
-    """ResNet-18 for small images: 3x3 stem, no max-pool, no classifier.
+    """ResNet-18 for small images: 3x3 stem, no max-pool, no classifier; SDCLR's initialisation.
 
     Returns pooled features of dimension ``8 * width`` (512 at the paper's width 64),
     available as the module's ``feature_dim`` attribute.
