@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import argparse
 
+# --- quickstart start
 import torch
 import torchvision
 from torch import Tensor, nn
 
-# --- quickstart start
 from selfdamage import SelfDamagingWrapper
 
 torch.manual_seed(0)

@@ -14,8 +14,8 @@ The public API, at a glance:
 - :mod:`selfdamage.data` — long-tailed subsets, dataset loaders, two-view datasets.
 - :mod:`selfdamage.evaluation` — linear probe, kNN, Many/Medium/Few accuracy, damage scores.
 - :mod:`selfdamage.study` — the long-tail study behind ``selfdamage longtail``.
-- :mod:`selfdamage.masks`, :mod:`selfdamage.twin_norm` — the mask maths, the twin's
-  BatchNorm state.
+- :mod:`selfdamage.masks <selfdamage.damage.masks>`, :mod:`selfdamage.twin_norm` — the
+  mask maths, the twin's BatchNorm state.
 - :mod:`selfdamage.backbones` — ``cifar_resnet18``, the paper's small-image backbone.
 """
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -76,6 +77,47 @@ class TestExampleFiles:
         functions = {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
         assert "main" in functions, f"{path.name} has no main()"
         assert _has_main_guard(tree), f'{path.name} lacks if __name__ == "__main__": main()'
+
+
+DOCS_DIR = EXAMPLES_DIR.parent / "docs"
+INCLUDE = re.compile(
+    r"^\.\. literalinclude:: \.\./examples/(?P<file>\S+)\n"
+    r"(?P<options>(?:[ \t]+:.*\n)+)",
+    re.MULTILINE,
+)
+PIECES = [
+    (page.stem, match["file"], dict(re.findall(r":([\w-]+):[ \t]*(.*)", match["options"])))
+    for page in sorted(DOCS_DIR.glob("*.rst"))
+    for match in INCLUDE.finditer(page.read_text(encoding="utf-8"))
+    if ":start-after:" in match["options"]
+]
+
+
+def _piece(file: str, options: dict[str, str]) -> str:
+    """The lines of ``examples/<file>`` that a ``literalinclude`` with markers shows."""
+    text = (EXAMPLES_DIR / file).read_text(encoding="utf-8")
+    after = text.split(options["start-after"], 1)[1].split("\n", 1)[1]
+    return after.split(options["end-before"], 1)[0] if "end-before" in options else after
+
+
+def test_the_docs_include_pieces_by_marker() -> None:
+    assert ("quickstart", "wrap_backbones.py") in [(page, file) for page, file, _ in PIECES]
+
+
+@pytest.mark.parametrize("page, file, options", PIECES, ids=[f"{p}-{f}" for p, f, _ in PIECES])
+def test_a_piece_shown_in_the_docs_runs_on_its_own(
+    page: str, file: str, options: dict[str, str]
+) -> None:
+    """What the page shows is all a reader copies: it must bring its own imports."""
+    piece = _piece(file, options)
+    result = subprocess.run(
+        [sys.executable, "-c", piece],
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, f"docs/{page}.rst's piece of {file} fails:\n{result.stderr}"
 
 
 def _command(path: Path, tmp_path: Path) -> list[str]:

@@ -18,6 +18,9 @@ A = TypeVar("A", bound=type[SelfDamagingAdapter])
 def register_adapter(name: str) -> Callable[[A], A]:
     """Class decorator that adds an adapter to :data:`ADAPTERS` under ``name``.
 
+    The decorator returns the class it decorates (``A``, a ``SelfDamagingAdapter``
+    subclass) unchanged.
+
     Raises:
         TypeError: If ``name`` is not a string or the class not a ``SelfDamagingAdapter``.
         ValueError: If ``name`` is taken.

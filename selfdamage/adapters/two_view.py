@@ -26,7 +26,7 @@ class TwoViewAdapter(SelfDamagingAdapter):
 
     The loss is called once, dense projections first: give it a symmetric loss (lightly's
     two-view losses are), symmetrise it, or subclass and write ``forward`` from
-    :meth:`_online`. A named method is a subclass with defaults (:doc:`/architecture`).
+    ``_online``. A named method is a subclass with defaults (:doc:`/architecture`).
 
     - [0] SDCLR, 2021, https://arxiv.org/abs/2106.02990
 

@@ -30,7 +30,7 @@ Prunable = Union[type, tuple[type, ...], Callable[[str, nn.Module], bool]]
 """Module types whose ``.weight`` is pruned, or a predicate ``(name, module) -> bool``."""
 
 Settings = dict[str, Union[bool, int, float, str]]
-"""Plain values that describe a strategy: for ``repr`` and for storing in checkpoints."""
+"""Plain values that describe a strategy, for ``repr`` and for storing in checkpoints."""
 
 
 class Damage(abc.ABC):

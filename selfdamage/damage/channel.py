@@ -45,7 +45,7 @@ class ChannelDamage(Damage):
     Groups whose channels are a model output (the final classifier) are left dense, as
     are groups that touch layers without known channel slices (attention, embeddings),
     that ``importance`` cannot score, or whose output layer's weight is frozen
-    (``requires_grad=False``, e.g. a momentum copy); :attr:`skipped` says why. So are,
+    (``requires_grad=False``, e.g. a momentum copy); ``skipped`` says why. So are,
     with a ``UserWarning``, groups that touch a tied weight or a layer whose forward does
     not use its weight as is (weight or spectral normalization, a parametrization, timm's
     weight-standardizing ``StdConv2d``, which :class:`~selfdamage.damage.WeightDamage`
@@ -199,7 +199,7 @@ class ChannelDamage(Damage):
         """Realised fraction of each group's channels that output zero under ``masks``.
 
         Returns:
-            ``{root layer name: fraction}`` in :attr:`groups` order.
+            ``{root layer name: fraction}`` in ``groups`` order.
         """
         return group_channel_sparsity(self.groups, masks)
 
@@ -235,7 +235,7 @@ class ChannelDamage(Damage):
 
     @property
     def compact_active(self) -> bool:
-        """Whether the last refresh set up the compact twin (False: the masked twin runs)."""
+        """Whether the last refresh set up the compact twin; False when the masked twin runs."""
         return self._compact is not None and self._compact.active
 
     @property
@@ -245,7 +245,7 @@ class ChannelDamage(Damage):
 
     @property
     def compact_protected(self) -> dict[str, str]:
-        """Groups kept at full size (masked) in the compact copy: ``{root: why}``."""
+        """The groups kept at full size (masked) in the compact copy, as ``{root: why}``."""
         return dict(self._compact.protected or {}) if self._compact is not None else {}
 
 

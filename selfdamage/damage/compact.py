@@ -20,12 +20,12 @@ again when the model's module types or dtypes change (``convert_sync_batchnorm``
 A group of channels is kept at full size in the copy (and masked, as in the masked twin)
 when removing it would change the model's output shape (its channels *are* the output,
 as the features before an adapter's head) or would need an uneven cut of a grouped
-convolution; :attr:`CompactTwin.protected` says which and why. Where no copy can be made
-(a module whose channel count the copy cannot set, a forward pass that cannot run on
-``meta`` tensors, a channel count used as a Python int), or where it would cost more than
-the masked twin (on the CPU, convolutions at two shapes each that overflow oneDNN's
-primitive cache: :func:`onednn_cache_overflow`), the strategy falls back to the masked
-twin: :attr:`CompactTwin.fallback_reason` says why.
+convolution; :attr:`~selfdamage.damage.ChannelDamage.compact_protected` says which and
+why. Where no copy can be made (a module whose channel count the copy cannot set, a
+forward pass that cannot run on ``meta`` tensors, a channel count used as a Python int),
+or where it would cost more than the masked twin (on the CPU, convolutions at two shapes
+each that overflow oneDNN's primitive cache), the strategy falls back to the masked twin:
+:attr:`~selfdamage.damage.ChannelDamage.fallback_reason` says why.
 """
 
 from __future__ import annotations
@@ -115,8 +115,8 @@ class CompactTwin:
         Called after every refresh and checkpoint load. The copy is made again when the
         model's module types or tensor dtypes changed since it was made
         (``convert_sync_batchnorm``, ``.double()``); the example inputs take the model's
-        floating dtype. On failure the twin falls back to masking (:attr:`active` False,
-        :attr:`fallback_reason` set) with a warning, once per reason.
+        floating dtype. On failure the twin falls back to masking (``active`` False,
+        ``fallback_reason`` set) with a warning, once per reason.
         """
         self._on_device = {}
         self._unchecked = None

@@ -2,7 +2,7 @@
 
 Read from the autograd graph PyTorch records for one forward pass: a model whose outputs
 pass through a view or reshape of a tensor above 4-d (a channel shuffle, a window
-partition) is refused with :func:`unsupported_reshapes`, before torch-pruning would couple
+partition) is refused (``unsupported_reshapes``) before torch-pruning would couple
 the wrong channels or map index lists of millions of entries.
 """
 

@@ -76,12 +76,25 @@ class ChannelGroup:
 
     @property
     def slices(self) -> tuple[Slice, ...]:
-        """Where the group's channels sit in each parameter it masks, one :class:`Slice` each."""
+        """Where the group's channels sit in each parameter it masks, one entry each.
+
+        An entry (of an internal class) holds ``param``, the parameter's qualified name;
+        ``dim``; ``index``, the positions along ``dim`` of the group's channels; ``root``,
+        the group's root channel of each position; ``output``, False for an input slice of
+        the next layer; and ``conv_groups``, above 1 for the input slice of a grouped
+        convolution.
+        """
         return self._slices
 
     @property
     def scored(self) -> tuple[_ScoredLayer, ...]:
-        """The layers an importance scores the group by: name, handler and indices of each."""
+        """The layers an importance scores the group by, one entry each.
+
+        An entry (of an internal class) holds ``module``, the layer's qualified name;
+        ``handler``, the name of its ``torch_pruning.pruner.function`` handler; ``idxs``, the
+        positions of the group's channels in the layer; and ``root_idxs``, the root channel
+        of each position.
+        """
         return self._scored
 
 

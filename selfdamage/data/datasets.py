@@ -53,7 +53,7 @@ FASHION_MNIST_CLASSES = (
 """Fashion-MNIST class names, indexed by label."""
 
 FASHION_MNIST_DIRS = ("/usr/share/datasets/fashion-mnist", "data/FashionMNIST/raw")
-"""Where :func:`load_fashion_mnist` looks by default: the Debian package
+"""Where :func:`load_fashion_mnist` looks by default, in order: the Debian package
 ``dataset-fashion-mnist``, then torchvision's layout under the root ``data``."""
 
 _FASHION_MNIST_HELP = (

@@ -11,8 +11,8 @@ Two layouts are read, the ones long-tail benchmarks and torchvision use:
 Both give an :class:`ImageSamples` (paths, labels, class names), checked before any
 training: a missing or empty folder, a class without images, a line that does not
 parse, a path that does not exist and a split whose classes differ from the other's all
-raise an error that names the path and the fix (:func:`check_splits`,
-:func:`image_modes`). :mod:`selfdamage.data.image_datasets` serves them as datasets.
+raise an error that names the path and the fix (``check_splits``,
+``image_modes``). :mod:`selfdamage.data.image_datasets` serves them as datasets.
 """
 
 from __future__ import annotations

@@ -54,7 +54,7 @@ Profile = Literal["exponential", "step", "pareto"]
 """Name of a class-size profile, see the module docstring."""
 
 Labels = Union[Sequence[int], np.ndarray, Tensor]
-"""Integer class labels ``0 .. C-1``, one per sample: a list, NumPy array or tensor."""
+"""Integer class labels ``0 .. C-1``, one per sample, as a list, NumPy array or tensor."""
 
 
 @dataclass(frozen=True, eq=False)

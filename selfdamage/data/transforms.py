@@ -98,7 +98,7 @@ LARGE_IMAGE = 64
 def view_settings(input_size: int, *, color: bool) -> dict[str, float]:
     """SimCLR's augmentation strengths for views of ``input_size`` pixels [0].
 
-    Small images (CIFAR's 32 pixels, below :data:`LARGE_IMAGE`) get crops of at least 20%
+    Small images (CIFAR's 32 pixels, below ``LARGE_IMAGE``) get crops of at least 20%
     of the area and no blur, which would erase them; larger ones SimCLR's ImageNet
     settings: crops down to 8% and Gaussian blur with probability 0.5. Colour images
     also get saturation jitter and a random grayscale conversion (probability 0.2).
@@ -139,7 +139,7 @@ def image_views(
 
     Each view: random resized crop, horizontal flip, colour jitter (strength 0.5, with
     probability 0.8), and the size-dependent settings of :func:`view_settings` (blur
-    from :data:`LARGE_IMAGE` pixels; grayscale conversion for colour images). The image
+    from ``LARGE_IMAGE`` pixels; grayscale conversion for colour images). The image
     is converted to RGB (``color=True``) or grayscale first, so mixed inputs give views
     of one shape.
 

@@ -124,14 +124,14 @@ class TemperatureSchedule(nn.Module, abc.ABC):
 
     @property
     def epoch(self) -> float:
-        """Training progress in epochs: :attr:`steps`, over ``steps_per_epoch`` if set."""
+        """Training progress in epochs, :attr:`steps` over ``steps_per_epoch`` if that is set."""
         if self.steps_per_epoch is None:
             return float(self._steps)
         return self._steps / self.steps_per_epoch
 
     @property
     def value(self) -> float:
-        """The temperature now: ``temperature_at(epoch)``."""
+        """The temperature now, ``temperature_at(epoch)``."""
         return self.temperature_at(self.epoch)
 
     def forward(self, epoch: float) -> float:

@@ -14,12 +14,12 @@ One stage per module:
 - :mod:`~selfdamage.study.models` — backbones and the method table (the adapters);
 - :mod:`~selfdamage.study.training` — pretraining, checkpoints, exact resumption;
 - :mod:`~selfdamage.study.evaluation` — the evaluation protocol;
-- :mod:`~selfdamage.study.stats`, :mod:`~selfdamage.study.report` — summary, 95% intervals,
+- ``selfdamage.study.stats``, :mod:`~selfdamage.study.report` — summary, 95% intervals,
   table, chart;
 - :mod:`~selfdamage.study.runner` — the schedule of runs, ``jobs``; the variants it trains
   (``--variants``: a base with the plug-ins ``+bcl``, ``+ts``, ``+gh``) are parsed and run by
   internal modules;
-- :mod:`~selfdamage.study.outputs` — the study folder: its settings record, resuming in it;
+- ``selfdamage.study.outputs`` — the study folder: its settings record, resuming in it;
 - :mod:`~selfdamage.study.budget` — fitting a study into a time budget.
 
 Examples:

@@ -6,7 +6,7 @@
 Options whose right value depends on the method (``lr``, ``temperature``,
 ``optimizer``, ``weight_decay``) default to ``None``: "the method's default", looked up in
 :data:`~selfdamage.study.models.METHOD_TABLE` by :meth:`StudyConfig.resolved`; so does
-``prune_ratio``, whose default depends on the damage (:data:`DAMAGE_PRUNE_RATIOS`).
+``prune_ratio``, whose default depends on the damage (``DAMAGE_PRUNE_RATIOS``).
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ class StudyConfig:
 
     Options set to ``None`` take a default that depends on other options:
     ``lr``/``temperature``/``optimizer``/``weight_decay`` the method's (see :meth:`resolved`),
-    ``prune_ratio`` the damage's (:data:`DAMAGE_PRUNE_RATIOS`), ``amp``/``channels_last``
+    ``prune_ratio`` the damage's (``DAMAGE_PRUNE_RATIOS``), ``amp``/``channels_last``
     on for CUDA only, ``threads`` torch's thread count.
 
     Raises:
@@ -362,7 +362,7 @@ class StudyConfig:
     def to_dict(self) -> dict[str, Any]:
         """The options as plain JSON types (``seeds`` and other tuples lists).
 
-        The options of :data:`ADDED_OPTIONS` are left out where they have their default.
+        The options of ``ADDED_OPTIONS`` are left out where they have their default.
 
         Examples:
             >>> StudyConfig().to_dict()["seeds"]

@@ -90,7 +90,7 @@ def load_data(
     """Loads the train and test splits of ``dataset``, images as ``(N, C, H, W)``.
 
     Args:
-        dataset: One of :data:`BUILT_IN`.
+        dataset: A built-in name of :data:`DATASETS` (not ``folder`` or ``list``).
         data_dir: The dataset folder; ``None`` reads Fashion-MNIST from the Debian package.
         download: Let torchvision fetch CIFAR into ``data_dir``.
         three_channels: Repeat a grayscale channel three times (for torchvision's ResNet).

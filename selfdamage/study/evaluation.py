@@ -35,7 +35,7 @@ __all__ = ["EXTRA_METRICS", "METRICS", "evaluate"]
 METRICS = ("accuracy", "many", "medium", "few", "balancedness", "knn", "damage_auroc")
 
 EXTRA_METRICS = ("balanced_accuracy",)
-"""Metrics only some runs have: the class-balanced accuracy of an imbalanced test split."""
+"""Metrics only some runs have, the class-balanced accuracy of an imbalanced test split."""
 
 
 @warns_at_caller

@@ -32,7 +32,7 @@ __all__ = [
 
 BACKBONES = ("resnet18-cifar", "resnet18")
 HEADS = ("lightly", "reference")
-"""The projection heads: the method's own (lightly's) or the SDCLR reference code's
+"""The projection heads, the method's own (lightly's) or the SDCLR reference code's
 (:class:`~selfdamage.adapters.SDCLRProjectionHead`)."""
 
 

@@ -76,8 +76,8 @@ def load_own_data(config: StudyConfig) -> StudyData:
 
     The image mode is the images' own (an error if grayscale and colour are mixed)
     unless ``image_mode`` converts them; the size is ``image_size``, by default the
-    median shorter side of the training images, at most :data:`MAX_DEFAULT_SIZE`;
-    ``mean``/``std`` by default come from :data:`STATS_SAMPLE` training images. Gray
+    median shorter side of the training images, at most ``MAX_DEFAULT_SIZE``;
+    ``mean``/``std`` by default come from ``STATS_SAMPLE`` training images. Gray
     images get three identical channels for the ``resnet18`` backbone.
 
     Raises:

@@ -24,7 +24,7 @@ def summarize(runs: list[dict[str, Any]], variants: Sequence[str]) -> dict[str, 
     """Mean and std of every metric per variant, each paired difference with the first.
 
     The first variant is the reference; every other one but ``balanced`` gets the row
-    ``"<variant> - <reference>"`` (:func:`paired_difference`; ``"sdclr - baseline"`` in
+    ``"<variant> - <reference>"`` (``paired_difference``; ``"sdclr - baseline"`` in
     the default design). With a balanced reference, ``gap_closed`` is SDCLR's gain over
     the baseline as a fraction of the balanced model's.
 
@@ -137,7 +137,7 @@ def format_data(info: dict[str, Any]) -> str:
     """The data the study found, as text: source, class profile chart, groups, probe, test.
 
     Args:
-        info: ``results["data"]``, from :func:`~selfdamage.study.profile.describe_data`.
+        info: ``results["data"]``, from ``selfdamage.study.profile.describe_data``.
 
     Examples:
         >>> info = {"source": "image folder pets", "classes": ["cat", "dog", "eel"],

@@ -6,7 +6,7 @@ subset from its class order. Nothing depends on its position in the schedule or 
 numbers of ``jobs=1``. Each run writes ``runs/<name>.json`` and
 ``checkpoints/<name>.pt``; the summary is made when all are done.
 
-The folder's settings record, and what resuming checks: :mod:`~selfdamage.study.outputs`.
+The folder's settings record, and what resuming checks: ``selfdamage.study.outputs``.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ class RunSpec:
 
     @property
     def name(self) -> str:
-        """The run's name: its file names in ``runs/`` and ``checkpoints/``."""
+        """The run's name, which its files in ``runs/`` and ``checkpoints/`` are named after."""
         return f"{self.variant}-order{self.order}-seed{self.seed}"
 
 

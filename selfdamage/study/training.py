@@ -81,7 +81,7 @@ def pretrain(
     (:class:`~selfdamage.study.data.ImageSource`) are read batch by batch in the same
     order. Each epoch's log line gives its loss and training images per second.
 
-    The method's optimizer (:func:`build_optimizer`; SGD with momentum 0.9 by default), the
+    The method's optimizer (``build_optimizer``; SGD with momentum 0.9 by default), the
     learning rate scaled linearly from batch size 256, a linear
     warm-up over a tenth of the epochs (at most 10) and a cosine decay per step, as in the
     paper's scripts. The data order and augmentations of epoch ``e`` come from a generator
