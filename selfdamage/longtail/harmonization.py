@@ -325,7 +325,7 @@ class GeometricHarmonization(nn.Module):
 
     @property
     def current_weight(self) -> float:
-        """The loss weight this epoch: 0 in warm-up, then a linear ramp up to ``weight``.
+        """The loss weight this epoch, 0 in warm-up, then a linear ramp up to ``weight``.
 
         The authors' ``w = (epoch + 1 - warm_up) / GH_warm_up`` while it is below 1.
         """

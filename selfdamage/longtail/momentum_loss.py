@@ -60,7 +60,7 @@ class MomentumLoss(nn.Module):
     - In the first epoch a sample's momentum loss is its loss; afterwards it is
       ``(1 - momentum) * loss + momentum * previous``, with ``momentum = 0.97``.
     - After each epoch the momentum losses of all samples are normalized by
-      :func:`normalize_momentum_loss` into :attr:`scores`.
+      :func:`normalize_momentum_loss` into ``scores``.
     - Before that (``warmup_epochs``, the first epoch in the authors' code) every score
       is ``0``: the weakest augmentation.
 
@@ -166,7 +166,7 @@ class MomentumLoss(nn.Module):
         """Ends an epoch: moving average of the recorded losses, then new scores.
 
         Returns:
-            :attr:`scores`, the normalized momentum loss of every sample (``0`` until
+            ``scores``, the normalized momentum loss of every sample (``0`` until
             ``warmup_epochs`` epochs have ended), shape ``(num_samples,)``.
         """
         averaged = torch.where(
