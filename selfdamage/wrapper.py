@@ -355,9 +355,8 @@ class SelfDamagingWrapper(nn.Module):
         """``nn.Module.load_state_dict``; tensors of other shapes or other damage settings raise.
 
         Raises:
-            ValueError: Before any of the wrapper's tensors is copied, if a tensor's shape
-                or a damage setting differs from the wrapper's; wherever the wrapper sits in
-                the loaded module.
+            ValueError: Before any wrapper tensor is copied, if a tensor's shape or a damage
+                setting differs from the wrapper's; wherever the wrapper sits in the module.
         """
         return cast(_IncompatibleKeys, super().load_state_dict(state_dict, strict, assign))
 
