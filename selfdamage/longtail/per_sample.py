@@ -43,6 +43,7 @@ from lightly.utils import dist
 from torch import Tensor, nn
 
 from selfdamage._checks import check_real
+from selfdamage.longtail._method_losses import dino_per_sample, queue_per_sample, tico_per_sample
 
 __all__ = [
     "dcl_per_sample",
@@ -214,13 +215,13 @@ def per_sample_loss(
         values: Tensor = own(z0, z1, **options)
         return values
     if isinstance(criterion, DINOLoss):
-        return _dino_per_sample(criterion, list(z0), list(z1), **options)
+        return dino_per_sample(criterion, list(z0), list(z1), **options)
     z0, z1 = cast(Tensor, z0), cast(Tensor, z1)
     if isinstance(criterion, NTXentLoss):
         gather = criterion.gather_distributed
         if criterion.memory_bank.size[0] == 0:
             return ntxent_per_sample(z0, z1, criterion.temperature, gather_distributed=gather)
-        return _queue_per_sample(z0, z1, criterion.memory_bank.bank, criterion.temperature)
+        return queue_per_sample(z0, z1, criterion.memory_bank.bank, criterion.temperature)
     if isinstance(criterion, DCLLoss):
         return dcl_per_sample(
             z0,
@@ -235,7 +236,7 @@ def per_sample_loss(
         cosine = F.cosine_similarity(z0, z1, criterion.dim, criterion.eps)
         return -cosine.reshape(len(z0), -1).mean(1)
     if isinstance(criterion, TiCoLoss):
-        return _tico_per_sample(criterion, z0, z1)
+        return tico_per_sample(criterion, z0, z1)
     return _reduction_none(criterion, z0, z1, **options)
 
 
@@ -360,50 +361,6 @@ def _loss_inputs(
             "options; per_sample_loss needs two (z0, z1), the other arguments by name."
         )
     return inputs[0], inputs[1], options
-
-
-def _queue_per_sample(queries: Tensor, keys: Tensor, bank: Tensor, temperature: float) -> Tensor:
-    """InfoNCE of each query: its key is the positive, the bank's rows the negatives."""
-    q, k = F.normalize(queries, dim=1), F.normalize(keys, dim=1)
-    positive = (q * k).sum(dim=1, keepdim=True)
-    logits = torch.cat([positive, q @ bank.to(q).T], dim=1) / temperature
-    return torch.logsumexp(logits, dim=1) - logits[:, 0]
-
-
-def _tico_per_sample(criterion: TiCoLoss, z_a: Tensor, z_b: Tensor) -> Tensor:
-    """TiCo's per-sample terms, with the covariance the loss would use on this call."""
-    u, v = F.normalize(z_a, dim=1), F.normalize(z_b, dim=1)
-    u_all = u
-    if criterion.gather_distributed and dist.world_size() > 1:
-        u_all = torch.cat(dist.gather(u), 0)
-    batch = (u_all.T @ u_all).detach() / len(u_all)
-    previous: Tensor | None = getattr(criterion, "C", None)  # None until lightly's first call
-    previous = torch.zeros_like(batch) if previous is None else previous
-    covariance = criterion.beta * previous + (1 - criterion.beta) * batch
-    losses: Tensor = 1.0 - (u * v).sum(dim=1) + criterion.rho * ((u @ covariance) * u).sum(dim=1)
-    return losses
-
-
-def _dino_per_sample(
-    criterion: DINOLoss,
-    teacher_out: list[Tensor],
-    student_out: list[Tensor],
-    teacher_temp: float | None = None,
-    epoch: int | None = None,
-) -> Tensor:
-    """Each sample's DINO cross-entropy, averaged over the (teacher, student) pairs of
-    different views, at the teacher temperature the loss would use."""
-    if teacher_temp is not None:
-        temperature = torch.tensor(teacher_temp)
-    elif epoch is not None and epoch < criterion.warmup_teacher_temp_epochs:
-        temperature = criterion.teacher_temp_schedule[epoch]
-    else:
-        temperature = torch.tensor(criterion.teacher_temp)
-    teacher = F.softmax((torch.stack(teacher_out) - criterion.center) / temperature, dim=-1)
-    student = F.log_softmax(torch.stack(student_out) / criterion.student_temp, dim=-1)
-    cross = -torch.einsum("tbd,sbd->tsb", teacher, student)
-    pairs = ~torch.eye(len(teacher), len(student), dtype=torch.bool, device=cross.device)
-    return cross[pairs].sum(dim=0) / pairs.sum()
 
 
 def _reduction_none(criterion: nn.Module, z0: Tensor, z1: Tensor, **options: Any) -> Tensor:
