@@ -49,6 +49,9 @@ STATS_SAMPLE = 1000
 def read_samples(config: StudyConfig) -> tuple[ImageSamples, ImageSamples]:
     """The training and test images of a ``"folder"`` or ``"list"`` study, checked.
 
+    The classes of list files are the labels the training list has, in label order (a
+    label it lacks is no class of the study); the test list is read with them.
+
     Raises:
         FileNotFoundError: If a folder, list file or listed image is missing.
         ValueError: If the layout is wrong (see :func:`~selfdamage.data.check_splits`).
@@ -64,10 +67,26 @@ def read_samples(config: StudyConfig) -> tuple[ImageSamples, ImageSamples]:
     else:
         train_list = Path(str(config.train_list))
         root = Path(config.image_root) if config.image_root else train_list.parent
-        train = image_files.read_image_list(train_list, root)
+        train = _labels_present(image_files.read_image_list(train_list, root))
         test = image_files.read_image_list(str(config.test_list), root, classes=train.classes)
     image_files.check_splits(train, test)
     return train, test
+
+
+def _labels_present(samples: ImageSamples) -> ImageSamples:
+    """The classes of a training list without the labels it lacks (class ids in label order)."""
+    counts = samples.class_counts()
+    if counts.all():
+        return samples
+    kept = np.flatnonzero(counts)
+    ids = np.zeros(len(counts), dtype=np.int64)
+    ids[kept] = np.arange(len(kept))
+    logger.info(
+        "%s: %d labels of 0..%d have images; the study's classes are those %d",
+        samples.source, len(kept), len(counts) - 1, len(kept),
+    )  # fmt: skip
+    classes = tuple(samples.classes[c] for c in kept)
+    return ImageSamples(samples.paths, ids[samples.labels], classes, samples.source)
 
 
 @warns_at_caller
