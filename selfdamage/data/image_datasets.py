@@ -16,7 +16,13 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from selfdamage._warnings import warns_at_caller
-from selfdamage.data.image_files import ImageSamples, read_image_list, scan_image_folder
+from selfdamage.data.image_files import (
+    DECODE_ERRORS,
+    ImageSamples,
+    read_image_list,
+    scan_image_folder,
+    unreadable,
+)
 
 __all__ = ["ImageFileDataset", "ImageListDataset", "LongTailImageFolder"]
 
@@ -24,12 +30,19 @@ __all__ = ["ImageFileDataset", "ImageListDataset", "LongTailImageFolder"]
 def open_image(path: str, mode: str) -> Image.Image:
     """Decodes one image with PIL, converted to ``mode`` (``"L"`` or ``"RGB"``).
 
+    Raises:
+        ValueError: If PIL cannot read the file (not an image, truncated, corrupt); the
+            message names the file.
+
     Examples:
         >>> open_image("cat.png", "RGB").mode  # doctest: +SKIP
         'RGB'
     """
-    with Image.open(path) as image:
-        return image.convert(mode)
+    try:
+        with Image.open(path) as image:
+            return image.convert(mode)
+    except DECODE_ERRORS as error:
+        raise unreadable(path, error) from error
 
 
 class ImageFileDataset(Dataset[tuple[Any, int, int]]):
@@ -46,7 +59,8 @@ class ImageFileDataset(Dataset[tuple[Any, int, int]]):
         image_mode: ``"L"`` or ``"RGB"``: every image is converted to it when read.
 
     Raises:
-        ValueError: If ``image_mode`` is not ``"L"`` or ``"RGB"``.
+        ValueError: If ``image_mode`` is not ``"L"`` or ``"RGB"``; when an item is read,
+            if its file is not a readable image (the message names it).
 
     Examples:
         >>> samples = ImageSamples(("a.png",), np.array([0]), ("cat",), "x")

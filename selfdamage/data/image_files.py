@@ -39,6 +39,18 @@ IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".pgm", ".png", ".ppm", ".t
 
 _GRAY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "F"})
 _SHOWN = 5  # paths quoted in an error message
+DECODE_ERRORS = (OSError, SyntaxError, ValueError)
+"""What PIL raises for a file it cannot read: not an image, truncated, corrupt."""
+
+
+def unreadable(path: str, error: Exception) -> ValueError:
+    """The error for an image file PIL cannot read, naming the file and the fix.
+
+    Examples:
+        >>> unreadable("cat.png", OSError("image file is truncated"))
+        ValueError('cat.png is not a readable image (image file is truncated); remove or replace it.')
+    """  # noqa: E501
+    return ValueError(f"{path} is not a readable image ({error}); remove or replace it.")
 
 
 @dataclass(frozen=True, eq=False)
@@ -302,10 +314,8 @@ def image_modes(
         try:
             with Image.open(path) as image:
                 mode, size = image.mode, image.size
-        except (OSError, ValueError) as error:
-            raise ValueError(
-                f"{path} is not a readable image ({error}); remove or replace it."
-            ) from error
+        except DECODE_ERRORS as error:
+            raise unreadable(path, error) from error
         kinds["L" if mode in _GRAY_MODES else "RGB"].append(path)
         sizes.append(size)
     if kinds["L"] and kinds["RGB"] and not mixed_ok:

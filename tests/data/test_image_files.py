@@ -17,8 +17,9 @@ from selfdamage.data import (
     scan_image_folder,
     view_settings,
 )
+from selfdamage.data.image_datasets import ImageFileDataset, open_image
 from selfdamage.data.image_files import check_splits, find_test_split, image_modes
-from tests.study.images import write_folder, write_image, write_lists
+from tests.study.images import write_folder, write_image, write_lists, write_truncated
 
 
 class TestScanImageFolder:
@@ -200,6 +201,11 @@ class TestImageModes:
             image_modes(samples)
         assert image_modes(samples, mixed_ok=True)[0] == "RGB"
 
+    def test_a_truncated_image_has_a_readable_header(self, tmp_path: Path) -> None:
+        # The header pass does not decode: the decoding pass before training finds it.
+        write_truncated(tmp_path / "train" / "cat" / "cut.png")
+        assert image_modes(scan_image_folder(tmp_path)) == ("RGB", [(32, 32)])
+
     def test_unreadable_image(self, tmp_path: Path) -> None:
         (tmp_path / "train" / "cat").mkdir(parents=True)
         (tmp_path / "train" / "cat" / "broken.png").write_bytes(b"not a png")
@@ -249,6 +255,25 @@ class TestDatasets:
         assert ImageListDataset(test_list, tmp_path / "images").classes == ("0", "1")
         test = ImageListDataset(test_list, tmp_path / "images", classes=train.classes)
         assert test.classes == ("0", "1", "2") and test.targets.tolist() == [0, 1]
+
+    def test_truncated_image_names_its_file(self, tmp_path: Path) -> None:
+        path = write_truncated(tmp_path / "train" / "cat" / "cut.png")
+        write_image(tmp_path / "train" / "cat" / "fine.png", 7)
+        with pytest.raises(OSError, match="image file is truncated"):  # what PIL raises
+            Image.open(path).load()
+        with pytest.raises(ValueError, match=rf"{path} is not a readable image \(image file is "
+                           r"truncated\); remove or replace it"):  # fmt: skip
+            open_image(str(path), "RGB")
+        dataset = LongTailImageFolder(tmp_path)
+        assert dataset[1][0].getpixel((0, 0)) == (7, 7, 7)  # fine.png
+        with pytest.raises(ValueError, match=r"cut\.png is not a readable image"):
+            dataset[0]
+
+    def test_a_file_that_is_not_an_image_names_it(self, tmp_path: Path) -> None:
+        (tmp_path / "fake.png").write_bytes(b"not a png")
+        samples = ImageSamples([str(tmp_path / "fake.png")], np.array([0]), ("cat",), "x")
+        with pytest.raises(ValueError, match=r"fake\.png is not a readable image \(cannot"):
+            ImageFileDataset(samples)[0]
 
     def test_bad_image_mode(self, tmp_path: Path) -> None:
         write_folder(tmp_path, {"cat": 2}, {"cat": 1})

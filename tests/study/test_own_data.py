@@ -14,7 +14,7 @@ from selfdamage.study import StudyConfig, format_table, run_study, runner
 from selfdamage.study.own_data import DecodedImages, image_stats, load_own_data, read_samples
 
 from .helpers import TINY
-from .images import write_folder, write_image, write_lists
+from .images import write_folder, write_image, write_lists, write_truncated
 
 TRAIN = {"a": 12, "b": 6, "c": 3}  # a natural long tail, ratio 4
 TEST = {"a": 2, "b": 2, "c": 2}
@@ -171,6 +171,22 @@ class TestErrorsBeforeTraining:
         monkeypatch.setattr(runner, "run_one", _no_training)
         with pytest.raises(ValueError, match=r"classes \['2'\] are in .*train\.txt but not in "):
             run_study(config)
+
+    @pytest.mark.parametrize(("cache_mb", "workers"), [(0, 0), (0, 2), (2048, 0)])
+    def test_truncated_image(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cache_mb: int, workers: int
+    ) -> None:
+        # Streamed (cache_mb=0) or decoded into memory; read here or by worker processes.
+        write_folder(tmp_path / "data", TRAIN, TEST, mode="RGB", size=(32, 32))
+        cut = write_truncated(tmp_path / "data" / "test" / "b" / "cut.png")
+        options = _RUN | {"cache_mb": cache_mb, "workers": workers}
+        config = _folder(tmp_path / "data", out_dir=str(tmp_path / "out"), **options)
+        monkeypatch.setattr(runner, "run_one", _no_training)
+        with pytest.raises(ValueError) as error:
+            run_study(config)
+        assert str(error.value) == (
+            f"{cut} is not a readable image (image file is truncated); remove or replace it."
+        )  # the message alone, not a worker's traceback
 
 
 def _no_training(*args: Any) -> None:
