@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import torch
 from study.helpers import needs_data
+from study.images import write_folder, write_truncated
 
 from selfdamage.cli import main
 from selfdamage.study import runner
@@ -151,6 +152,18 @@ class TestErrorsBeforeTraining:
     def test_same_seed_twice(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         err = self.fails(tmp_path, capsys, "--seeds", "0", "1", "0")
         assert "seeds must be distinct, got seeds=[0, 1, 0]" in err
+
+    def test_truncated_image(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        write_folder(tmp_path / "data", {"a": 3, "b": 3}, {"a": 1, "b": 1})
+        cut = write_truncated(tmp_path / "data" / "train" / "b" / "cut.png")
+        err = self.fails(
+            tmp_path, capsys, "--dataset", "folder", "--data-dir", str(tmp_path / "data"),
+            "--image-mode", "L", "--cache-mb", "0", "--workers", "0", "--n-max", "0",
+        )  # fmt: skip
+        assert err == (
+            f"selfdamage longtail: error: {cut} is not a readable image (image file is "
+            "truncated); remove or replace it.\n"
+        )
 
     def test_reference_head_of_a_method_without_one(
         self, tmp_path: Path, capsys: pytest.CaptureFixture[str]

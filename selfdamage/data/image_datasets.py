@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,13 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from selfdamage._warnings import warns_at_caller
-from selfdamage.data.image_files import ImageSamples, read_image_list, scan_image_folder
+from selfdamage.data.image_files import (
+    DECODE_ERRORS,
+    ImageSamples,
+    read_image_list,
+    scan_image_folder,
+    unreadable,
+)
 
 __all__ = ["ImageFileDataset", "ImageListDataset", "LongTailImageFolder"]
 
@@ -24,12 +30,19 @@ __all__ = ["ImageFileDataset", "ImageListDataset", "LongTailImageFolder"]
 def open_image(path: str, mode: str) -> Image.Image:
     """Decodes one image with PIL, converted to ``mode`` (``"L"`` or ``"RGB"``).
 
+    Raises:
+        ValueError: If PIL cannot read the file (not an image, truncated, corrupt); the
+            message names the file.
+
     Examples:
         >>> open_image("cat.png", "RGB").mode  # doctest: +SKIP
         'RGB'
     """
-    with Image.open(path) as image:
-        return image.convert(mode)
+    try:
+        with Image.open(path) as image:
+            return image.convert(mode)
+    except DECODE_ERRORS as error:
+        raise unreadable(path, error) from error
 
 
 class ImageFileDataset(Dataset[tuple[Any, int, int]]):
@@ -46,7 +59,8 @@ class ImageFileDataset(Dataset[tuple[Any, int, int]]):
         image_mode: ``"L"`` or ``"RGB"``: every image is converted to it when read.
 
     Raises:
-        ValueError: If ``image_mode`` is not ``"L"`` or ``"RGB"``.
+        ValueError: If ``image_mode`` is not ``"L"`` or ``"RGB"``; when an item is read,
+            if its file is not a readable image (the message names it).
 
     Examples:
         >>> samples = ImageSamples(("a.png",), np.array([0]), ("cat",), "x")
@@ -127,21 +141,32 @@ class LongTailImageFolder(ImageFileDataset):
 class ImageListDataset(ImageFileDataset):
     """The images of a list file (``relative/path label`` lines) as ``(views, label, index)``.
 
+    An item's label is the integer on its line, whatever labels the file lacks: the
+    classes are ``"0"`` up to the largest label (a label the file lacks is a class
+    without items), so a test list without class 0 still gives its class-1 images label
+    1. Pass the training list's ``classes`` to a test list, so that both have the same
+    classes (a test list that lacks the last classes has fewer of its own).
+
     Args:
         list_file: The list file, e.g. ImageNet-LT's ``ImageNet_LT_train.txt``.
         image_root: The folder its paths are relative to.
         transform: Maps a PIL image to the item, e.g. ``image_views(224)`` for two views.
         image_mode: ``"L"`` or ``"RGB"``; every image is converted to it.
+        classes: Class names, the labels as text, in class-id order, instead of ``"0"``
+            up to the largest label: a label is the position of its text here.
 
     Raises:
         FileNotFoundError: If the list file or images it lists do not exist.
-        ValueError: If a line does not parse.
+        TypeError: If ``classes`` holds something other than strings.
+        ValueError: If a line does not parse, or has a label that ``classes`` lacks.
 
     Examples:
         >>> from selfdamage.data import image_views
         >>> train = ImageListDataset("ImageNet_LT_train.txt", "imagenet",
         ...     transform=image_views(224))  # doctest: +SKIP
         >>> (view0, view1), label, index = train[0]  # doctest: +SKIP
+        >>> test = ImageListDataset("ImageNet_LT_test.txt", "imagenet",
+        ...     classes=train.classes)  # doctest: +SKIP
     """
 
     def __init__(
@@ -151,5 +176,7 @@ class ImageListDataset(ImageFileDataset):
         *,
         transform: Callable[[Image.Image], Any] | None = None,
         image_mode: str = "RGB",
+        classes: Sequence[str] | None = None,
     ) -> None:
-        super().__init__(read_image_list(list_file, image_root), transform, image_mode=image_mode)
+        samples = read_image_list(list_file, image_root, classes=classes)
+        super().__init__(samples, transform, image_mode=image_mode)

@@ -10,9 +10,10 @@ Two layouts are read, the ones long-tail benchmarks and torchvision use:
 
 Both give an :class:`ImageSamples` (paths, labels, class names), checked before any
 training: a missing or empty folder, a class without images, a line that does not
-parse, a path that does not exist and a split whose classes differ from the other's all
-raise an error that names the path and the fix (``check_splits``,
-``image_modes``). :mod:`selfdamage.data.image_datasets` serves them as datasets.
+parse, a path that does not exist, a file that is not an image and a split whose classes
+differ from the other's (a class without images in one of them included) all raise an
+error that names the path and the fix (``check_splits``, ``image_modes``).
+:mod:`selfdamage.data.image_datasets` serves them as datasets.
 """
 
 from __future__ import annotations
@@ -38,6 +39,18 @@ IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".pgm", ".png", ".ppm", ".t
 
 _GRAY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "F"})
 _SHOWN = 5  # paths quoted in an error message
+DECODE_ERRORS = (OSError, SyntaxError, ValueError)
+"""What PIL raises for a file it cannot read: not an image, truncated, corrupt."""
+
+
+def unreadable(path: str, error: Exception) -> ValueError:
+    """The error for an image file PIL cannot read, naming the file and the fix.
+
+    Examples:
+        >>> unreadable("cat.png", OSError("image file is truncated"))
+        ValueError('cat.png is not a readable image (image file is truncated); remove or replace it.')
+    """  # noqa: E501
+    return ValueError(f"{path} is not a readable image ({error}); remove or replace it.")
 
 
 @dataclass(frozen=True, eq=False)
@@ -47,8 +60,8 @@ class ImageSamples:
     Attributes:
         paths: The image files.
         labels: Class id of every image, ``int64``, ids ``0 .. len(classes) - 1``.
-        classes: Class names, indexed by class id (folder names, or the list file's
-            labels as text).
+        classes: Class names, indexed by class id (folder names, or a list file's labels
+            as text: ``"0"`` up to its largest label, or the ``classes`` it was read with).
         source: The folder or list file the samples come from (for messages).
 
     Examples:
@@ -157,25 +170,38 @@ def read_image_list(
 
     The format of ImageNet-LT, Places-LT and iNaturalist's published splits. Paths are
     relative to ``image_root`` and may hold spaces (the label is the last field); labels
-    are integers ``>= 0``; empty lines are skipped. Class ids are the labels' rank in
-    sorted order, so labels ``0 .. C-1`` keep their values.
+    are integers ``>= 0``; empty lines are skipped. A label is its class id, whatever
+    labels the file lacks: the classes are ``"0"`` up to the largest label (a label
+    missing from the file is a class without images), so a test list that lacks a class
+    still scores each image against its own label. With ``classes``, a label is the id
+    of its text in ``classes`` instead.
 
     Args:
         list_file: The list file.
         image_root: The folder the paths are relative to.
-        classes: Class names (labels as text) to use instead of the file's own, e.g. the
-            training list's for a test list.
+        classes: Class names, the labels as text, to use instead of ``"0"`` up to the
+            file's largest label, e.g. the training list's ``classes`` for a test list.
 
     Raises:
         FileNotFoundError: If the list file is missing, or paths in it do not exist (the
             message lists the first few).
-        ValueError: If a line does not parse (the message names the file and line) or
-            the file lists no image.
+        TypeError: If ``classes`` holds something other than strings.
+        ValueError: If a line does not parse (the message names the file and line), the
+            file lists no image, or it has a label that ``classes`` lacks.
 
     Examples:
-        >>> samples = read_image_list("ImageNet_LT_train.txt", "imagenet")  # doctest: +SKIP
+        >>> samples = read_image_list("ImageNet_LT_test.txt", "imagenet")  # doctest: +SKIP
+        >>> samples.classes[:3], samples.labels[:3]  # doctest: +SKIP
+        (('0', '1', '2'), array([0, 0, 2]))
     """
     list_path, root = Path(list_file), Path(image_root)
+    if classes is not None:
+        classes = tuple(classes)
+        if not all(isinstance(name, str) for name in classes):
+            raise TypeError(
+                f"classes must be the labels as text, e.g. ('0', '1', '2'), got "
+                f"classes={classes[:_SHOWN]!r}{'...' if len(classes) > _SHOWN else ''}."
+            )
     if not list_path.is_file():
         raise FileNotFoundError(f"list file {list_path} does not exist; check its path.")
     paths: list[str] = []
@@ -202,8 +228,10 @@ def read_image_list(
             f"under --image-root {root}, e.g.:\n  {shown}\nCheck --image-root (the folder "
             "the paths are relative to)."
         )
-    names = tuple(str(label) for label in sorted(set(raw))) if classes is None else classes
-    ids = {name: i for i, name in enumerate(names)}
+    if classes is None:  # every label is its own class id
+        names = tuple(str(label) for label in range(max(raw) + 1))
+        return ImageSamples(paths, np.asarray(raw, dtype=np.int64), names, str(list_path))
+    ids = {name: i for i, name in enumerate(classes)}
     unknown = sorted({str(label) for label in raw} - set(ids), key=int)
     if unknown:
         raise ValueError(
@@ -211,25 +239,41 @@ def read_image_list(
             "every test class needs training images."
         )
     labels = np.asarray([ids[str(label)] for label in raw], dtype=np.int64)
-    return ImageSamples(paths, labels, tuple(names), str(list_path))
+    return ImageSamples(paths, labels, classes, str(list_path))
 
 
 def check_splits(train: ImageSamples, test: ImageSamples, *, min_train: int = 2) -> None:
-    """Checks that both splits have the same classes and every class ``min_train`` images.
+    """Checks that both splits have images of the same classes, and every class ``min_train``
+    training images.
+
+    A class counts as in a split when the split has images of it: a class name without
+    images (a test list read with the training list's ``classes`` that lacks a class)
+    counts as missing.
 
     Raises:
-        ValueError: If a class is missing from one split, or has fewer than
-            ``min_train`` training images; the message names the classes and the fix.
+        ValueError: If a class has images in one split but not in the other, or fewer
+            than ``min_train`` training images; the message names the classes and the fix.
 
     Examples:
-        >>> a = ImageSamples(("x", "y"), np.array([0, 0]), ("cat",), "train")
-        >>> check_splits(a, ImageSamples(("z",), np.array([0]), ("cat",), "test"))
-    """
+        >>> two = ("cat", "dog")
+        >>> train = ImageSamples(("a", "b", "c", "d"), np.array([0, 0, 1, 1]), two, "train")
+        >>> check_splits(train, ImageSamples(("e", "f"), np.array([0, 1]), two, "test"))
+        >>> check_splits(train, ImageSamples(("e",), np.array([0]), two, "test"))
+        Traceback (most recent call last):
+        ...
+        ValueError: classes ['dog'] are in train but not in test; both splits need the same classes (add their images, or remove the classes from both).
+    """  # noqa: E501
     for first, second in ((test, train), (train, test)):
-        missing = sorted(set(first.classes) - set(second.classes))
+        having = {name for name, count in zip(second.classes, second.class_counts()) if count}
+        missing = [
+            name
+            for name, count in zip(first.classes, first.class_counts())
+            if count and name not in having
+        ]
         if missing:
+            more = f" (and {len(missing) - _SHOWN} more)" if len(missing) > _SHOWN else ""
             raise ValueError(
-                f"classes {missing[:_SHOWN]} are in {first.source} but not in "
+                f"classes {missing[:_SHOWN]}{more} are in {first.source} but not in "
                 f"{second.source}; both splits need the same classes (add their images, "
                 "or remove the classes from both)."
             )
@@ -270,10 +314,8 @@ def image_modes(
         try:
             with Image.open(path) as image:
                 mode, size = image.mode, image.size
-        except (OSError, ValueError) as error:
-            raise ValueError(
-                f"{path} is not a readable image ({error}); remove or replace it."
-            ) from error
+        except DECODE_ERRORS as error:
+            raise unreadable(path, error) from error
         kinds["L" if mode in _GRAY_MODES else "RGB"].append(path)
         sizes.append(size)
     if kinds["L"] and kinds["RGB"] and not mixed_ok:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from selfdamage._checks import check_int
+from selfdamage._checks import check_int, check_real
 from selfdamage.study.data import OWN_DATASETS
 
 __all__ = ["check_own_data", "check_thresholds", "own_data_types"]
@@ -55,10 +55,13 @@ def own_data_types(config: Any) -> None:
 
 
 def check_own_data(config: Any) -> None:
-    """Checks the options of ``dataset="folder"`` and ``"list"`` that must go together.
+    """Checks the options of ``dataset="folder"`` and ``"list"``: those that must go
+    together, and ``mean`` (finite, in ``[0, 1]``) and ``std`` (finite, ``> 0``).
 
     Raises:
-        ValueError: If an option is missing, does not apply, or does not fit another.
+        TypeError: If a value of ``mean`` or ``std`` is not a number.
+        ValueError: If an option is missing, does not apply, does not fit another, or is
+            out of range.
 
     Examples:
         >>> from selfdamage.study import StudyConfig
@@ -100,5 +103,10 @@ def check_own_data(config: Any) -> None:
             "mean and std go together, one value per channel, got "
             f"mean={config.mean!r}, std={config.std!r}."
         )
-    if config.std is not None and any(v <= 0 for v in config.std):
-        raise ValueError(f"std must be > 0 for every channel, got std={config.std!r}.")
+    for name, low, high in (("mean", 0.0, 1.0), ("std", 0.0, None)):
+        for channel, value in enumerate(getattr(config, name) or ()):
+            check_real(
+                f"{name}[{channel}]", value, low, high, low_open=name == "std",
+                fix="mean and std are per-channel statistics of pixels scaled to [0, 1]; "
+                "leave both unset to compute them from the training images.",
+            )  # fmt: skip

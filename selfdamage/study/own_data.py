@@ -17,6 +17,7 @@ import statistics
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -49,6 +50,9 @@ STATS_SAMPLE = 1000
 def read_samples(config: StudyConfig) -> tuple[ImageSamples, ImageSamples]:
     """The training and test images of a ``"folder"`` or ``"list"`` study, checked.
 
+    The classes of list files are the labels the training list has, in label order (a
+    label it lacks is no class of the study); the test list is read with them.
+
     Raises:
         FileNotFoundError: If a folder, list file or listed image is missing.
         ValueError: If the layout is wrong (see :func:`~selfdamage.data.check_splits`).
@@ -64,10 +68,26 @@ def read_samples(config: StudyConfig) -> tuple[ImageSamples, ImageSamples]:
     else:
         train_list = Path(str(config.train_list))
         root = Path(config.image_root) if config.image_root else train_list.parent
-        train = image_files.read_image_list(train_list, root)
+        train = _labels_present(image_files.read_image_list(train_list, root))
         test = image_files.read_image_list(str(config.test_list), root, classes=train.classes)
     image_files.check_splits(train, test)
     return train, test
+
+
+def _labels_present(samples: ImageSamples) -> ImageSamples:
+    """The classes of a training list without the labels it lacks (class ids in label order)."""
+    counts = samples.class_counts()
+    if counts.all():
+        return samples
+    kept = np.flatnonzero(counts)
+    ids = np.zeros(len(counts), dtype=np.int64)
+    ids[kept] = np.arange(len(kept))
+    logger.info(
+        "%s: %d labels of 0..%d have images; the study's classes are those %d",
+        samples.source, len(kept), len(counts) - 1, len(kept),
+    )  # fmt: skip
+    classes = tuple(samples.classes[c] for c in kept)
+    return ImageSamples(samples.paths, ids[samples.labels], classes, samples.source)
 
 
 @warns_at_caller
@@ -116,6 +136,8 @@ def load_own_data(config: StudyConfig) -> StudyData:
             "streaming the images from disk: decoded they take %.0f MiB, more than "
             "--cache-mb %d", decoded / 2**20, config.cache_mb,
         )  # fmt: skip
+        train_images.check_all(progress=progress)  # a corrupt file fails before training
+        test_images.check_all(progress=progress)
     mean, std = _normalization(config, train_source, channels)
     return StudyData(
         train_source,
@@ -200,7 +222,7 @@ class DecodedImages:
     """
 
     def __init__(self, samples: ImageSamples, size: int, mode: str, *, workers: int) -> None:
-        self.dataset = ImageFileDataset(samples, DecodeImage(size), image_mode=mode)
+        self.dataset = _FileImages(samples, DecodeImage(size), image_mode=mode)
         self.workers = workers
         self._shape = (len(samples), 1 if mode == "L" else 3, size, size)
 
@@ -210,7 +232,11 @@ class DecodedImages:
         return self._shape
 
     def batches(self, indices: Sequence[int], batch_size: int) -> Iterator[Tensor]:
-        """The images ``indices``, in that order, as ``uint8`` batches ``(B, C, H, W)``."""
+        """The images ``indices``, in that order, as ``uint8`` batches ``(B, C, H, W)``.
+
+        Raises:
+            ValueError: If a file is not a readable image (the message names it).
+        """
         loader = DataLoader(
             Subset(self.dataset, list(indices)),
             batch_size=batch_size,
@@ -218,29 +244,56 @@ class DecodedImages:
             collate_fn=_stack_images,
             prefetch_factor=4 if self.workers else None,
         )
-        yield from loader
+        for batch in loader:
+            if isinstance(batch, str):  # a worker's error, without its traceback
+                raise ValueError(batch)
+            yield batch
 
     def decode_all(self, *, progress: bool) -> Tensor:
         """Every image, decoded into one ``uint8`` tensor ``(N, C, H, W)``."""
         out = torch.empty(self.shape, dtype=torch.uint8)
+        self._decode_every_image(out, progress=progress)
+        return out
+
+    def check_all(self, *, progress: bool) -> None:
+        """Decodes every image once and keeps none: an unreadable file fails now."""
+        self._decode_every_image(None, progress=progress)
+
+    def _decode_every_image(self, out: Tensor | None, *, progress: bool) -> None:
+        count = self.shape[0]
         started, done = time.perf_counter(), 0
         source = self.dataset.samples.source
-        bar = progress_bar(progress, unit="image", total=len(out), desc=f"decoding {source}")
-        for batch in self.batches(range(len(out)), 256):
-            out[done : done + len(batch)] = batch
+        verb, done_verb = ("decoding", "decoded") if out is not None else ("checking", "checked")
+        bar = progress_bar(progress, unit="image", total=count, desc=f"{verb} {source}")
+        for batch in self.batches(range(count), 256):
+            if out is not None:
+                out[done : done + len(batch)] = batch
             done += len(batch)
             if bar is not None:
                 bar.update(len(batch))
         if bar is not None:
             bar.close()
         seconds = time.perf_counter() - started
-        logger.info("decoded %d images of %s in %.1f s (%.0f images/s)", len(out), source,
-                    seconds, len(out) / max(seconds, 1e-9))  # fmt: skip
-        return out
+        logger.info("%s %d images of %s in %.1f s (%.0f images/s)", done_verb, count, source,
+                    seconds, count / max(seconds, 1e-9))  # fmt: skip
 
 
-def _stack_images(items: list[tuple[Tensor, int, int]]) -> Tensor:
-    return torch.stack([image for image, _, _ in items])
+class _FileImages(ImageFileDataset):
+    """An image file's error is the item (its message), so that a decoding worker passes
+    it on instead of raising it with the worker's traceback."""
+
+    def __getitem__(self, index: int) -> tuple[Any, int, int]:
+        try:
+            return super().__getitem__(index)
+        except ValueError as error:
+            return str(error), -1, index
+
+
+def _stack_images(items: list[tuple[Tensor | str, int, int]]) -> Tensor | str:
+    errors = [image for image, _, _ in items if isinstance(image, str)]
+    if errors:
+        return errors[0]
+    return torch.stack([image for image, _, _ in items if isinstance(image, Tensor)])
 
 
 def _mode_and_size(config: StudyConfig, train: ImageSamples, test: ImageSamples) -> tuple[str, int]:

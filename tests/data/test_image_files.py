@@ -17,8 +17,9 @@ from selfdamage.data import (
     scan_image_folder,
     view_settings,
 )
+from selfdamage.data.image_datasets import ImageFileDataset, open_image
 from selfdamage.data.image_files import check_splits, find_test_split, image_modes
-from tests.study.images import write_folder, write_image, write_lists
+from tests.study.images import write_folder, write_image, write_lists, write_truncated
 
 
 class TestScanImageFolder:
@@ -86,14 +87,33 @@ class TestReadImageList:
     def test_paths_with_spaces_and_labels(self, tmp_path: Path) -> None:
         train, _ = write_lists(tmp_path, {0: 2, 3: 1}, {0: 1, 3: 1})
         samples = read_image_list(train, tmp_path / "images")
-        assert samples.classes == ("0", "3")
-        assert samples.labels.tolist() == [0, 0, 1]
+        # A label is its class id: labels 1 and 2 are classes without images.
+        assert samples.classes == ("0", "1", "2", "3")
+        assert samples.labels.tolist() == [0, 0, 3]
+        assert samples.class_counts().tolist() == [2, 0, 0, 1]
         assert samples.paths[0] == str(tmp_path / "images" / "train" / "n000" / "img 0.png")
+
+    def test_a_list_without_class_0_keeps_its_labels(self, tmp_path: Path) -> None:
+        # test.txt: "test/n001/img 0.png 1", then two lines of label 2; no label 0.
+        train, test = write_lists(tmp_path, {0: 2, 1: 2, 2: 2}, {1: 1, 2: 2})
+        samples = read_image_list(test, tmp_path / "images")
+        assert samples.labels.tolist() == [1, 2, 2]
+        assert samples.classes == ("0", "1", "2")
+        trained = read_image_list(train, tmp_path / "images")
+        with_train = read_image_list(test, tmp_path / "images", classes=trained.classes)
+        assert with_train.labels.tolist() == [1, 2, 2]
 
     def test_test_list_uses_the_training_classes(self, tmp_path: Path) -> None:
         _, test = write_lists(tmp_path, {1: 2, 5: 2}, {5: 1})
         samples = read_image_list(test, tmp_path / "images", classes=("1", "5"))
-        assert samples.labels.tolist() == [1]
+        assert samples.labels.tolist() == [1] and samples.classes == ("1", "5")
+        # Without them, label 5 is class 5 of "0" .. "5".
+        assert read_image_list(test, tmp_path / "images").labels.tolist() == [5]
+
+    def test_classes_are_text(self, tmp_path: Path) -> None:
+        _, test = write_lists(tmp_path, {0: 2, 1: 2}, {1: 1})
+        with pytest.raises(TypeError, match=r"classes must be the labels as text, e\.g\. \('0'"):
+            read_image_list(test, tmp_path / "images", classes=[0, 1])  # type: ignore[list-item]
 
     def test_unknown_test_label(self, tmp_path: Path) -> None:
         _, test = write_lists(tmp_path, {1: 2}, {7: 1})
@@ -145,6 +165,20 @@ class TestCheckSplits:
         with pytest.raises(ValueError, match=r"\['dog'\] are in train/ but not in test/"):
             check_splits(train, test)
 
+    def test_training_class_without_test_images(self) -> None:
+        # A test list read with the training list's classes: class "1" has no image.
+        train = _samples([3, 3, 3], ("0", "1", "2"), "train.txt")
+        test = _samples([2, 0, 1], ("0", "1", "2"), "test.txt")
+        with pytest.raises(ValueError, match=r"classes \['1'\] are in train\.txt but not in test"):
+            check_splits(train, test)
+
+    def test_many_missing_classes_are_counted(self) -> None:
+        names = tuple(str(c) for c in range(8))
+        train = _samples([2] * 8, names, "train.txt")
+        test = _samples([1] + [0] * 7, names, "test.txt")
+        with pytest.raises(ValueError, match=r"\['1', '2', '3', '4', '5'\] \(and 2 more\) are in"):
+            check_splits(train, test)
+
     def test_class_with_one_training_image(self) -> None:
         train = _samples([3, 1], ("cat", "dog"), "train/")
         test = _samples([1, 1], ("cat", "dog"), "test/")
@@ -166,6 +200,11 @@ class TestImageModes:
         with pytest.raises(ValueError, match=r"mixes grayscale and colour images: 1 grayscale"):
             image_modes(samples)
         assert image_modes(samples, mixed_ok=True)[0] == "RGB"
+
+    def test_a_truncated_image_has_a_readable_header(self, tmp_path: Path) -> None:
+        # The header pass does not decode: the decoding pass before training finds it.
+        write_truncated(tmp_path / "train" / "cat" / "cut.png")
+        assert image_modes(scan_image_folder(tmp_path)) == ("RGB", [(32, 32)])
 
     def test_unreadable_image(self, tmp_path: Path) -> None:
         (tmp_path / "train" / "cat").mkdir(parents=True)
@@ -197,6 +236,44 @@ class TestDatasets:
         image, _, _ = LongTailImageFolder(tmp_path, image_mode="RGB")[1]
         assert isinstance(image, Image.Image) and image.mode == "RGB"
         assert image.getpixel((0, 0)) == (1, 1, 1)  # image 1 of class 0 has value 1
+
+    def test_test_list_without_class_0(self, tmp_path: Path) -> None:
+        train_list, test_list = write_lists(tmp_path, {0: 2, 1: 2, 2: 2}, {1: 1, 2: 1})
+        assert test_list.read_text().splitlines()[0] == "test/n001/img 0.png 1"
+        test = ImageListDataset(test_list, tmp_path / "images")
+        assert [test[i][1] for i in range(2)] == [1, 2]  # the labels on the lines
+        assert test.classes == ("0", "1", "2")
+        train = ImageListDataset(train_list, tmp_path / "images")
+        aligned = ImageListDataset(test_list, tmp_path / "images", classes=train.classes)
+        assert [aligned[i][1] for i in range(2)] == [1, 2] and aligned.classes == train.classes
+
+    def test_test_list_without_the_last_class_takes_the_training_classes(
+        self, tmp_path: Path
+    ) -> None:
+        train_list, test_list = write_lists(tmp_path, {0: 2, 1: 2, 2: 2}, {0: 1, 1: 1})
+        train = ImageListDataset(train_list, tmp_path / "images")
+        assert ImageListDataset(test_list, tmp_path / "images").classes == ("0", "1")
+        test = ImageListDataset(test_list, tmp_path / "images", classes=train.classes)
+        assert test.classes == ("0", "1", "2") and test.targets.tolist() == [0, 1]
+
+    def test_truncated_image_names_its_file(self, tmp_path: Path) -> None:
+        path = write_truncated(tmp_path / "train" / "cat" / "cut.png")
+        write_image(tmp_path / "train" / "cat" / "fine.png", 7)
+        with pytest.raises(OSError, match="image file is truncated"):  # what PIL raises
+            Image.open(path).load()
+        with pytest.raises(ValueError, match=rf"{path} is not a readable image \(image file is "
+                           r"truncated\); remove or replace it"):  # fmt: skip
+            open_image(str(path), "RGB")
+        dataset = LongTailImageFolder(tmp_path)
+        assert dataset[1][0].getpixel((0, 0)) == (7, 7, 7)  # fine.png
+        with pytest.raises(ValueError, match=r"cut\.png is not a readable image"):
+            dataset[0]
+
+    def test_a_file_that_is_not_an_image_names_it(self, tmp_path: Path) -> None:
+        (tmp_path / "fake.png").write_bytes(b"not a png")
+        samples = ImageSamples([str(tmp_path / "fake.png")], np.array([0]), ("cat",), "x")
+        with pytest.raises(ValueError, match=r"fake\.png is not a readable image \(cannot"):
+            ImageFileDataset(samples)[0]
 
     def test_bad_image_mode(self, tmp_path: Path) -> None:
         write_folder(tmp_path, {"cat": 2}, {"cat": 1})

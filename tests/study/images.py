@@ -55,3 +55,14 @@ def write_lists(root: Path, train: Mapping[int, int], test: Mapping[int, int]) -
         path.write_text("\n".join(lines) + "\n")
         files.append(path)
     return files[0], files[1]
+
+
+def write_truncated(path: Path) -> Path:
+    """A PNG of 32 x 32 random colours cut after half its bytes: its header reads, its
+    pixels do not (PIL: "image file is truncated")."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pixels = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    Image.fromarray(pixels, "RGB").save(path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return path

@@ -10,11 +10,11 @@ import pytest
 import torch
 
 import selfdamage.data.image_datasets as image_datasets
-from selfdamage.study import StudyConfig, format_table, run_study
+from selfdamage.study import StudyConfig, format_table, run_study, runner
 from selfdamage.study.own_data import DecodedImages, image_stats, load_own_data, read_samples
 
 from .helpers import TINY
-from .images import write_folder, write_image, write_lists
+from .images import write_folder, write_image, write_lists, write_truncated
 
 TRAIN = {"a": 12, "b": 6, "c": 3}  # a natural long tail, ratio 4
 TEST = {"a": 2, "b": 2, "c": 2}
@@ -105,6 +105,17 @@ class TestLoad:
         with pytest.raises(FileNotFoundError, match=r"6 of the 6 images listed in .*train\.txt"):
             read_samples(config)
 
+    def test_list_labels_the_training_list_lacks_are_no_classes(self, tmp_path: Path) -> None:
+        # Labels 0, 3, 5: the study's classes are those three, ids in label order (as
+        # before lists kept their labels), and the test list is read with them.
+        train, test = write_lists(tmp_path, {5: 2, 0: 3, 3: 2}, {3: 1, 0: 1, 5: 2})
+        config = StudyConfig(dataset="list", train_list=str(train), test_list=str(test),
+                             image_root=str(tmp_path / "images"))  # fmt: skip
+        train_samples, test_samples = read_samples(config)
+        assert train_samples.classes == test_samples.classes == ("0", "3", "5")
+        assert train_samples.labels.tolist() == [2, 2, 0, 0, 0, 1, 1]
+        assert test_samples.labels.tolist() == [1, 0, 2, 2]
+
 
 class TestStreaming:
     def test_a_set_over_the_cache_limit_streams(self, tmp_path: Path) -> None:
@@ -148,6 +159,38 @@ class TestErrorsBeforeTraining:
     def test_missing_folder(self, tmp_path: Path) -> None:
         with pytest.raises(FileNotFoundError, match="nowhere/train is not a folder"):
             run_study(_folder(tmp_path / "nowhere", out_dir=str(tmp_path / "out")))
+
+    def test_training_class_without_test_images(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        train, test = write_lists(tmp_path, {0: 4, 1: 4, 2: 4}, {0: 1, 1: 1})  # no test 2
+        config = StudyConfig(
+            dataset="list", train_list=str(train), test_list=str(test),
+            image_root=str(tmp_path / "images"), out_dir=str(tmp_path / "out"), **_RUN,
+        )  # fmt: skip
+        monkeypatch.setattr(runner, "run_one", _no_training)
+        with pytest.raises(ValueError, match=r"classes \['2'\] are in .*train\.txt but not in "):
+            run_study(config)
+
+    @pytest.mark.parametrize(("cache_mb", "workers"), [(0, 0), (0, 2), (2048, 0)])
+    def test_truncated_image(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cache_mb: int, workers: int
+    ) -> None:
+        # Streamed (cache_mb=0) or decoded into memory; read here or by worker processes.
+        write_folder(tmp_path / "data", TRAIN, TEST, mode="RGB", size=(32, 32))
+        cut = write_truncated(tmp_path / "data" / "test" / "b" / "cut.png")
+        options = _RUN | {"cache_mb": cache_mb, "workers": workers}
+        config = _folder(tmp_path / "data", out_dir=str(tmp_path / "out"), **options)
+        monkeypatch.setattr(runner, "run_one", _no_training)
+        with pytest.raises(ValueError) as error:
+            run_study(config)
+        assert str(error.value) == (
+            f"{cut} is not a readable image (image file is truncated); remove or replace it."
+        )  # the message alone, not a worker's traceback
+
+
+def _no_training(*args: Any) -> None:
+    raise AssertionError("a run started training")
 
 
 _RUN = TINY | {"batch_size": 8, "epochs": 1, "max_steps": 1, "probe_shots": 2, "workers": 0}

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+from math import inf, nan
+from typing import Any
+
 import numpy as np
 import pytest
 import torch
@@ -140,5 +144,29 @@ class TestConfig:
     def test_mean_and_std_go_together(self) -> None:
         with pytest.raises(ValueError, match="mean and std go together"):
             StudyConfig(**FOLDER, mean=(0.5,))
-        with pytest.raises(ValueError, match="std must be > 0"):
+        with pytest.raises(ValueError, match=r"std\[0\] must be > 0.0, got std\[0\]=0.0"):
             StudyConfig(**FOLDER, mean=(0.5,), std=(0.0,))
+
+    @pytest.mark.parametrize(
+        ("mean", "std", "error", "message"),
+        [
+            ((0.5, nan), (0.2, 0.2), ValueError,
+             "mean[1] must be a finite number in [0.0, 1.0], got mean[1]=nan."),
+            ((5.0,), (1.0,), ValueError, "mean[0] must be in [0.0, 1.0], got mean[0]=5.0."),
+            ((-0.1,), (1.0,), ValueError, "mean[0] must be in [0.0, 1.0], got mean[0]=-0.1."),
+            ((0.5,), (nan,), ValueError, "std[0] must be a finite number > 0.0, got std[0]=nan."),
+            ((0.5,), (inf,), ValueError, "std[0] must be a finite number > 0.0, got std[0]=inf."),
+            ((0.5,), (-1.0,), ValueError, "std[0] must be > 0.0, got std[0]=-1.0."),
+            (("0.5",), (1.0,), TypeError, "mean[0] must be a float, got mean[0]='0.5'."),
+        ],
+    )  # fmt: skip
+    def test_mean_and_std_values(
+        self, mean: tuple[Any, ...], std: tuple[float, ...], error: type[Exception], message: str
+    ) -> None:
+        fix = " mean and std are per-channel statistics of pixels scaled to [0, 1]"
+        with pytest.raises(error, match=re.escape(message + fix)):
+            StudyConfig(**FOLDER, mean=mean, std=std)
+
+    def test_mean_and_std_bounds_are_allowed(self) -> None:
+        config = StudyConfig(**FOLDER, mean=(0.0, 1.0), std=(1e-6, 5.0))
+        assert config.mean == (0.0, 1.0) and config.std == (1e-6, 5.0)
