@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from selfdamage._compat.study_files import FALLBACK_SETTINGS_RECORDS
+from selfdamage.study._files import remove_partial_writes, write_json
 from selfdamage.study.config import ADDED_OPTIONS, StudyConfig
 
 __all__: list[str] = []  # the study's internals: no public name
@@ -67,7 +68,10 @@ def run_differences(config: StudyConfig, stored: Mapping[str, Any]) -> dict[str,
 
 
 def make_folders(out: Path) -> None:
-    """Creates ``out``, ``out/runs`` and ``out/checkpoints``.
+    """Creates ``out``, ``out/runs`` and ``out/checkpoints``; clears unfinished writes in them.
+
+    An unfinished write is the temporary file of a study stopped while writing a file
+    (``_files``); the file itself is intact.
 
     Raises:
         ValueError: If ``out`` is a file or cannot be created; the message names
@@ -76,6 +80,8 @@ def make_folders(out: Path) -> None:
     try:
         (out / "runs").mkdir(parents=True, exist_ok=True)
         (out / "checkpoints").mkdir(exist_ok=True)
+        for folder in (out, out / "runs", out / "checkpoints"):
+            remove_partial_writes(folder)
     except OSError as error:
         if out.exists() and not out.is_dir():
             raise ValueError(
@@ -150,7 +156,7 @@ def remove_previous_runs(out: Path, names: Sequence[str]) -> None:
 
 def write_settings(config: StudyConfig, out: Path) -> None:
     """Writes the resolved ``config`` to ``out/settings.json``."""
-    (out / "settings.json").write_text(json.dumps(config.to_dict(), indent=2))
+    write_json(out / "settings.json", config.to_dict())
 
 
 def _run_files(out: Path, names: Sequence[str]) -> list[Path]:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from selfdamage.study import StudyConfig, run_study, runner
-from selfdamage.study.outputs import check_resumable, run_differences
+from selfdamage.study.outputs import check_resumable, make_folders, run_differences
 from selfdamage.study.runner import schedule
 
 from .helpers import TINY, needs_data
@@ -50,6 +50,19 @@ class TestRunDifferences:
         assert run_differences(StudyConfig(head="reference").resolved(), stored) == {
             "head": ("lightly", "reference")
         }
+
+
+class TestFolders:
+    def test_unfinished_writes_of_a_stopped_study_are_cleared(self, tmp_path: Path) -> None:
+        # A process killed while writing leaves its temporary file beside the intact one.
+        (tmp_path / "runs").mkdir()
+        (tmp_path / "checkpoints").mkdir()
+        left = ["results.json.41.tmp", "runs/a.json.41.tmp", "checkpoints/a.pt.41.tmp"]
+        kept = ["checkpoints/a.pt", "runs/a.json", "notes.tmp"]
+        for name in left + kept:
+            (tmp_path / name).write_text("")
+        make_folders(tmp_path)
+        assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*.*")) == sorted(kept)
 
 
 class Stop(Exception):
