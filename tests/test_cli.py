@@ -74,8 +74,15 @@ class TestCli:
         err = capsys.readouterr().err
         assert "prune_ratio: 0.9 there, 0.5 now. Resuming would mix" in err  # jobs may differ
         assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == files
+        # So does another --threads: it changes the numbers (the order of float sums).
+        threads = results["settings"]["threads"]
+        with pytest.raises(SystemExit):
+            main([*args, "--prune-ratio", "0.9", "--resume", "--threads", str(threads + 1)])
+        assert f"threads: {threads} there, {threads + 1} now." in capsys.readouterr().err
+        assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == files
         # With the same run settings, the finished runs are read back, not trained again.
-        assert main([*args, "--prune-ratio", "0.9", "--resume", "--threads", "1"]) == 0
+        resumed = [*args, "--prune-ratio", "0.9", "--resume", "--workers", "0", "--cache-mb", "0"]
+        assert main(resumed) == 0
         assert json.loads((tmp_path / "results.json").read_text())["runs"] == results["runs"]
 
     def test_missing_study_extra_says_what_to_install(

@@ -274,7 +274,8 @@ class StudyConfig:
                         check=check_positive)  # fmt: skip
     threads: int | None = option(
         None,
-        "CPU threads of every run, whatever --jobs is (default: torch's thread count here)",
+        "CPU threads of every run, whatever --jobs is; the numbers depend on it (default: "
+        "torch's thread count here)",
         group="performance",
         check=optional(check_positive),
         cli={"type": int},
@@ -297,8 +298,9 @@ class StudyConfig:
     out_dir: str = option("runs/longtail", "folder for results", group="output", flag="--out")
     resume: bool = option(
         False,
-        "continue the study in --out; only --jobs, --threads, --checkpoint-every, "
-        "--no-progress, --no-chart and --download may differ from its settings",
+        "continue the study in --out; only --jobs, --workers, --cache-mb, "
+        "--checkpoint-every, --no-progress, --no-chart and --download may differ from its "
+        "settings",
         group="output",
     )
     checkpoint_every: int = option(
