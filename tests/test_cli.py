@@ -95,12 +95,26 @@ class TestCli:
         assert 'pip install "selfdamage[study]"' in capsys.readouterr().err
         assert not (tmp_path / "out").exists()
 
-    def test_bad_value_names_the_option(
-        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    @pytest.mark.parametrize(
+        ("argv", "message"),
+        [
+            (["--epochs", "0"], "--epochs must be a positive integer, got --epochs=0."),
+            (["--n-max", "-5"],
+             "--n-max must be 0 (all samples) or a positive integer, got --n-max=-5."),
+            (["--probe-shots", "-1"], "--probe-shots must be >= 0, got --probe-shots=-1."),
+            (["--prune-ratio", "1"], "--prune-ratio must be in [0.0, 1.0), got --prune-ratio=1.0."),
+            (["--seeds", "0", "1", "0"], "--seeds must be distinct, got --seeds=[0, 1, 0]"),
+            (["--device", "gpu"], "--device must be a torch device such as 'cpu', 'cuda'"),
+        ],
+    )  # fmt: skip
+    def test_bad_value_names_the_flag(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
     ) -> None:
-        with pytest.raises(SystemExit):
-            main(["longtail", "--epochs", "0", "--out", str(tmp_path)])
-        assert "epochs must be a positive integer, got epochs=0" in capsys.readouterr().err
+        with pytest.raises(SystemExit) as exit_info:
+            main(["longtail", *argv, "--out", str(tmp_path / "out")])
+        assert exit_info.value.code == 2
+        assert message in capsys.readouterr().err
+        assert not (tmp_path / "out").exists()
 
     def test_temperature_with_byol(
         self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -140,7 +154,7 @@ class TestErrorsBeforeTraining:
 
     def test_device_not_a_device(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         err = self.fails(tmp_path, capsys, "--device", "gpu")
-        assert "device must be a torch device such as 'cpu', 'cuda'" in err
+        assert "--device must be a torch device such as 'cpu', 'cuda'" in err
 
     @needs_data
     def test_probe_shots_beyond_the_data(
@@ -152,12 +166,12 @@ class TestErrorsBeforeTraining:
 
     def test_batch_size_one(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         err = self.fails(tmp_path, capsys, "--batch-size", "1")
-        assert "batch_size must be >= 2, got batch_size=1" in err
+        assert "--batch-size must be >= 2, got --batch-size=1" in err
         assert "drop_last" not in err and ".eval()" not in err
 
     def test_same_seed_twice(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         err = self.fails(tmp_path, capsys, "--seeds", "0", "1", "0")
-        assert "seeds must be distinct, got seeds=[0, 1, 0]" in err
+        assert "--seeds must be distinct, got --seeds=[0, 1, 0]" in err
 
     def test_reference_head_of_a_method_without_one(
         self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
