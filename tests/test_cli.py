@@ -75,8 +75,15 @@ class TestCli:
         err = capsys.readouterr().err
         assert "prune_ratio: 0.9 there, 0.5 now. Resuming would mix" in err  # jobs may differ
         assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == files
+        # So does another --threads: it changes the numbers (the order of float sums).
+        threads = results["settings"]["threads"]
+        with pytest.raises(SystemExit):
+            main([*args, "--prune-ratio", "0.9", "--resume", "--threads", str(threads + 1)])
+        assert f"threads: {threads} there, {threads + 1} now." in capsys.readouterr().err
+        assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == files
         # With the same run settings, the finished runs are read back, not trained again.
-        assert main([*args, "--prune-ratio", "0.9", "--resume", "--threads", "1"]) == 0
+        resumed = [*args, "--prune-ratio", "0.9", "--resume", "--workers", "0", "--cache-mb", "0"]
+        assert main(resumed) == 0
         assert json.loads((tmp_path / "results.json").read_text())["runs"] == results["runs"]
 
     def test_missing_study_extra_says_what_to_install(
@@ -89,12 +96,26 @@ class TestCli:
         assert 'pip install "selfdamage[study]"' in capsys.readouterr().err
         assert not (tmp_path / "out").exists()
 
-    def test_bad_value_names_the_option(
-        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    @pytest.mark.parametrize(
+        ("argv", "message"),
+        [
+            (["--epochs", "0"], "--epochs must be a positive integer, got --epochs=0."),
+            (["--n-max", "-5"],
+             "--n-max must be 0 (all samples) or a positive integer, got --n-max=-5."),
+            (["--probe-shots", "-1"], "--probe-shots must be >= 0, got --probe-shots=-1."),
+            (["--prune-ratio", "1"], "--prune-ratio must be in [0.0, 1.0), got --prune-ratio=1.0."),
+            (["--seeds", "0", "1", "0"], "--seeds must be distinct, got --seeds=[0, 1, 0]"),
+            (["--device", "gpu"], "--device must be a torch device such as 'cpu', 'cuda'"),
+        ],
+    )  # fmt: skip
+    def test_bad_value_names_the_flag(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
     ) -> None:
-        with pytest.raises(SystemExit):
-            main(["longtail", "--epochs", "0", "--out", str(tmp_path)])
-        assert "epochs must be a positive integer, got epochs=0" in capsys.readouterr().err
+        with pytest.raises(SystemExit) as exit_info:
+            main(["longtail", *argv, "--out", str(tmp_path / "out")])
+        assert exit_info.value.code == 2
+        assert message in capsys.readouterr().err
+        assert not (tmp_path / "out").exists()
 
     def test_temperature_with_byol(
         self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -134,7 +155,7 @@ class TestErrorsBeforeTraining:
 
     def test_device_not_a_device(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         err = self.fails(tmp_path, capsys, "--device", "gpu")
-        assert "device must be a torch device such as 'cpu', 'cuda'" in err
+        assert "--device must be a torch device such as 'cpu', 'cuda'" in err
 
     @needs_data
     def test_probe_shots_beyond_the_data(
@@ -146,12 +167,12 @@ class TestErrorsBeforeTraining:
 
     def test_batch_size_one(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         err = self.fails(tmp_path, capsys, "--batch-size", "1")
-        assert "batch_size must be >= 2, got batch_size=1" in err
+        assert "--batch-size must be >= 2, got --batch-size=1" in err
         assert "drop_last" not in err and ".eval()" not in err
 
     def test_same_seed_twice(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         err = self.fails(tmp_path, capsys, "--seeds", "0", "1", "0")
-        assert "seeds must be distinct, got seeds=[0, 1, 0]" in err
+        assert "--seeds must be distinct, got --seeds=[0, 1, 0]" in err
 
     def test_truncated_image(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         write_folder(tmp_path / "data", {"a": 3, "b": 3}, {"a": 1, "b": 1})

@@ -4,15 +4,16 @@
 holds the command-line help, group and flag and the value check (:func:`data_path` one for
 a file or folder of the data); the ``check_*`` functions
 and the :func:`choice`, :func:`number` and :func:`optional` factories are those checks, in
-:mod:`selfdamage._checks`' message form. :func:`add_field_arguments` makes the command line
-of the fields.
+:mod:`selfdamage._checks`' message form. :func:`check_fields` runs them, naming each option
+by its keyword or, for values from the command line, by its flag (:func:`flag`).
+:func:`add_field_arguments` makes the command line of the fields.
 """
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Sequence
-from dataclasses import field, fields
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import Field, field, fields
 from typing import Any
 
 import torch
@@ -32,6 +33,10 @@ def check_positive(name: str, value: Any) -> None:
 
 def check_non_negative(name: str, value: Any) -> None:
     check_int(name, value, 0)
+
+
+def check_size_or_all(name: str, value: Any) -> None:
+    check_int(name, value, 0, what="0 (all samples) or a positive integer")
 
 
 def check_batch_size(name: str, value: Any) -> None:
@@ -98,6 +103,30 @@ def option(
     return field(default=default, metadata=metadata)
 
 
+def flag(f: Field[Any]) -> str:
+    """The command-line flag of the field ``f``: its own, else ``--`` and its dashed name."""
+    return f.metadata["flag"] or "--" + f.name.replace("_", "-")
+
+
+def check_fields(config: type, values: Mapping[str, Any], *, by_flag: bool = False) -> None:
+    """Runs the check of every field of the dataclass ``config`` on its value in ``values``.
+
+    Args:
+        config: The dataclass.
+        values: A value for every field, by field name.
+        by_flag: Name each option by its command-line flag (:func:`flag`) in the messages:
+            for values from the command line. Else by its field name, the keyword.
+
+    Raises:
+        TypeError: If a value has the wrong type.
+        ValueError: If a value is not allowed; the message names the option, the value
+            and what is allowed.
+    """
+    for f in fields(config):
+        if f.metadata["check"] is not None:
+            f.metadata["check"](flag(f) if by_flag else f.name, values[f.name])
+
+
 def data_path(help: str) -> Any:
     """An optional file or folder of the data: None unless given, a str on the command line."""
     return option(None, help, group="data", cli={"type": str})
@@ -113,7 +142,6 @@ def add_field_arguments(parser: argparse.ArgumentParser, config: type, methods: 
         meta, cli = f.metadata, f.metadata["cli"]
         group = groups.get(meta["group"]) or parser.add_argument_group(meta["group"])
         groups[meta["group"]] = group
-        flag = meta["flag"] or "--" + f.name.replace("_", "-")
         kwargs: dict[str, Any] = {"dest": f.name, "help": meta["help"]}
         if f.default is False:
             kwargs |= {"action": "store_true"}
@@ -138,4 +166,4 @@ def add_field_arguments(parser: argparse.ArgumentParser, config: type, methods: 
             kwargs["help"] += f" (default: the method's: {table})"
         elif kwargs["default"] is not None and not isinstance(kwargs["default"], bool):
             kwargs["help"] += " (default: %(default)s)"
-        group.add_argument(flag, **kwargs)
+        group.add_argument(flag(f), **kwargs)

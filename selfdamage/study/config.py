@@ -23,9 +23,11 @@ from selfdamage.study._option_fields import (
     add_field_arguments,
     check_batch_size,
     check_device_name,
+    check_fields,
     check_non_negative,
     check_positive,
     check_seeds,
+    check_size_or_all,
     choice,
     data_path,
     number,
@@ -158,8 +160,8 @@ class StudyConfig:
         1500,
         "size of the largest class; 0: all samples",
         group="data",
-        check=optional(check_positive),
-        cli={"type": int, "zero_is_none": True},
+        check=optional(check_size_or_all),
+        cli={"type": int},
     )
     class_orders: int = option(
         1,
@@ -274,7 +276,8 @@ class StudyConfig:
                         check=check_positive)  # fmt: skip
     threads: int | None = option(
         None,
-        "CPU threads of every run, whatever --jobs is (default: torch's thread count here)",
+        "CPU threads of every run, whatever --jobs is; the numbers depend on it (default: "
+        "torch's thread count here)",
         group="performance",
         check=optional(check_positive),
         cli={"type": int},
@@ -297,8 +300,9 @@ class StudyConfig:
     out_dir: str = option("runs/longtail", "folder for results", group="output", flag="--out")
     resume: bool = option(
         False,
-        "continue the study in --out; only --jobs, --threads, --checkpoint-every, "
-        "--no-progress, --no-chart and --download may differ from its settings",
+        "continue the study in --out; only --jobs, --workers, --cache-mb, "
+        "--checkpoint-every, --no-progress, --no-chart and --download may differ from its "
+        "settings",
         group="output",
     )
     checkpoint_every: int = option(
@@ -321,9 +325,9 @@ class StudyConfig:
         object.__setattr__(self, "out_dir", str(self.out_dir))
         if self.data_dir is not None:
             object.__setattr__(self, "data_dir", str(self.data_dir))
-        for f in dataclasses.fields(self):
-            if f.metadata["check"] is not None:
-                f.metadata["check"](f.name, getattr(self, f.name))
+        check_fields(type(self), vars(self))
+        if self.n_max == 0:  # all samples, as None
+            object.__setattr__(self, "n_max", None)
         defaults = METHOD_TABLE[self.method].defaults
         for name, default in defaults.items():
             if default is None and getattr(self, name) is not None:
@@ -397,14 +401,19 @@ def from_arguments(args: argparse.Namespace) -> StudyConfig:
     """The :class:`StudyConfig` of parsed arguments (``--n-max 0`` becomes ``None``).
 
     Raises:
-        ValueError: If an option has a value it does not allow.
+        ValueError: If an option has a value it does not allow; the message names the
+            option by its flag (``--epochs must be a positive integer, got --epochs=0.``).
+
+    Examples:
+        >>> parser = argparse.ArgumentParser()
+        >>> add_arguments(parser)
+        >>> from_arguments(parser.parse_args(["--epochs", "0"]))
+        Traceback (most recent call last):
+        ...
+        ValueError: --epochs must be a positive integer, got --epochs=0.
     """
-    values = {}
-    for f in dataclasses.fields(StudyConfig):
-        value = getattr(args, f.name)
-        if f.metadata["cli"].get("zero_is_none") and value == 0:
-            value = None
-        values[f.name] = value
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(StudyConfig)}
+    check_fields(StudyConfig, values, by_flag=True)  # before StudyConfig names the keywords
     return StudyConfig(**values)
 
 

@@ -16,13 +16,15 @@ from pathlib import Path
 from typing import Any
 
 from selfdamage._compat.study_files import FALLBACK_SETTINGS_RECORDS
+from selfdamage.study._files import remove_partial_writes, write_json
 from selfdamage.study.config import ADDED_OPTIONS, StudyConfig
 
 __all__: list[str] = []  # the study's internals: no public name
 
 NOT_RUN_SETTINGS = (
     "jobs",
-    "threads",
+    "workers",
+    "cache_mb",
     "checkpoint_every",
     "progress",
     "chart",
@@ -31,10 +33,12 @@ NOT_RUN_SETTINGS = (
     "download",
 )
 """The options that do not change what a run computes, so a resume may change them: how many
-runs train at once and with how many CPU threads (which can change the last bits of float
-sums, never the experiment), how often a checkpoint is written (resuming from any checkpoint
-continues exactly), progress bars, the chart, where the study is, resuming itself, and whether
-torchvision may fetch missing CIFAR files."""
+runs train at once, how many processes decode your images and whether they are kept in memory
+or streamed (the same images in the same order either way), how often a checkpoint is written
+(resuming from any checkpoint continues exactly), progress bars, the chart, where the study
+is, resuming itself, and whether torchvision may fetch missing CIFAR files. ``threads`` is
+not one of them: the number of CPU threads changes the order of float sums, and a few steps
+later the numbers (by points of accuracy on a small study)."""
 
 
 def run_differences(config: StudyConfig, stored: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
@@ -43,8 +47,9 @@ def run_differences(config: StudyConfig, stored: Mapping[str, Any]) -> dict[str,
     Args:
         config: A resolved configuration.
         stored: Another resolved configuration's :meth:`~StudyConfig.to_dict` (a
-            ``settings.json``). An option missing from it counts as its default, or as
-            equal if its default is resolved from other options (not those of
+            ``settings.json``). An option missing from it counts as its default (for
+            ``threads``, torch's thread count here, which 0.1 used), or as equal if its
+            default is resolved from other options (not those of
             :data:`~selfdamage.study.config.ADDED_OPTIONS`, left out at their default); options of
             :data:`NOT_RUN_SETTINGS` are not compared.
 
@@ -59,15 +64,24 @@ def run_differences(config: StudyConfig, stored: Mapping[str, Any]) -> dict[str,
         if f.name in NOT_RUN_SETTINGS:
             continue
         now = own.get(f.name, f.default)  # ADDED_OPTIONS are left out at their default
-        missing = f.default if f.default is not None or f.name in ADDED_OPTIONS else now
-        before = stored.get(f.name, missing)
+        if f.name in stored:
+            before = stored[f.name]
+        elif f.default is not None or f.name in ADDED_OPTIONS:
+            before = f.default
+        elif f.name == "threads":  # resolved from this machine, not from other options
+            before = dataclasses.replace(config, threads=None).resolved().threads
+        else:
+            before = now
         if before != now:
             differences[f.name] = (before, now)
     return differences
 
 
 def make_folders(out: Path) -> None:
-    """Creates ``out``, ``out/runs`` and ``out/checkpoints``.
+    """Creates ``out``, ``out/runs`` and ``out/checkpoints``; clears unfinished writes in them.
+
+    An unfinished write is the temporary file of a study stopped while writing a file
+    (``_files``); the file itself is intact.
 
     Raises:
         ValueError: If ``out`` is a file or cannot be created; the message names
@@ -76,6 +90,8 @@ def make_folders(out: Path) -> None:
     try:
         (out / "runs").mkdir(parents=True, exist_ok=True)
         (out / "checkpoints").mkdir(exist_ok=True)
+        for folder in (out, out / "runs", out / "checkpoints"):
+            remove_partial_writes(folder)
     except OSError as error:
         if out.exists() and not out.is_dir():
             raise ValueError(
@@ -150,7 +166,7 @@ def remove_previous_runs(out: Path, names: Sequence[str]) -> None:
 
 def write_settings(config: StudyConfig, out: Path) -> None:
     """Writes the resolved ``config`` to ``out/settings.json``."""
-    (out / "settings.json").write_text(json.dumps(config.to_dict(), indent=2))
+    write_json(out / "settings.json", config.to_dict())
 
 
 def _run_files(out: Path, names: Sequence[str]) -> list[Path]:

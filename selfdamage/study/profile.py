@@ -117,7 +117,8 @@ def describe_data(config: StudyConfig, data: StudyData) -> dict[str, Any]:
     accuracies are.
 
     Raises:
-        ValueError: If the grouping rule leaves a group empty (before any training).
+        ValueError: If there are fewer than 3 classes, or ``group_thresholds`` leave a
+            group empty (the message says how to choose them), before any training.
 
     Examples:
         >>> info = describe_data(config, data)  # doctest: +SKIP
@@ -129,7 +130,9 @@ def describe_data(config: StudyConfig, data: StudyData) -> dict[str, Any]:
     try:
         many, medium, few = frequency_groups(counts, thresholds=group_thresholds(config))
     except ValueError as error:
-        raise ValueError(
+        if config.groups != "counts" or len(counts) < 3:
+            raise  # too few classes for three groups: no threshold helps
+        raise ValueError(  # thresholds checked by StudyConfig: a group is empty
             f"{error} With groups='counts' (--groups counts) choose group_thresholds "
             "(--group-thresholds MANY_ABOVE FEW_BELOW) that fit the data, or use "
             "groups='thirds'."

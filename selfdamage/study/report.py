@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from selfdamage.study._files import write_atomically
 from selfdamage.study.evaluation import EXTRA_METRICS, METRICS
 from selfdamage.study.profile import bar_chart
 from selfdamage.study.stats import half_width, mean_std
@@ -270,5 +271,5 @@ def plot(summary: dict[str, Any], variants: Sequence[str], path: Path, *, title:
     lows = [100 * (summary[v][g]["mean"] or 0.0) for v in variants for g in groups]
     ax.set_ylim(max(0.0, min(lows) - 10), min(100.0, max(lows) + 5))
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    write_atomically(path, lambda file: fig.savefig(file, dpi=120, format="png"))
     plt.close(fig)

@@ -4,7 +4,8 @@ A run's initial weights come from its seed and its data order from (seed, epoch)
 subset from its class order. Nothing depends on its position in the schedule or on
 ``jobs``, and every run uses ``threads`` CPU threads, so ``jobs=2`` gives exactly the
 numbers of ``jobs=1``. Each run writes ``runs/<name>.json`` and
-``checkpoints/<name>.pt``; the summary is made when all are done.
+``checkpoints/<name>.pt``; the summary is made when all are done. Every file is written
+whole or not at all (``_files``), so a study stopped at any moment can be resumed.
 
 The folder's settings record, and what resuming checks: ``selfdamage.study.outputs``.
 """
@@ -27,6 +28,7 @@ import torch
 
 from selfdamage._warnings import warns_at_caller
 from selfdamage.data import LongTailSplit, balanced_indices
+from selfdamage.study._files import write_json
 from selfdamage.study._plugins import study_temperature
 from selfdamage.study._preflight import check_device, check_fits_data
 from selfdamage.study._provenance import provenance as study_provenance
@@ -150,7 +152,7 @@ def run_study(config: StudyConfig) -> dict[str, Any]:
     provenance = study_provenance(config.device, time.perf_counter() - start)
     results = {"settings": settings, "provenance": provenance, "runs": runs, "summary": summary}
     results["data"] = data_info
-    (out / "results.json").write_text(json.dumps(results, indent=2))
+    write_json(out / "results.json", results)
     if config.chart:
         plot(summary, variants, out / "groups.png", title=title(settings, data_info))
     return results
@@ -199,7 +201,7 @@ def run_one(config: StudyConfig, spec: RunSpec, data: StudyData) -> dict[str, An
             "epochs": epoch_seconds,
         },
     }
-    result_path.write_text(json.dumps(record, indent=2))
+    write_json(result_path, record)
     logger.info("%s: %s", spec.name, one_line(record))
     return record
 

@@ -4,12 +4,14 @@ A checkpoint holds tensors and plain types only (loaded with ``weights_only=True
 model's ``state_dict`` (memory banks and other method state included, see
 :func:`~selfdamage.adapters.method_state.persist_method_state`), the optimizer and
 learning-rate schedule states, the epoch and the losses so far. A checkpoint is written
-every ``checkpoint_every`` epochs and at the last; resuming from it continues exactly.
+every ``checkpoint_every`` epochs and at the last, whole or not at all (a run stopped while
+writing one keeps the previous); resuming from it continues exactly.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 import time
@@ -28,6 +30,7 @@ from selfdamage._modules import device_of
 from selfdamage._warnings import warns_at_caller
 from selfdamage.adapters import MomentumAdapter, SelfDamagingAdapter
 from selfdamage.data.batch_views import BatchViews
+from selfdamage.study._files import write_atomically
 from selfdamage.study._plugins import RunPlugins
 from selfdamage.study._progress import progress_bar
 from selfdamage.study.data import Images, StudyData
@@ -79,7 +82,8 @@ def pretrain(
 
     Images in memory are moved to the model's device once; streamed images
     (:class:`~selfdamage.study.data.ImageSource`) are read batch by batch in the same
-    order. Each epoch's log line gives its loss and training images per second.
+    order. Each epoch's log line gives its loss and training images per second; it comes
+    after the epoch's checkpoint, if it has one, is written.
 
     The method's optimizer (``build_optimizer``; SGD with momentum 0.9 by default), the
     learning rate scaled linearly from batch size 256, a linear
@@ -125,12 +129,13 @@ def pretrain(
         seconds = time.perf_counter() - started
         if epoch_seconds is not None:
             epoch_seconds.append(seconds)
+        if (epoch + 1) % settings.checkpoint_every == 0 or epoch + 1 == epochs:
+            state = run.state(epoch + 1, losses)
+            write_atomically(checkpoint, functools.partial(torch.save, state))
         if bar is not None:
             bar.set_postfix(epoch=f"{epoch + 1}/{epochs}", loss=f"{losses[-1]:.4f}")
         logger.info("%s: epoch %d/%d, loss %.4f, %.0f images/s", name, epoch + 1, epochs,
                     losses[-1], run.steps * settings.batch_size / max(seconds, 1e-9))  # fmt: skip
-        if (epoch + 1) % settings.checkpoint_every == 0 or epoch + 1 == epochs:
-            torch.save(run.state(epoch + 1, losses), checkpoint)
     if bar is not None:
         bar.close()
     if settings.channels_last:

@@ -64,7 +64,7 @@ class TestValidation:
                 r"prune_ratio must be in \[0\.0, 1\.0\), got prune_ratio=1\.0",
             ),
             ({"imbalance_ratio": 0.5}, "imbalance_ratio must be >= 1.0, got imbalance_ratio=0.5"),
-            ({"n_max": 0}, "n_max must be a positive integer, got n_max=0"),
+            ({"n_max": -5}, r"n_max must be 0 \(all samples\) or a positive integer, got n_max="),
             ({"jobs": 0}, "jobs must be a positive integer"),
             ({"checkpoint_every": 0}, "checkpoint_every must be a positive integer"),
             ({"damage": "filter"}, "damage must be one of 'weight', 'channel'"),
@@ -187,6 +187,30 @@ class TestCommandLine:
         assert parse("--damage", "channel").resolved().prune_ratio == 0.5
         assert parse("--damage", "channel", "--prune-ratio", "0.9").resolved().prune_ratio == 0.9
         assert parse().head == "lightly" and parse("--head", "reference").head == "reference"
+
+    @pytest.mark.parametrize(
+        ("argv", "message"),
+        [
+            (["--epochs", "0"], r"^--epochs must be a positive integer, got --epochs=0\.$"),
+            (["--batch-size", "1"], r"^--batch-size must be >= 2, got --batch-size=1\. Every "),
+            (["--n-max", "-5"], r"^--n-max must be 0 \(all samples\) or a positive integer, "
+                                r"got --n-max=-5\.$"),
+            (["--imbalance-ratio", "0.5"],
+             r"^--imbalance-ratio must be >= 1\.0, got --imbalance-ratio=0\.5\.$"),
+            (["--group-thresholds", "20", "100"],
+             r"^--group-thresholds must be \(many_above, few_below\) with few_below"),
+            (["--seeds", "0", "-1"], r"^--seeds\[1\] must be >= 0, got --seeds\[1\]=-1\.$"),
+            (["--threads", "0"], r"^--threads must be a positive integer, got --threads=0\.$"),
+        ],
+    )  # fmt: skip
+    def test_errors_name_the_flag(self, argv: list[str], message: str) -> None:
+        # StudyConfig(epochs=0) names the keyword (TestValidation); the command line the flag.
+        with pytest.raises(ValueError, match=message):
+            parse(*argv)
+
+    def test_n_max_0_is_every_sample(self) -> None:
+        assert parse("--n-max", "0").n_max is None
+        assert StudyConfig(n_max=0) == StudyConfig(n_max=None)  # the same in Python
 
     def test_choices_are_checked_by_argparse(self, capsys: pytest.CaptureFixture[str]) -> None:
         with pytest.raises(SystemExit):

@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 from selfdamage.study import StudyConfig, run_study, runner
-from selfdamage.study.outputs import check_resumable, run_differences
+from selfdamage.study.outputs import check_resumable, make_folders, run_differences
 from selfdamage.study.runner import schedule
 
 from .helpers import TINY, needs_data
@@ -23,10 +24,26 @@ class TestRunDifferences:
         assert run_differences(StudyConfig().resolved(), self.stored()) == {}
 
     def test_settings_that_do_not_change_a_run_may_differ(self) -> None:
-        stored = self.stored(jobs=1, threads=1, checkpoint_every=10, out_dir="a", progress=True)
-        config = StudyConfig(jobs=2, threads=3, checkpoint_every=5, out_dir="b", progress=False,
-                             resume=True, download=True)  # fmt: skip
+        stored = self.stored(jobs=1, workers=2, cache_mb=2048, checkpoint_every=10, out_dir="a",
+                             progress=True, chart=True)  # fmt: skip
+        config = StudyConfig(jobs=2, workers=0, cache_mb=0, checkpoint_every=5, out_dir="b",
+                             progress=False, chart=False, resume=True, download=True)  # fmt: skip
         assert run_differences(config.resolved(), stored) == {}
+
+    def test_threads_change_a_run(self) -> None:
+        # The number of threads changes the order of float sums, and so the numbers.
+        stored = self.stored(threads=1)
+        assert run_differences(StudyConfig(threads=2).resolved(), stored) == {"threads": (1, 2)}
+
+    def test_a_record_without_threads_ran_with_torchs_thread_count(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        stored = self.stored(threads=1)
+        del stored["threads"]  # results.json of 0.1: no option, torch's thread count
+        monkeypatch.setattr(torch, "get_num_threads", lambda: 3)
+        assert run_differences(StudyConfig(threads=3).resolved(), stored) == {}
+        assert run_differences(StudyConfig().resolved(), stored) == {}
+        assert run_differences(StudyConfig(threads=1).resolved(), stored) == {"threads": (3, 1)}
 
     def test_lists_every_setting_that_changes_a_run(self) -> None:
         stored = self.stored(prune_ratio=0.9, seeds=(0, 1))
@@ -52,6 +69,19 @@ class TestRunDifferences:
         }
 
 
+class TestFolders:
+    def test_unfinished_writes_of_a_stopped_study_are_cleared(self, tmp_path: Path) -> None:
+        # A process killed while writing leaves its temporary file beside the intact one.
+        (tmp_path / "runs").mkdir()
+        (tmp_path / "checkpoints").mkdir()
+        left = ["results.json.41.tmp", "runs/a.json.41.tmp", "checkpoints/a.pt.41.tmp"]
+        kept = ["checkpoints/a.pt", "runs/a.json", "notes.tmp"]
+        for name in left + kept:
+            (tmp_path / name).write_text("")
+        make_folders(tmp_path)
+        assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*.*")) == sorted(kept)
+
+
 class Stop(Exception):
     """Raised in place of training, once everything before it has run."""
 
@@ -70,8 +100,14 @@ class TestResumeChecks:
         check_resumable(config, out, [spec.name for spec in schedule(config)])
 
     def test_same_settings_and_other_performance_options(self, tmp_path: Path) -> None:
-        self.write_study(tmp_path, prune_ratio=0.9, jobs=1, threads=1)
-        self.check(tmp_path, jobs=2, threads=2, checkpoint_every=1, progress=False)
+        self.write_study(tmp_path, prune_ratio=0.9, jobs=1, threads=1, workers=2, cache_mb=2048)
+        self.check(tmp_path, jobs=2, threads=1, workers=0, cache_mb=0, checkpoint_every=1,
+                   progress=False)  # fmt: skip
+
+    def test_other_threads_are_refused(self, tmp_path: Path) -> None:
+        self.write_study(tmp_path, threads=2)
+        with pytest.raises(ValueError, match=r"change its runs: threads: 2 there, 1 now\."):
+            self.check(tmp_path, threads=1)
 
     def test_other_settings_are_listed(self, tmp_path: Path) -> None:
         self.write_study(tmp_path, prune_ratio=0.9)

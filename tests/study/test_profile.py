@@ -86,6 +86,15 @@ class TestGroups:
         with pytest.raises(ValueError, match=r"Few group is empty.*--group-thresholds"):
             describe_data(config, _data([300, 200, 50], [5] * 3))
 
+    @pytest.mark.parametrize("groups", ["thirds", "counts"])
+    def test_two_classes_get_no_threshold_advice(self, groups: str) -> None:
+        # No threshold makes three groups of two classes: the advice would not help.
+        with pytest.raises(ValueError) as info:
+            describe_data(StudyConfig(**FOLDER, groups=groups), _data([10, 6], [3, 3]))
+        message = str(info.value)
+        assert "at least 3 classes, got class_counts=[10, 6]" in message
+        assert "threshold" not in message and "groups=" not in message
+
 
 class TestDescribeData:
     def test_profile_and_ratio(self) -> None:

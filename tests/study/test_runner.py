@@ -10,7 +10,7 @@ import torch
 
 import selfdamage
 from selfdamage import study
-from selfdamage.study import StudyConfig, run_study, runner
+from selfdamage.study import StudyConfig, run_study, runner, training
 from selfdamage.study.runner import RunSpec, _preflight, schedule
 
 from .helpers import TINY, needs_data
@@ -139,21 +139,22 @@ class TestStudy:
         options = {**TINY, "epochs": 3, "method": "moco", "checkpoint_every": 2}
         run_study(StudyConfig(out_dir=str(tmp_path / "straight"), **options))
 
-        save = torch.save
+        write = training.write_atomically
         saved: list[int] = []
 
-        def crash_after_second_epoch(obj: Any, path: Any) -> None:
-            save(obj, path)
-            saved.append(obj["epoch"])
-            if obj["epoch"] == 2:
+        def crash_after_second_epoch(path: Path, content: Any) -> None:
+            write(path, content)
+            saved.append(torch.load(path, weights_only=True)["epoch"])
+            if saved[-1] == 2:
                 raise KeyboardInterrupt
 
-        monkeypatch.setattr(torch, "save", crash_after_second_epoch)
+        monkeypatch.setattr(training, "write_atomically", crash_after_second_epoch)
         with pytest.raises(KeyboardInterrupt):
             run_study(StudyConfig(out_dir=str(tmp_path / "resumed"), **options))
         assert saved == [2]  # no checkpoint after epoch 1
-        monkeypatch.setattr(torch, "save", save)
+        monkeypatch.setattr(training, "write_atomically", write)
         run_study(StudyConfig(out_dir=str(tmp_path / "resumed"), resume=True, **options))
+        assert not list(tmp_path.rglob("*.tmp"))  # every file written whole, then renamed
 
         name = "baseline-order0-seed0.pt"
         straight = torch.load(tmp_path / "straight" / "checkpoints" / name, weights_only=True)

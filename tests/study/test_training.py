@@ -71,6 +71,50 @@ class TestCheckpoints:
         losses = train(tmp_path / "t.pt", epochs=5, checkpoint_every=2)
         assert saved == [2, 4, 5] and len(losses) == 5
 
+    def test_a_save_stopped_midway_keeps_the_previous_checkpoint(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        straight = train(tmp_path / "straight.pt", epochs=2)
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["straight.pt"]  # no temporary
+        save = torch.save
+
+        def stopped_midway(obj: Any, file: Any) -> None:
+            if obj["epoch"] < 2:
+                return save(obj, file)
+            whole = io.BytesIO()
+            save(obj, whole)
+            half = whole.getvalue()[: len(whole.getvalue()) // 2]
+            if isinstance(file, (str, Path)):  # a save straight onto the checkpoint
+                Path(file).write_bytes(half)
+            else:
+                file.write(half)
+            raise KeyboardInterrupt  # the run is stopped while writing epoch 2's checkpoint
+
+        monkeypatch.setattr(torch, "save", stopped_midway)
+        with pytest.raises(KeyboardInterrupt):
+            train(tmp_path / "resumed.pt", epochs=2, checkpoint_every=1)
+        assert torch.load(tmp_path / "resumed.pt", weights_only=True)["epoch"] == 1
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["resumed.pt", "straight.pt"]
+        monkeypatch.setattr(torch, "save", save)
+        assert train(tmp_path / "resumed.pt", epochs=2, resume=True) == straight
+
+    def test_epoch_line_is_logged_after_its_checkpoint(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        events: list[str] = []
+        save = torch.save
+
+        def recording_save(obj: Any, file: Any) -> None:
+            save(obj, file)
+            events.append("checkpoint")
+
+        monkeypatch.setattr(torch, "save", recording_save)
+        monkeypatch.setattr(training.logger, "info", lambda msg, *args: events.append(msg % args))
+        train(tmp_path / "t.pt", epochs=2, checkpoint_every=1)
+        # A log watcher that sees "epoch 2/2" can stop the run: its checkpoint is written.
+        assert [e[:12] for e in events] == ["checkpoint", "run: epoch 1", "checkpoint",
+                                            "run: epoch 2"]  # fmt: skip
+
     def test_only_tensors_and_plain_types(self, tmp_path: Path) -> None:
         train(tmp_path / "t.pt", method="moco")
         state = torch.load(tmp_path / "t.pt", weights_only=True)  # would raise otherwise
@@ -114,16 +158,17 @@ class TestCheckpoints:
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         straight = train(tmp_path / "straight.pt", method="dino", epochs=2)
-        save = torch.save
+        write = training.write_atomically
 
-        def crash_after_first_epoch(obj: Any, path: Any) -> None:
-            save(obj, path)
+        def crash_after_first_epoch(path: Path, content: Any) -> None:
+            write(path, content)
             raise KeyboardInterrupt
 
-        monkeypatch.setattr(torch, "save", crash_after_first_epoch)
+        monkeypatch.setattr(training, "write_atomically", crash_after_first_epoch)
         with pytest.raises(KeyboardInterrupt):
             train(tmp_path / "resumed.pt", method="dino", epochs=2, checkpoint_every=1)
-        monkeypatch.setattr(torch, "save", save)
+        assert torch.load(tmp_path / "resumed.pt", weights_only=True)["epoch"] == 1
+        monkeypatch.setattr(training, "write_atomically", write)
         resumed = train(tmp_path / "resumed.pt", method="dino", epochs=2, resume=True)
         assert resumed == straight
         one, two = (
