@@ -20,6 +20,17 @@ from selfdamage.longtail.per_sample import per_sample_loss, record_per_sample, w
 TOL = {"rtol": 1e-6, "atol": 1e-6}
 
 
+def _warming_dino(seed: int) -> tuple[DINOLoss, list[Tensor], list[Tensor]]:
+    """A DINO loss in its teacher-temperature warm-up (0.02 -> 0.04 over 5 epochs) with a
+    center that is not zero, and two views of teacher and student outputs."""
+    gen = torch.Generator().manual_seed(seed)
+    teacher = list(torch.randn(2, 6, 32, generator=gen))
+    student = list(torch.randn(2, 6, 32, generator=gen))
+    criterion = DINOLoss(32, warmup_teacher_temp=0.02, warmup_teacher_temp_epochs=5)
+    criterion.center += 0.1
+    return criterion, teacher, student
+
+
 class TestNegativeCosine:
     def test_hand_computed_example(self) -> None:
         z0 = torch.tensor([[3.0, 4.0], [1.0, 0.0], [2.0, 2.0]])
@@ -73,11 +84,7 @@ class TestDINO:
 
     @pytest.mark.parametrize("options", [{"epoch": 0}, {"epoch": 7}, {"teacher_temp": 0.07}])
     def test_teacher_temperature_options(self, options: dict[str, float]) -> None:
-        gen = torch.Generator().manual_seed(0)
-        teacher = list(torch.randn(2, 6, 32, generator=gen))
-        student = list(torch.randn(2, 6, 32, generator=gen))
-        criterion = DINOLoss(32, warmup_teacher_temp=0.02, warmup_teacher_temp_epochs=5)
-        criterion.center += 0.1  # a center that is not zero
+        criterion, teacher, student = _warming_dino(seed=0)
         ours = per_sample_loss(criterion, teacher, student, **options)
         torch.testing.assert_close(ours.mean(), criterion(teacher, student, **options), **TOL)
 
@@ -143,11 +150,7 @@ class TestRecordPerSample:
         # lightly's DINOLoss.forward(teacher_out, student_out, teacher_temp, epoch): the
         # positional options are the keyword ones (was a TypeError from the hook). The
         # schedule's epoch 2 (0.02 -> 0.04 over 5 epochs) differs from teacher_temp=0.04.
-        gen = torch.Generator().manual_seed(1)
-        teacher = list(torch.randn(2, 6, 32, generator=gen))
-        student = list(torch.randn(2, 6, 32, generator=gen))
-        criterion = DINOLoss(32, warmup_teacher_temp=0.02, warmup_teacher_temp_epochs=5)
-        criterion.center += 0.1  # a center that is not zero
+        criterion, teacher, student = _warming_dino(seed=1)
         expected = per_sample_loss(criterion, teacher, student, **options)
         assert not torch.allclose(expected, per_sample_loss(criterion, teacher, student))
         loss, ours = record_per_sample(criterion, lambda: call(criterion, teacher, student))
