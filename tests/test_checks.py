@@ -126,7 +126,9 @@ class TestNonFiniteArguments:
         with pytest.raises(SystemExit) as info:
             main(["longtail", "--prune-ratio", "nan", "--out", str(out)])
         assert info.value.code == 2
-        assert "prune_ratio must be a finite number in [0.0, 1.0)" in capsys.readouterr().err
+        assert "--prune-ratio must be a finite number in [0.0, 1.0), got --prune-ratio=nan" in (
+            capsys.readouterr().err
+        )
         assert not out.exists()
 
 
