@@ -344,10 +344,9 @@ def lazy_error(model: nn.Module) -> ValueError | None:
     ]
     if not found:
         return None
-    listed = ", ".join(f"{name!r} ({kind})" for name, kind in found[:5])
-    more = f" and {len(found) - 5} more" if len(found) > 5 else ""
+    listed = name_list([f"{name!r} ({kind})" for name, kind in found])
     return ValueError(
-        f"model has uninitialized (lazy) parameters or buffers: {listed}{more}. The twin's "
+        f"model has uninitialized (lazy) parameters or buffers: {listed}. The twin's "
         "masks need their shapes. Run one forward pass with an example batch before "
         "wrapping, so the lazy modules know their shapes: model(x), then "
         "SelfDamagingWrapper(model)."
