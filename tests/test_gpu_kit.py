@@ -12,6 +12,7 @@ the setuptools older than 77 that a stock Python 3.11 venv ships, which runs the
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 import os
@@ -122,6 +123,17 @@ class TestVariants:
         ]
         assert evidence._variants_flag(args) == " --variants simclr sdclr sdclr+bcl"
 
+    def test_probe_reserve_counts_every_lbfgs_evaluation(
+        self, evidence: Any, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # 20 timed evaluations take 20 s on this fake clock: 1 s each. 5 draws of at most
+        # 1,000 iterations of 5/4 evaluations each (linear_probe's default max_iter).
+        clock = iter([100.0, 120.0])
+        monkeypatch.setattr(evidence.time, "perf_counter", lambda: next(clock))
+        config = evidence.base_config(self._args(evidence), chart=False)
+        config = dataclasses.replace(config, probe_draws=5, threads=1)
+        assert evidence.probe_reserve_s(config) == pytest.approx(5 * 1000 * 5 / 4)
+
     def test_unknown_variant_stops_before_any_measurement(
         self, evidence: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
     ) -> None:
@@ -221,6 +233,8 @@ def test_tiny_run_builds_nothing(kit: Path, bare_python: Path, tmp_path: Path) -
     assert "the chart (groups.png) is skipped" in done.stdout
     results = json.loads((out / "results.json").read_text())
     assert results["evidence"]["chosen"]["epochs"] == 1
+    measured = results["evidence"]["measured"]
+    assert 0 < measured["probe_reserve_s"] < measured["eval_s"]
     assert [r["variant"] for r in results["runs"]].count("balanced") == 2
     assert results["summary"]["sdclr - baseline"]["orders"] == 2
     assert results["settings"]["chart"] is False

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib.util
+import inspect
 import json
 import os
 import shutil
@@ -32,10 +33,13 @@ from typing import Any
 
 import speed
 import torch
+import torch.nn.functional as F
 
+from selfdamage.evaluation import linear_probe
 from selfdamage.study import StudyConfig, format_table, run_study
 from selfdamage.study._variants import study_variants
 from selfdamage.study.budget import measure, plan_study
+from selfdamage.study.models import build_backbone
 
 CLASS_ORDERS = 3
 MARGIN_S = 30.0  # for writing results and the unforeseen
@@ -80,12 +84,15 @@ def main(argv: list[str] | None = None) -> int:
     smoke_results = run_study(smoke)
     smoke_wall = time.time() - began
     epoch_s, eval_s = measure(smoke_results["runs"])
+    reserve_s = probe_reserve_s(smoke)
+    eval_s += reserve_s
     longest = max(sum(r["wall_time_s"][k] for k in ("pretrain", "evaluation"))
                   for r in smoke_results["runs"])  # fmt: skip
     overhead_s = max(0.0, smoke_wall - longest)  # process start, data loading, summary
     budget_s = args.deadline - time.time() - overhead_s - MARGIN_S
     print(f"measured: {epoch_s:.3f} s per epoch with {smoke.jobs} jobs in parallel, "
-          f"{eval_s:.1f} s per evaluation, {overhead_s:.1f} s overhead; "
+          f"{eval_s:.1f} s per evaluation (with {reserve_s:.1f} s for unconverged probes), "
+          f"{overhead_s:.1f} s overhead; "
           f"{budget_s:.0f} s left for the study")  # fmt: skip
     plan = plan_study(
         epoch_s=epoch_s,
@@ -132,7 +139,12 @@ def main(argv: list[str] | None = None) -> int:
     results["performance"] = performance
     results["evidence"] = {
         "preflight": preflight,
-        "measured": {"epoch_s": epoch_s, "eval_s": eval_s, "overhead_s": overhead_s},
+        "measured": {
+            "epoch_s": epoch_s,
+            "eval_s": eval_s,
+            "probe_reserve_s": reserve_s,
+            "overhead_s": overhead_s,
+        },
         "budget_s": budget_s,
         "plan": plan.as_dict(),
         "chosen": chosen,
@@ -148,6 +160,33 @@ def main(argv: list[str] | None = None) -> int:
     shown = out / "groups.png" if chart else "skipped (no matplotlib)"
     print(f"\nResults: {out / 'results.json'}, chart: {shown}")
     return 0
+
+
+def probe_reserve_s(config: StudyConfig, classes: int = 10) -> float:
+    """Seconds an evaluation's probes may take beyond the smoke run's: all of their
+    L-BFGS evaluations (``linear_probe``'s ``max_iter``, 5/4 of it for the line search).
+
+    The smoke run's 3-epoch features let the probes converge sooner than trained ones may.
+    One evaluation of the probe's objective and gradient is timed here, at the probe's
+    shape (``probe_shots`` per class, the backbone's features, float64) with the runs'
+    threads; the smoke run's own probe time stays counted too, as margin.
+    """
+    _, dims = build_backbone(config.backbone, config.width, channels=1)
+    samples = config.probe_shots * classes
+    features = torch.randn(samples, dims, dtype=torch.float64)
+    labels = torch.arange(samples) % classes
+    weight = torch.zeros(dims, classes, dtype=torch.float64, requires_grad=True)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(config.threads or threads)
+    try:
+        start = time.perf_counter()
+        for _ in range(20):
+            F.cross_entropy(features @ weight, labels).backward()
+        per_evaluation = (time.perf_counter() - start) / 20
+    finally:
+        torch.set_num_threads(threads)
+    max_iter = inspect.signature(linear_probe).parameters["max_iter"].default
+    return config.probe_draws * max_iter * 5 / 4 * per_evaluation
 
 
 def base_config(args: argparse.Namespace, chart: bool) -> StudyConfig:
