@@ -109,21 +109,35 @@ class LongTailImageFolder(ImageFileDataset):
     :func:`~selfdamage.data.longtail_indices` and ``torch.utils.data.Subset`` to impose a
     profile. Files that are not images are skipped with a warning.
 
+    Class ids follow the sorted names of the split's own class folders, so a test split
+    without a ``dog/`` folder gives ``fox/`` a smaller label than the training split does.
+    Pass the training split's ``classes`` to a test split, so that both have the same
+    classes and labels (a class without a folder in the test split is a class without
+    items there).
+
     Args:
         root: The dataset folder.
         split: Its sub-folder: ``"train"``, ``"test"``, ``"val"``.
         transform: Maps a PIL image to the item, e.g. ``image_views(64)`` for two views.
         image_mode: ``"L"`` or ``"RGB"``; every image is converted to it.
+        classes: Class names in class-id order, instead of the sorted folder names: a
+            label is the position of the folder's name here. Every class folder of the
+            split must be named in it.
 
     Raises:
         FileNotFoundError: If the split folder is missing.
-        ValueError: If it has no class folders, or a class folder has no images.
+        TypeError: If ``classes`` is not a list or tuple of strings.
+        ValueError: If the split has no class folders, a class folder has no images,
+            ``classes`` is empty or names a class twice, or a class folder's name is not
+            in ``classes``.
 
     Examples:
         >>> from selfdamage.data import image_views
         >>> train = LongTailImageFolder("my_images", "train",
         ...     transform=image_views(64))  # doctest: +SKIP
         >>> (view0, view1), label, index = train[0]  # doctest: +SKIP
+        >>> test = LongTailImageFolder("my_images", "test",
+        ...     classes=train.classes)  # doctest: +SKIP
     """
 
     @warns_at_caller
@@ -134,8 +148,10 @@ class LongTailImageFolder(ImageFileDataset):
         *,
         transform: Callable[[Image.Image], Any] | None = None,
         image_mode: str = "RGB",
+        classes: Sequence[str] | None = None,
     ) -> None:
-        super().__init__(scan_image_folder(root, split), transform, image_mode=image_mode)
+        samples = scan_image_folder(root, split, classes=classes)
+        super().__init__(samples, transform, image_mode=image_mode)
 
 
 class ImageListDataset(ImageFileDataset):
@@ -157,8 +173,9 @@ class ImageListDataset(ImageFileDataset):
 
     Raises:
         FileNotFoundError: If the list file or images it lists do not exist.
-        TypeError: If ``classes`` holds something other than strings.
-        ValueError: If a line does not parse, or has a label that ``classes`` lacks.
+        TypeError: If ``classes`` is not a list or tuple of strings.
+        ValueError: If a line does not parse, or has a label that ``classes`` lacks, or
+            ``classes`` is empty or names a class twice.
 
     Examples:
         >>> from selfdamage.data import image_views

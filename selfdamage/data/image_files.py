@@ -4,7 +4,8 @@ Two layouts are read, the ones long-tail benchmarks and torchvision use:
 
 - an **image folder** (torchvision's ``ImageFolder``): ``ROOT/train/CLASS/*.png`` and
   ``ROOT/test/CLASS/*.png`` (or ``ROOT/val/...``), one sub-folder per class, class ids
-  in sorted order of the folder names (:func:`scan_image_folder`);
+  in sorted order of the folder names, or their positions in the ``classes`` a split is
+  read with (:func:`scan_image_folder`);
 - a **list file** (ImageNet-LT, Places-LT, iNaturalist): one ``relative/path label``
   line per image, paths relative to an image root (:func:`read_image_list`).
 
@@ -22,12 +23,15 @@ import logging
 import os
 import warnings
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from selfdamage._checks import name_list
 
 __all__ = ["IMAGE_EXTENSIONS", "ImageSamples", "read_image_list", "scan_image_folder"]
 
@@ -39,6 +43,7 @@ IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".pgm", ".png", ".ppm", ".t
 
 _GRAY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "F"})
 _SHOWN = 5  # paths quoted in an error message
+_FOLDERS = "train.classes or ('cat', 'dog')"  # an example of an image folder's classes
 DECODE_ERRORS = (OSError, SyntaxError, ValueError)
 """What PIL raises for a file it cannot read: not an image, truncated, corrupt."""
 
@@ -60,8 +65,9 @@ class ImageSamples:
     Attributes:
         paths: The image files.
         labels: Class id of every image, ``int64``, ids ``0 .. len(classes) - 1``.
-        classes: Class names, indexed by class id (folder names, or a list file's labels
-            as text: ``"0"`` up to its largest label, or the ``classes`` it was read with).
+        classes: Class names, indexed by class id: the sorted folder names, or a list
+            file's labels as text (``"0"`` up to its largest label); or the ``classes``
+            the split was read with.
         source: The folder or list file the samples come from (for messages).
 
     Examples:
@@ -83,25 +89,84 @@ class ImageSamples:
         return np.bincount(self.labels, minlength=len(self.classes))
 
 
-def scan_image_folder(root: str | Path, split: str = "train") -> ImageSamples:
+def _class_names(classes: object, what: str, example: str) -> tuple[str, ...]:
+    """``classes`` as a tuple of ``str``, if it is an ordered collection of distinct strings.
+
+    The check of the ``classes`` that :func:`read_image_list` and
+    :func:`scan_image_folder` take; ``what`` and ``example`` are for the message.
+
+    Raises:
+        TypeError: If ``classes`` is a single string, unordered (a set), not iterable, or
+            holds something other than strings.
+        ValueError: If it is empty or names a class twice.
+
+    Examples:
+        >>> _class_names(["cat", "dog"], "the class names", "('cat', 'dog')")
+        ('cat', 'dog')
+        >>> _class_names("cat", "the class names", "('cat', 'dog')")
+        Traceback (most recent call last):
+        ...
+        TypeError: classes must be the class names, e.g. ('cat', 'dog') (strings in class-id order), got classes='cat'.
+        >>> _class_names(("cat", "dog", "cat"), "the class names", "('cat', 'dog')")
+        Traceback (most recent call last):
+        ...
+        ValueError: classes must be distinct, got classes=('cat', 'dog', 'cat'): 'cat' is named 2 times; remove the repeats.
+    """  # noqa: E501
+    kind = f"{what}, e.g. {example} (strings in class-id order)"
+    unordered = isinstance(classes, (str, bytes, AbstractSet))
+    if unordered or not isinstance(classes, Iterable):
+        raise TypeError(f"classes must be {kind}, got classes={classes!r}.")
+    names = tuple(classes)
+    shown = f"{names[:_SHOWN]!r}{'...' if len(names) > _SHOWN else ''}"
+    if not all(isinstance(name, str) for name in names):
+        raise TypeError(f"classes must be {kind}, got classes={shown}.")
+    if not names:
+        raise ValueError(f"classes must name at least one class, got classes={names!r}.")
+    repeated = [(name, count) for name, count in Counter(names).items() if count > 1]
+    if repeated:
+        twice = name_list([f"{name!r} is named {count} times" for name, count in repeated])
+        raise ValueError(
+            f"classes must be distinct, got classes={shown}: {twice}; remove the repeats."
+        )
+    return tuple(str(name) for name in names)
+
+
+def scan_image_folder(
+    root: str | Path, split: str = "train", *, classes: Sequence[str] | None = None
+) -> ImageSamples:
     """The images of ``root/split/CLASS/...``, class ids in sorted order of ``CLASS``.
 
     Files whose names do not end in one of :data:`IMAGE_EXTENSIONS` are skipped, with one
     warning that counts them. Sub-folders of a class folder are searched too.
 
+    Without ``classes``, the class ids follow the sorted folder names of this split alone:
+    a test split that lacks a class folder numbers the classes after it differently from
+    the training split. Read it with the training split's ``classes`` to keep the training
+    ids: a class id is then the position of the folder's name in ``classes``, a class
+    without a folder here is a class without images, and a folder whose name ``classes``
+    lacks is an error.
+
     Args:
         root: The dataset folder.
         split: The split's sub-folder, e.g. ``"train"``, ``"test"`` or ``"val"``.
+        classes: Class names in class-id order, instead of the sorted folder names, e.g.
+            the training split's ``classes`` for the test split.
 
     Raises:
         FileNotFoundError: If ``root/split`` is not a folder.
-        ValueError: If it has no class folders, or a class folder has no images.
+        TypeError: If ``classes`` is not a list or tuple of strings.
+        ValueError: If the split has no class folders, a class folder has no images,
+            ``classes`` is empty or names a class twice, or the split has a class folder
+            whose name ``classes`` lacks.
 
     Examples:
         >>> samples = scan_image_folder("my_images", "train")  # doctest: +SKIP
         >>> samples.classes  # doctest: +SKIP
-        ('cat', 'dog')
+        ('cat', 'dog', 'fox')
+        >>> test = scan_image_folder("my_images", "test",
+        ...     classes=samples.classes)  # doctest: +SKIP
     """
+    given = None if classes is None else _class_names(classes, "the class names", _FOLDERS)
     folder = Path(root) / split
     if not folder.is_dir():
         raise FileNotFoundError(
@@ -109,16 +174,33 @@ def scan_image_folder(root: str | Path, split: str = "train") -> ImageSamples:
             f"IMAGE and {Path(root) / 'test'}/CLASS/IMAGE (or val/ instead of test/); "
             "check --data-dir."
         )
-    classes = tuple(sorted(entry.name for entry in os.scandir(folder) if entry.is_dir()))
-    if not classes:
+    folders = sorted(entry.name for entry in os.scandir(folder) if entry.is_dir())
+    if not folders:
         raise ValueError(
             f"{folder} has no class folders: put the images of each class into their own "
             f"sub-folder, e.g. {folder / 'CLASS_NAME' / 'image.png'}."
         )
+    if given is None:
+        names = tuple(folders)
+    else:
+        names = given
+        unknown = sorted(set(folders) - set(given))
+        if unknown:
+            raise ValueError(
+                f"{folder} has class folders that are not in classes: "
+                f"{name_list([repr(name) for name in unknown])} (split {split!r}, "
+                f"classes={name_list([repr(name) for name in given])}). Class ids are "
+                "positions in classes, so every folder of the split needs its name there: "
+                "rename or remove the folder, or add the class to classes (with the "
+                "training split's classes: add the class's images to the training split)."
+            )
+    present = set(folders)
     paths: list[str] = []
     labels: list[int] = []
     skipped: Counter[str] = Counter()
-    for label, name in enumerate(classes):
+    for label, name in enumerate(names):
+        if name not in present:  # a class of ``classes`` without a folder in this split
+            continue
         found = 0
         for directory, subdirs, files in os.walk(folder / name):
             subdirs.sort()
@@ -141,7 +223,7 @@ def scan_image_folder(root: str | Path, split: str = "train") -> ImageSamples:
             f"({kinds}); only {', '.join(IMAGE_EXTENSIONS)} are read.",
             stacklevel=2,
         )
-    return ImageSamples(paths, np.asarray(labels, dtype=np.int64), classes, str(folder))
+    return ImageSamples(paths, np.asarray(labels, dtype=np.int64), names, str(folder))
 
 
 def find_test_split(root: str | Path) -> str:
@@ -185,9 +267,10 @@ def read_image_list(
     Raises:
         FileNotFoundError: If the list file is missing, or paths in it do not exist (the
             message lists the first few).
-        TypeError: If ``classes`` holds something other than strings.
+        TypeError: If ``classes`` is not a list or tuple of strings.
         ValueError: If a line does not parse (the message names the file and line), the
-            file lists no image, or it has a label that ``classes`` lacks.
+            file lists no image, it has a label that ``classes`` lacks, or ``classes`` is
+            empty or names a class twice.
 
     Examples:
         >>> samples = read_image_list("ImageNet_LT_test.txt", "imagenet")  # doctest: +SKIP
@@ -196,12 +279,7 @@ def read_image_list(
     """
     list_path, root = Path(list_file), Path(image_root)
     if classes is not None:
-        classes = tuple(classes)
-        if not all(isinstance(name, str) for name in classes):
-            raise TypeError(
-                f"classes must be the labels as text, e.g. ('0', '1', '2'), got "
-                f"classes={classes[:_SHOWN]!r}{'...' if len(classes) > _SHOWN else ''}."
-            )
+        classes = _class_names(classes, "the labels as text", "('0', '1', '2')")
     if not list_path.is_file():
         raise FileNotFoundError(f"list file {list_path} does not exist; check its path.")
     paths: list[str] = []

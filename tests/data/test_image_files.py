@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -72,6 +73,74 @@ class TestScanImageFolder:
             scan_image_folder(tmp_path)
 
 
+class TestScanImageFolderClasses:
+    """``scan_image_folder(..., classes=...)``: a split read with another split's class ids."""
+
+    def test_test_split_without_a_class_keeps_the_training_ids(self, tmp_path: Path) -> None:
+        write_folder(tmp_path, {"cat": 2, "dog": 2, "fox": 2}, {"cat": 1, "fox": 2})
+        train = scan_image_folder(tmp_path, "train")
+        assert train.classes == ("cat", "dog", "fox")
+        # Alone, the test split numbers its own folders: fox is 1 there, 2 in train.
+        alone = scan_image_folder(tmp_path, "test")
+        assert alone.classes == ("cat", "fox") and alone.labels.tolist() == [0, 1, 1]
+        test = scan_image_folder(tmp_path, "test", classes=train.classes)
+        assert test.classes == ("cat", "dog", "fox")
+        assert test.labels.tolist() == [0, 2, 2]  # dog is a class without images
+        assert test.class_counts().tolist() == [1, 0, 2]
+        assert [Path(p).parent.name for p in test.paths] == ["cat", "fox", "fox"]
+
+    @pytest.mark.parametrize(
+        "given",
+        [["fox", "eel", "cat", "dog"], ("fox", "eel", "cat", "dog"),
+         np.array(["fox", "eel", "cat", "dog"])],
+        ids=["list", "tuple", "numpy"],
+    )  # fmt: skip
+    def test_ids_are_positions_in_classes(self, tmp_path: Path, given: Sequence[str]) -> None:
+        write_folder(tmp_path, {"cat": 2, "dog": 1, "fox": 3}, {"cat": 1})
+        samples = scan_image_folder(tmp_path, classes=given)
+        assert samples.classes == ("fox", "eel", "cat", "dog")
+        assert all(type(name) is str for name in samples.classes)
+        # Items in class-id order: fox (0) x3, cat (2) x2, dog (3) x1; eel has no folder.
+        assert samples.labels.tolist() == [0, 0, 0, 2, 2, 3]
+        assert [Path(p).parent.name for p in samples.paths] == ["fox"] * 3 + ["cat"] * 2 + ["dog"]
+
+    def test_folder_not_in_classes(self, tmp_path: Path) -> None:
+        write_folder(tmp_path, {"cat": 2, "dog": 2}, {"cat": 1, "eel": 1})
+        folder = tmp_path / "test"
+        with pytest.raises(
+            ValueError,
+            match=rf"{folder} has class folders that are not in classes: 'eel' \(split 'test', "
+            r"classes='cat', 'dog'\)\. .* rename or remove the folder, or add the class",
+        ):
+            scan_image_folder(tmp_path, "test", classes=("cat", "dog"))
+
+    def test_empty_class_folder_still_raises(self, tmp_path: Path) -> None:
+        write_folder(tmp_path, {"cat": 2, "dog": 2}, {"cat": 1})
+        (tmp_path / "test" / "dog").mkdir()
+        with pytest.raises(ValueError, match=r"class folder .*dog has no images"):
+            scan_image_folder(tmp_path, "test", classes=("cat", "dog"))
+
+    @pytest.mark.parametrize(
+        "given", ["cat", [0, 1], {"cat", "dog"}, 3], ids=["str", "ints", "set", "int"]
+    )
+    def test_classes_must_be_names(self, tmp_path: Path, given: object) -> None:
+        write_folder(tmp_path, {"cat": 2}, {"cat": 1})
+        with pytest.raises(
+            TypeError, match=r"classes must be the class names, e\.g\. train\.classes or"
+        ):
+            scan_image_folder(tmp_path, classes=given)  # type: ignore[arg-type]
+
+    def test_repeated_class(self, tmp_path: Path) -> None:
+        write_folder(tmp_path, {"cat": 2}, {"cat": 1})
+        with pytest.raises(ValueError, match=r"classes must be distinct, .*'cat' is named 2 times"):
+            scan_image_folder(tmp_path, classes=("cat", "dog", "cat"))
+
+    def test_no_classes(self, tmp_path: Path) -> None:
+        write_folder(tmp_path, {"cat": 2}, {"cat": 1})
+        with pytest.raises(ValueError, match="classes must name at least one class"):
+            scan_image_folder(tmp_path, classes=())
+
+
 class TestFindTestSplit:
     @pytest.mark.parametrize("split", ["test", "val"])
     def test_test_or_val(self, tmp_path: Path, split: str) -> None:
@@ -114,6 +183,14 @@ class TestReadImageList:
         _, test = write_lists(tmp_path, {0: 2, 1: 2}, {1: 1})
         with pytest.raises(TypeError, match=r"classes must be the labels as text, e\.g\. \('0'"):
             read_image_list(test, tmp_path / "images", classes=[0, 1])  # type: ignore[list-item]
+        # A single string is not its characters: "01" is not ("0", "1").
+        with pytest.raises(TypeError, match=r"classes must be the labels as text"):
+            read_image_list(test, tmp_path / "images", classes="01")
+
+    def test_repeated_class(self, tmp_path: Path) -> None:
+        _, test = write_lists(tmp_path, {0: 2, 1: 2}, {1: 1})
+        with pytest.raises(ValueError, match=r"classes must be distinct, .*'1' is named 2 times"):
+            read_image_list(test, tmp_path / "images", classes=("0", "1", "1"))
 
     def test_unknown_test_label(self, tmp_path: Path) -> None:
         _, test = write_lists(tmp_path, {1: 2}, {7: 1})
@@ -170,6 +247,14 @@ class TestCheckSplits:
         train = _samples([3, 3, 3], ("0", "1", "2"), "train.txt")
         test = _samples([2, 0, 1], ("0", "1", "2"), "test.txt")
         with pytest.raises(ValueError, match=r"classes \['1'\] are in train\.txt but not in test"):
+            check_splits(train, test)
+
+    def test_folder_read_with_the_training_classes_lacking_a_class(self, tmp_path: Path) -> None:
+        # The training classes keep the test ids aligned; a class still needs test images.
+        write_folder(tmp_path, {"cat": 2, "dog": 2}, {"cat": 1})
+        train = scan_image_folder(tmp_path, "train")
+        test = scan_image_folder(tmp_path, "test", classes=train.classes)
+        with pytest.raises(ValueError, match=r"classes \['dog'\] are in .*train but not in "):
             check_splits(train, test)
 
     def test_many_missing_classes_are_counted(self) -> None:
@@ -246,6 +331,20 @@ class TestDatasets:
         train = ImageListDataset(train_list, tmp_path / "images")
         aligned = ImageListDataset(test_list, tmp_path / "images", classes=train.classes)
         assert [aligned[i][1] for i in range(2)] == [1, 2] and aligned.classes == train.classes
+
+    def test_test_folder_without_a_class_takes_the_training_classes(self, tmp_path: Path) -> None:
+        write_folder(tmp_path, {"cat": 2, "dog": 2, "fox": 2}, {"cat": 1, "fox": 2})
+        train = LongTailImageFolder(tmp_path, "train")
+        alone = LongTailImageFolder(tmp_path, "test")
+        assert [alone[i][1] for i in range(3)] == [0, 1, 1] and alone.classes == ("cat", "fox")
+        test = LongTailImageFolder(tmp_path, "test", classes=train.classes)
+        assert [test[i][1] for i in range(3)] == [0, 2, 2]  # fox keeps its training label
+        assert test.classes == ("cat", "dog", "fox") and test.targets.tolist() == [0, 2, 2]
+        assert [test[i][2] for i in range(3)] == [0, 1, 2]
+        with pytest.raises(ValueError, match=r"class folders that are not in classes: 'fox'"):
+            LongTailImageFolder(tmp_path, "test", classes=("cat", "dog"))
+        with pytest.raises(TypeError, match="classes must be the class names"):
+            LongTailImageFolder(tmp_path, "test", classes="cat")
 
     def test_test_list_without_the_last_class_takes_the_training_classes(
         self, tmp_path: Path
