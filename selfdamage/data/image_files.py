@@ -174,26 +174,7 @@ def scan_image_folder(
             f"IMAGE and {Path(root) / 'test'}/CLASS/IMAGE (or val/ instead of test/); "
             "check --data-dir."
         )
-    folders = sorted(entry.name for entry in os.scandir(folder) if entry.is_dir())
-    if not folders:
-        raise ValueError(
-            f"{folder} has no class folders: put the images of each class into their own "
-            f"sub-folder, e.g. {folder / 'CLASS_NAME' / 'image.png'}."
-        )
-    if given is None:
-        names = tuple(folders)
-    else:
-        names = given
-        unknown = sorted(set(folders) - set(given))
-        if unknown:
-            raise ValueError(
-                f"{folder} has class folders that are not in classes: "
-                f"{name_list([repr(name) for name in unknown])} (split {split!r}, "
-                f"classes={name_list([repr(name) for name in given])}). Class ids are "
-                "positions in classes, so every folder of the split needs its name there: "
-                "rename or remove the folder, or add the class to classes (with the "
-                "training split's classes: add the class's images to the training split)."
-            )
+    folders, names = _class_folders(folder, split, given)
     present = set(folders)
     paths: list[str] = []
     labels: list[int] = []
@@ -224,6 +205,32 @@ def scan_image_folder(
             stacklevel=2,
         )
     return ImageSamples(paths, np.asarray(labels, dtype=np.int64), names, str(folder))
+
+
+def _class_folders(
+    folder: Path, split: str, given: tuple[str, ...] | None
+) -> tuple[list[str], tuple[str, ...]]:
+    """The class folders of ``folder``, sorted, and the class names in class-id order: the
+    folders' names, or ``given``, which must name every folder."""
+    folders = sorted(entry.name for entry in os.scandir(folder) if entry.is_dir())
+    if not folders:
+        raise ValueError(
+            f"{folder} has no class folders: put the images of each class into their own "
+            f"sub-folder, e.g. {folder / 'CLASS_NAME' / 'image.png'}."
+        )
+    if given is None:
+        return folders, tuple(folders)
+    unknown = sorted(set(folders) - set(given))
+    if unknown:
+        raise ValueError(
+            f"{folder} has class folders that are not in classes: "
+            f"{name_list([repr(name) for name in unknown])} (split {split!r}, "
+            f"classes={name_list([repr(name) for name in given])}). Class ids are "
+            "positions in classes, so every folder of the split needs its name there: "
+            "rename or remove the folder, or add the class to classes (with the "
+            "training split's classes: add the class's images to the training split)."
+        )
+    return folders, given
 
 
 def find_test_split(root: str | Path) -> str:
