@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import json
+import math
 import os
 import re
 import subprocess
@@ -235,6 +236,13 @@ def test_tiny_run_builds_nothing(kit: Path, bare_python: Path, tmp_path: Path) -
     assert results["evidence"]["chosen"]["epochs"] == 1
     measured = results["evidence"]["measured"]
     assert 0 < measured["probe_reserve_s"] < measured["eval_s"]
+    # The plan counts each evaluation as measured plus the probes' reserve: ceil(runs / jobs)
+    # waves of its epochs and one evaluation, 3 runs (variants) per class order.
+    plan = results["evidence"]["plan"]
+    waves = math.ceil(3 * plan["class_orders"] / plan["jobs"])
+    evaluation_s = measured["eval_s"] + measured["probe_reserve_s"]
+    predicted_s = waves * (plan["epochs"] * measured["epoch_s"] + evaluation_s)
+    assert plan["predicted_s"] == pytest.approx(predicted_s, rel=1e-9)
     assert [r["variant"] for r in results["runs"]].count("balanced") == 2
     assert results["summary"]["sdclr - baseline"]["orders"] == 2
     assert results["settings"]["chart"] is False

@@ -85,18 +85,18 @@ def main(argv: list[str] | None = None) -> int:
     smoke_wall = time.time() - began
     epoch_s, eval_s = measure(smoke_results["runs"])
     reserve_s = probe_reserve_s(smoke)
-    eval_s += reserve_s
     longest = max(sum(r["wall_time_s"][k] for k in ("pretrain", "evaluation"))
                   for r in smoke_results["runs"])  # fmt: skip
     overhead_s = max(0.0, smoke_wall - longest)  # process start, data loading, summary
     budget_s = args.deadline - time.time() - overhead_s - MARGIN_S
     print(f"measured: {epoch_s:.3f} s per epoch with {smoke.jobs} jobs in parallel, "
-          f"{eval_s:.1f} s per evaluation (with {reserve_s:.1f} s for unconverged probes), "
+          f"{eval_s:.1f} s per evaluation (planned with {reserve_s:.1f} s more for probes "
+          "that converge late), "
           f"{overhead_s:.1f} s overhead; "
           f"{budget_s:.0f} s left for the study")  # fmt: skip
     plan = plan_study(
         epoch_s=epoch_s,
-        eval_s=eval_s,
+        eval_s=eval_s + reserve_s,
         budget_s=max(budget_s, 1.0),
         runs_per_order=runs_per_order,
         max_jobs=jobs,
