@@ -8,6 +8,8 @@ from selfdamage._checks import check_module
 
 __all__ = ["check_predictor", "head_output_dim", "output_dim", "predictor_dim"]
 
+_LAST_LINEAR = "Use a head whose last nn.Linear gives the projection."
+
 
 def output_dim(head: nn.Module) -> int | None:
     """The ``out_features`` of the head's last ``nn.Linear``, or None if it has none."""
@@ -15,7 +17,7 @@ def output_dim(head: nn.Module) -> int | None:
     return linears[-1].out_features if linears else None
 
 
-def head_output_dim(head: nn.Module, *, needed_for: str, fix: str) -> int:
+def head_output_dim(head: nn.Module, needed_for: str, fix: str = _LAST_LINEAR) -> int:
     """:func:`output_dim` of ``head``, or a ValueError: to ``needed_for``, ``fix`` (a sentence).
 
     Examples:
@@ -38,11 +40,8 @@ def predictor_dim(head: nn.Module, default: str) -> int:
         Traceback (most recent call last):
         ValueError: Cannot read the head's output dimension (it has no nn.Linear) to build the default predictor. Pass predictor=Predictor(D, D) with D the head's output dimension.
     """  # noqa: E501
-    return head_output_dim(
-        head,
-        needed_for="build the default predictor",
-        fix=f"Pass predictor={default} with D the head's output dimension.",
-    )
+    fix = f"Pass predictor={default} with D the head's output dimension."
+    return head_output_dim(head, "build the default predictor", fix)
 
 
 def check_predictor(predictor: object, head: nn.Module) -> nn.Module:

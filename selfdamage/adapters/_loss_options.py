@@ -32,24 +32,19 @@ def default_temperature(temperature: object, default: float) -> float:
         >>> default_temperature(None, 0.2), default_temperature(0.5, 0.2)
         (0.2, 0.5)
     """
-    return check_real(
-        "temperature",
-        default if temperature is None else temperature,
-        0.0,
-        low_open=True,
-        fix=f"It divides the similarities; the default is {default}.",
-    )
+    value = default if temperature is None else temperature
+    fix = f"It divides the similarities; the default is {default}."
+    return check_real("temperature", value, 0.0, low_open=True, fix=fix)
 
 
-def negative_cosine_similarity(head: nn.Module) -> nn.Module:
+def negative_cosine_similarity(head: nn.Module) -> NegativeCosineSimilarity:
     """lightly's ``NegativeCosineSimilarity()``, the default loss of BYOL and SimSiam.
 
     Examples:
         >>> negative_cosine_similarity(nn.Identity())
         NegativeCosineSimilarity()
     """
-    module: nn.Module = NegativeCosineSimilarity()
-    return module
+    return NegativeCosineSimilarity()
 
 
 def reject_with_loss(loss: nn.Module | None, **options: object) -> None:

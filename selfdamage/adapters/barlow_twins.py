@@ -44,7 +44,6 @@ class BarlowTwinsAdapter(TwoViewAdapter):
     default_head = lightly_head(BarlowTwinsProjectionHead, 2048, 2048)
 
     @staticmethod
-    def default_loss(head: nn.Module) -> nn.Module:
+    def default_loss(head: nn.Module) -> BarlowTwinsLoss:
         """lightly's ``BarlowTwinsLoss()``."""
-        module: nn.Module = BarlowTwinsLoss()
-        return module
+        return BarlowTwinsLoss()

@@ -115,23 +115,15 @@ class SelfDamagingAdapter(nn.Module):
         loss: nn.Module | None,
         **keywords: Any,
     ) -> None:
-        """The body of every adapter's ``__init__``.
+        """The body of every adapter's ``__init__``: routes ``options`` and ``keywords`` to
+        the builders, then builds head, predictor, loss, method modules, wrapper, method state.
 
-        Routes ``options`` and ``keywords``: ``predictor``; :meth:`default_loss`'s options
-        (refused next to ``loss``); :meth:`method_modules`'s; the wrapper options; and a
-        ``TemperatureSchedule`` as ``temperature=``, kept as ``temperature_schedule`` to
-        drive the (given or default) loss's float ``temperature``. Builds head, predictor,
-        loss (in that order), method modules, wrapper, method state.
+        A ``TemperatureSchedule`` as ``temperature=`` becomes ``temperature_schedule``, which
+        drives the (given or default) loss's float ``temperature``.
         """
         nn.Module.__init__(self)
-        feature_dim = check_int(
-            "feature_dim",
-            feature_dim,
-            1,
-            what="positive",
-            fix="Pass the number of features per sample that the backbone outputs "
-            "(512 for a ResNet-18).",
-        )
+        fix = "Pass the backbone's number of features per sample (512 for a ResNet-18)."
+        feature_dim = check_int("feature_dim", feature_dim, 1, what="positive", fix=fix)
         given = {**options, **keywords}
         schedule: TemperatureSchedule | None = None
         if isinstance(given.get("temperature"), TemperatureSchedule):
@@ -319,15 +311,8 @@ class MomentumAdapter(SelfDamagingAdapter):
             TypeError: If ``m`` is not a real number.
             ValueError: If ``m`` is not in ``[0, 1]``.
         """
-        m = check_real(
-            "m",
-            m,
-            0.0,
-            1.0,
-            what="a momentum in [0, 1]",
-            fix="It is a momentum, e.g. "
-            "lightly.utils.scheduler.cosine_schedule(step, max_steps, 0.996, 1.0).",
-        )
+        fix = "Use e.g. lightly.utils.scheduler.cosine_schedule(step, max_steps, 0.996, 1.0)."
+        m = check_real("m", m, 0.0, 1.0, what="a momentum in [0, 1]", fix=fix)
         for online, ema in self._momentum_pairs():
             update_momentum(online, ema, m)
 

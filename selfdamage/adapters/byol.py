@@ -45,11 +45,10 @@ class BYOLAdapter(PredictorAdapter, MomentumAdapter):
     default_head = lightly_head(BYOLProjectionHead, 4096, 256)
 
     @staticmethod
-    def default_predictor(head: nn.Module, feature_dim: int) -> nn.Module:
+    def default_predictor(head: nn.Module, feature_dim: int) -> BYOLPredictionHead:
         """lightly's ``BYOLPredictionHead(D, 4096, D)``, ``D`` the head's output dimension."""
         head_dim = predictor_dim(head, "BYOLPredictionHead(D, 4096, D)")
-        module: nn.Module = BYOLPredictionHead(head_dim, 4096, head_dim)
-        return module
+        return BYOLPredictionHead(head_dim, 4096, head_dim)
 
     default_loss = staticmethod(negative_cosine_similarity)
 

@@ -19,9 +19,6 @@ from selfdamage.adapters.registry import register_adapter
 
 __all__ = ["DINOAdapter"]
 
-_HEAD_SIZES = (512, 64, 2048)
-"""Hidden, bottleneck and output size of the default head: lightly's examples/pytorch/dino.py."""
-
 
 @register_adapter("dino")
 class DINOAdapter(MomentumAdapter):
@@ -76,26 +73,20 @@ class DINOAdapter(MomentumAdapter):
     """
 
     @staticmethod
-    def default_head(feature_dim: int) -> nn.Module:
+    def default_head(feature_dim: int) -> DINOProjectionHead:
         """lightly's ``DINOProjectionHead(feature_dim, 512, 64, 2048, freeze_last_layer=1)``;
         torch's ``weight_norm`` deprecation ``FutureWarning`` is silenced (not actionable)."""
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", "`torch.nn.utils.weight_norm` is deprecated")
-            module: nn.Module = DINOProjectionHead(feature_dim, *_HEAD_SIZES, freeze_last_layer=1)
-            return module
+            return DINOProjectionHead(feature_dim, 512, 64, 2048, freeze_last_layer=1)
 
     @staticmethod
-    def default_loss(head: nn.Module) -> nn.Module:
+    def default_loss(head: nn.Module) -> DINOLoss:
         """``DINOLoss(D, warmup_teacher_temp_epochs=5)``, ``D`` the head's output dimension."""
-        module: nn.Module = DINOLoss(
-            head_output_dim(
-                head,
-                needed_for="build the default loss",
-                fix="Pass loss=DINOLoss(output_dim=D) with D the head's output dimension.",
-            ),
-            warmup_teacher_temp_epochs=5,
+        fix = "Pass loss=DINOLoss(output_dim=D) with D the head's output dimension."
+        return DINOLoss(
+            head_output_dim(head, "build the default loss", fix), warmup_teacher_temp_epochs=5
         )
-        return module
 
     def check_loss(self, loss: nn.Module, head: nn.Module) -> None:
         """Raises if a ``DINOLoss`` centers outputs of another size than the head's."""
@@ -112,7 +103,7 @@ class DINOAdapter(MomentumAdapter):
         if not default_head:
             _detach_computed_weights(encoder.head)
             return copy.deepcopy(encoder.head)
-        teacher = self.default_head(encoder.feature_dim)
+        teacher: nn.Module = self.default_head(encoder.feature_dim)
         teacher.load_state_dict(encoder.head.state_dict())
         return teacher
 

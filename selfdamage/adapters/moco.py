@@ -73,7 +73,7 @@ class MoCoAdapter(MomentumAdapter):
     @staticmethod
     def default_loss(
         head: nn.Module, temperature: float | None = None, memory_bank_size: int | None = None
-    ) -> nn.Module:
+    ) -> NTXentLoss:
         """``NTXentLoss(temperature, memory_bank_size=(memory_bank_size, D))``, 0.2 and 4096.
 
         ``D`` is the head's output dimension; ``memory_bank_size=0`` gives no bank.
@@ -82,18 +82,10 @@ class MoCoAdapter(MomentumAdapter):
         size = check_int("memory_bank_size", size, 0, what="a number of keys >= 0 (0 for no bank)")
         bank_size: int | tuple[int, int] = 0
         if size > 0:
-            bank_size = (
-                size,
-                head_output_dim(
-                    head,
-                    needed_for="size the memory bank",
-                    fix="Pass loss=NTXentLoss(memory_bank_size=(4096, output_dim)) or "
-                    "memory_bank_size=0.",
-                ),
-            )
+            fix = "Pass loss=NTXentLoss(memory_bank_size=(4096, output_dim)) or memory_bank_size=0."
+            bank_size = (size, head_output_dim(head, "size the memory bank", fix))
         temperature = default_temperature(temperature, 0.2)
-        module: nn.Module = NTXentLoss(temperature=temperature, memory_bank_size=bank_size)
-        return module
+        return NTXentLoss(temperature=temperature, memory_bank_size=bank_size)
 
     def check_loss(self, loss: nn.Module, head: nn.Module) -> None:
         """Raises if the loss's memory bank holds keys of another size than the head's."""

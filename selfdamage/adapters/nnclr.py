@@ -75,17 +75,15 @@ class NNCLRAdapter(PredictorAdapter):
     default_head = lightly_head(NNCLRProjectionHead, None, 128)
 
     @staticmethod
-    def default_predictor(head: nn.Module, feature_dim: int) -> nn.Module:
+    def default_predictor(head: nn.Module, feature_dim: int) -> NNCLRPredictionHead:
         """lightly's ``NNCLRPredictionHead(D, feature_dim, D)``, ``D`` the head's output size."""
         head_dim = _projection_dim(head)
-        module: nn.Module = NNCLRPredictionHead(head_dim, feature_dim, head_dim)
-        return module
+        return NNCLRPredictionHead(head_dim, feature_dim, head_dim)
 
     @staticmethod
-    def default_loss(head: nn.Module, temperature: float | None = None) -> nn.Module:
+    def default_loss(head: nn.Module, temperature: float | None = None) -> NTXentLoss:
         """``NTXentLoss(temperature)``, by default at 0.1 (the NNCLR paper's)."""
-        module: nn.Module = NTXentLoss(temperature=default_temperature(temperature, 0.1))
-        return module
+        return NTXentLoss(temperature=default_temperature(temperature, 0.1))
 
     def method_modules(
         self,
@@ -98,13 +96,8 @@ class NNCLRAdapter(PredictorAdapter):
         """The support set, ``memory_bank``: lightly's ``NNMemoryBankModule`` of the dense
         projections, ``memory_bank_size`` of them."""
         check_bool("gather_distributed", gather_distributed)
-        size = check_int(
-            "memory_bank_size",
-            memory_bank_size,
-            1,
-            what="a positive number of projections",
-            fix="NNCLR needs a support set; lightly's example uses 4096.",
-        )
+        what, fix = "a positive number", "NNCLR needs a support set; lightly's example uses 4096."
+        size = check_int("memory_bank_size", memory_bank_size, 1, what=what, fix=fix)
         bank = NNMemoryBankModule(size=(size, _projection_dim(encoder.head)))
         bank.gather_distributed = gather_distributed
         return {"memory_bank": bank}
@@ -130,8 +123,4 @@ class NNCLRAdapter(PredictorAdapter):
 
 def _projection_dim(head: nn.Module) -> int:
     """The head's output size, which sizes the support set and the default predictor."""
-    return head_output_dim(
-        head,
-        needed_for="size the support set",
-        fix="Use a head whose last nn.Linear gives the projection.",
-    )
+    return head_output_dim(head, "size the support set")

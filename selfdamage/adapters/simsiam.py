@@ -45,11 +45,10 @@ class SimSiamAdapter(PredictorAdapter):
     default_head = lightly_head(SimSiamProjectionHead, None, 128)
 
     @staticmethod
-    def default_predictor(head: nn.Module, feature_dim: int) -> nn.Module:
+    def default_predictor(head: nn.Module, feature_dim: int) -> SimSiamPredictionHead:
         """lightly's ``SimSiamPredictionHead(D, D // 2, D)``, ``D`` the head's output size."""
         head_dim = predictor_dim(head, "SimSiamPredictionHead(D, D // 2, D)")
-        module: nn.Module = SimSiamPredictionHead(head_dim, max(1, head_dim // 2), head_dim)
-        return module
+        return SimSiamPredictionHead(head_dim, max(1, head_dim // 2), head_dim)
 
     default_loss = staticmethod(negative_cosine_similarity)
 

@@ -70,11 +70,7 @@ class TiCoAdapter(MomentumAdapter):
 
     def check_loss(self, loss: nn.Module, head: nn.Module) -> None:
         """Raises unless ``loss`` is a ``TiCoLoss`` and the head's output size can be read."""
-        head_output_dim(
-            head,
-            needed_for="size TiCo's running covariance C",
-            fix="Use a head whose last nn.Linear gives the projection.",
-        )
+        head_output_dim(head, "size TiCo's running covariance C")
         if not isinstance(loss, TiCoLoss):
             raise TypeError(
                 f"loss must be a lightly TiCoLoss, got {type(loss).__name__}: the adapter "

@@ -44,7 +44,6 @@ class VICRegAdapter(TwoViewAdapter):
     default_head = lightly_head(VICRegProjectionHead, 2048, 2048, num_layers=2)
 
     @staticmethod
-    def default_loss(head: nn.Module) -> nn.Module:
+    def default_loss(head: nn.Module) -> VICRegLoss:
         """lightly's ``VICRegLoss()``."""
-        module: nn.Module = VICRegLoss()
-        return module
+        return VICRegLoss()

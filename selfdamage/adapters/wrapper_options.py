@@ -39,9 +39,9 @@ class WrapperOptions(TypedDict, total=False):
         >>> from selfdamage.adapters import SimCLRAdapter
         >>> options: WrapperOptions = {"random_ratio": 0.1, "prunable": (nn.Conv2d, nn.Linear)}
         >>> backbone = nn.Sequential(nn.Conv2d(3, 16, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        >>> model = SimCLRAdapter(backbone, 16, prune_ratio=0.9, **options)
+        >>> model = SimCLRAdapter(backbone, 16, prune_ratio=0.5, **options)
         >>> model.wrapper.damage
-        WeightDamage(prune_ratio=0.9, random_ratio=0.1, prunable='Conv2d,Linear')
+        WeightDamage(prune_ratio=0.5, random_ratio=0.1, prunable='Conv2d,Linear')
     """
 
     damage: Damage | None
