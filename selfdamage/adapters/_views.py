@@ -80,23 +80,16 @@ def _tensor_pair(x0: object, x1: object) -> tuple[Tensor, Tensor] | None:
 
 def _check_one_sample(training: nn.Module | None, two_samples_because: str | None) -> None:
     """Raises if one sample per view is too few for a training BatchNorm1d or the loss."""
-    if training is not None:
-        batch_norm = next(
-            (
-                name
-                for name, m in training.named_modules()
-                if isinstance(m, nn.BatchNorm1d) and m.training
-            ),
-            None,
+    modules = [] if training is None else training.named_modules()
+    norms = [name for name, m in modules if isinstance(m, nn.BatchNorm1d) and m.training]
+    if norms:
+        raise ValueError(
+            f"x0 and x1 must hold at least 2 samples in training mode, got "
+            f"x0.shape[0]=1: the encoder's BatchNorm1d {norms[0]!r} (e.g. in "
+            "the projection head) normalizes each feature over the batch, and one "
+            "sample has no variance. Use a larger batch (drop_last=True in the "
+            "DataLoader), or call .eval() to run with the running statistics."
         )
-        if batch_norm is not None:
-            raise ValueError(
-                f"x0 and x1 must hold at least 2 samples in training mode, got "
-                f"x0.shape[0]=1: the encoder's BatchNorm1d {batch_norm!r} (e.g. in "
-                "the projection head) normalizes each feature over the batch, and one "
-                "sample has no variance. Use a larger batch (drop_last=True in the "
-                "DataLoader), or call .eval() to run with the running statistics."
-            )
     if two_samples_because is not None:
         raise ValueError(
             f"x0 and x1 must hold at least 2 samples, got x0.shape[0]=1: "
