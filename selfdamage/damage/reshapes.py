@@ -44,12 +44,14 @@ def unfollowable_reshapes(output: Any) -> Counter[int]:
     """
     ranks: Counter[int] = Counter()
     stack = [t.grad_fn for t in tp.utils.flatten_as_list(output) if isinstance(t, Tensor)]
-    seen: set[int] = set()
+    # Holding each node keeps its Python object, so its id, unique: torch hands out one
+    # object per live node, and a freed object's id goes to the next one made.
+    seen: dict[int, Any] = {}
     while stack:
         fn = stack.pop()
         if fn is None or id(fn) in seen:
             continue
-        seen.add(id(fn))
+        seen[id(fn)] = fn
         name = fn.name().lower()
         if "view" in name or "reshape" in name:  # torch-pruning's own test for a reshape
             sizes = getattr(fn, "_saved_self_sym_sizes", getattr(fn, "_saved_self_sizes", None))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import weakref
 from typing import Any
 
 import pytest
@@ -147,6 +148,50 @@ class TestTracingErrors:
         # By construction: one 6-d input (the window reshape), one 5-d (the shuffle).
         assert dict(unfollowable_reshapes([windows, shuffled, flat])) == {5: 1, 6: 1}
         assert dict(unfollowable_reshapes(flat)) == {}
+
+    def test_every_reshape_of_a_long_chain_is_counted(self) -> None:
+        from selfdamage.damage import unfollowable_reshapes
+
+        conv, y = nn.Conv2d(8, 8, 3, padding=1), torch.randn(2, 8, 4, 4)
+        for _ in range(20):  # 20 shuffle blocks, so 20 views of a 5-d tensor
+            y = conv(y).view(2, 2, 4, 4, 4).transpose(1, 2).reshape(2, 8, 4, 4)
+        assert dict(unfollowable_reshapes(y)) == {5: 20}  # counted 1 under torch 2.11 once
+
+    def test_nodes_are_told_apart_while_torch_frees_their_python_objects(self) -> None:
+        # torch 2.11 keeps an autograd node's Python object only while it is referenced, so
+        # a freed node's id goes to the next one made; a walk that remembers ids of freed
+        # nodes skips nodes it never saw. A chain of 20 such nodes, each a 5-d view:
+        from selfdamage.damage import unfollowable_reshapes
+
+        live: weakref.WeakValueDictionary[int, Node] = weakref.WeakValueDictionary()
+
+        class Node:
+            _saved_self_sym_sizes = (2, 2, 4, 4, 4)
+
+            def __init__(self, depth: int) -> None:
+                self.depth = depth
+
+            @staticmethod
+            def at(depth: int) -> Node:
+                node = live.get(depth)
+                if node is None:
+                    node = live[depth] = Node(depth)
+                return node
+
+            def name(self) -> str:
+                return "ViewBackward0"
+
+            @property
+            def next_functions(self) -> tuple[tuple[Node, int], ...]:
+                return ((Node.at(self.depth + 1), 0),) if self.depth < 19 else ()
+
+        class Output(Tensor):
+            @property
+            def grad_fn(self) -> Node:  # type: ignore[override]
+                return Node.at(0)
+
+        output = Tensor._make_subclass(Output, torch.zeros(1))
+        assert dict(unfollowable_reshapes(output)) == {5: 20}
 
     def test_channel_shuffle_is_rejected_before_torch_pruning_runs(
         self, monkeypatch: pytest.MonkeyPatch
