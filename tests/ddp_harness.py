@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -43,8 +44,15 @@ def _entry(
     try:
         result = worker(rank, world, *args)
         torch.save(result, Path(out) / f"rank{rank}.pt")
-    finally:
+        dist.barrier()  # every rank is done with every collective
+    except BaseException:
         dist.destroy_process_group()
+        raise
+    # Ends without destroy_process_group: under torch 2.5 it can deadlock (it holds the GIL
+    # while a gloo thread needs it to free a tensor). The system closes the connections.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _free_port() -> int:
